@@ -1,0 +1,80 @@
+//! Flags every server binary shares.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use tokio::net::TcpListener;
+
+/// Logging and shutdown flags, flattened into each server's own arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Log filter, e.g. `info` or `heist_audit=debug,info` (tracing EnvFilter syntax).
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// How long to let in-flight calls finish after SIGINT/SIGTERM before
+    /// closing connections, e.g. `5s` or `500ms`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub grace_period: Duration,
+
+    /// Once listening, write the bound address (`IP:PORT`) to this file;
+    /// handy with `--listen 127.0.0.1:0`, which picks a free port.
+    #[arg(long, value_name = "PATH")]
+    pub addr_file: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// Binds `address` and, if asked, writes the bound address to `--addr-file`.
+    pub async fn bind(&self, address: SocketAddr) -> std::io::Result<TcpListener> {
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
+        })?;
+        if let Some(path) = &self.addr_file {
+            let bound = listener.local_addr()?;
+            let temporary = path.with_extension("tmp");
+            std::fs::write(&temporary, bound.to_string())?;
+            std::fs::rename(&temporary, path)?;
+        }
+        Ok(listener)
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration; write e.g. 500ms, 5s or 2m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}` has unknown unit `{unit}`; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        assert!(parse_duration("soon").unwrap_err().contains("500ms"));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").is_err());
+    }
+}

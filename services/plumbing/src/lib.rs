@@ -1,0 +1,25 @@
+//! What every heist mesh server shares, so that each service is only its own logic.
+//!
+//! - [`serve`]: serve one tonic service on a listener with the standard
+//!   `grpc.health.v1` protocol (NOT_SERVING until ready, SERVING, NOT_SERVING
+//!   again when draining), server reflection v1 and v1alpha, and graceful
+//!   shutdown within a grace period.
+//! - [`telemetry`]: tracing subscriber, OpenTelemetry provider with
+//!   `service.name`, W3C trace-context and baggage propagators, OTLP export when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and a flush on exit.
+//! - [`propagation`]: the client layer that opens a span per call and injects
+//!   trace context and baggage into metadata, the server layer that extracts
+//!   them and parents the request span, and the session ID in baggage.
+//! - [`session_span`]: the span processor that copies baggage `session.id` onto every span.
+//! - [`status`]: the one mapping from service errors to `tonic::Status`.
+//! - [`cli`] and [`shutdown`]: the flags and signals every binary shares.
+
+pub mod cli;
+pub mod propagation;
+pub mod serve;
+pub mod session_span;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use serve::{ServeOptions, serve};

@@ -1,0 +1,129 @@
+//! Serving one tonic service the way every heist mesh server does.
+//!
+//! The server answers `grpc.health.v1.Health` from the first moment, but says
+//! NOT_SERVING until the service's `ready` future resolves; then SERVING; and
+//! NOT_SERVING again as soon as shutdown starts, before connections drain.
+//! Reflection (v1 and v1alpha, for grpcurl 1.8) lists the service and health.
+
+use std::{convert::Infallible, future::Future, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    body::Body,
+    server::NamedService,
+    service::Routes,
+    transport::Server,
+};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower::Service;
+
+use crate::propagation::ServerTraceLayer;
+
+/// Why a server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A descriptor set for reflection does not decode.
+    #[error("cannot build reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// How a server behaves around its service.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How long in-flight calls may run after shutdown starts.
+    pub grace_period: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains
+/// within the grace period. Health turns SERVING when `ready` resolves.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    ready: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_status(&reporter, S::NAME, ServingStatus::NotServing).await;
+
+    let readiness = {
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            ready.await;
+            set_status(&reporter, S::NAME, ServingStatus::Serving).await;
+            tracing::info!(service = S::NAME, "serving");
+        })
+    };
+
+    let mut routes = Routes::new(health_service);
+    routes = routes
+        .add_service(reflection_builder().build_v1()?)
+        .add_service(reflection_builder().build_v1alpha()?)
+        .add_service(service);
+
+    let draining = {
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            readiness.abort();
+            set_status(&reporter, S::NAME, ServingStatus::NotServing).await;
+            tracing::info!(service = S::NAME, "draining");
+        }
+    };
+    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = Server::builder()
+        .layer(ServerTraceLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            draining.await;
+            let _ = drain_started_tx.send(());
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        outcome = &mut server => return outcome.map_err(ServeError::from),
+        _ = drain_started_rx => {}
+    }
+    match tokio::time::timeout(options.grace_period, server).await {
+        Ok(outcome) => outcome?,
+        Err(_) => tracing::warn!(
+            service = S::NAME,
+            grace_period = ?options.grace_period,
+            "grace period over; closing open calls"
+        ),
+    }
+    Ok(())
+}
+
+/// Sets the status of the service and of the whole server (`""`), which is
+/// what `grpc_health_probe` and Kubernetes ask for.
+async fn set_status(reporter: &HealthReporter, service: &str, status: ServingStatus) {
+    reporter.set_service_status(service, status).await;
+    reporter.set_service_status("", status).await;
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(heist_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
