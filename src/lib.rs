@@ -6,6 +6,9 @@
 //!   port (it writes the bound address to `--addr-file`), stopped with SIGTERM
 //!   or killed with SIGKILL.
 //!
+//! - [`TestAuth`]: a signing key and an authenticator that trusts it, to
+//!   mint tokens with any scopes for in-process services.
+//!
 //! The end-to-end tests in `tests/` are built on these.
 
 use std::{
@@ -16,6 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heist_plumbing::auth::{AuthConfig, Authenticator, BearerInterceptor, MESH_AUDIENCE};
+use heist_tokens::{SigningKey, TokenIssuer};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
@@ -97,6 +102,52 @@ impl Drop for TestServer {
     }
 }
 
+/// A token issuer and an authenticator that trusts it, for in-process services.
+#[derive(Debug, Clone)]
+pub struct TestAuth {
+    /// Signs test tokens.
+    pub issuer: TokenIssuer,
+    /// Verifies them (hand it to a service's `run`).
+    pub authenticator: Authenticator,
+}
+
+impl Default for TestAuth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestAuth {
+    /// A fresh key, issuer `heist-test`, audience [`MESH_AUDIENCE`].
+    pub fn new() -> Self {
+        let key = SigningKey::generate().expect("generate a signing key");
+        let issuer = TokenIssuer::new(key, "heist-test", MESH_AUDIENCE, Duration::from_secs(300));
+        let authenticator =
+            Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new("http://unused"));
+        Self {
+            issuer,
+            authenticator,
+        }
+    }
+
+    /// A token for `client` with `scopes`.
+    pub fn token(&self, client: &str, scopes: &[&str]) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        self.issuer
+            .issue(client, scopes, now)
+            .expect("issue a token")
+            .token
+    }
+
+    /// An interceptor sending a token with `scopes`.
+    pub fn bearer(&self, scopes: &[&str]) -> BearerInterceptor {
+        BearerInterceptor::new(&self.token("tester", scopes))
+    }
+}
+
 /// A lazily connected channel to `addr`.
 pub fn channel_to(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
@@ -106,7 +157,10 @@ pub fn channel_to(addr: SocketAddr) -> Channel {
 }
 
 /// Asks `addr`'s health service about `service` (`""` for the whole server).
-pub async fn health_status(addr: SocketAddr, service: &str) -> Result<ServingStatus, tonic::Status> {
+pub async fn health_status(
+    addr: SocketAddr,
+    service: &str,
+) -> Result<ServingStatus, tonic::Status> {
     let mut client = HealthClient::new(channel_to(addr));
     let response = client
         .check(HealthCheckRequest {
@@ -128,7 +182,9 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> Result<(), S
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(format!("{addr} not SERVING after {STARTUP_TIMEOUT:?}: {last}"))
+    Err(format!(
+        "{addr} not SERVING after {STARTUP_TIMEOUT:?}: {last}"
+    ))
 }
 
 /// The directory cargo puts this workspace's binaries in.
@@ -212,7 +268,9 @@ impl ServiceProcess {
                 )));
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other(format!("{name} did not bind in time")));
+                return Err(std::io::Error::other(format!(
+                    "{name} did not bind in time"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -22,6 +22,28 @@ pub struct CommonArgs {
     pub addr_file: Option<PathBuf>,
 }
 
+/// How a protected service reaches OAuth to verify tokens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthArgs {
+    /// The OAuth service whose public keys verify callers' tokens.
+    #[arg(long, env = "HEIST_OAUTH_URL", default_value = "http://127.0.0.1:8001")]
+    pub oauth_url: String,
+
+    /// How often to poll OAuth's revocation list (revoked tokens are refused
+    /// here at most this long after revocation).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub revocation_poll: Duration,
+}
+
+impl AuthArgs {
+    /// The authenticator these flags describe.
+    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, tonic::transport::Error> {
+        let mut config = crate::auth::AuthConfig::new(self.oauth_url.clone());
+        config.revocation_poll = self.revocation_poll;
+        crate::auth::Authenticator::new(&config)
+    }
+}
+
 impl CommonArgs {
     /// Binds `address` and, if asked, writes the bound address to `--addr-file`.
     pub async fn bind(&self, address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -53,7 +75,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("`{text}` has unknown unit `{unit}`; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "`{text}` has unknown unit `{unit}`; use ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
@@ -74,7 +100,11 @@ mod tests {
     #[test]
     fn bad_durations_say_how_to_write_one() {
         assert!(parse_duration("soon").unwrap_err().contains("500ms"));
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("-1s").is_err());
     }
 }

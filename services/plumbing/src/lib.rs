@@ -11,9 +11,11 @@
 //!   trace context and baggage into metadata, the server layer that extracts
 //!   them and parents the request span, and the session ID in baggage.
 //! - [`session_span`]: the span processor that copies baggage `session.id` onto every span.
+//! - [`auth`]: the bearer-token layer every protected service sits behind.
 //! - [`status`]: the one mapping from service errors to `tonic::Status`.
 //! - [`cli`] and [`shutdown`]: the flags and signals every binary shares.
 
+pub mod auth;
 pub mod cli;
 pub mod propagation;
 pub mod serve;

@@ -65,7 +65,9 @@ pub fn extract(headers: &HeaderMap) -> Context {
 
 /// The session ID in a context's baggage, if any.
 pub fn session_id_of(cx: &Context) -> Option<String> {
-    cx.baggage().get(SESSION_ID_KEY).map(|value| value.to_string())
+    cx.baggage()
+        .get(SESSION_ID_KEY)
+        .map(|value| value.to_string())
 }
 
 struct HeaderInjector<'a>(&'a mut HeaderMap);
@@ -180,6 +182,7 @@ where
             otel.status_code = Empty,
             otel.status_description = Empty,
             session.id = Empty,
+            client.id = Empty,
         );
         let parent = extract(request.headers());
         if let Some(session_id) = session_id_of(&parent) {

@@ -1,0 +1,135 @@
+//! Audit ingest benchmark: messages/s stored by 1 and 64 concurrent writers
+//! against the real `heist-audit` binary (release), and, in the same run and
+//! on the same channel, the rate of empty unary calls (health Check) at the
+//! same concurrency: the floor the ingest rate is compared with.
+//!
+//! Run: `scripts/bench_audit.sh` (builds release, then runs this).
+//! Prints a table and one JSON line; figures are medians of the rounds.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use heist_mesh::{ServiceProcess, binary, channel_to, wait_until_serving};
+use heist_proto::v1::{
+    CreateSessionRequest, StoreMessageRequest, audit_service_client::AuditServiceClient,
+};
+use tonic::transport::Channel;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+const ROUND: Duration = Duration::from_secs(2);
+const ROUNDS: usize = 3;
+const CONCURRENCY: [usize; 2] = [1, 64];
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Floor,
+    Ingest,
+}
+
+async fn one_round(channel: &Channel, workload: Workload, writers: usize, round: usize) -> f64 {
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + ROUND;
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let channel = channel.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut audit = AuditServiceClient::new(channel.clone());
+                let mut health = HealthClient::new(channel);
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let ok = match workload {
+                        Workload::Floor => {
+                            health.check(HealthCheckRequest::default()).await.is_ok()
+                        }
+                        Workload::Ingest => audit
+                            .store_message(StoreMessageRequest {
+                                session_id: "bench".into(),
+                                turn_id: n as i64,
+                                agent_name: "planner".into(),
+                                agent_role: "Strategic Planner".into(),
+                                message: "We enter through the loading dock at 02:10, \
+                                          when the east camera blinks."
+                                    .into(),
+                                is_error: false,
+                                idempotency_key: format!("r{round}-w{writer}-{n}"),
+                            })
+                            .await
+                            .is_ok(),
+                    };
+                    assert!(ok, "call failed during the benchmark");
+                    n += 1;
+                }
+                counter.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    counter.load(Ordering::Relaxed) as f64
+        / started.elapsed().as_secs_f64().max(ROUND.as_secs_f64())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let _audit = ServiceProcess::start(
+        &binary("heist-audit"),
+        &["--db", "bench.db", "--log", "warn"],
+        "127.0.0.1:0",
+        dir.path(),
+    )
+    .expect("start heist-audit");
+    wait_until_serving(_audit.addr, "heist.v1.AuditService")
+        .await
+        .expect("audit serving");
+    let channel = channel_to(_audit.addr);
+    AuditServiceClient::new(channel.clone())
+        .create_session(CreateSessionRequest {
+            session_id: "bench".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create session");
+
+    println!("audit ingest, {ROUNDS} rounds of {ROUND:?} each, medians");
+    println!(
+        "{:>8} {:>14} {:>14} {:>8}",
+        "writers", "messages/s", "floor calls/s", "ratio"
+    );
+    let mut json = Vec::new();
+    let mut round_id = 0;
+    for writers in CONCURRENCY {
+        let mut ingest = Vec::new();
+        let mut floor = Vec::new();
+        for _ in 0..ROUNDS {
+            floor.push(one_round(&channel, Workload::Floor, writers, round_id).await);
+            ingest.push(one_round(&channel, Workload::Ingest, writers, round_id).await);
+            round_id += 1;
+        }
+        let (ingest, floor) = (median(ingest), median(floor));
+        println!(
+            "{writers:>8} {ingest:>14.0} {floor:>14.0} {:>7.0}%",
+            100.0 * ingest / floor
+        );
+        json.push(format!(
+            r#"{{"writers":{writers},"messages_per_s":{ingest:.0},"floor_calls_per_s":{floor:.0},"ratio":{:.3}}}"#,
+            ingest / floor
+        ));
+    }
+    println!("JSON [{}]", json.join(","));
+}

@@ -1,0 +1,67 @@
+//! Conversions between the store's rows and the `heist.v1` messages.
+
+use heist_proto::v1 as pb;
+
+use crate::store::{MessageRow, SessionRow, SessionStatus, ToolUsageRow};
+
+impl From<SessionStatus> for pb::SessionStatus {
+    fn from(status: SessionStatus) -> Self {
+        match status {
+            SessionStatus::Active => Self::Active,
+            SessionStatus::Completed => Self::Completed,
+            SessionStatus::Failed => Self::Failed,
+            SessionStatus::Interrupted => Self::Interrupted,
+        }
+    }
+}
+
+impl From<SessionRow> for pb::Session {
+    fn from(row: SessionRow) -> Self {
+        Self {
+            session_id: row.session_id,
+            start_time: row.start_time,
+            end_time: row.end_time,
+            num_turns: row.num_turns,
+            status: pb::SessionStatus::from(row.status) as i32,
+            metadata: row.metadata,
+            message_count: row.message_count,
+            tool_usage_count: row.tool_usage_count,
+        }
+    }
+}
+
+impl From<MessageRow> for pb::Message {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            id: row.id,
+            session_id: row.session_id,
+            turn_id: row.turn_id,
+            agent_name: row.agent_name,
+            agent_role: row.agent_role,
+            message: row.message,
+            timestamp: row.timestamp,
+            is_error: row.is_error,
+            idempotency_key: row.idempotency_key,
+            trace_id: row.trace_id,
+        }
+    }
+}
+
+impl From<ToolUsageRow> for pb::ToolUsage {
+    fn from(row: ToolUsageRow) -> Self {
+        Self {
+            id: row.id,
+            session_id: row.session_id,
+            turn_id: row.turn_id,
+            agent_name: row.agent_name,
+            tool_name: row.tool_name,
+            tool_params: row.tool_params,
+            tool_result: row.tool_result,
+            timestamp: row.timestamp,
+            success: row.success,
+            duration_ms: row.duration_ms,
+            idempotency_key: row.idempotency_key,
+            trace_id: row.trace_id,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The Audit service: the heist mesh's single source of truth.
+//!
+//! Sessions, agent messages and tool calls are stored in SQLite (the seed's
+//! `sessions`, `messages` and `tool_usage` tables, extended) and served over
+//! gRPC as `heist.v1.AuditService`.
+//!
+//! - [`store`]: the SQLite store: schema and migrations, the single writer
+//!   thread with group commit, idempotent writes, read connections, paging.
+//! - [`service`]: the gRPC handlers, thin over the store.
+//! - `watch`: the `WatchSession` stream.
+//! - [`run`]: serve the service on a listener until shutdown.
+
+mod convert;
+pub mod service;
+pub mod store;
+mod watch;
+
+use std::future::Future;
+
+use heist_plumbing::{
+    ServeOptions,
+    auth::{AuthLayer, Authenticator},
+    serve::ServeError,
+};
+use tokio::net::TcpListener;
+use tower::Layer;
+
+pub use service::AuditService;
+pub use store::{AuditStore, StoreConfig, StoreError};
+
+/// Why the Audit service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// Opens the store at `config.path` and serves the Audit service on
+/// `listener`, behind the auth layer, until `shutdown` resolves; then stops
+/// the writer after it has committed every queued write. It is SERVING once
+/// the store is open and `authenticator` has OAuth's public keys.
+pub async fn run(
+    listener: TcpListener,
+    config: StoreConfig,
+    authenticator: Authenticator,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), AuditError> {
+    let store = tokio::task::spawn_blocking(move || AuditStore::open(config))
+        .await
+        .map_err(|error| StoreError::internal(format!("opening the store panicked: {error}")))??;
+    let service = AuthLayer::new(authenticator.clone(), service::METHOD_SCOPES)
+        .layer(AuditService::new(store.clone()).into_server());
+    let outcome = heist_plumbing::serve(
+        listener,
+        service,
+        authenticator.load_keys(),
+        shutdown,
+        options,
+    )
+    .await;
+    store.shutdown();
+    Ok(outcome?)
+}

@@ -1,0 +1,67 @@
+//! `heist-audit`: serves the Audit service until SIGINT/SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::Parser;
+use heist_audit::StoreConfig;
+use heist_plumbing::{
+    ServeOptions,
+    cli::{AuthArgs, CommonArgs},
+    shutdown, telemetry,
+};
+
+/// The Audit service: the heist mesh's single source of truth (SQLite).
+///
+/// Stores sessions, agent messages and tool calls, and serves them over gRPC
+/// (`heist.v1.AuditService`) with health and reflection, so
+/// `grpcurl -plaintext 127.0.0.1:8006 list` works. Every call needs a bearer
+/// token from the OAuth service: `audit:write` to write, `audit:read` to read.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HEIST_AUDIT_LISTEN", default_value = "127.0.0.1:8006")]
+    listen: SocketAddr,
+
+    /// The SQLite database file (created and migrated if needed).
+    #[arg(long, env = "HEIST_AUDIT_DB", default_value = "heist_audit.db")]
+    db: PathBuf,
+
+    /// Largest message, tool parameters or tool result accepted, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_message_bytes: usize,
+
+    #[command(flatten)]
+    auth: AuthArgs,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let telemetry = telemetry::init("heist-audit", &args.common.log_filter)?;
+    let outcome = serve(args).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = args.common.bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, db = %args.db.display(), "audit listening");
+    let mut config = StoreConfig::new(args.db);
+    config.max_message_bytes = args.max_message_bytes;
+    heist_audit::run(
+        listener,
+        config,
+        args.auth.authenticator()?,
+        shutdown::signal(),
+        ServeOptions {
+            grace_period: args.common.grace_period,
+        },
+    )
+    .await?;
+    tracing::info!("audit stopped");
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The gRPC face of the audit store: `heist.v1.AuditService`.
+//!
+//! Thin by design: each RPC converts its request into the store's types,
+//! calls the store, and converts the answer back. Errors are mapped to gRPC
+//! codes once, in [`StoreError`]'s `ServiceError` impl.
+
+use std::pin::Pin;
+
+use heist_plumbing::status::{ServiceError, to_status};
+use heist_proto::v1::{
+    self as pb,
+    audit_service_server::{AuditService as AuditRpc, AuditServiceServer},
+};
+use opentelemetry::trace::TraceContextExt;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{
+    store::{
+        AuditStore, EndSession, ErrorKind, NewMessage, NewSession, NewToolUsage, PageRequest,
+        SessionStatus, StoreError,
+    },
+    watch::watch_session,
+};
+
+/// The scope each RPC needs, for the auth layer.
+pub const METHOD_SCOPES: &[(&str, &str)] = &[
+    ("CreateSession", "audit:write"),
+    ("StoreMessage", "audit:write"),
+    ("StoreToolUsage", "audit:write"),
+    ("EndSession", "audit:write"),
+    ("GetSession", "audit:read"),
+    ("ListSessions", "audit:read"),
+    ("ListMessages", "audit:read"),
+    ("ListToolUsage", "audit:read"),
+    ("WatchSession", "audit:read"),
+];
+
+impl ServiceError for StoreError {
+    fn code(&self) -> Code {
+        match self.kind() {
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::NotFound => Code::NotFound,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
+            ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        to_status(&error)
+    }
+}
+
+/// The Audit service: a cheap handle on the store.
+#[derive(Clone)]
+pub struct AuditService {
+    store: AuditStore,
+}
+
+impl AuditService {
+    /// A service over `store`.
+    pub fn new(store: AuditStore) -> Self {
+        Self { store }
+    }
+
+    /// The service wrapped for a tonic server.
+    pub fn into_server(self) -> AuditServiceServer<Self> {
+        AuditServiceServer::new(self)
+    }
+}
+
+/// The trace ID of the current span, hex, or empty when it is not traced.
+fn current_trace_id() -> String {
+    let cx = tracing::Span::current().context();
+    let span_context = cx.span().span_context().clone();
+    if span_context.is_valid() {
+        span_context.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Parses a status field: `UNSPECIFIED` is `None`, an unknown number is an error.
+fn parse_status(field: &str, value: i32) -> Result<Option<SessionStatus>, Status> {
+    match pb::SessionStatus::try_from(value) {
+        Ok(pb::SessionStatus::Unspecified) => Ok(None),
+        Ok(pb::SessionStatus::Active) => Ok(Some(SessionStatus::Active)),
+        Ok(pb::SessionStatus::Completed) => Ok(Some(SessionStatus::Completed)),
+        Ok(pb::SessionStatus::Failed) => Ok(Some(SessionStatus::Failed)),
+        Ok(pb::SessionStatus::Interrupted) => Ok(Some(SessionStatus::Interrupted)),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "{field}: unknown session status {value}; use ACTIVE, COMPLETED, FAILED or INTERRUPTED"
+        ))),
+    }
+}
+
+fn page(page_size: i32, page_token: String) -> PageRequest {
+    PageRequest {
+        page_size,
+        page_token,
+    }
+}
+
+#[tonic::async_trait]
+impl AuditRpc for AuditService {
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let request = request.into_inner();
+        let session = self
+            .store
+            .create_session(NewSession {
+                session_id: request.session_id,
+                metadata: request.metadata,
+                idempotency_key: request.idempotency_key,
+            })
+            .await?;
+        Ok(Response::new(session.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, turn.id = request.get_ref().turn_id))]
+    async fn store_message(
+        &self,
+        request: Request<pb::StoreMessageRequest>,
+    ) -> Result<Response<pb::Message>, Status> {
+        let request = request.into_inner();
+        let message = self
+            .store
+            .store_message(NewMessage {
+                session_id: request.session_id,
+                turn_id: request.turn_id,
+                agent_name: request.agent_name,
+                agent_role: request.agent_role,
+                message: request.message,
+                is_error: request.is_error,
+                idempotency_key: request.idempotency_key,
+                trace_id: current_trace_id(),
+            })
+            .await?;
+        Ok(Response::new(message.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, turn.id = request.get_ref().turn_id))]
+    async fn store_tool_usage(
+        &self,
+        request: Request<pb::StoreToolUsageRequest>,
+    ) -> Result<Response<pb::ToolUsage>, Status> {
+        let request = request.into_inner();
+        let usage = self
+            .store
+            .store_tool_usage(NewToolUsage {
+                session_id: request.session_id,
+                turn_id: request.turn_id,
+                agent_name: request.agent_name,
+                tool_name: request.tool_name,
+                tool_params: request.tool_params,
+                tool_result: request.tool_result,
+                success: request.success,
+                duration_ms: request.duration_ms,
+                idempotency_key: request.idempotency_key,
+                trace_id: current_trace_id(),
+            })
+            .await?;
+        Ok(Response::new(usage.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn end_session(
+        &self,
+        request: Request<pb::EndSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let request = request.into_inner();
+        let status = parse_status("status", request.status)?.ok_or_else(|| {
+            Status::invalid_argument(
+                "status: say how the session ended: COMPLETED, FAILED or INTERRUPTED",
+            )
+        })?;
+        let session = self
+            .store
+            .end_session(EndSession {
+                session_id: request.session_id,
+                num_turns: request.num_turns,
+                status,
+            })
+            .await?;
+        Ok(Response::new(session.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let session = self
+            .store
+            .get_session(&request.get_ref().session_id)
+            .await?;
+        Ok(Response::new(session.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let request = request.into_inner();
+        let status = parse_status("status", request.status)?;
+        let found = self
+            .store
+            .list_sessions(status, page(request.page_size, request.page_token))
+            .await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: found.items.into_iter().map(Into::into).collect(),
+            next_page_token: found.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        let request = request.into_inner();
+        let found = self
+            .store
+            .list_messages(
+                &request.session_id,
+                page(request.page_size, request.page_token),
+            )
+            .await?;
+        Ok(Response::new(pb::ListMessagesResponse {
+            messages: found.items.into_iter().map(Into::into).collect(),
+            next_page_token: found.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn list_tool_usage(
+        &self,
+        request: Request<pb::ListToolUsageRequest>,
+    ) -> Result<Response<pb::ListToolUsageResponse>, Status> {
+        let request = request.into_inner();
+        let found = self
+            .store
+            .list_tool_usage(
+                &request.session_id,
+                page(request.page_size, request.page_token),
+            )
+            .await?;
+        Ok(Response::new(pb::ListToolUsageResponse {
+            tool_usage: found.items.into_iter().map(Into::into).collect(),
+            next_page_token: found.next_page_token,
+        }))
+    }
+
+    type WatchSessionStream = Pin<Box<dyn Stream<Item = Result<pb::Message, Status>> + Send>>;
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn watch_session(
+        &self,
+        request: Request<pb::WatchSessionRequest>,
+    ) -> Result<Response<Self::WatchSessionStream>, Status> {
+        let request = request.into_inner();
+        let stream = watch_session(
+            self.store.clone(),
+            request.session_id,
+            request.after_message_id,
+        )
+        .await?;
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,265 @@
+//! The database file: connection settings, the schema and its migrations.
+//!
+//! The tables keep the seed's names and columns, so the seed's SQL
+//! (`SELECT * FROM messages WHERE session_id = ?`) works on the file, and add
+//! the columns the contract needs. The schema version lives in
+//! `PRAGMA user_version`; [`MIGRATIONS`] lists the steps from each version to
+//! the next, and opening a file applies the missing ones in one transaction.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::error::StoreError;
+
+/// How long a connection waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// Version 1: the seed's three tables, extended, with their indexes.
+const V1: &str = "
+CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    start_time TEXT NOT NULL,
+    end_time   TEXT,
+    num_turns  INTEGER NOT NULL DEFAULT 0,
+    status     TEXT NOT NULL DEFAULT 'active'
+               CHECK (status IN ('active', 'completed', 'failed', 'interrupted')),
+    metadata   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX sessions_newest ON sessions (start_time DESC, session_id DESC);
+CREATE INDEX sessions_by_status_newest ON sessions (status, start_time DESC, session_id DESC);
+
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id      TEXT NOT NULL REFERENCES sessions (session_id),
+    turn_id         INTEGER NOT NULL,
+    agent_name      TEXT NOT NULL,
+    agent_role      TEXT NOT NULL,
+    message         TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    is_error        INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT NOT NULL DEFAULT '',
+    trace_id        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX messages_by_session ON messages (session_id, id);
+CREATE UNIQUE INDEX messages_idempotency ON messages (session_id, idempotency_key)
+    WHERE idempotency_key <> '';
+
+CREATE TABLE tool_usage (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id      TEXT NOT NULL REFERENCES sessions (session_id),
+    turn_id         INTEGER NOT NULL,
+    agent_name      TEXT NOT NULL,
+    tool_name       TEXT NOT NULL,
+    tool_params     TEXT NOT NULL,
+    tool_result     TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    success         INTEGER NOT NULL,
+    duration_ms     INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT NOT NULL DEFAULT '',
+    trace_id        TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX tool_usage_by_session ON tool_usage (session_id, id);
+CREATE UNIQUE INDEX tool_usage_idempotency ON tool_usage (session_id, idempotency_key)
+    WHERE idempotency_key <> '';
+";
+
+/// The schema version this build creates and reads.
+pub(crate) fn current_version() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Opens the one writing connection, creating and migrating the file as needed.
+///
+/// `synchronous = FULL`: with WAL, every COMMIT fsyncs the log, so an OK reply
+/// means the row survives a power cut. That fsync is the cost of each commit,
+/// which is why the writer groups concurrent writes into one transaction: one
+/// fsync serves a whole batch.
+///
+/// `max_db_pages` caps the file with `PRAGMA max_page_count` (tests use it to
+/// fill the "disk"); `None` keeps SQLite's default.
+pub(crate) fn open_writer(
+    path: &Path,
+    max_db_pages: Option<u64>,
+) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::unavailable(format!(
+            "cannot use write-ahead logging for {}: journal mode stays {mode}",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrate(&mut conn)?;
+    if let Some(pages) = max_db_pages {
+        let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        let _: i64 =
+            conn.pragma_update_and_check(None, "max_page_count", pages, |row| row.get(0))?;
+    }
+    Ok(conn)
+}
+
+/// Opens a read-only connection to a file `open_writer` has prepared.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Brings the file to [`current_version`] in one transaction; a newer file is refused.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let supported = current_version();
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    let done = usize::try_from(found)
+        .map_err(|_| StoreError::internal(format!("negative schema version {found}")))?;
+    if done == MIGRATIONS.len() {
+        return Ok(());
+    }
+    for step in &MIGRATIONS[done..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    tracing::info!(from = found, to = supported, "audit schema migrated");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    fn table_names(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_empty_file_gets_the_schema_and_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        assert_eq!(user_version(&conn), 1);
+        assert_eq!(
+            table_names(&conn),
+            ["messages", "sessions", "sqlite_sequence", "tool_usage"]
+        );
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .unwrap();
+        assert_eq!(synchronous, 2, "FULL");
+        let foreign_keys: bool = conn
+            .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+            .unwrap();
+        assert!(foreign_keys);
+    }
+
+    #[test]
+    fn opening_a_current_file_again_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let conn = open_writer(&path, None).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let conn = open_writer(&path, None).unwrap();
+        assert_eq!(user_version(&conn), 1);
+        let count: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(count, 1);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_build_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 2)
+            .unwrap();
+        assert_eq!(
+            open_writer(&path, None).err(),
+            Some(StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_repeated_idempotency_key_is_refused_by_the_index_but_empty_keys_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
+            [],
+        )
+        .unwrap();
+        let insert = "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, \
+                      message, timestamp, idempotency_key) VALUES ('s1', 1, 'a', 'r', 'm', 't', ?1)";
+        for key in ["", "", "k1"] {
+            conn.execute(insert, [key]).unwrap();
+        }
+        assert!(conn.execute(insert, ["k1"]).is_err());
+    }
+
+    #[test]
+    fn a_message_for_an_unknown_session_is_refused_by_the_foreign_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        let result = conn.execute(
+            "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
+             timestamp) VALUES ('ghost', 1, 'a', 'r', 'm', 't')",
+            [],
+        );
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn a_reader_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let _writer = open_writer(&path, None).unwrap();
+        let reader = open_reader(&path).unwrap();
+        let error = reader
+            .execute(
+                "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
+                [],
+            )
+            .unwrap_err();
+        assert_eq!(
+            StoreError::from(error).kind(),
+            super::super::ErrorKind::Unavailable
+        );
+    }
+}

@@ -1,0 +1,951 @@
+//! The store through its public API, each test on a fresh database file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use jiff::Timestamp;
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use super::*;
+
+/// A clock that moves one second forward at every reading, from a fixed start.
+fn stepping_clock() -> Clock {
+    let seconds = Arc::new(AtomicI64::new(1_737_000_000));
+    Clock::from_fn(move || {
+        Timestamp::from_second(seconds.fetch_add(1, Ordering::Relaxed)).unwrap_or_default()
+    })
+}
+
+struct Fixture {
+    dir: TempDir,
+    store: AuditStore,
+}
+
+impl Fixture {
+    fn path(&self) -> PathBuf {
+        db_path(&self.dir)
+    }
+
+    fn raw(&self) -> Connection {
+        Connection::open(self.path()).unwrap()
+    }
+}
+
+fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("audit.db")
+}
+
+fn config(path: &Path) -> StoreConfig {
+    StoreConfig {
+        clock: stepping_clock(),
+        ..StoreConfig::new(path)
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(config(&db_path(&dir))).unwrap();
+    Fixture { dir, store }
+}
+
+fn new_session(id: &str) -> NewSession {
+    NewSession {
+        session_id: id.into(),
+        metadata: r#"{"config":"default"}"#.into(),
+        idempotency_key: String::new(),
+    }
+}
+
+fn message(session_id: &str, text: &str) -> NewMessage {
+    NewMessage {
+        session_id: session_id.into(),
+        turn_id: 1,
+        agent_name: "planner".into(),
+        agent_role: "Strategic Planner".into(),
+        message: text.into(),
+        ..NewMessage::default()
+    }
+}
+
+fn keyed(session_id: &str, text: &str, key: &str) -> NewMessage {
+    NewMessage {
+        idempotency_key: key.into(),
+        ..message(session_id, text)
+    }
+}
+
+fn tool_usage(session_id: &str, key: &str) -> NewToolUsage {
+    NewToolUsage {
+        session_id: session_id.into(),
+        turn_id: 2,
+        agent_name: "hacker".into(),
+        tool_name: "calculator".into(),
+        tool_params: "2+2".into(),
+        tool_result: "4".into(),
+        success: true,
+        duration_ms: 12,
+        idempotency_key: key.into(),
+        trace_id: String::new(),
+    }
+}
+
+fn end(session_id: &str, num_turns: i64, status: SessionStatus) -> EndSession {
+    EndSession {
+        session_id: session_id.into(),
+        num_turns,
+        status,
+    }
+}
+
+async fn started(id: &str) -> Fixture {
+    let fx = fixture();
+    fx.store.create_session(new_session(id)).await.unwrap();
+    fx
+}
+
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |row| row.get(0)).unwrap()
+}
+
+// --- schema and files -------------------------------------------------------
+
+#[tokio::test]
+async fn opening_an_empty_file_creates_the_schema_and_sets_user_version() {
+    let fx = fixture();
+    let raw = fx.raw();
+    assert_eq!(count(&raw, "PRAGMA user_version"), 1);
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('sessions', 'messages', 'tool_usage')"
+        ),
+        3
+    );
+}
+
+#[tokio::test]
+async fn reopening_the_file_keeps_the_data() {
+    let fx = started("s1").await;
+    let stored = fx
+        .store
+        .store_message(message("s1", "hello"))
+        .await
+        .unwrap();
+    fx.store.shutdown();
+    drop(fx.store);
+
+    let store = AuditStore::open(config(&db_path(&fx.dir))).unwrap();
+    let page = store
+        .list_messages("s1", PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items, [stored]);
+}
+
+#[tokio::test]
+async fn a_file_with_a_newer_schema_version_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    Connection::open(db_path(&dir))
+        .unwrap()
+        .pragma_update(None, "user_version", 7)
+        .unwrap();
+    let error = AuditStore::open(config(&db_path(&dir))).unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::SchemaTooNew {
+            found: 7,
+            supported: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_seeds_sql_reads_the_messages_of_a_session() {
+    let fx = started("s1").await;
+    fx.store
+        .store_message(message("s1", "first"))
+        .await
+        .unwrap();
+    fx.store
+        .store_message(message("s1", "second"))
+        .await
+        .unwrap();
+
+    let raw = fx.raw();
+    let mut stmt = raw
+        .prepare("SELECT * FROM messages WHERE session_id = ?")
+        .unwrap();
+    let texts: Vec<String> = stmt
+        .query_map(["s1"], |row| row.get("message"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(texts, ["first", "second"]);
+}
+
+// --- sessions -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_new_session_is_active_with_no_turns_and_no_end() {
+    let fx = fixture();
+    let session = fx.store.create_session(new_session("s1")).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Active);
+    assert_eq!(session.num_turns, 0);
+    assert_eq!(session.end_time, "");
+    assert_eq!(session.start_time, "2025-01-16T04:00:00.000000Z");
+    assert_eq!(fx.store.get_session("s1").await.unwrap(), session);
+}
+
+#[tokio::test]
+async fn creating_a_session_again_with_the_same_metadata_returns_it_unchanged() {
+    let fx = fixture();
+    let first = fx.store.create_session(new_session("s1")).await.unwrap();
+    let again = fx.store.create_session(new_session("s1")).await.unwrap();
+    assert_eq!(again, first);
+}
+
+#[tokio::test]
+async fn creating_a_session_again_with_other_metadata_already_exists() {
+    let fx = started("s1").await;
+    let other = NewSession {
+        metadata: "{}".into(),
+        ..new_session("s1")
+    };
+    let error = fx.store.create_session(other).await.unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::SessionExists {
+            session_id: "s1".into()
+        }
+    );
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+}
+
+#[tokio::test]
+async fn get_session_counts_messages_and_tool_usage() {
+    let fx = started("s1").await;
+    for text in ["a", "b", "c"] {
+        fx.store.store_message(message("s1", text)).await.unwrap();
+    }
+    fx.store
+        .store_tool_usage(tool_usage("s1", ""))
+        .await
+        .unwrap();
+    let session = fx.store.get_session("s1").await.unwrap();
+    assert_eq!(session.message_count, 3);
+    assert_eq!(session.tool_usage_count, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_session_is_not_found_everywhere() {
+    let fx = fixture();
+    let not_found = StoreError::SessionNotFound {
+        session_id: "ghost".into(),
+    };
+    let page = PageRequest::default;
+    assert_eq!(fx.store.get_session("ghost").await, Err(not_found.clone()));
+    assert_eq!(
+        fx.store.store_message(message("ghost", "boo")).await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store.store_tool_usage(tool_usage("ghost", "")).await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store
+            .end_session(end("ghost", 1, SessionStatus::Completed))
+            .await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store.list_messages("ghost", page()).await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store.list_tool_usage("ghost", page()).await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store.messages_after("ghost", 0, 10).await,
+        Err(not_found.clone())
+    );
+    assert_eq!(not_found.kind(), ErrorKind::NotFound);
+}
+
+// --- ending -------------------------------------------------------------------
+
+#[tokio::test]
+async fn ending_a_session_records_its_turns_status_and_end_time() {
+    let fx = started("s1").await;
+    let ended = fx
+        .store
+        .end_session(end("s1", 5, SessionStatus::Completed))
+        .await
+        .unwrap();
+    assert_eq!(ended.status, SessionStatus::Completed);
+    assert_eq!(ended.num_turns, 5);
+    assert_eq!(ended.end_time, "2025-01-16T04:00:01.000000Z");
+    assert_eq!(fx.store.get_session("s1").await.unwrap(), ended);
+}
+
+#[tokio::test]
+async fn ending_an_ended_session_the_same_way_returns_it_unchanged() {
+    let fx = started("s1").await;
+    let first = fx
+        .store
+        .end_session(end("s1", 5, SessionStatus::Interrupted))
+        .await
+        .unwrap();
+    let again = fx
+        .store
+        .end_session(end("s1", 5, SessionStatus::Interrupted))
+        .await
+        .unwrap();
+    assert_eq!(again, first, "the end time is not moved");
+}
+
+#[tokio::test]
+async fn ending_an_ended_session_differently_is_a_failed_precondition() {
+    let fx = started("s1").await;
+    fx.store
+        .end_session(end("s1", 5, SessionStatus::Completed))
+        .await
+        .unwrap();
+    for other in [
+        end("s1", 6, SessionStatus::Completed),
+        end("s1", 5, SessionStatus::Failed),
+    ] {
+        let error = fx.store.end_session(other).await.unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::EndedDifferently {
+                session_id: "s1".into(),
+                status: SessionStatus::Completed,
+                num_turns: 5
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+        assert!(error.to_string().contains("completed"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn ending_with_active_status_is_an_invalid_argument() {
+    let fx = started("s1").await;
+    let error = fx
+        .store
+        .end_session(end("s1", 1, SessionStatus::Active))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        fx.store.get_session("s1").await.unwrap().status,
+        SessionStatus::Active
+    );
+}
+
+#[tokio::test]
+async fn writing_to_an_ended_session_is_a_failed_precondition_naming_its_status() {
+    let fx = started("s1").await;
+    fx.store
+        .end_session(end("s1", 2, SessionStatus::Failed))
+        .await
+        .unwrap();
+    let ended = StoreError::SessionEnded {
+        session_id: "s1".into(),
+        status: SessionStatus::Failed,
+    };
+    let error = fx
+        .store
+        .store_message(message("s1", "too late"))
+        .await
+        .unwrap_err();
+    assert_eq!(error, ended);
+    assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+    assert!(error.to_string().contains("failed"), "{error}");
+    assert_eq!(
+        fx.store.store_tool_usage(tool_usage("s1", "k")).await,
+        Err(ended)
+    );
+}
+
+#[tokio::test]
+async fn a_retry_after_the_session_ended_still_returns_the_stored_row() {
+    let fx = started("s1").await;
+    let stored = fx
+        .store
+        .store_message(keyed("s1", "last words", "k1"))
+        .await
+        .unwrap();
+    fx.store
+        .end_session(end("s1", 1, SessionStatus::Completed))
+        .await
+        .unwrap();
+    let retry = fx
+        .store
+        .store_message(keyed("s1", "last words", "k1"))
+        .await
+        .unwrap();
+    assert_eq!(retry, stored);
+}
+
+// --- idempotency --------------------------------------------------------------
+
+#[tokio::test]
+async fn an_idempotent_repeat_returns_the_identical_row_and_stores_one() {
+    let fx = started("s1").await;
+    let first = fx
+        .store
+        .store_message(keyed("s1", "hello", "k1"))
+        .await
+        .unwrap();
+    let repeat = fx
+        .store
+        .store_message(NewMessage {
+            trace_id: "another-trace".into(),
+            ..keyed("s1", "hello", "k1")
+        })
+        .await
+        .unwrap();
+    assert_eq!(repeat, first);
+    assert_eq!(
+        count(
+            &fx.raw(),
+            "SELECT COUNT(*) FROM messages WHERE idempotency_key = 'k1'"
+        ),
+        1
+    );
+
+    let tool_first = fx
+        .store
+        .store_tool_usage(tool_usage("s1", "t1"))
+        .await
+        .unwrap();
+    let tool_repeat = fx
+        .store
+        .store_tool_usage(tool_usage("s1", "t1"))
+        .await
+        .unwrap();
+    assert_eq!(tool_repeat, tool_first);
+    assert_eq!(count(&fx.raw(), "SELECT COUNT(*) FROM tool_usage"), 1);
+}
+
+#[tokio::test]
+async fn writes_without_a_key_are_not_deduplicated() {
+    let fx = started("s1").await;
+    let first = fx.store.store_message(message("s1", "same")).await.unwrap();
+    let second = fx.store.store_message(message("s1", "same")).await.unwrap();
+    assert_ne!(first.id, second.id);
+}
+
+#[tokio::test]
+async fn the_same_key_in_another_session_is_another_write() {
+    let fx = started("s1").await;
+    fx.store.create_session(new_session("s2")).await.unwrap();
+    let one = fx
+        .store
+        .store_message(keyed("s1", "hi", "k"))
+        .await
+        .unwrap();
+    let two = fx
+        .store
+        .store_message(keyed("s2", "hi", "k"))
+        .await
+        .unwrap();
+    assert_ne!(one.id, two.id);
+}
+
+#[tokio::test]
+async fn reusing_a_key_with_other_content_is_a_conflict() {
+    let fx = started("s1").await;
+    fx.store
+        .store_message(keyed("s1", "hello", "k1"))
+        .await
+        .unwrap();
+    let error = fx
+        .store
+        .store_message(keyed("s1", "goodbye", "k1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::IdempotencyConflict {
+            session_id: "s1".into(),
+            key: "k1".into()
+        }
+    );
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+
+    fx.store
+        .store_tool_usage(tool_usage("s1", "t1"))
+        .await
+        .unwrap();
+    let other = NewToolUsage {
+        success: false,
+        ..tool_usage("s1", "t1")
+    };
+    assert_eq!(
+        fx.store.store_tool_usage(other).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+}
+
+// --- validation ---------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_input_is_refused_before_it_reaches_the_writer() {
+    let fx = started("s1").await;
+    let commits = fx.store.commit_count();
+    let bad_messages = [
+        message("", "x"),
+        message("a b", "x"),
+        message(&"s".repeat(129), "x"),
+        NewMessage {
+            agent_name: String::new(),
+            ..message("s1", "x")
+        },
+        NewMessage {
+            agent_name: "a".repeat(129),
+            ..message("s1", "x")
+        },
+        NewMessage {
+            agent_role: "r".repeat(257),
+            ..message("s1", "x")
+        },
+        NewMessage {
+            turn_id: -1,
+            ..message("s1", "x")
+        },
+        message("s1", &"x".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1)),
+        keyed("s1", "x", &"k".repeat(129)),
+    ];
+    for bad in bad_messages {
+        let error = fx.store.store_message(bad).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+    }
+    let bad_tool_usage = [
+        NewToolUsage {
+            tool_name: String::new(),
+            ..tool_usage("s1", "")
+        },
+        NewToolUsage {
+            tool_name: "t".repeat(129),
+            ..tool_usage("s1", "")
+        },
+        NewToolUsage {
+            duration_ms: -1,
+            ..tool_usage("s1", "")
+        },
+        NewToolUsage {
+            tool_params: "p".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+            ..tool_usage("s1", "")
+        },
+        NewToolUsage {
+            tool_result: "r".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+            ..tool_usage("s1", "")
+        },
+    ];
+    for bad in bad_tool_usage {
+        let error = fx.store.store_tool_usage(bad).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+    }
+    let big_metadata = NewSession {
+        metadata: "m".repeat(MAX_METADATA_BYTES + 1),
+        ..new_session("s2")
+    };
+    assert_eq!(
+        fx.store
+            .create_session(big_metadata)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        fx.store
+            .end_session(end("s1", -1, SessionStatus::Completed))
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        fx.store.get_session("no/such").await,
+        Err(StoreError::SessionIdCharacter { character: '/' })
+    );
+    assert_eq!(
+        fx.store.commit_count(),
+        commits,
+        "nothing reached the writer"
+    );
+}
+
+#[tokio::test]
+async fn the_message_limit_is_configurable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(StoreConfig {
+        max_message_bytes: 8,
+        ..config(&db_path(&dir))
+    })
+    .unwrap();
+    store.create_session(new_session("s1")).await.unwrap();
+    store
+        .store_message(message("s1", "12345678"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.store_message(message("s1", "123456789")).await,
+        Err(StoreError::TooManyBytes {
+            field: "message",
+            max: 8,
+            len: 9
+        })
+    );
+}
+
+// --- group commit ---------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_all_commit_in_fewer_transactions_than_writes() {
+    const TASKS: usize = 64;
+    const WRITES: usize = 20;
+    let fx = started("s1").await;
+    let commits_before = fx.store.commit_count();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let store = fx.store.clone();
+        tasks.spawn(async move {
+            let mut ids = Vec::with_capacity(WRITES);
+            for write in 0..WRITES {
+                let text = format!("task {task} write {write}");
+                ids.push(store.store_message(message("s1", &text)).await.unwrap().id);
+            }
+            ids
+        });
+    }
+    let ids: Vec<i64> = tasks.join_all().await.into_iter().flatten().collect();
+
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), TASKS * WRITES);
+    assert_eq!(
+        fx.store.get_session("s1").await.unwrap().message_count,
+        i64::try_from(TASKS * WRITES).unwrap()
+    );
+    let commits = fx.store.commit_count() - commits_before;
+    assert!(
+        commits < u64::try_from(TASKS * WRITES).unwrap(),
+        "{commits} commits for {} writes",
+        TASKS * WRITES
+    );
+}
+
+#[tokio::test]
+async fn a_bad_write_among_concurrent_ones_fails_alone() {
+    let fx = started("s1").await;
+    let store = &fx.store;
+    let (good, bad, also_good) = tokio::join!(
+        store.store_message(message("s1", "one")),
+        store.store_message(message("ghost", "boo")),
+        store.store_message(message("s1", "two")),
+    );
+    assert!(good.is_ok());
+    assert_eq!(bad.unwrap_err().kind(), ErrorKind::NotFound);
+    assert!(also_good.is_ok());
+    assert_eq!(store.get_session("s1").await.unwrap().message_count, 2);
+}
+
+// --- storage failures -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_full_database_refuses_the_write_stores_nothing_of_it_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = AuditStore::open(config(&path)).unwrap();
+    store.create_session(new_session("s1")).await.unwrap();
+    let small = store.store_message(message("s1", "small")).await.unwrap();
+    store.shutdown();
+    drop(store);
+    let pages = count(&Connection::open(&path).unwrap(), "PRAGMA page_count");
+
+    let capped = StoreConfig {
+        max_db_pages: Some(u64::try_from(pages).unwrap() + 2),
+        ..config(&path)
+    };
+    let store = AuditStore::open(capped).unwrap();
+    let big = keyed("s1", &"x".repeat(60_000), "big");
+    let error = store.store_message(big.clone()).await.unwrap_err();
+    assert_eq!(error, StoreError::Full);
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert_eq!(error.to_string(), "audit database is full");
+
+    let page = store
+        .list_messages("s1", PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        page.items,
+        [small],
+        "nothing of the failed write is visible"
+    );
+    assert_eq!(store.get_session("s1").await.unwrap().message_count, 1);
+    store.shutdown();
+    drop(store);
+
+    let store = AuditStore::open(config(&path)).unwrap();
+    let stored = store.store_message(big).await.unwrap();
+    assert_eq!(
+        stored.idempotency_key, "big",
+        "the limit raised, the write succeeds"
+    );
+}
+
+#[tokio::test]
+async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
+    let fx = started("s1").await;
+    fx.store.shutdown();
+    let error = fx
+        .store
+        .store_message(message("s1", "late"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+    assert_eq!(fx.store.get_session("s1").await.unwrap().session_id, "s1");
+    fx.store.shutdown();
+}
+
+// --- paging -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn paging_through_250_messages_by_100_gives_3_pages_and_every_row_once() {
+    let fx = started("s1").await;
+    for n in 0..250 {
+        fx.store
+            .store_message(message("s1", &n.to_string()))
+            .await
+            .unwrap();
+    }
+
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = fx
+            .store
+            .list_messages(
+                "s1",
+                PageRequest {
+                    page_size: 100,
+                    page_token: token,
+                },
+            )
+            .await
+            .unwrap();
+        token = page.next_page_token.clone();
+        pages.push(page.items);
+        if token.is_empty() {
+            break;
+        }
+    }
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [100, 100, 50]);
+    let ids: Vec<i64> = pages.into_iter().flatten().map(|row| row.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in id order, each once");
+    assert_eq!(ids.len(), 250);
+}
+
+#[tokio::test]
+async fn tool_usage_pages_in_id_order() {
+    let fx = started("s1").await;
+    for n in 0..5 {
+        fx.store
+            .store_tool_usage(tool_usage("s1", &format!("k{n}")))
+            .await
+            .unwrap();
+    }
+    let first = fx
+        .store
+        .list_tool_usage("s1", PageRequest::first(3))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 3);
+    let rest = fx
+        .store
+        .list_tool_usage(
+            "s1",
+            PageRequest {
+                page_size: 3,
+                page_token: first.next_page_token,
+            },
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = first
+        .items
+        .into_iter()
+        .chain(rest.items)
+        .map(|row| row.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+    assert_eq!(rest.next_page_token, "");
+}
+
+#[tokio::test]
+async fn sessions_are_listed_newest_first_and_filtered_by_status() {
+    let fx = fixture();
+    for id in ["s1", "s2", "s3", "s4"] {
+        fx.store.create_session(new_session(id)).await.unwrap();
+    }
+    fx.store
+        .end_session(end("s2", 1, SessionStatus::Completed))
+        .await
+        .unwrap();
+
+    let first = fx
+        .store
+        .list_sessions(None, PageRequest::first(3))
+        .await
+        .unwrap();
+    let rest = fx
+        .store
+        .list_sessions(
+            None,
+            PageRequest {
+                page_size: 3,
+                page_token: first.next_page_token.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|row| row.session_id.clone())
+        .collect();
+    assert_eq!(ids, ["s4", "s3", "s2", "s1"]);
+    assert_eq!(rest.next_page_token, "");
+
+    let active = fx
+        .store
+        .list_sessions(Some(SessionStatus::Active), PageRequest::default())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = active
+        .items
+        .iter()
+        .map(|row| row.session_id.as_str())
+        .collect();
+    assert_eq!(ids, ["s4", "s3", "s1"]);
+}
+
+#[tokio::test]
+async fn a_garbage_page_token_is_refused_by_every_listing() {
+    let fx = started("s1").await;
+    let garbage = || PageRequest {
+        page_size: 10,
+        page_token: "not a token".into(),
+    };
+    assert_eq!(
+        fx.store.list_messages("s1", garbage()).await,
+        Err(StoreError::InvalidPageToken)
+    );
+    assert_eq!(
+        fx.store.list_tool_usage("s1", garbage()).await,
+        Err(StoreError::InvalidPageToken)
+    );
+    assert_eq!(
+        fx.store.list_sessions(None, garbage()).await,
+        Err(StoreError::InvalidPageToken)
+    );
+    assert_eq!(
+        StoreError::InvalidPageToken.kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn a_page_size_over_1000_is_refused() {
+    let fx = started("s1").await;
+    assert_eq!(
+        fx.store.list_messages("s1", PageRequest::first(1001)).await,
+        Err(StoreError::InvalidPageSize { size: 1001 })
+    );
+    assert_eq!(
+        fx.store.list_sessions(None, PageRequest::first(-1)).await,
+        Err(StoreError::InvalidPageSize { size: -1 })
+    );
+}
+
+#[tokio::test]
+async fn messages_after_returns_the_later_messages_in_order() {
+    let fx = started("s1").await;
+    let mut ids = Vec::new();
+    for text in ["a", "b", "c", "d"] {
+        ids.push(
+            fx.store
+                .store_message(message("s1", text))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let later = fx.store.messages_after("s1", ids[1], 0).await.unwrap();
+    let texts: Vec<&str> = later.iter().map(|row| row.message.as_str()).collect();
+    assert_eq!(texts, ["c", "d"]);
+    let limited = fx.store.messages_after("s1", 0, 1).await.unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(
+        fx.store.messages_after("s1", -1, 1).await,
+        Err(StoreError::Negative {
+            field: "after_message_id",
+            value: -1
+        })
+    );
+}
+
+// --- watching -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn subscribers_see_messages_in_commit_order_and_the_session_end() {
+    let fx = started("s1").await;
+    let mut feed = fx.store.subscribe();
+    let first = fx
+        .store
+        .store_message(keyed("s1", "one", "k1"))
+        .await
+        .unwrap();
+    fx.store
+        .store_tool_usage(tool_usage("s1", ""))
+        .await
+        .unwrap();
+    let second = fx.store.store_message(message("s1", "two")).await.unwrap();
+    fx.store
+        .store_message(keyed("s1", "one", "k1"))
+        .await
+        .unwrap();
+    fx.store
+        .end_session(end("s1", 2, SessionStatus::Completed))
+        .await
+        .unwrap();
+
+    assert_eq!(feed.recv().await.unwrap(), Committed::Message(first));
+    assert_eq!(feed.recv().await.unwrap(), Committed::Message(second));
+    assert_eq!(
+        feed.recv().await.unwrap(),
+        Committed::SessionEnded {
+            session_id: "s1".into()
+        }
+    );
+    assert!(
+        feed.try_recv().is_err(),
+        "repeats and tool usage are not published"
+    );
+}

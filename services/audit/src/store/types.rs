@@ -1,0 +1,271 @@
+//! The store's requests and rows: plain data that mirrors `heist.v1` audit messages.
+
+use std::fmt;
+
+/// The state of a session, stored as lowercase text in `sessions.status`.
+///
+/// The proto's `SESSION_STATUS_UNSPECIFIED` has no variant here: where the
+/// API accepts "no status" it takes an `Option<SessionStatus>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    /// Running, or left running by a crash.
+    Active,
+    /// Ran all its turns.
+    Completed,
+    /// Stopped by an error.
+    Failed,
+    /// Stopped by the user or by a crash, and may be resumed.
+    Interrupted,
+}
+
+impl SessionStatus {
+    /// Every status, in the proto's order.
+    pub const ALL: [SessionStatus; 4] = [
+        SessionStatus::Active,
+        SessionStatus::Completed,
+        SessionStatus::Failed,
+        SessionStatus::Interrupted,
+    ];
+
+    /// The text stored in the database: `active`, `completed`, `failed` or `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Completed => "completed",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses the stored text; `None` for anything else.
+    pub fn parse(text: &str) -> Option<SessionStatus> {
+        SessionStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
+    /// True once the session has ended (every status but `Active`).
+    pub fn is_ended(self) -> bool {
+        self != SessionStatus::Active
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Asks to create a session (the proto's `CreateSessionRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewSession {
+    /// The session ID: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
+    pub session_id: String,
+    /// Free-form JSON kept with the session (at most 64 KiB); may be empty.
+    pub metadata: String,
+    /// The client's idempotency key (at most 128 characters); creation is
+    /// already idempotent by session ID, so it is only checked, not stored.
+    pub idempotency_key: String,
+}
+
+/// Asks to store one agent message (the proto's `StoreMessageRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The session, which must exist and be active.
+    pub session_id: String,
+    /// The turn (>= 0; 0 for a framing message).
+    pub turn_id: i64,
+    /// The agent that said it (1 to 128 characters).
+    pub agent_name: String,
+    /// The agent's role (at most 256 characters).
+    pub agent_role: String,
+    /// The text, at most the store's `max_message_bytes`.
+    pub message: String,
+    /// True when the turn failed and `message` describes the error.
+    pub is_error: bool,
+    /// Unique within the session; empty means "do not deduplicate".
+    pub idempotency_key: String,
+    /// The OpenTelemetry trace ID of the write (hex); may be empty.
+    pub trace_id: String,
+}
+
+/// Asks to store one tool call (the proto's `StoreToolUsageRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewToolUsage {
+    /// The session, which must exist and be active.
+    pub session_id: String,
+    /// The turn (>= 0).
+    pub turn_id: i64,
+    /// The agent that made the call (1 to 128 characters).
+    pub agent_name: String,
+    /// The tool (1 to 128 characters).
+    pub tool_name: String,
+    /// The call's parameters, at most the store's `max_message_bytes`.
+    pub tool_params: String,
+    /// The tool's answer or the reason it failed, at most `max_message_bytes`.
+    pub tool_result: String,
+    /// True when the tool answered.
+    pub success: bool,
+    /// How long the call took, in milliseconds (>= 0).
+    pub duration_ms: i64,
+    /// Unique within the session; empty means "do not deduplicate".
+    pub idempotency_key: String,
+    /// The OpenTelemetry trace ID of the write (hex); may be empty.
+    pub trace_id: String,
+}
+
+/// Asks to end a session (the proto's `EndSessionRequest`).
+///
+/// Ending is idempotent by content (the same turns and status return the
+/// ended session), so the request's idempotency key is not needed here; the
+/// proto's UNSPECIFIED status has no value and is refused by the gRPC layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndSession {
+    /// The session, which must exist.
+    pub session_id: String,
+    /// How many turns ran (>= 0).
+    pub num_turns: i64,
+    /// The final status: completed, failed or interrupted (`Active` is refused).
+    pub status: SessionStatus,
+}
+
+/// One stored session (the proto's `Session`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session ID.
+    pub session_id: String,
+    /// When the session started (RFC 3339, UTC).
+    pub start_time: String,
+    /// When the session ended (RFC 3339, UTC); empty while it is active.
+    pub end_time: String,
+    /// How many turns the session ran; 0 while it is active.
+    pub num_turns: i64,
+    /// The session's state.
+    pub status: SessionStatus,
+    /// The JSON its creator attached; may be empty.
+    pub metadata: String,
+    /// How many messages are stored for the session.
+    pub message_count: i64,
+    /// How many tool calls are stored for the session.
+    pub tool_usage_count: i64,
+}
+
+/// One stored agent message (the proto's `Message`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRow {
+    /// The row ID; increases in storage order.
+    pub id: i64,
+    /// The session the message belongs to.
+    pub session_id: String,
+    /// The turn in which it was said.
+    pub turn_id: i64,
+    /// The agent that said it.
+    pub agent_name: String,
+    /// The agent's role.
+    pub agent_role: String,
+    /// The text of the message (or of the error, when `is_error`).
+    pub message: String,
+    /// When it was stored (RFC 3339, UTC).
+    pub timestamp: String,
+    /// True when the turn failed and `message` describes the error.
+    pub is_error: bool,
+    /// The idempotency key it was stored with.
+    pub idempotency_key: String,
+    /// The OpenTelemetry trace ID of the write; may be empty.
+    pub trace_id: String,
+}
+
+/// One stored tool call (the proto's `ToolUsage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolUsageRow {
+    /// The row ID; increases in storage order.
+    pub id: i64,
+    /// The session the call belongs to.
+    pub session_id: String,
+    /// The turn in which the call was made.
+    pub turn_id: i64,
+    /// The agent that made the call.
+    pub agent_name: String,
+    /// The tool.
+    pub tool_name: String,
+    /// The call's parameters.
+    pub tool_params: String,
+    /// The tool's answer, or the reason it failed.
+    pub tool_result: String,
+    /// When it was stored (RFC 3339, UTC).
+    pub timestamp: String,
+    /// True when the tool answered.
+    pub success: bool,
+    /// How long the call took, in milliseconds.
+    pub duration_ms: i64,
+    /// The idempotency key it was stored with.
+    pub idempotency_key: String,
+    /// The OpenTelemetry trace ID of the write; may be empty.
+    pub trace_id: String,
+}
+
+/// What the writer publishes to watchers after each commit, in commit order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Committed {
+    /// A new message was stored (repeats of an idempotent write are not published).
+    Message(MessageRow),
+    /// A session ended (ending an ended session again is not published).
+    SessionEnded {
+        /// The session that ended.
+        session_id: String,
+    },
+}
+
+/// Asks for one page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// At most this many rows: 1 to 1000, or 0 for the default of 100.
+    pub page_size: i32,
+    /// The `next_page_token` of the previous page; empty for the first page.
+    pub page_token: String,
+}
+
+impl PageRequest {
+    /// The first page with the given size.
+    pub fn first(page_size: i32) -> Self {
+        PageRequest {
+            page_size,
+            page_token: String::new(),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// Pass this in the next `PageRequest`; empty on the last page.
+    pub next_page_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_parses_back_from_its_text() {
+        for status in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
+        }
+    }
+
+    #[test]
+    fn unknown_status_text_does_not_parse() {
+        assert_eq!(SessionStatus::parse("Active"), None);
+        assert_eq!(SessionStatus::parse(""), None);
+    }
+
+    #[test]
+    fn only_active_is_not_ended() {
+        assert!(!SessionStatus::Active.is_ended());
+        assert!(SessionStatus::Completed.is_ended());
+        assert!(SessionStatus::Failed.is_ended());
+        assert!(SessionStatus::Interrupted.is_ended());
+    }
+}

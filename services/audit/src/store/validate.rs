@@ -1,0 +1,419 @@
+//! Checks every request against the contract's limits before it reaches the writer.
+//!
+//! Validation runs in the caller's task, so bad input never occupies the writer thread.
+
+use super::error::StoreError;
+use super::types::{EndSession, NewMessage, NewSession, NewToolUsage};
+
+/// The most characters of a session ID, agent name, tool name or idempotency key.
+pub const MAX_NAME_CHARS: usize = 128;
+/// The most characters of an agent role.
+pub const MAX_ROLE_CHARS: usize = 256;
+/// The most characters of a trace ID (a W3C trace ID has 32).
+pub const MAX_TRACE_ID_CHARS: usize = 64;
+/// The most bytes of a session's metadata.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// Checks a session ID: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
+pub(crate) fn session_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() {
+        return Err(StoreError::EmptySessionId);
+    }
+    chars("session_id", id, MAX_NAME_CHARS)?;
+    match id.chars().find(|c| !is_session_id_char(*c)) {
+        Some(character) => Err(StoreError::SessionIdCharacter { character }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a request to create a session.
+pub(crate) fn new_session(new: &NewSession) -> Result<(), StoreError> {
+    session_id(&new.session_id)?;
+    bytes("metadata", &new.metadata, MAX_METADATA_BYTES)?;
+    chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)
+}
+
+/// Checks a request to store a message; `max_bytes` bounds the message text.
+pub(crate) fn new_message(new: &NewMessage, max_bytes: usize) -> Result<(), StoreError> {
+    session_id(&new.session_id)?;
+    non_negative("turn_id", new.turn_id)?;
+    required("agent_name", &new.agent_name, MAX_NAME_CHARS)?;
+    chars("agent_role", &new.agent_role, MAX_ROLE_CHARS)?;
+    bytes("message", &new.message, max_bytes)?;
+    chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)?;
+    chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)
+}
+
+/// Checks a request to store a tool call; `max_bytes` bounds parameters and result.
+pub(crate) fn new_tool_usage(new: &NewToolUsage, max_bytes: usize) -> Result<(), StoreError> {
+    session_id(&new.session_id)?;
+    non_negative("turn_id", new.turn_id)?;
+    required("agent_name", &new.agent_name, MAX_NAME_CHARS)?;
+    required("tool_name", &new.tool_name, MAX_NAME_CHARS)?;
+    bytes("tool_params", &new.tool_params, max_bytes)?;
+    bytes("tool_result", &new.tool_result, max_bytes)?;
+    non_negative("duration_ms", new.duration_ms)?;
+    chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)?;
+    chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)
+}
+
+/// Checks a request to end a session: a turn count >= 0 and a final status.
+pub(crate) fn end_session(end: &EndSession) -> Result<(), StoreError> {
+    session_id(&end.session_id)?;
+    non_negative("num_turns", end.num_turns)?;
+    if !end.status.is_ended() {
+        return Err(StoreError::NotAFinalStatus { status: end.status });
+    }
+    Ok(())
+}
+
+fn is_session_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+/// A text field that must be present and at most `max` characters.
+fn required(field: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.is_empty() {
+        return Err(StoreError::EmptyField { field });
+    }
+    chars(field, value, max)
+}
+
+/// A text field of at most `max` characters (a byte count within `max` needs no counting).
+fn chars(field: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.len() <= max {
+        return Ok(());
+    }
+    let len = value.chars().count();
+    if len > max {
+        return Err(StoreError::TooManyChars { field, max, len });
+    }
+    Ok(())
+}
+
+/// A text field of at most `max` bytes.
+fn bytes(field: &'static str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.len() > max {
+        return Err(StoreError::TooManyBytes {
+            field,
+            max,
+            len: value.len(),
+        });
+    }
+    Ok(())
+}
+
+fn non_negative(field: &'static str, value: i64) -> Result<(), StoreError> {
+    if value < 0 {
+        return Err(StoreError::Negative { field, value });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::types::SessionStatus;
+
+    const LIMIT: usize = 64 * 1024;
+
+    fn message() -> NewMessage {
+        NewMessage {
+            session_id: "heist_20250116_143052_a1b2".into(),
+            turn_id: 1,
+            agent_name: "planner".into(),
+            agent_role: "Strategic Planner".into(),
+            message: "we go at dawn".into(),
+            ..NewMessage::default()
+        }
+    }
+
+    fn tool_usage() -> NewToolUsage {
+        NewToolUsage {
+            session_id: "s1".into(),
+            turn_id: 2,
+            agent_name: "hacker".into(),
+            tool_name: "calculator".into(),
+            tool_params: "2+2".into(),
+            tool_result: "4".into(),
+            success: true,
+            duration_ms: 3,
+            ..NewToolUsage::default()
+        }
+    }
+
+    fn end(status: SessionStatus) -> EndSession {
+        EndSession {
+            session_id: "s1".into(),
+            num_turns: 3,
+            status,
+        }
+    }
+
+    #[test]
+    fn a_well_formed_session_id_passes() {
+        assert_eq!(session_id("heist_2025-01-16.a:b"), Ok(()));
+        assert_eq!(session_id(&"a".repeat(128)), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_session_id_is_refused() {
+        assert_eq!(session_id(""), Err(StoreError::EmptySessionId));
+    }
+
+    #[test]
+    fn a_session_id_over_128_characters_is_refused() {
+        assert_eq!(
+            session_id(&"a".repeat(129)),
+            Err(StoreError::TooManyChars {
+                field: "session_id",
+                max: 128,
+                len: 129
+            })
+        );
+    }
+
+    #[test]
+    fn a_session_id_with_a_slash_or_space_or_accent_is_refused() {
+        for (id, character) in [("a/b", '/'), ("a b", ' '), ("café", 'é')] {
+            assert_eq!(
+                session_id(id),
+                Err(StoreError::SessionIdCharacter { character })
+            );
+        }
+    }
+
+    #[test]
+    fn a_well_formed_message_passes() {
+        assert_eq!(new_message(&message(), LIMIT), Ok(()));
+    }
+
+    #[test]
+    fn a_message_without_agent_name_is_refused() {
+        let new = NewMessage {
+            agent_name: String::new(),
+            ..message()
+        };
+        assert_eq!(
+            new_message(&new, LIMIT),
+            Err(StoreError::EmptyField {
+                field: "agent_name"
+            })
+        );
+    }
+
+    #[test]
+    fn an_agent_name_over_128_characters_is_refused_counting_characters_not_bytes() {
+        let ok = NewMessage {
+            agent_name: "é".repeat(128),
+            ..message()
+        };
+        assert_eq!(new_message(&ok, LIMIT), Ok(()));
+        let long = NewMessage {
+            agent_name: "é".repeat(129),
+            ..message()
+        };
+        assert_eq!(
+            new_message(&long, LIMIT),
+            Err(StoreError::TooManyChars {
+                field: "agent_name",
+                max: 128,
+                len: 129
+            })
+        );
+    }
+
+    #[test]
+    fn an_agent_role_over_256_characters_is_refused() {
+        let new = NewMessage {
+            agent_role: "r".repeat(257),
+            ..message()
+        };
+        assert_eq!(
+            new_message(&new, LIMIT),
+            Err(StoreError::TooManyChars {
+                field: "agent_role",
+                max: 256,
+                len: 257
+            })
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_byte_limit_is_refused() {
+        let new = NewMessage {
+            message: "x".repeat(11),
+            ..message()
+        };
+        assert_eq!(new_message(&new, 11), Ok(()));
+        assert_eq!(
+            new_message(&new, 10),
+            Err(StoreError::TooManyBytes {
+                field: "message",
+                max: 10,
+                len: 11
+            })
+        );
+    }
+
+    #[test]
+    fn a_negative_turn_id_is_refused() {
+        let new = NewMessage {
+            turn_id: -1,
+            ..message()
+        };
+        assert_eq!(
+            new_message(&new, LIMIT),
+            Err(StoreError::Negative {
+                field: "turn_id",
+                value: -1
+            })
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_over_128_characters_is_refused() {
+        let new = NewMessage {
+            idempotency_key: "k".repeat(129),
+            ..message()
+        };
+        assert_eq!(
+            new_message(&new, LIMIT),
+            Err(StoreError::TooManyChars {
+                field: "idempotency_key",
+                max: 128,
+                len: 129
+            })
+        );
+    }
+
+    #[test]
+    fn a_well_formed_tool_usage_passes() {
+        assert_eq!(new_tool_usage(&tool_usage(), LIMIT), Ok(()));
+    }
+
+    #[test]
+    fn a_tool_usage_without_tool_name_is_refused() {
+        let new = NewToolUsage {
+            tool_name: String::new(),
+            ..tool_usage()
+        };
+        assert_eq!(
+            new_tool_usage(&new, LIMIT),
+            Err(StoreError::EmptyField { field: "tool_name" })
+        );
+    }
+
+    #[test]
+    fn a_tool_name_over_128_characters_is_refused() {
+        let new = NewToolUsage {
+            tool_name: "t".repeat(129),
+            ..tool_usage()
+        };
+        assert_eq!(
+            new_tool_usage(&new, LIMIT),
+            Err(StoreError::TooManyChars {
+                field: "tool_name",
+                max: 128,
+                len: 129
+            })
+        );
+    }
+
+    #[test]
+    fn tool_params_and_result_over_the_byte_limit_are_refused() {
+        let params = NewToolUsage {
+            tool_params: "p".repeat(5),
+            ..tool_usage()
+        };
+        assert_eq!(
+            new_tool_usage(&params, 4),
+            Err(StoreError::TooManyBytes {
+                field: "tool_params",
+                max: 4,
+                len: 5
+            })
+        );
+        let result = NewToolUsage {
+            tool_params: String::new(),
+            tool_result: "r".repeat(5),
+            ..tool_usage()
+        };
+        assert_eq!(
+            new_tool_usage(&result, 4),
+            Err(StoreError::TooManyBytes {
+                field: "tool_result",
+                max: 4,
+                len: 5
+            })
+        );
+    }
+
+    #[test]
+    fn a_negative_duration_is_refused() {
+        let new = NewToolUsage {
+            duration_ms: -5,
+            ..tool_usage()
+        };
+        assert_eq!(
+            new_tool_usage(&new, LIMIT),
+            Err(StoreError::Negative {
+                field: "duration_ms",
+                value: -5
+            })
+        );
+    }
+
+    #[test]
+    fn metadata_over_64_kib_is_refused() {
+        let new = NewSession {
+            session_id: "s1".into(),
+            metadata: "m".repeat(MAX_METADATA_BYTES + 1),
+            idempotency_key: String::new(),
+        };
+        assert_eq!(
+            new_session(&new),
+            Err(StoreError::TooManyBytes {
+                field: "metadata",
+                max: MAX_METADATA_BYTES,
+                len: MAX_METADATA_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn ending_with_active_status_is_refused() {
+        assert_eq!(
+            end_session(&end(SessionStatus::Active)),
+            Err(StoreError::NotAFinalStatus {
+                status: SessionStatus::Active
+            })
+        );
+    }
+
+    #[test]
+    fn ending_with_a_final_status_passes() {
+        for status in [
+            SessionStatus::Completed,
+            SessionStatus::Failed,
+            SessionStatus::Interrupted,
+        ] {
+            assert_eq!(end_session(&end(status)), Ok(()));
+        }
+    }
+
+    #[test]
+    fn ending_with_negative_turns_is_refused() {
+        let request = EndSession {
+            num_turns: -1,
+            ..end(SessionStatus::Completed)
+        };
+        assert_eq!(
+            end_session(&request),
+            Err(StoreError::Negative {
+                field: "num_turns",
+                value: -1
+            })
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! What each write does inside its savepoint: the checks that need the
+//! database (session state, idempotent repeats) and the INSERT or UPDATE.
+//!
+//! Requests arrive here already validated; see `validate`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::error::StoreError;
+use super::queries;
+use super::types::{
+    Committed, EndSession, MessageRow, NewMessage, NewSession, NewToolUsage, SessionRow,
+    SessionStatus, ToolUsageRow,
+};
+use super::writer::{Applied, Write};
+
+impl Write for NewSession {
+    type Output = SessionRow;
+
+    /// Creates the session, or returns it unchanged when it exists with the same metadata.
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionRow>, StoreError> {
+        if let Some(stored) = queries::session(conn, &self.session_id)? {
+            if stored.metadata != self.metadata {
+                return Err(StoreError::SessionExists {
+                    session_id: self.session_id.clone(),
+                });
+            }
+            return Ok(Applied::quiet(stored));
+        }
+        let status = SessionStatus::Active;
+        conn.prepare_cached(
+            "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata) \
+             VALUES (?1, ?2, NULL, 0, ?3, ?4)",
+        )?
+        .execute(params![self.session_id, now, status, self.metadata])?;
+        Ok(Applied::quiet(SessionRow {
+            session_id: self.session_id.clone(),
+            start_time: now.to_owned(),
+            end_time: String::new(),
+            num_turns: 0,
+            status,
+            metadata: self.metadata.clone(),
+            message_count: 0,
+            tool_usage_count: 0,
+        }))
+    }
+}
+
+impl Write for EndSession {
+    type Output = SessionRow;
+
+    /// Ends an active session; an ended one is returned unchanged if it ended the same way.
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionRow>, StoreError> {
+        let stored = queries::existing_session(conn, &self.session_id)?;
+        if stored.status.is_ended() {
+            if stored.status == self.status && stored.num_turns == self.num_turns {
+                return Ok(Applied::quiet(stored));
+            }
+            return Err(StoreError::EndedDifferently {
+                session_id: stored.session_id,
+                status: stored.status,
+                num_turns: stored.num_turns,
+            });
+        }
+        conn.prepare_cached(
+            "UPDATE sessions SET end_time = ?2, num_turns = ?3, status = ?4 WHERE session_id = ?1",
+        )?
+        .execute(params![self.session_id, now, self.num_turns, self.status])?;
+        Ok(Applied {
+            output: SessionRow {
+                end_time: now.to_owned(),
+                num_turns: self.num_turns,
+                status: self.status,
+                ..stored
+            },
+            event: Some(Committed::SessionEnded {
+                session_id: self.session_id.clone(),
+            }),
+        })
+    }
+}
+
+impl Write for NewMessage {
+    type Output = MessageRow;
+
+    /// Stores the message, or returns the stored one for a repeated idempotency key.
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<MessageRow>, StoreError> {
+        let status = queries::session_status(conn, &self.session_id)?;
+        if status == SessionStatus::Active {
+            let inserted: Option<i64> = conn
+                .prepare_cached(
+                    "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
+                     timestamp, is_error, idempotency_key, trace_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                     ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+                     DO NOTHING RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        self.session_id,
+                        self.turn_id,
+                        self.agent_name,
+                        self.agent_role,
+                        self.message,
+                        now,
+                        self.is_error,
+                        self.idempotency_key,
+                        self.trace_id
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(id) = inserted {
+                let row = self.row(id, now);
+                return Ok(Applied {
+                    event: Some(Committed::Message(row.clone())),
+                    output: row,
+                });
+            }
+        }
+        let stored = queries::message_by_key(conn, &self.session_id, &self.idempotency_key)?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            status,
+            stored,
+            |row| self.same_content(row),
+        )
+    }
+}
+
+impl NewMessage {
+    fn row(&self, id: i64, now: &str) -> MessageRow {
+        MessageRow {
+            id,
+            session_id: self.session_id.clone(),
+            turn_id: self.turn_id,
+            agent_name: self.agent_name.clone(),
+            agent_role: self.agent_role.clone(),
+            message: self.message.clone(),
+            timestamp: now.to_owned(),
+            is_error: self.is_error,
+            idempotency_key: self.idempotency_key.clone(),
+            trace_id: self.trace_id.clone(),
+        }
+    }
+
+    /// Whether `row` stores this request (the trace ID of a retry may differ).
+    fn same_content(&self, row: &MessageRow) -> bool {
+        row.turn_id == self.turn_id
+            && row.agent_name == self.agent_name
+            && row.agent_role == self.agent_role
+            && row.message == self.message
+            && row.is_error == self.is_error
+    }
+}
+
+impl Write for NewToolUsage {
+    type Output = ToolUsageRow;
+
+    /// Stores the tool call, or returns the stored one for a repeated idempotency key.
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<ToolUsageRow>, StoreError> {
+        let status = queries::session_status(conn, &self.session_id)?;
+        if status == SessionStatus::Active {
+            let inserted: Option<i64> = conn
+                .prepare_cached(
+                    "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
+                     tool_params, tool_result, timestamp, success, duration_ms, \
+                     idempotency_key, trace_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+                     DO NOTHING RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        self.session_id,
+                        self.turn_id,
+                        self.agent_name,
+                        self.tool_name,
+                        self.tool_params,
+                        self.tool_result,
+                        now,
+                        self.success,
+                        self.duration_ms,
+                        self.idempotency_key,
+                        self.trace_id
+                    ],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(id) = inserted {
+                return Ok(Applied::quiet(self.row(id, now)));
+            }
+        }
+        let stored = queries::tool_usage_by_key(conn, &self.session_id, &self.idempotency_key)?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            status,
+            stored,
+            |row| self.same_content(row),
+        )
+    }
+}
+
+impl NewToolUsage {
+    fn row(&self, id: i64, now: &str) -> ToolUsageRow {
+        ToolUsageRow {
+            id,
+            session_id: self.session_id.clone(),
+            turn_id: self.turn_id,
+            agent_name: self.agent_name.clone(),
+            tool_name: self.tool_name.clone(),
+            tool_params: self.tool_params.clone(),
+            tool_result: self.tool_result.clone(),
+            timestamp: now.to_owned(),
+            success: self.success,
+            duration_ms: self.duration_ms,
+            idempotency_key: self.idempotency_key.clone(),
+            trace_id: self.trace_id.clone(),
+        }
+    }
+
+    /// Whether `row` stores this request (the trace ID of a retry may differ).
+    fn same_content(&self, row: &ToolUsageRow) -> bool {
+        row.turn_id == self.turn_id
+            && row.agent_name == self.agent_name
+            && row.tool_name == self.tool_name
+            && row.tool_params == self.tool_params
+            && row.tool_result == self.tool_result
+            && row.success == self.success
+            && row.duration_ms == self.duration_ms
+    }
+}
+
+/// The session and idempotency key of a write that was not inserted.
+struct Key<'a> {
+    session_id: &'a str,
+    idempotency_key: &'a str,
+}
+
+impl<'a> Key<'a> {
+    fn of(session_id: &'a str, idempotency_key: &'a str) -> Self {
+        Key {
+            session_id,
+            idempotency_key,
+        }
+    }
+}
+
+/// Decides a write that inserted nothing: a repeat of the row stored under
+/// its key, a key reused for other content, or a write to an ended session.
+fn repeat_or_refuse<T>(
+    key: Key<'_>,
+    status: SessionStatus,
+    stored: Option<T>,
+    same_content: impl Fn(&T) -> bool,
+) -> Result<Applied<T>, StoreError> {
+    match stored {
+        Some(row) if same_content(&row) => Ok(Applied::quiet(row)),
+        Some(_) => Err(StoreError::IdempotencyConflict {
+            session_id: key.session_id.to_owned(),
+            key: key.idempotency_key.to_owned(),
+        }),
+        None if status.is_ended() => Err(StoreError::SessionEnded {
+            session_id: key.session_id.to_owned(),
+            status,
+        }),
+        None => Err(StoreError::internal(
+            "an insert was ignored although no row holds its idempotency key",
+        )),
+    }
+}

@@ -1,0 +1,80 @@
+//! `heist-memory`: serves the Memory service until SIGINT/SIGTERM.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use heist_memory::Limits;
+use heist_plumbing::{
+    ServeOptions,
+    cli::{AuthArgs, CommonArgs, parse_duration},
+    shutdown, telemetry,
+};
+
+/// The Memory service: fast, bounded per-agent, per-session context.
+///
+/// Keeps each agent's turns per session in memory and serves them compressed
+/// (recent turns verbatim, older ones summarised). Every call needs a bearer
+/// token from the OAuth service: `memory:write` to store, `memory:read` to
+/// read, `memory:admin` to clear.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HEIST_MEMORY_LISTEN", default_value = "127.0.0.1:8005")]
+    listen: SocketAddr,
+
+    /// Most turns kept per (agent, session); older ones are evicted.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_PER_STREAM)]
+    max_per_stream: usize,
+
+    /// Most turns kept in total; least recently written sessions are evicted.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_TOTAL)]
+    max_total: usize,
+
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = Limits::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+
+    /// Sessions not written for this long are evicted, e.g. `1h` or `30m`.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+
+    #[command(flatten)]
+    auth: AuthArgs,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let telemetry = telemetry::init("heist-memory", &args.common.log_filter)?;
+    let outcome = serve(args).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let limits = Limits {
+        max_per_stream: args.max_per_stream,
+        max_total: args.max_total,
+        max_message_bytes: args.max_message_bytes,
+        ttl: args.ttl,
+        ..Limits::default()
+    };
+    let listener = args.common.bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "memory listening");
+    heist_memory::run(
+        listener,
+        limits,
+        args.auth.authenticator()?,
+        shutdown::signal(),
+        ServeOptions {
+            grace_period: args.common.grace_period,
+        },
+    )
+    .await?;
+    tracing::info!("memory stopped");
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The gRPC face of the memory store: `heist.v1.MemoryService`.
+//!
+//! The store sits behind one `Mutex`; every operation on it is O(log n) and
+//! answers copy no text while it is held. Scopes: `memory:write` to store,
+//! `memory:read` to read, `memory:admin` to clear.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use heist_plumbing::status::{ServiceError, to_status};
+use heist_proto::v1::{
+    self as pb,
+    memory_service_server::{MemoryService as MemoryRpc, MemoryServiceServer},
+};
+use tonic::{Code, Request, Response, Status};
+
+use crate::store::{DEFAULT_MAX_CHARS, DEFAULT_RECENT_COUNT, ErrorKind, MemoryError, MemoryStore};
+
+/// The scope each RPC needs, for the auth layer.
+pub const METHOD_SCOPES: &[(&str, &str)] = &[
+    ("StoreMemory", "memory:write"),
+    ("GetCompressedMemory", "memory:read"),
+    ("ListMemoryTurns", "memory:read"),
+    ("GetStats", "memory:read"),
+    ("ClearMemory", "memory:admin"),
+];
+
+impl ServiceError for MemoryError {
+    fn code(&self) -> Code {
+        match self.kind() {
+            ErrorKind::InvalidArgument => Code::InvalidArgument,
+            ErrorKind::AlreadyExists => Code::AlreadyExists,
+        }
+    }
+}
+
+impl From<MemoryError> for Status {
+    fn from(error: MemoryError) -> Self {
+        to_status(&error)
+    }
+}
+
+/// The Memory service: a cheap handle on the shared store.
+#[derive(Clone)]
+pub struct MemoryService {
+    store: Arc<Mutex<MemoryStore>>,
+}
+
+impl MemoryService {
+    /// A service over `store`.
+    pub fn new(store: Arc<Mutex<MemoryStore>>) -> Self {
+        Self { store }
+    }
+
+    /// The service wrapped for a tonic server.
+    pub fn into_server(self) -> MemoryServiceServer<Self> {
+        MemoryServiceServer::new(self)
+    }
+
+    fn store(&self) -> MutexGuard<'_, MemoryStore> {
+        // A panic while holding the lock cannot leave the store half-updated
+        // in a way later calls can see, so a poisoned lock is taken over.
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// An empty ID means "every": `None`.
+fn optional(id: &str) -> Option<&str> {
+    (!id.is_empty()).then_some(id)
+}
+
+fn or_default(value: i32, default: i64) -> i64 {
+    if value == 0 {
+        default
+    } else {
+        i64::from(value)
+    }
+}
+
+fn count(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[tonic::async_trait]
+impl MemoryRpc for MemoryService {
+    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id, turn.id = request.get_ref().turn_id))]
+    async fn store_memory(
+        &self,
+        request: Request<pb::StoreMemoryRequest>,
+    ) -> Result<Response<pb::StoreMemoryResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = self.store().store(
+            &request.agent_id,
+            &request.session_id,
+            request.turn_id,
+            &request.message,
+            jiff::Timestamp::now(),
+        )?;
+        Ok(Response::new(pb::StoreMemoryResponse {
+            stored: outcome.stored,
+            memories_count: count(outcome.memories_count),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id))]
+    async fn get_compressed_memory(
+        &self,
+        request: Request<pb::GetCompressedMemoryRequest>,
+    ) -> Result<Response<pb::GetCompressedMemoryResponse>, Status> {
+        let request = request.into_inner();
+        let compressed = self.store().compressed(
+            &request.agent_id,
+            &request.session_id,
+            or_default(request.recent_count, DEFAULT_RECENT_COUNT),
+            or_default(request.max_chars, DEFAULT_MAX_CHARS),
+        )?;
+        Ok(Response::new(pb::GetCompressedMemoryResponse {
+            recent: compressed
+                .recent
+                .into_iter()
+                .map(|entry| pb::MemoryEntry {
+                    turn_id: entry.turn_id,
+                    message: entry.message.to_string(),
+                    timestamp: entry.stored_at.to_string(),
+                })
+                .collect(),
+            summary: compressed.summary,
+            memories_count: count(compressed.memories_count),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id))]
+    async fn list_memory_turns(
+        &self,
+        request: Request<pb::ListMemoryTurnsRequest>,
+    ) -> Result<Response<pb::ListMemoryTurnsResponse>, Status> {
+        let request = request.into_inner();
+        let turn_ids = self
+            .store()
+            .turn_ids(&request.agent_id, &request.session_id)?;
+        Ok(Response::new(pb::ListMemoryTurnsResponse { turn_ids }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        let stats = self.store().stats();
+        Ok(Response::new(pb::GetStatsResponse {
+            total_memories: count(stats.total_memories),
+            total_streams: count(stats.total_streams),
+            total_sessions: count(stats.total_sessions),
+            total_agents: count(stats.total_agents),
+            evicted_memories: count(stats.evicted_memories),
+            evicted_sessions: count(stats.evicted_sessions),
+            max_per_stream: count(stats.max_per_stream),
+            max_total: count(stats.max_total),
+            total_bytes: count(stats.total_bytes),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn clear_memory(
+        &self,
+        request: Request<pb::ClearMemoryRequest>,
+    ) -> Result<Response<pb::ClearMemoryResponse>, Status> {
+        let request = request.into_inner();
+        let cleared = self
+            .store()
+            .clear(optional(&request.agent_id), optional(&request.session_id))?;
+        tracing::info!(cleared, "memory cleared");
+        Ok(Response::new(pb::ClearMemoryResponse {
+            cleared: count(cleared),
+        }))
+    }
+}

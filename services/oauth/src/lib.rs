@@ -1,0 +1,127 @@
+//! The OAuth service: client-credentials grant issuing signed JWT access tokens.
+//!
+//! - [`clients`]: the client registry (YAML file, Argon2 secret hashes, scope rules).
+//! - [`revocations`]: revoked token IDs, kept on disk until they expire.
+//! - [`service`]: the gRPC handlers.
+//! - [`run`]: load everything and serve until shutdown.
+//!
+//! The signing key (Ed25519) is loaded from its file, or generated and kept
+//! there, so tokens survive a restart.
+
+pub mod clients;
+pub mod revocations;
+pub mod service;
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use heist_plumbing::{
+    ServeOptions,
+    auth::{AuthConfig, Authenticator, MESH_AUDIENCE},
+    serve::ServeError,
+};
+use heist_tokens::{KeyError, SigningKey, TokenIssuer, unix_now};
+use tokio::net::TcpListener;
+
+pub use service::OAuthService;
+
+/// How the OAuth service is set up.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// The client registry file; `None` for the built-in development
+    /// registry (the seed's four agents and the orchestrator).
+    pub clients_file: Option<PathBuf>,
+    /// The signing key file (generated if missing).
+    pub key_file: PathBuf,
+    /// The revocation list file.
+    pub revocations_file: PathBuf,
+    /// The issuer (`iss`) tokens carry.
+    pub issuer: String,
+    /// How long tokens live.
+    pub token_lifetime: Duration,
+}
+
+/// Why the OAuth service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthServiceError {
+    /// The client file is unusable.
+    #[error(transparent)]
+    Clients(#[from] clients::RegistryError),
+    /// The signing key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The revocation list cannot be opened.
+    #[error("cannot open the revocation list {path}: {source}")]
+    Revocations {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Start-up failed on its worker thread.
+    #[error("start-up failed: {0}")]
+    Startup(String),
+    /// The server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// The shipped development registry, used when no client file is given.
+pub const DEFAULT_CLIENTS_YAML: &str = include_str!("../clients.yaml");
+
+/// Builds the service from `config` (reads the files, hashes development secrets).
+pub fn build(config: &OAuthConfig) -> Result<OAuthService, OAuthServiceError> {
+    let (registry, source) = match &config.clients_file {
+        Some(path) => (
+            clients::ClientRegistry::load(path)?,
+            path.display().to_string(),
+        ),
+        None => (
+            clients::ClientRegistry::from_yaml(
+                std::path::Path::new("<built-in clients.yaml>"),
+                DEFAULT_CLIENTS_YAML,
+            )?,
+            "built-in development clients".to_owned(),
+        ),
+    };
+    tracing::info!(clients = registry.len(), source, "client registry loaded");
+    if registry.uses_development_secrets() {
+        tracing::warn!(
+            source,
+            "clients use plain-text development secrets; use secret_hash outside development"
+        );
+    }
+    let key = SigningKey::load_or_generate(&config.key_file)?;
+    tracing::info!(kid = key.kid(), file = %config.key_file.display(), "signing key ready");
+    let issuer = TokenIssuer::new(
+        key,
+        config.issuer.clone(),
+        MESH_AUDIENCE,
+        config.token_lifetime,
+    );
+    let revocations = revocations::Revocations::open(&config.revocations_file, unix_now())
+        .map_err(|source| OAuthServiceError::Revocations {
+            path: config.revocations_file.clone(),
+            source,
+        })?;
+    let authenticator = Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new(""));
+    Ok(OAuthService::new(
+        registry,
+        issuer,
+        revocations,
+        authenticator,
+    ))
+}
+
+/// Serves the OAuth service on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: OAuthConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), OAuthServiceError> {
+    let service = tokio::task::spawn_blocking(move || build(&config))
+        .await
+        .map_err(|error| OAuthServiceError::Startup(error.to_string()))??;
+    heist_plumbing::serve(listener, service.into_server(), async {}, shutdown, options).await?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `heist-oauth`: serves the OAuth service until SIGINT/SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use heist_oauth::OAuthConfig;
+use heist_plumbing::{
+    ServeOptions,
+    cli::{CommonArgs, parse_duration},
+    shutdown, telemetry,
+};
+
+/// The OAuth service: client-credentials grant for the agents of the mesh.
+///
+/// Clients (ID, secret hash, allowed scopes) come from a YAML file; tokens are
+/// JWTs signed with an Ed25519 key kept in a file (generated on first start),
+/// so tokens stay valid across restarts. Other services verify tokens locally
+/// with the public keys from `GetPublicKeys`.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HEIST_OAUTH_LISTEN", default_value = "127.0.0.1:8001")]
+    listen: SocketAddr,
+
+    /// The client registry (YAML, see services/oauth/clients.yaml). Without
+    /// it, the built-in development clients (the seed's four agents and the
+    /// orchestrator, with plain-text development secrets) are used.
+    #[arg(long, env = "HEIST_OAUTH_CLIENTS")]
+    clients: Option<PathBuf>,
+
+    /// The Ed25519 signing key file; generated (mode 0600) if missing.
+    #[arg(
+        long,
+        env = "HEIST_OAUTH_KEY",
+        default_value = "heist_oauth_signing.key"
+    )]
+    key_file: PathBuf,
+
+    /// The revocation list file (append-only).
+    #[arg(long, default_value = "heist_oauth_revoked.log")]
+    revocations_file: PathBuf,
+
+    /// The issuer (`iss`) tokens carry.
+    #[arg(long, default_value = "heist-oauth")]
+    issuer: String,
+
+    /// How long tokens live, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    token_lifetime: Duration,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let telemetry = telemetry::init("heist-oauth", &args.common.log_filter)?;
+    let outcome = serve(args).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = args.common.bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "oauth listening");
+    let config = OAuthConfig {
+        clients_file: args.clients,
+        key_file: args.key_file,
+        revocations_file: args.revocations_file,
+        issuer: args.issuer,
+        token_lifetime: args.token_lifetime,
+    };
+    heist_oauth::run(
+        listener,
+        config,
+        shutdown::signal(),
+        ServeOptions {
+            grace_period: args.common.grace_period,
+        },
+    )
+    .await?;
+    tracing::info!("oauth stopped");
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! The gRPC face of OAuth: `heist.v1.OAuthService`.
+//!
+//! Issue (client credentials), public keys, introspection, revocation. Client
+//! secrets are checked with Argon2 on a blocking thread; tokens are signed
+//! with the service's Ed25519 key.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use heist_plumbing::{
+    auth::Authenticator,
+    status::{ServiceError, to_status},
+};
+use heist_proto::v1::{
+    self as pb,
+    o_auth_service_server::{OAuthService as OAuthRpc, OAuthServiceServer},
+    revoke_token_request::Target,
+};
+use heist_tokens::{Claims, IssueError, TokenError, TokenIssuer, unix_now};
+use tonic::{Code, Request, Response, Status};
+
+use crate::{
+    clients::{ClientError, ClientRegistry},
+    revocations::Revocations,
+};
+
+/// The only grant type served.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The scope that may revoke any token by its `jti`.
+pub const ADMIN_SCOPE: &str = "oauth:admin";
+
+/// What an OAuth call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// Wrong client ID or secret (the same for both, so IDs cannot be probed).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A grant type other than `client_credentials`.
+    #[error("unsupported grant_type {0:?}: only \"client_credentials\" is supported")]
+    UnsupportedGrant(String),
+    /// No scope asked for.
+    #[error(
+        "scope: ask for at least one scope, space-separated (e.g. \"calculator:use memory:read\")"
+    )]
+    EmptyScope,
+    /// A field is missing or malformed.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The token to revoke is not one of ours.
+    #[error("token: cannot revoke it: {0}")]
+    NotOurToken(TokenError),
+    /// Signing failed.
+    #[error("cannot issue the token: {0}")]
+    Issue(#[from] IssueError),
+    /// The revocation list could not be written.
+    #[error("cannot record the revocation: {0}")]
+    Storage(#[from] std::io::Error),
+    /// A blocking task failed.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+impl ServiceError for OAuthError {
+    fn code(&self) -> Code {
+        match self {
+            Self::Client(ClientError::InvalidClient) => Code::Unauthenticated,
+            Self::Client(ClientError::ScopeNotAllowed(_)) => Code::PermissionDenied,
+            Self::Client(ClientError::InvalidScope(_))
+            | Self::UnsupportedGrant(_)
+            | Self::EmptyScope
+            | Self::InvalidField { .. }
+            | Self::NotOurToken(_) => Code::InvalidArgument,
+            Self::Storage(_) => Code::Unavailable,
+            Self::Issue(_) | Self::Task(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<OAuthError> for Status {
+    fn from(error: OAuthError) -> Self {
+        to_status(&error)
+    }
+}
+
+/// The OAuth service; a cheap handle on shared state.
+#[derive(Clone)]
+pub struct OAuthService {
+    clients: Arc<ClientRegistry>,
+    issuer: Arc<TokenIssuer>,
+    revocations: Arc<Mutex<Revocations>>,
+    /// Verifies the bearer token of `oauth:admin` callers.
+    authenticator: Authenticator,
+}
+
+impl OAuthService {
+    /// A service issuing tokens to `clients` with `issuer`.
+    pub fn new(
+        clients: ClientRegistry,
+        issuer: TokenIssuer,
+        revocations: Revocations,
+        authenticator: Authenticator,
+    ) -> Self {
+        Self {
+            clients: Arc::new(clients),
+            issuer: Arc::new(issuer),
+            revocations: Arc::new(Mutex::new(revocations)),
+            authenticator,
+        }
+    }
+
+    /// The service wrapped for a tonic server.
+    pub fn into_server(self) -> OAuthServiceServer<Self> {
+        OAuthServiceServer::new(self)
+    }
+
+    fn revocations(&self) -> MutexGuard<'_, Revocations> {
+        self.revocations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_revoked(&self, jti: &str) -> bool {
+        self.revocations().contains(jti)
+    }
+
+    /// Verifies one of our tokens; `leeway` 0 for introspection.
+    fn verify(&self, token: &str, leeway: u64) -> Result<Claims, TokenError> {
+        self.issuer
+            .verifier()
+            .verify(token, self.issuer.audience(), unix_now(), leeway)
+    }
+
+    fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
+        let newly_revoked = self.revocations().revoke(jti, exp)?;
+        self.authenticator.revoke_locally(jti);
+        tracing::info!(jti, newly_revoked, "token revoked");
+        Ok(pb::RevokeTokenResponse {
+            jti: jti.to_owned(),
+            newly_revoked,
+        })
+    }
+}
+
+fn is_valid_jti(jti: &str) -> bool {
+    !jti.is_empty()
+        && jti.len() <= 64
+        && jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[tonic::async_trait]
+impl OAuthRpc for OAuthService {
+    #[tracing::instrument(skip_all, fields(client.id = %request.get_ref().client_id))]
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let request = request.into_inner();
+        if !request.grant_type.is_empty() && request.grant_type != CLIENT_CREDENTIALS {
+            return Err(OAuthError::UnsupportedGrant(request.grant_type).into());
+        }
+        if request.client_id.is_empty() {
+            return Err(OAuthError::InvalidField {
+                field: "client_id",
+                reason: "must not be empty".into(),
+            }
+            .into());
+        }
+        if request.scope.trim().is_empty() {
+            return Err(OAuthError::EmptyScope.into());
+        }
+        let clients = self.clients.clone();
+        let issuer = self.issuer.clone();
+        // Argon2 takes milliseconds of CPU: keep it off the async workers.
+        let span = tracing::info_span!("oauth.authenticate_and_sign");
+        let issued = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let client = clients.authenticate(&request.client_id, &request.client_secret)?;
+            let scopes = clients.grant_scopes(client, &request.scope)?;
+            Ok::<_, OAuthError>(issuer.issue(client.id(), &scopes, unix_now())?)
+        })
+        .await
+        .map_err(|error| OAuthError::Task(error.to_string()))?
+        .map_err(|error| {
+            tracing::info!(%error, "token refused");
+            error
+        })?;
+        tracing::info!(jti = %issued.claims.jti, scope = %issued.claims.scope, "token issued");
+        Ok(Response::new(pb::IssueTokenResponse {
+            access_token: issued.token,
+            token_type: "Bearer".into(),
+            expires_in: i64::try_from(issued.claims.exp.saturating_sub(issued.claims.iat))
+                .unwrap_or(i64::MAX),
+            scope: issued.claims.scope,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_public_keys(
+        &self,
+        _request: Request<pb::GetPublicKeysRequest>,
+    ) -> Result<Response<pb::GetPublicKeysResponse>, Status> {
+        let keys = self
+            .issuer
+            .jwks()
+            .into_iter()
+            .map(|jwk| pb::Jwk {
+                kty: jwk.kty,
+                crv: jwk.crv,
+                x: jwk.x,
+                kid: jwk.kid,
+                alg: jwk.alg,
+                r#use: jwk.use_,
+            })
+            .collect();
+        Ok(Response::new(pb::GetPublicKeysResponse {
+            keys,
+            issuer: self.issuer.issuer().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn introspect_token(
+        &self,
+        request: Request<pb::IntrospectTokenRequest>,
+    ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
+        let response = match self.verify(&request.get_ref().token, 0) {
+            Ok(claims) if self.is_revoked(&claims.jti) => pb::IntrospectTokenResponse {
+                reason: "revoked".into(),
+                ..claims_response(claims, false)
+            },
+            Ok(claims) => claims_response(claims, true),
+            Err(error) => pb::IntrospectTokenResponse {
+                active: false,
+                reason: error.reason().into(),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        match request.get_ref().target.clone() {
+            Some(Target::Token(token)) => match self.verify(&token, 0) {
+                Ok(claims) => Ok(Response::new(self.revoke(&claims.jti, claims.exp)?)),
+                // An expired token needs no revocation.
+                Err(TokenError::Expired { .. }) => Ok(Response::new(pb::RevokeTokenResponse {
+                    jti: String::new(),
+                    newly_revoked: false,
+                })),
+                Err(error) => Err(OAuthError::NotOurToken(error).into()),
+            },
+            Some(Target::Jti(jti)) => {
+                let claims = self
+                    .authenticator
+                    .authenticate(&request.metadata().clone().into_headers())
+                    .await?;
+                if !claims.has_scope(ADMIN_SCOPE) {
+                    return Err(
+                        heist_plumbing::auth::AuthError::MissingScope(ADMIN_SCOPE.into()).into(),
+                    );
+                }
+                if !is_valid_jti(&jti) {
+                    return Err(OAuthError::InvalidField {
+                        field: "jti",
+                        reason: "must be 1 to 64 letters, digits, '-' or '_'".into(),
+                    }
+                    .into());
+                }
+                // The token's expiry is unknown here: keep it for a whole lifetime.
+                let exp = unix_now().saturating_add(self.issuer.lifetime().as_secs());
+                Ok(Response::new(self.revoke(&jti, exp)?))
+            }
+            None => Err(OAuthError::InvalidField {
+                field: "target",
+                reason: "give the token or its jti".into(),
+            }
+            .into()),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_revoked_tokens(
+        &self,
+        _request: Request<pb::ListRevokedTokensRequest>,
+    ) -> Result<Response<pb::ListRevokedTokensResponse>, Status> {
+        let revoked = self
+            .revocations()
+            .active(unix_now())
+            .into_iter()
+            .map(|(jti, exp)| pb::RevokedToken {
+                jti,
+                exp: i64::try_from(exp).unwrap_or(i64::MAX),
+            })
+            .collect();
+        Ok(Response::new(pb::ListRevokedTokensResponse { revoked }))
+    }
+}
+
+fn claims_response(claims: Claims, active: bool) -> pb::IntrospectTokenResponse {
+    pb::IntrospectTokenResponse {
+        active,
+        sub: claims.sub,
+        scope: claims.scope,
+        aud: claims.aud,
+        iss: claims.iss,
+        iat: i64::try_from(claims.iat).unwrap_or(i64::MAX),
+        exp: i64::try_from(claims.exp).unwrap_or(i64::MAX),
+        jti: claims.jti,
+        reason: String::new(),
+    }
+}

@@ -1,0 +1,547 @@
+//! Authentication and scopes for every protected service: one layer, shared.
+//!
+//! [`AuthLayer`] wraps a service: each call must carry
+//! `authorization: Bearer <jwt>`. The token is verified locally against the
+//! OAuth service's public keys (fetched at start with retry, refreshed when a
+//! token names an unknown `kid`): signature, `exp` with a small leeway, `aud`,
+//! `iss`, and the scope the called method requires. Revoked tokens are
+//! refused once the service has polled the OAuth revocation list (every
+//! `revocation_poll`, 5 s by default). The verified [`Claims`] are handed to
+//! the handler through the request's extensions ([`claims`], [`require_scope`]).
+//! Health and reflection stay open.
+//!
+//! Statuses: no, garbled, forged, expired, wrong-audience or revoked token:
+//! `UNAUTHENTICATED`; valid token without the scope: `PERMISSION_DENIED`
+//! naming the scope; keys not loaded yet: `UNAVAILABLE`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, RwLock},
+    task::{Context as TaskContext, Poll},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use heist_proto::v1::{
+    GetPublicKeysRequest, ListRevokedTokensRequest, o_auth_service_client::OAuthServiceClient,
+};
+use heist_tokens::{Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier};
+use http::{HeaderMap, Request, Response};
+use tonic::{Code, Status, body::Body, server::NamedService};
+use tower::{Layer, Service};
+
+use crate::{
+    propagation::{TracedChannel, traced},
+    status::{ServiceError, to_status},
+};
+
+/// The audience every token of the mesh is issued for.
+pub const MESH_AUDIENCE: &str = "heist-mesh";
+
+/// How often a failing key fetch is retried, at most.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Unknown-`kid` refreshes are at most this frequent.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No `authorization` metadata.
+    #[error("missing `authorization: Bearer <token>` metadata")]
+    Missing,
+    /// The metadata is not `Bearer <token>`.
+    #[error("`authorization` must be `Bearer <token>`")]
+    NotBearer,
+    /// The token failed a check.
+    #[error("invalid token: {0}")]
+    Invalid(#[from] TokenError),
+    /// The token was revoked.
+    #[error("token has been revoked")]
+    Revoked,
+    /// The token lacks the scope the call needs.
+    #[error("token lacks scope `{0}`")]
+    MissingScope(String),
+    /// The public keys are not loaded yet.
+    #[error("public keys are not loaded yet; the OAuth service may be down")]
+    KeysUnavailable,
+}
+
+impl ServiceError for AuthError {
+    fn code(&self) -> Code {
+        match self {
+            Self::MissingScope(_) => Code::PermissionDenied,
+            Self::KeysUnavailable => Code::Unavailable,
+            _ => Code::Unauthenticated,
+        }
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        to_status(&error)
+    }
+}
+
+/// How the authenticator reaches OAuth and checks tokens.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The OAuth service, e.g. `http://127.0.0.1:8001`.
+    pub oauth_url: String,
+    /// The audience tokens must carry.
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `iat` and `nbf`.
+    pub leeway: Duration,
+    /// How often the revocation list is polled.
+    pub revocation_poll: Duration,
+}
+
+impl AuthConfig {
+    /// Defaults for an OAuth service at `oauth_url`.
+    pub fn new(oauth_url: impl Into<String>) -> Self {
+        Self {
+            oauth_url: oauth_url.into(),
+            audience: MESH_AUDIENCE.to_owned(),
+            leeway: Duration::from_secs(heist_tokens::DEFAULT_LEEWAY_SECS),
+            revocation_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Verifies tokens; a cheap handle shared by the layer and its tasks.
+#[derive(Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    verifier: RwLock<Option<Verifier>>,
+    revoked: RwLock<HashSet<String>>,
+    oauth: Option<OAuthServiceClient<TracedChannel>>,
+    audience: String,
+    leeway: u64,
+    revocation_poll: Duration,
+    last_refresh: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("audience", &self.inner.audience)
+            .field("keys_loaded", &self.keys_loaded())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+impl Authenticator {
+    /// An authenticator that fetches keys from the OAuth service in `config`.
+    /// Nothing is fetched until [`Authenticator::load_keys`] runs.
+    pub fn new(config: &AuthConfig) -> Result<Self, tonic::transport::Error> {
+        let channel = tonic::transport::Endpoint::from_shared(config.oauth_url.clone())?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self::build(
+            None,
+            Some(OAuthServiceClient::new(traced(channel))),
+            config,
+        ))
+    }
+
+    /// An authenticator with a fixed verifier and no OAuth connection (the
+    /// OAuth service itself, and tests).
+    pub fn with_verifier(verifier: Verifier, config: &AuthConfig) -> Self {
+        Self::build(Some(verifier), None, config)
+    }
+
+    fn build(
+        verifier: Option<Verifier>,
+        oauth: Option<OAuthServiceClient<TracedChannel>>,
+        config: &AuthConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                verifier: RwLock::new(verifier),
+                revoked: RwLock::new(HashSet::new()),
+                oauth,
+                audience: config.audience.clone(),
+                leeway: config.leeway.as_secs(),
+                revocation_poll: config.revocation_poll,
+                last_refresh: tokio::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// True once public keys are loaded.
+    pub fn keys_loaded(&self) -> bool {
+        self.inner
+            .verifier
+            .read()
+            .map(|verifier| verifier.is_some())
+            .unwrap_or(false)
+    }
+
+    /// Fetches the public keys, retrying with exponential backoff until it
+    /// succeeds; then polls the revocation list in the background. Use it as
+    /// a server's readiness future.
+    pub async fn load_keys(self) {
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = self.fetch_keys().await {
+            tracing::warn!(%error, retry_in = ?delay, "cannot fetch oauth public keys");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+        tracing::info!("oauth public keys loaded");
+        if self.inner.oauth.is_some() {
+            tokio::spawn(self.poll_revocations());
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<(), String> {
+        let Some(mut oauth) = self.inner.oauth.clone() else {
+            return Ok(());
+        };
+        let response = oauth
+            .get_public_keys(GetPublicKeysRequest {})
+            .await
+            .map_err(|status| status.message().to_owned())?
+            .into_inner();
+        let jwks: Vec<TokenJwk> = response
+            .keys
+            .into_iter()
+            .map(|key| TokenJwk {
+                kty: key.kty,
+                crv: key.crv,
+                x: key.x,
+                kid: key.kid,
+                alg: key.alg,
+                use_: key.r#use,
+            })
+            .collect();
+        let keys = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
+        let verifier = Verifier::new(response.issuer, keys);
+        if let Ok(mut slot) = self.inner.verifier.write() {
+            *slot = Some(verifier);
+        }
+        Ok(())
+    }
+
+    async fn poll_revocations(self) {
+        let Some(mut oauth) = self.inner.oauth.clone() else {
+            return;
+        };
+        let mut ticker = tokio::time::interval(self.inner.revocation_poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match oauth.list_revoked_tokens(ListRevokedTokensRequest {}).await {
+                Ok(response) => {
+                    let revoked: HashSet<String> = response
+                        .into_inner()
+                        .revoked
+                        .into_iter()
+                        .map(|token| token.jti)
+                        .collect();
+                    if let Ok(mut slot) = self.inner.revoked.write() {
+                        // Keep what we knew: a restarted OAuth may have lost nothing,
+                        // but a union never forgets a revocation before expiry.
+                        slot.extend(revoked);
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(error = %status.message(), "revocation poll failed");
+                }
+            }
+        }
+    }
+
+    /// Marks a token ID as revoked here (the OAuth service calls this on itself).
+    pub fn revoke_locally(&self, jti: &str) {
+        if let Ok(mut revoked) = self.inner.revoked.write() {
+            revoked.insert(jti.to_owned());
+        }
+    }
+
+    /// Verifies the bearer token in `headers`.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, AuthError> {
+        let token = bearer_token(headers)?.to_owned();
+        self.authenticate_token(&token).await
+    }
+
+    /// Verifies a bearer token.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Claims, AuthError> {
+        match self.verify(token) {
+            Err(AuthError::Invalid(TokenError::UnknownKid(_))) if self.inner.oauth.is_some() => {
+                self.refresh_keys().await;
+                self.verify(token)
+            }
+            outcome => outcome,
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let claims = {
+            let verifier = self
+                .inner
+                .verifier
+                .read()
+                .map_err(|_| AuthError::KeysUnavailable)?;
+            let verifier = verifier.as_ref().ok_or(AuthError::KeysUnavailable)?;
+            verifier.verify(token, &self.inner.audience, now_secs(), self.inner.leeway)?
+        };
+        let revoked = self
+            .inner
+            .revoked
+            .read()
+            .map(|revoked| revoked.contains(&claims.jti))
+            .unwrap_or(false);
+        if revoked {
+            return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    async fn refresh_keys(&self) {
+        let mut last = self.inner.last_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(error) = self.fetch_keys().await {
+            tracing::warn!(%error, "cannot refresh oauth public keys");
+        }
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::NotBearer)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::NotBearer);
+    }
+    Ok(token.trim())
+}
+
+/// The claims of the verified caller of `request`.
+pub fn claims<T>(request: &tonic::Request<T>) -> Result<&Claims, Status> {
+    request
+        .extensions()
+        .get::<Claims>()
+        .ok_or_else(|| Status::from(AuthError::Missing))
+}
+
+/// The caller's claims, if the token grants `scope`; else PERMISSION_DENIED.
+pub fn require_scope<'a, T>(
+    request: &'a tonic::Request<T>,
+    scope: &str,
+) -> Result<&'a Claims, Status> {
+    let claims = claims(request)?;
+    if claims.has_scope(scope) {
+        Ok(claims)
+    } else {
+        Err(AuthError::MissingScope(scope.to_owned()).into())
+    }
+}
+
+/// A client interceptor that sends `authorization: Bearer <token>` on every call.
+#[derive(Debug, Clone)]
+pub struct BearerInterceptor {
+    value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl BearerInterceptor {
+    /// Sends `token`; a token that cannot be a header value is sent as nothing
+    /// (and the server answers UNAUTHENTICATED).
+    pub fn new(token: &str) -> Self {
+        Self {
+            value: format!("Bearer {token}").parse().ok(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for BearerInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.value {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Wraps a service so every call is authenticated, and each method listed
+/// in `method_scopes` (by method name, e.g. `StoreMessage`) needs its scope.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+    method_scopes: Arc<HashMap<&'static str, &'static str>>,
+    open_methods: Arc<HashSet<&'static str>>,
+}
+
+impl AuthLayer {
+    /// Every method needs a valid token; those in `method_scopes` also a scope.
+    pub fn new(
+        authenticator: Authenticator,
+        method_scopes: &[(&'static str, &'static str)],
+    ) -> Self {
+        Self {
+            authenticator,
+            method_scopes: Arc::new(method_scopes.iter().copied().collect()),
+            open_methods: Arc::new(HashSet::new()),
+        }
+    }
+
+    /// Lets `methods` through without a token (e.g. OAuth's `IssueToken`).
+    pub fn with_open_methods(mut self, methods: &[&'static str]) -> Self {
+        self.open_methods = Arc::new(methods.iter().copied().collect());
+        self
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticated<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticated {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A service behind [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Authenticated<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S: NamedService> NamedService for Authenticated<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+impl<S> Service<Request<Body>> for Authenticated<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        // Swap in a fresh clone so the ready service serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let method = request
+            .uri()
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if layer.open_methods.contains(method.as_str()) {
+            return Box::pin(inner.call(request));
+        }
+        let token = bearer_token(request.headers()).map(str::to_owned);
+        Box::pin(async move {
+            let verdict = async {
+                let claims = layer.authenticator.authenticate_token(&token?).await?;
+                if let Some(scope) = layer.method_scopes.get(method.as_str())
+                    && !claims.has_scope(scope)
+                {
+                    return Err(AuthError::MissingScope((*scope).to_owned()));
+                }
+                Ok(claims)
+            }
+            .await;
+            match verdict {
+                Ok(claims) => {
+                    tracing::Span::current().record("client.id", claims.sub.as_str());
+                    request.extensions_mut().insert(claims);
+                    inner.call(request).await
+                }
+                Err(error) => {
+                    tracing::debug!(%error, method, "call refused");
+                    Ok(Status::from(error).into_http())
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        assert_eq!(
+            bearer_token(&headers("Bearer abc.def.ghi")).unwrap(),
+            "abc.def.ghi"
+        );
+        assert_eq!(bearer_token(&headers("bearer abc")).unwrap(), "abc");
+    }
+
+    #[test]
+    fn other_schemes_and_missing_headers_are_refused() {
+        assert!(matches!(
+            bearer_token(&HeaderMap::new()),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            bearer_token(&headers("Basic dXNlcg==")),
+            Err(AuthError::NotBearer)
+        ));
+        assert!(matches!(
+            bearer_token(&headers("Bearer ")),
+            Err(AuthError::NotBearer)
+        ));
+        assert!(matches!(
+            bearer_token(&headers("token")),
+            Err(AuthError::NotBearer)
+        ));
+    }
+
+    #[test]
+    fn refusals_map_to_unauthenticated_or_permission_denied() {
+        assert_eq!(
+            Status::from(AuthError::Missing).code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            Status::from(AuthError::Revoked).code(),
+            Code::Unauthenticated
+        );
+        let denied = Status::from(AuthError::MissingScope("audit:write".into()));
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert!(denied.message().contains("audit:write"));
+        assert_eq!(
+            Status::from(AuthError::KeysUnavailable).code(),
+            Code::Unavailable
+        );
+    }
+}

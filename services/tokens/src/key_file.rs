@@ -1,0 +1,177 @@
+//! The signing key file: one line holding the base64url-encoded 32-byte Ed25519 seed.
+//!
+//! A new file is written to a temporary file in the same directory (mode 0600 from its
+//! creation on), flushed to disk and renamed over the final name, so a reader never sees a
+//! half-written key. The parent directory is created (mode 0700) when missing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::b64;
+use crate::error::KeyError;
+use crate::key::KEY_LEN;
+
+/// Files longer than this cannot be key files (a key line is 43 characters).
+const MAX_FILE_LEN: u64 = 256;
+
+/// Reads the seed stored at `path`; `Ok(None)` when there is no file.
+pub(crate) fn read(path: &Path) -> Result<Option<[u8; KEY_LEN]>, KeyError> {
+    let read_error = |source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(read_error(error)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    parse(&bytes).map(Some).map_err(|reason| KeyError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    })
+}
+
+/// Parses the contents of a key file, or says what is wrong with them.
+fn parse(bytes: &[u8]) -> Result<[u8; KEY_LEN], &'static str> {
+    if bytes.len() as u64 > MAX_FILE_LEN {
+        return Err("too long for a key file");
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "not text")?.trim();
+    if text.is_empty() {
+        return Err("empty");
+    }
+    b64::decode_array(text).ok_or("not a base64url-encoded 32-byte Ed25519 seed")
+}
+
+/// The text stored for `seed`.
+fn format(seed: &[u8; KEY_LEN]) -> String {
+    format!("{}\n", b64::encode(seed))
+}
+
+/// Stores `seed` at `path` atomically, creating the parent directory if needed.
+pub(crate) fn write_new(path: &Path, seed: &[u8; KEY_LEN]) -> Result<(), KeyError> {
+    write_atomically(path, format(seed).as_bytes()).map_err(|source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    create_private_dir(dir)?;
+    let temp = temp_path(path)?;
+    let result = write_private_file(&temp, contents).and_then(|()| fs::rename(&temp, path));
+    if result.is_err() {
+        // Best effort: the temporary file is ours and useless now.
+        let _ = fs::remove_file(&temp);
+    }
+    result?;
+    // Best effort: persist the rename itself; some file systems cannot sync a directory.
+    let _ = File::open(dir).and_then(|dir| dir.sync_all());
+    Ok(())
+}
+
+/// A fresh name next to `path` for the temporary file.
+fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "the key path has no file name")
+    })?;
+    let suffix = getrandom::u64().map_err(io::Error::other)?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{suffix:016x}.tmp"));
+    Ok(path.with_file_name(temp_name))
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read(&dir.path().join("absent.key")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_written_seed_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/signing.key");
+        write_new(&path, &[9; KEY_LEN]).unwrap();
+        assert_eq!(read(&path).unwrap(), Some([9; KEY_LEN]));
+        // Only the key file is left: no temporary file.
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/signing.key");
+        write_new(&path, &[9; KEY_LEN]).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o077, 0);
+    }
+
+    #[test]
+    fn corrupt_contents_are_described() {
+        assert_eq!(parse(b""), Err("empty"));
+        assert_eq!(parse(b" \n"), Err("empty"));
+        assert_eq!(parse(b"\xff\xfe"), Err("not text"));
+        assert_eq!(
+            parse(b"not a key"),
+            Err("not a base64url-encoded 32-byte Ed25519 seed")
+        );
+        assert_eq!(
+            parse(b"AAAA"),
+            Err("not a base64url-encoded 32-byte Ed25519 seed")
+        );
+        assert_eq!(parse(&[b'A'; 300]), Err("too long for a key file"));
+    }
+
+    #[test]
+    fn a_directory_in_place_of_the_key_file_is_a_read_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = read(dir.path()).unwrap_err();
+        assert!(matches!(error, KeyError::Read { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_path_without_file_name_cannot_be_written() {
+        let error = write_new(Path::new("/"), &[1; KEY_LEN]).unwrap_err();
+        assert!(matches!(error, KeyError::Write { .. }), "{error}");
+    }
+}
