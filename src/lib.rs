@@ -20,6 +20,7 @@ use std::{
 };
 
 use heist_plumbing::auth::{AuthConfig, Authenticator, BearerInterceptor, MESH_AUDIENCE};
+use heist_proto::v1::{IssueTokenRequest, o_auth_service_client::OAuthServiceClient};
 use heist_tokens::{SigningKey, TokenIssuer};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
@@ -146,6 +147,26 @@ impl TestAuth {
     pub fn bearer(&self, scopes: &[&str]) -> BearerInterceptor {
         BearerInterceptor::new(&self.token("tester", scopes))
     }
+}
+
+/// Asks the OAuth service at `addr` for a token with the built-in development
+/// secret of `client` (`<client>-dev-secret`).
+pub async fn dev_token(
+    addr: SocketAddr,
+    client: &str,
+    scope: &str,
+) -> Result<String, tonic::Status> {
+    let mut oauth = OAuthServiceClient::new(channel_to(addr));
+    let response = oauth
+        .issue_token(IssueTokenRequest {
+            grant_type: "client_credentials".into(),
+            client_id: client.into(),
+            client_secret: format!("{client}-dev-secret"),
+            scope: scope.into(),
+            session_id: String::new(),
+        })
+        .await?;
+    Ok(response.into_inner().access_token)
 }
 
 /// A lazily connected channel to `addr`.
