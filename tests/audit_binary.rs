@@ -6,7 +6,8 @@
 use std::{process::Command, time::Duration};
 
 use heist_audit::{AuditStore, StoreConfig, store::PageRequest};
-use heist_mesh::{ServiceProcess, binary, channel_to, wait_until_serving};
+use heist_mesh::{ServiceProcess, binary, channel_to, dev_token, wait_until_serving};
+use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     CreateSessionRequest, StoreMessageRequest, audit_service_client::AuditServiceClient,
 };
@@ -28,16 +29,30 @@ fn grpcurl(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_answers_grpcurl_and_stops_on_sigterm_without_losing_rows() {
     let dir = TempDir::new().unwrap();
+    let oauth =
+        ServiceProcess::start(&binary("heist-oauth"), &[], "127.0.0.1:0", dir.path()).unwrap();
+    let oauth_url = format!("http://{}", oauth.addr);
     let mut audit = ServiceProcess::start(
         &binary("heist-audit"),
-        &["--db", "audit.db", "--grace-period", "5s"],
+        &[
+            "--db",
+            "audit.db",
+            "--grace-period",
+            "5s",
+            "--oauth-url",
+            &oauth_url,
+        ],
         "127.0.0.1:0",
         dir.path(),
     )
     .unwrap();
-    wait_until_serving(audit.addr, "heist.v1.AuditService")
-        .await
-        .unwrap();
+    if let Err(error) = wait_until_serving(audit.addr, "heist.v1.AuditService").await {
+        panic!(
+            "{error}\naudit log:\n{}\noauth log:\n{}",
+            std::fs::read_to_string(&audit.log).unwrap_or_default(),
+            std::fs::read_to_string(&oauth.log).unwrap_or_default()
+        );
+    }
     let address = audit.addr.to_string();
 
     let listing = grpcurl(&["-plaintext", &address, "list"]);
@@ -50,8 +65,22 @@ async fn the_binary_serves_answers_grpcurl_and_stops_on_sigterm_without_losing_r
         "heist.v1.StoreMessageRequest",
     ]);
     assert!(description.contains("idempotency_key"), "{description}");
+    let issued = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"client_id": "orchestrator", "client_secret": "orchestrator-dev-secret", "scope": "audit:write audit:read"}"#,
+        &oauth.addr.to_string(),
+        "heist.v1.OAuthService/IssueToken",
+    ]);
+    let token = serde_json::from_str::<serde_json::Value>(&issued).unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bearer = format!("authorization: Bearer {token}");
     let created = grpcurl(&[
         "-plaintext",
+        "-H",
+        &bearer,
         "-d",
         r#"{"session_id": "heist_grpcurl_0001"}"#,
         &address,
@@ -60,7 +89,13 @@ async fn the_binary_serves_answers_grpcurl_and_stops_on_sigterm_without_losing_r
     assert!(created.contains("SESSION_STATUS_ACTIVE"), "{created}");
 
     // Writers keep writing while SIGTERM arrives; every acknowledged row must survive.
-    let mut client = AuditServiceClient::new(channel_to(audit.addr));
+    let token = dev_token(oauth.addr, "orchestrator", "audit:write")
+        .await
+        .unwrap();
+    let mut client = AuditServiceClient::with_interceptor(
+        channel_to(audit.addr),
+        BearerInterceptor::new(&token),
+    );
     client
         .create_session(CreateSessionRequest {
             session_id: "sigterm".into(),

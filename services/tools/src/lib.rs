@@ -1,0 +1,70 @@
+//! The Tool service: calculator, file_reader and database_query behind scope checks.
+//!
+//! Layout:
+//! - [`service`]: the gRPC handlers, and [`run`] to serve them behind the
+//!   auth layer until shutdown.
+//! - [`tool`]: the [`Tool`] trait every tool implements, its [`ToolOutput`]
+//!   and [`ToolError`], and the argument helpers they share.
+//! - [`config`]: [`ToolsConfig`] (directories, limits) and [`ConfigError`].
+//! - [`registry`]: [`ToolSet`], the tools one process hosts, built from names.
+//! - [`calculator`]: a recursive-descent arithmetic parser and evaluator.
+//! - [`file_reader`]: heist documents read from a sandboxed directory
+//!   (`documents/` beside this crate by default).
+//! - [`database_query`]: a read-only SQLite intelligence database built
+//!   from `intel/intel.sql`, with keyword questions mapped to canned queries.
+//! - [`clock`]: the clock behind the query time limit, replaceable in tests.
+//!
+//! Calls are synchronous and may block: run them on a blocking thread.
+
+pub mod calculator;
+pub mod clock;
+pub mod config;
+pub mod database_query;
+pub mod file_reader;
+pub mod registry;
+pub mod service;
+pub mod tool;
+
+pub use calculator::Calculator;
+pub use clock::{Clock, SystemClock};
+pub use config::{BUNDLED_DOCUMENTS_DIR, ConfigError, IntelDbConfig, ToolsConfig};
+pub use database_query::DatabaseQuery;
+pub use file_reader::FileReader;
+pub use registry::ToolSet;
+pub use tool::{Parameter, Tool, ToolError, ToolOutput};
+
+use std::{future::Future, time::Duration};
+
+use heist_plumbing::{
+    ServeOptions,
+    auth::{AuthLayer, Authenticator},
+    serve::ServeError,
+};
+use tokio::net::TcpListener;
+use tower::Layer;
+
+pub use service::ToolService;
+
+/// Serves `tools` on `listener`, behind the auth layer, until `shutdown`
+/// resolves; SERVING once `authenticator` has OAuth's public keys.
+pub async fn run(
+    listener: TcpListener,
+    tools: ToolSet,
+    call_timeout: Duration,
+    authenticator: Authenticator,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError> {
+    // Scopes differ per tool, so CallTool checks them itself; every method
+    // needs a valid token.
+    let service = AuthLayer::new(authenticator.clone(), &[])
+        .layer(ToolService::new(tools, call_timeout).into_server());
+    heist_plumbing::serve(
+        listener,
+        service,
+        authenticator.load_keys(),
+        shutdown,
+        options,
+    )
+    .await
+}

@@ -1,0 +1,103 @@
+//! `heist-tools`: serves the tools it is told to until SIGINT/SIGTERM.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::Parser;
+use heist_plumbing::{
+    ServeOptions,
+    cli::{AuthArgs, CommonArgs, parse_duration},
+    shutdown, telemetry,
+};
+use heist_tools::{BUNDLED_DOCUMENTS_DIR, IntelDbConfig, ToolSet, ToolsConfig};
+
+/// The Tool service: calculator, file_reader and database_query.
+///
+/// One process hosts the tools named by --tools, so both the seed's layout
+/// (one tool per port: calculator 8002, file_reader 8003, database_query 8004)
+/// and a single process work. Every call needs a bearer token from the OAuth
+/// service with the tool's scope (`calculator:use`, `file_reader:use`,
+/// `database_query:use`).
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "HEIST_TOOLS_LISTEN", default_value = "127.0.0.1:8002")]
+    listen: SocketAddr,
+
+    /// The tools to host, comma-separated.
+    #[arg(long, default_value = "calculator,file_reader,database_query")]
+    tools: String,
+
+    /// The directory file_reader serves (nothing outside it is readable).
+    #[arg(long, default_value = BUNDLED_DOCUMENTS_DIR)]
+    documents_dir: PathBuf,
+
+    /// Where database_query builds its intelligence database; a temporary
+    /// file if not given. The file is rebuilt at start and opened read-only.
+    #[arg(long)]
+    intel_db: Option<PathBuf>,
+
+    /// Largest document file_reader returns, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_file_bytes: u64,
+
+    /// Most rows database_query returns.
+    #[arg(long, default_value_t = 200)]
+    max_rows: usize,
+
+    /// Time limit of one database query, e.g. `2s`.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    query_time_limit: Duration,
+
+    /// Time limit of any one tool call, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    call_timeout: Duration,
+
+    #[command(flatten)]
+    auth: AuthArgs,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let telemetry = telemetry::init("heist-tools", &args.common.log_filter)?;
+    let outcome = serve(args).await;
+    telemetry.shutdown().await;
+    outcome
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let config = ToolsConfig {
+        documents_dir: args.documents_dir,
+        max_file_bytes: args.max_file_bytes,
+        intel_db: args
+            .intel_db
+            .map_or(IntelDbConfig::Temporary, IntelDbConfig::File),
+        max_rows: args.max_rows,
+        query_time_limit: args.query_time_limit,
+        ..ToolsConfig::default()
+    };
+    let names = args.tools.clone();
+    let tools = tokio::task::spawn_blocking(move || ToolSet::from_names(&names, &config))
+        .await?
+        .with_context(|| format!("cannot set up the tools {:?}", args.tools))?;
+    let listener = args.common.bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, tools = %args.tools, "tools listening");
+    heist_tools::run(
+        listener,
+        tools,
+        args.call_timeout,
+        args.auth.authenticator()?,
+        shutdown::signal(),
+        ServeOptions {
+            grace_period: args.common.grace_period,
+        },
+    )
+    .await?;
+    tracing::info!("tools stopped");
+    Ok(())
+}

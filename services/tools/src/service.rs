@@ -1,0 +1,131 @@
+//! The gRPC face of the tools: `heist.v1.ToolService`.
+//!
+//! `ListTools` needs any valid token; `CallTool` needs the tool's own scope
+//! (e.g. `calculator:use`). A call runs on a blocking thread under the
+//! service's time limit; the tool's refusals become precise statuses.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use heist_plumbing::{
+    auth::require_scope,
+    status::{ServiceError, to_status},
+};
+use heist_proto::v1::{
+    self as pb,
+    tool_service_server::{ToolService as ToolRpc, ToolServiceServer},
+};
+use tonic::{Code, Request, Response, Status};
+
+use crate::{Tool, ToolError, ToolSet};
+
+impl ServiceError for ToolError {
+    fn code(&self) -> Code {
+        match self {
+            Self::InvalidArgument { .. } => Code::InvalidArgument,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::NotFound(_) => Code::NotFound,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ToolError> for Status {
+    fn from(error: ToolError) -> Self {
+        to_status(&error)
+    }
+}
+
+/// The Tool service: the hosted tools and the per-call time limit.
+#[derive(Clone)]
+pub struct ToolService {
+    tools: Arc<ToolSet>,
+    call_timeout: Duration,
+}
+
+impl ToolService {
+    /// A service hosting `tools`, each call limited to `call_timeout`.
+    pub fn new(tools: ToolSet, call_timeout: Duration) -> Self {
+        Self {
+            tools: Arc::new(tools),
+            call_timeout,
+        }
+    }
+
+    /// The service wrapped for a tonic server.
+    pub fn into_server(self) -> ToolServiceServer<Self> {
+        ToolServiceServer::new(self)
+    }
+
+    fn hosted(&self) -> String {
+        self.tools
+            .iter()
+            .map(|tool| tool.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn info(tool: &Arc<dyn Tool>) -> pb::ToolInfo {
+    pb::ToolInfo {
+        name: tool.name().to_owned(),
+        description: tool.description().to_owned(),
+        required_scope: tool.required_scope().to_owned(),
+        parameters_schema: tool.parameters_schema().to_string(),
+        primary_argument: tool.primary_argument().to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl ToolRpc for ToolService {
+    #[tracing::instrument(skip_all)]
+    async fn list_tools(
+        &self,
+        _request: Request<pb::ListToolsRequest>,
+    ) -> Result<Response<pb::ListToolsResponse>, Status> {
+        Ok(Response::new(pb::ListToolsResponse {
+            tools: self.tools.iter().map(info).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        tool.name = %request.get_ref().tool_name,
+        agent.name = %request.get_ref().agent_name,
+        turn.id = request.get_ref().turn_id,
+    ))]
+    async fn call_tool(
+        &self,
+        request: Request<pb::CallToolRequest>,
+    ) -> Result<Response<pb::CallToolResponse>, Status> {
+        let name = &request.get_ref().tool_name;
+        let tool = self.tools.get(name).cloned().ok_or_else(|| {
+            Status::not_found(format!(
+                "tool_name: no tool {name:?} here; this service hosts: {}",
+                self.hosted()
+            ))
+        })?;
+        require_scope(&request, tool.required_scope())?;
+        let arguments: HashMap<String, String> = request.into_inner().arguments;
+        let span = tracing::info_span!("tool.work", tool.name = tool.name());
+        let started = std::time::Instant::now();
+        let work = tokio::task::spawn_blocking(move || span.in_scope(|| tool.call(&arguments)));
+        let output = match tokio::time::timeout(self.call_timeout, work).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(join_error)) => {
+                return Err(ToolError::Internal(format!("the tool failed: {join_error}")).into());
+            }
+            Err(_) => {
+                return Err(ToolError::DeadlineExceeded(format!(
+                    "the tool did not answer within {:?}",
+                    self.call_timeout
+                ))
+                .into());
+            }
+        };
+        Ok(Response::new(pb::CallToolResponse {
+            text: output.text,
+            data_json: output.data.to_string(),
+            duration_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+        }))
+    }
+}
