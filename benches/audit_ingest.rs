@@ -16,7 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heist_mesh::{ServiceProcess, binary, channel_to, wait_until_serving};
+use heist_mesh::{ServiceProcess, binary, channel_to, dev_token, wait_until_serving};
+use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     CreateSessionRequest, StoreMessageRequest, audit_service_client::AuditServiceClient,
 };
@@ -33,15 +34,22 @@ enum Workload {
     Ingest,
 }
 
-async fn one_round(channel: &Channel, workload: Workload, writers: usize, round: usize) -> f64 {
+async fn one_round(
+    channel: &Channel,
+    bearer: &BearerInterceptor,
+    workload: Workload,
+    writers: usize,
+    round: usize,
+) -> f64 {
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + ROUND;
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
             let channel = channel.clone();
             let counter = counter.clone();
+            let bearer = bearer.clone();
             tokio::spawn(async move {
-                let mut audit = AuditServiceClient::new(channel.clone());
+                let mut audit = AuditServiceClient::with_interceptor(channel.clone(), bearer);
                 let mut health = HealthClient::new(channel);
                 let mut n = 0u64;
                 while Instant::now() < deadline {
@@ -87,49 +95,73 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let _audit = ServiceProcess::start(
-        &binary("heist-audit"),
-        &["--db", "bench.db", "--log", "warn"],
+    let oauth = ServiceProcess::start(
+        &binary("heist-oauth"),
+        &["--log", "warn"],
         "127.0.0.1:0",
         dir.path(),
     )
-    .expect("start heist-audit");
-    wait_until_serving(_audit.addr, "heist.v1.AuditService")
-        .await
-        .expect("audit serving");
-    let channel = channel_to(_audit.addr);
-    AuditServiceClient::new(channel.clone())
-        .create_session(CreateSessionRequest {
-            session_id: "bench".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create session");
-
+    .expect("start heist-oauth");
+    let oauth_url = format!("http://{}", oauth.addr);
     println!("audit ingest, {ROUNDS} rounds of {ROUND:?} each, medians");
     println!(
-        "{:>8} {:>14} {:>14} {:>8}",
-        "writers", "messages/s", "floor calls/s", "ratio"
+        "{:>11} {:>8} {:>14} {:>14} {:>8}",
+        "synchronous", "writers", "messages/s", "floor calls/s", "ratio"
     );
     let mut json = Vec::new();
-    let mut round_id = 0;
-    for writers in CONCURRENCY {
-        let mut ingest = Vec::new();
-        let mut floor = Vec::new();
-        for _ in 0..ROUNDS {
-            floor.push(one_round(&channel, Workload::Floor, writers, round_id).await);
-            ingest.push(one_round(&channel, Workload::Ingest, writers, round_id).await);
-            round_id += 1;
+    for synchronous in ["full", "normal"] {
+        let db = format!("bench-{synchronous}.db");
+        let audit = ServiceProcess::start(
+            &binary("heist-audit"),
+            &[
+                "--db",
+                &db,
+                "--log",
+                "warn",
+                "--oauth-url",
+                &oauth_url,
+                "--synchronous",
+                synchronous,
+            ],
+            "127.0.0.1:0",
+            dir.path(),
+        )
+        .expect("start heist-audit");
+        wait_until_serving(audit.addr, "heist.v1.AuditService")
+            .await
+            .expect("audit serving");
+        let channel = channel_to(audit.addr);
+        let token = dev_token(oauth.addr, "orchestrator", "audit:write")
+            .await
+            .expect("token");
+        let bearer = BearerInterceptor::new(&token);
+        AuditServiceClient::with_interceptor(channel.clone(), bearer.clone())
+            .create_session(CreateSessionRequest {
+                session_id: "bench".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create session");
+        let mut round_id = 0;
+        for writers in CONCURRENCY {
+            let mut ingest = Vec::new();
+            let mut floor = Vec::new();
+            for _ in 0..ROUNDS {
+                floor.push(one_round(&channel, &bearer, Workload::Floor, writers, round_id).await);
+                ingest
+                    .push(one_round(&channel, &bearer, Workload::Ingest, writers, round_id).await);
+                round_id += 1;
+            }
+            let (ingest, floor) = (median(ingest), median(floor));
+            println!(
+                "{synchronous:>11} {writers:>8} {ingest:>14.0} {floor:>14.0} {:>7.0}%",
+                100.0 * ingest / floor
+            );
+            json.push(format!(
+                r#"{{"synchronous":"{synchronous}","writers":{writers},"messages_per_s":{ingest:.0},"floor_calls_per_s":{floor:.0},"ratio":{:.3}}}"#,
+                ingest / floor
+            ));
         }
-        let (ingest, floor) = (median(ingest), median(floor));
-        println!(
-            "{writers:>8} {ingest:>14.0} {floor:>14.0} {:>7.0}%",
-            100.0 * ingest / floor
-        );
-        json.push(format!(
-            r#"{{"writers":{writers},"messages_per_s":{ingest:.0},"floor_calls_per_s":{floor:.0},"ratio":{:.3}}}"#,
-            ingest / floor
-        ));
     }
     println!("JSON [{}]", json.join(","));
 }

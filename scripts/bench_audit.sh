@@ -3,5 +3,5 @@
 # messages/s with 1 and 64 writers against the floor (health Check).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p heist-audit
+cargo build --release -p heist-audit -p heist-oauth
 cargo bench -p heist-mesh --bench audit_ingest

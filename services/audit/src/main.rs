@@ -27,6 +27,13 @@ struct Args {
     #[arg(long, env = "HEIST_AUDIT_DB", default_value = "heist_audit.db")]
     db: PathBuf,
 
+    /// `full`: every commit is fsynced, so an acknowledged row survives a
+    /// power cut. `normal`: no fsync at commit (faster on slow disks); an
+    /// acknowledged row survives any crash of the process, but the last
+    /// commits may be lost on power loss. The file is never corrupted.
+    #[arg(long, default_value = "full", value_parser = heist_audit::store::Synchronous::parse)]
+    synchronous: heist_audit::store::Synchronous,
+
     /// Largest message, tool parameters or tool result accepted, in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     max_message_bytes: usize,
@@ -52,6 +59,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, db = %args.db.display(), "audit listening");
     let mut config = StoreConfig::new(args.db);
     config.max_message_bytes = args.max_message_bytes;
+    config.synchronous = args.synchronous;
     heist_audit::run(
         listener,
         config,

@@ -42,7 +42,7 @@ pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
 pub use types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewToolUsage, Page, PageRequest,
-    SessionRow, SessionStatus, ToolUsageRow,
+    SessionRow, SessionStatus, Synchronous, ToolUsageRow,
 };
 pub use validate::{MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS, MAX_TRACE_ID_CHARS};
 
@@ -70,6 +70,8 @@ pub struct StoreConfig {
     pub read_connections: usize,
     /// Where timestamps come from.
     pub clock: Clock,
+    /// Whether each commit fsyncs (FULL, the default) or not (NORMAL).
+    pub synchronous: Synchronous,
 }
 
 impl StoreConfig {
@@ -81,6 +83,7 @@ impl StoreConfig {
             max_db_pages: None,
             read_connections: DEFAULT_READ_CONNECTIONS,
             clock: Clock::system(),
+            synchronous: Synchronous::Full,
         }
     }
 }
@@ -110,7 +113,7 @@ impl AuditStore {
     /// Fails with `SchemaTooNew` for a file written by a newer build, and with
     /// `Unavailable` when the file cannot be opened or written.
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
-        let conn = schema::open_writer(&config.path, config.max_db_pages)?;
+        let conn = schema::open_writer(&config.path, config.max_db_pages, config.synchronous)?;
         let readers = (0..config.read_connections.max(1))
             .map(|_| schema::open_reader(&config.path))
             .collect::<Result<Vec<Connection>, _>>()?;

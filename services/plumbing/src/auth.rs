@@ -41,6 +41,9 @@ pub const MESH_AUDIENCE: &str = "heist-mesh";
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// Unknown-`kid` refreshes are at most this frequent.
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// How many verified tokens are remembered (their signature is not checked
+/// again until they expire); the cache is emptied when full.
+const VERIFIED_CACHE_SIZE: usize = 4096;
 
 /// Why a call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,8 @@ pub struct Authenticator {
 
 struct Inner {
     verifier: RwLock<Option<Verifier>>,
+    /// Tokens whose signature and claims were checked, by token text.
+    verified: std::sync::Mutex<HashMap<String, Claims>>,
     revoked: RwLock<HashSet<String>>,
     oauth: Option<OAuthServiceClient<TracedChannel>>,
     audience: String,
@@ -167,6 +172,7 @@ impl Authenticator {
         Self {
             inner: Arc::new(Inner {
                 verifier: RwLock::new(verifier),
+                verified: std::sync::Mutex::new(HashMap::new()),
                 revoked: RwLock::new(HashSet::new()),
                 oauth,
                 audience: config.audience.clone(),
@@ -285,14 +291,16 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let claims = {
-            let verifier = self
-                .inner
-                .verifier
-                .read()
-                .map_err(|_| AuthError::KeysUnavailable)?;
-            let verifier = verifier.as_ref().ok_or(AuthError::KeysUnavailable)?;
-            verifier.verify(token, &self.inner.audience, now_secs(), self.inner.leeway)?
+        let now = now_secs();
+        let cached = self.inner.verified.lock().ok().and_then(|verified| {
+            verified
+                .get(token)
+                .filter(|claims| claims.exp.saturating_add(self.inner.leeway) > now)
+                .cloned()
+        });
+        let claims = match cached {
+            Some(claims) => claims,
+            None => self.verify_signature(token, now)?,
         };
         let revoked = self
             .inner
@@ -302,6 +310,26 @@ impl Authenticator {
             .unwrap_or(false);
         if revoked {
             return Err(AuthError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    /// The full check (signature, time, audience, issuer); remembers a pass.
+    fn verify_signature(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let claims = {
+            let verifier = self
+                .inner
+                .verifier
+                .read()
+                .map_err(|_| AuthError::KeysUnavailable)?;
+            let verifier = verifier.as_ref().ok_or(AuthError::KeysUnavailable)?;
+            verifier.verify(token, &self.inner.audience, now, self.inner.leeway)?
+        };
+        if let Ok(mut verified) = self.inner.verified.lock() {
+            if verified.len() >= VERIFIED_CACHE_SIZE {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), claims.clone());
         }
         Ok(claims)
     }

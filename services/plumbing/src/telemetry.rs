@@ -111,6 +111,8 @@ pub fn init(service_name: &str, log_filter: &str) -> Result<Telemetry, Telemetry
 }
 
 /// Like [`init`], with the exporter given (tests pass an in-memory one).
+/// With no exporter, no OpenTelemetry spans are made at all (and so no
+/// trace context is propagated): logs only.
 pub fn init_with_exporter<E: SpanExporter + 'static>(
     service_name: &str,
     log_filter: &str,
@@ -139,11 +141,15 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
     let tracer = provider.tracer(service_name.to_owned());
     global::set_tracer_provider(provider.clone());
 
-    let otel_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_filter(filter_fn(|meta| {
-            meta.target().starts_with("heist") && *meta.level() <= Level::INFO
-        }));
+    // Without an exporter, OTel spans would be built only to be dropped:
+    // leave the layer out, so untraced runs pay nothing for tracing.
+    let otel_layer = exporting.then(|| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(filter_fn(|meta| {
+                meta.target().starts_with("heist") && *meta.level() <= Level::INFO
+            }))
+    });
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);

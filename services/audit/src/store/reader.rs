@@ -60,6 +60,7 @@ impl ReadPool {
 mod tests {
     use super::*;
     use crate::store::schema;
+    use crate::store::types::Synchronous;
 
     #[test]
     fn a_pool_needs_at_least_one_connection() {
@@ -70,7 +71,7 @@ mod tests {
     async fn reads_run_while_the_writer_holds_a_write_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let writer = schema::open_writer(&path, None).unwrap();
+        let writer = schema::open_writer(&path, None, Synchronous::Full).unwrap();
         writer
             .execute(
                 "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 't')",

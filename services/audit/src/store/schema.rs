@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::error::StoreError;
+use super::types::Synchronous;
 
 /// How long a connection waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,16 +76,19 @@ pub(crate) fn current_version() -> i64 {
 
 /// Opens the one writing connection, creating and migrating the file as needed.
 ///
-/// `synchronous = FULL`: with WAL, every COMMIT fsyncs the log, so an OK reply
-/// means the row survives a power cut. That fsync is the cost of each commit,
-/// which is why the writer groups concurrent writes into one transaction: one
-/// fsync serves a whole batch.
+/// `synchronous` is FULL by default: with WAL, every COMMIT fsyncs the log, so
+/// an OK reply means the row survives a power cut. That fsync is the cost of
+/// each commit, which is why the writer groups concurrent writes into one
+/// transaction: one fsync serves a whole batch. NORMAL skips the fsync at
+/// commit: an OK row survives any crash of the process, but the last commits
+/// may be lost if the machine loses power (the file is never corrupted).
 ///
 /// `max_db_pages` caps the file with `PRAGMA max_page_count` (tests use it to
 /// fill the "disk"); `None` keeps SQLite's default.
 pub(crate) fn open_writer(
     path: &Path,
     max_db_pages: Option<u64>,
+    synchronous: Synchronous,
 ) -> Result<Connection, StoreError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -95,7 +99,7 @@ pub(crate) fn open_writer(
             path.display()
         )));
     }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "synchronous", synchronous.pragma_value())?;
     conn.pragma_update(None, "foreign_keys", true)?;
     migrate(&mut conn)?;
     if let Some(pages) = max_db_pages {
@@ -160,7 +164,7 @@ mod tests {
     #[test]
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
         assert_eq!(user_version(&conn), 1);
         assert_eq!(
             table_names(&conn),
@@ -184,14 +188,14 @@ mod tests {
     fn opening_a_current_file_again_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let conn = open_writer(&path, None).unwrap();
+        let conn = open_writer(&path, None, Synchronous::Full).unwrap();
         conn.execute(
             "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
             [],
         )
         .unwrap();
         drop(conn);
-        let conn = open_writer(&path, None).unwrap();
+        let conn = open_writer(&path, None, Synchronous::Full).unwrap();
         assert_eq!(user_version(&conn), 1);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
@@ -208,7 +212,7 @@ mod tests {
             .pragma_update(None, "user_version", 2)
             .unwrap();
         assert_eq!(
-            open_writer(&path, None).err(),
+            open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
                 found: 2,
                 supported: 1
@@ -219,7 +223,7 @@ mod tests {
     #[test]
     fn a_repeated_idempotency_key_is_refused_by_the_index_but_empty_keys_are_not() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
         conn.execute(
             "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
             [],
@@ -236,7 +240,7 @@ mod tests {
     #[test]
     fn a_message_for_an_unknown_session_is_refused_by_the_foreign_key() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open_writer(&dir.path().join("audit.db"), None).unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
         let result = conn.execute(
             "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
              timestamp) VALUES ('ghost', 1, 'a', 'r', 'm', 't')",
@@ -249,7 +253,7 @@ mod tests {
     fn a_reader_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let _writer = open_writer(&path, None).unwrap();
+        let _writer = open_writer(&path, None, Synchronous::Full).unwrap();
         let reader = open_reader(&path).unwrap();
         let error = reader
             .execute(

@@ -269,3 +269,35 @@ mod tests {
         assert!(SessionStatus::Interrupted.is_ended());
     }
 }
+
+/// How hard each commit presses data to disk (SQLite `synchronous` in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged row survives a power cut. The default.
+    #[default]
+    Full,
+    /// No fsync at commit: an acknowledged row survives any crash of the
+    /// process, but the last commits may be lost on power loss.
+    Normal,
+}
+
+impl Synchronous {
+    /// The `PRAGMA synchronous` value.
+    pub fn pragma_value(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+
+    /// Parses `full` or `normal` (any case).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!(
+                "unknown synchronous mode {other:?}; use full or normal"
+            )),
+        }
+    }
+}

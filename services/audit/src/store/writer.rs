@@ -103,6 +103,16 @@ impl<W: Write> Pending for Job<W> {
     }
 }
 
+/// Moves what is queued into `batch`, up to [`MAX_BATCH`].
+fn take_queued(queue: &mut mpsc::Receiver<Box<dyn Pending>>, batch: &mut Vec<Box<dyn Pending>>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The writer thread's state.
 struct Writer {
     conn: Connection,
@@ -116,12 +126,7 @@ impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Box<dyn Pending>>) {
         while let Some(first) = queue.blocking_recv() {
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
+            take_queued(&mut queue, &mut batch);
             self.commit_batch(batch);
         }
         tracing::debug!("audit writer stopped");
@@ -160,23 +165,26 @@ impl Writer {
     ///
     /// An error here fails the whole batch; dropping the transaction rolls it back.
     fn apply_all(&mut self, batch: &mut [Box<dyn Pending>]) -> Result<(), StoreError> {
-        let mut tx = self
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         for job in batch.iter_mut() {
             let now = self.clock.now_rfc3339();
-            let mut savepoint = tx.savepoint()?;
-            match job.apply(&savepoint, &now) {
-                None => savepoint.commit()?,
-                Some(error) if savepoint.is_autocommit() => {
+            // Savepoints by cached statements: no SQL is parsed per write.
+            tx.prepare_cached("SAVEPOINT audit_write")?.execute([])?;
+            match job.apply(&tx, &now) {
+                None => {
+                    tx.prepare_cached("RELEASE audit_write")?.execute([])?;
+                }
+                Some(error) if tx.is_autocommit() => {
                     // SQLite abandoned the whole transaction (e.g. a full disk):
                     // the writes before this one are gone too.
                     return Err(error);
                 }
                 Some(error) => {
                     tracing::debug!(%error, "audit write refused");
-                    savepoint.rollback()?;
-                    savepoint.commit()?;
+                    tx.prepare_cached("ROLLBACK TO audit_write")?.execute([])?;
+                    tx.prepare_cached("RELEASE audit_write")?.execute([])?;
                 }
             }
         }
@@ -276,6 +284,7 @@ fn writer_gone() -> StoreError {
 mod tests {
     use super::*;
     use crate::store::schema;
+    use crate::store::types::Synchronous;
 
     /// A write that runs raw SQL, to make savepoints and commits fail on purpose.
     struct Sql(String);
@@ -298,7 +307,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let conn = schema::open_writer(&path, None).unwrap();
+        let conn = schema::open_writer(&path, None, Synchronous::Full).unwrap();
         let (events, receiver) = broadcast::channel(16);
         Fixture {
             writer: Writer {
@@ -403,7 +412,8 @@ mod tests {
         let fx = fixture();
         let path = fx.writer.conn.path().unwrap().to_owned();
         let (events, _) = broadcast::channel(4);
-        let conn = schema::open_writer(std::path::Path::new(&path), None).unwrap();
+        let conn =
+            schema::open_writer(std::path::Path::new(&path), None, Synchronous::Full).unwrap();
         let handle = WriterHandle::spawn(conn, Clock::system(), events).unwrap();
         let mut answers = Vec::new();
         for n in 0..50 {
