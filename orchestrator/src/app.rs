@@ -1,0 +1,467 @@
+//! The orchestrator's commands: `run`, `health`, `sessions`, `tools`.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use anyhow::Context as _;
+use heist_proto::v1::{
+    GetSessionRequest, ListMessagesRequest, ListSessionsRequest, ListToolUsageRequest,
+    SessionStatus,
+};
+use tokio::sync::watch;
+
+use crate::{
+    config::{Config, LlmBackendKind},
+    console::Console,
+    discovery::{discover, tool_specs},
+    engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome},
+    health::{HealthLine, HealthReport, Verdict, check_services},
+    llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
+    mesh::{Mesh, request},
+    session_id::new_session_id,
+    tokens::TokenCache,
+    transcript,
+};
+
+/// Exit codes the orchestrator uses.
+pub mod exit {
+    /// Everything went as asked.
+    pub const OK: u8 = 0;
+    /// A session failed.
+    pub const FAILED: u8 = 1;
+    /// The configuration is unusable (nothing was started).
+    pub const CONFIG: u8 = 2;
+    /// A required service is down.
+    pub const UNAVAILABLE: u8 = 3;
+    /// Interrupted by Ctrl-C / SIGTERM.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// What `run` was asked for beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Turns per session (default: the config's `max_turns`).
+    pub turns: Option<u64>,
+    /// Sessions to run at once.
+    pub sessions: usize,
+    /// Seed (default: the config's, else random).
+    pub seed: Option<u64>,
+    /// Transcript path (`.json`, `.md`, or none for both).
+    pub transcript: Option<PathBuf>,
+    /// Print only the summary.
+    pub quiet: bool,
+}
+
+/// Builds the LLM backend the config asks for.
+pub fn llm_backend(config: &Config, seed: u64) -> Arc<dyn LlmBackend> {
+    match config.llm.backend_kind() {
+        LlmBackendKind::Offline => Arc::new(OfflineBackend::new(seed)),
+        LlmBackendKind::OpenAi => Arc::new(OpenAiBackend::new(OpenAiSettings {
+            base_url: config.llm.base_url.clone().unwrap_or_default(),
+            model: config.llm.model.clone(),
+            api_key: config.llm.api_key.as_ref().map(|key| key.expose().to_owned()),
+            temperature: config.llm.temperature,
+            max_tokens: config.llm.max_tokens,
+            timeout: config.llm.timeout,
+            retries: config.llm.retries,
+        })),
+    }
+}
+
+/// The orchestrator's own token, for Audit reads and tool listing.
+async fn own_token(config: &Config, tokens: &TokenCache) -> Option<String> {
+    let scopes: Vec<String> = ORCHESTRATOR_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    match tokens
+        .token(&config.oauth.client_id, config.oauth.client_secret.expose(), &scopes)
+        .await
+    {
+        Ok(token) => Some(token.to_string()),
+        Err(status) => {
+            tracing::warn!(error = %status.message(), "cannot get the orchestrator's token");
+            None
+        }
+    }
+}
+
+/// The health of every service and of the LLM endpoint.
+pub async fn health_report(config: &Config, mesh: &Mesh) -> HealthReport {
+    let mut lines = check_services(&mesh.endpoints, config.timeouts.health).await;
+    lines.push(llm_health(config).await);
+    HealthReport { lines }
+}
+
+async fn llm_health(config: &Config) -> HealthLine {
+    match config.llm.backend_kind() {
+        LlmBackendKind::Offline => HealthLine {
+            name: "LLM".into(),
+            url: "offline".into(),
+            required: false,
+            verdict: Verdict::Healthy("built-in offline backend, no LLM configured".into()),
+        },
+        LlmBackendKind::OpenAi => {
+            let url = config.llm.base_url.clone().unwrap_or_default();
+            let backend = OpenAiBackend::new(OpenAiSettings {
+                base_url: url.clone(),
+                model: config.llm.model.clone(),
+                api_key: config.llm.api_key.as_ref().map(|key| key.expose().to_owned()),
+                temperature: config.llm.temperature,
+                max_tokens: config.llm.max_tokens,
+                timeout: config.timeouts.health,
+                retries: 0,
+            });
+            let verdict = match backend.probe().await {
+                Ok(models) if models.iter().any(|model| *model == config.llm.model) => {
+                    Verdict::Healthy(format!("model {}", config.llm.model))
+                }
+                Ok(models) if models.is_empty() => {
+                    Verdict::Degraded(format!("model {} not listed by the server", config.llm.model))
+                }
+                Ok(models) => Verdict::Down(format!(
+                    "model {} is not loaded; available: {}",
+                    config.llm.model,
+                    models.join(", ")
+                )),
+                Err(error) => Verdict::Down(error.to_string()),
+            };
+            HealthLine {
+                name: "LLM".into(),
+                url,
+                required: true,
+                verdict,
+            }
+        }
+    }
+}
+
+/// `orchestrator health`: prints the report; non-zero if a required service is down.
+pub async fn health(config: &Config) -> anyhow::Result<u8> {
+    let mesh = Mesh::connect(config)?;
+    println!("🏥 Checking service health...");
+    let report = health_report(config, &mesh).await;
+    print!("{report}");
+    if report.required_down().is_empty() {
+        if report.is_degraded() {
+            println!("⚠️  System would start with degraded services");
+        } else {
+            println!("✅ All services healthy");
+        }
+        Ok(exit::OK)
+    } else {
+        println!("❌ Required services are down: a run would refuse to start");
+        Ok(exit::UNAVAILABLE)
+    }
+}
+
+/// `orchestrator run`.
+pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
+    let config = Arc::new(config);
+    let seed = run.seed.or(config.session.seed).unwrap_or_else(random_seed);
+    let max_turns = run.turns.unwrap_or(config.session.max_turns);
+    let sessions = run.sessions.max(1);
+    let console = Console::new(run.quiet, sessions > 1);
+    let llm = llm_backend(&config, seed);
+
+    console.always(&format!("{}\nHeist Mesh: Integrated Multi-Agent System\n{}", "=".repeat(60), "=".repeat(60)));
+    console.always(&format!("Config: {}", config.source));
+    if llm.is_offline() {
+        console.always("LLM: OFFLINE (built-in deterministic responses, no language model is called)");
+    } else {
+        console.always(&format!("LLM: {}", llm.describe()));
+    }
+    console.always(&format!("Turns: {max_turns} per session, sessions: {sessions}, seed: {seed}\n"));
+
+    let mesh = Mesh::connect(&config)?;
+    console.say("🏥 Checking service health...");
+    let report = health_report(&config, &mesh).await;
+    if !run.quiet {
+        print!("{report}");
+    }
+    let down = report.required_down();
+    if !down.is_empty() {
+        let names: Vec<_> = down.iter().map(|line| line.name.as_str()).collect();
+        console.always(&format!(
+            "❌ Cannot start: required services are down: {}. Start them (scripts/start_services.sh) and retry.",
+            names.join(", ")
+        ));
+        return Ok(exit::UNAVAILABLE);
+    }
+    if report.is_degraded() {
+        console.say("⚠️  System starting with degraded services");
+    }
+
+    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let token = own_token(&config, &tokens).await;
+    let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
+    for found in &discovered {
+        if let Err(reason) = &found.tools {
+            console.say(&format!("⚠️  Tools at {} unavailable: {reason}", found.url));
+        }
+    }
+    let specs = tool_specs(&mesh, &discovered);
+    let mode = config.llm.tool_calls;
+    let orchestrator = Orchestrator::new(config.clone(), mesh, llm, specs, mode);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        heist_plumbing::shutdown::signal().await;
+        eprintln!("\n⏹  Stopping after the current turn...");
+        let _ = stop_tx.send(true);
+    });
+
+    let console = Arc::new(console);
+    let mut handles = Vec::new();
+    for index in 0..sessions {
+        let orchestrator = orchestrator.clone();
+        let stop = stop_rx.clone();
+        let console = console.clone();
+        let session_id = new_session_id();
+        console.always(&format!("Session ID: {session_id}"));
+        let options = RunOptions {
+            max_turns,
+            seed: seed.wrapping_add(index as u64),
+        };
+        handles.push(tokio::spawn(async move {
+            orchestrator
+                .run_session(&session_id, &options, stop, console.as_ref())
+                .await
+        }));
+    }
+    console.say("");
+    let mut code = exit::OK;
+    let mut outcomes: Vec<SessionOutcome> = Vec::new();
+    for handle in handles {
+        match handle.await.context("a session task panicked")? {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(error) => {
+                console.always(&format!("❌ {error}"));
+                code = exit::UNAVAILABLE;
+            }
+        }
+    }
+    console.always(&"=".repeat(60));
+    for outcome in &outcomes {
+        console.summary(outcome);
+        match outcome.status {
+            "interrupted" => code = code.max(exit::INTERRUPTED),
+            "failed" => code = code.max(exit::FAILED),
+            _ => {}
+        }
+        if let Some(path) = &run.transcript {
+            let path = if outcomes.len() > 1 {
+                with_suffix(path, &outcome.session_id)
+            } else {
+                path.clone()
+            };
+            match transcript::write(&path, outcome) {
+                Ok(written) => {
+                    for file in written {
+                        console.always(&format!("📝 Transcript: {}", file.display()));
+                    }
+                }
+                Err(error) => {
+                    console.always(&format!("❌ Cannot write the transcript: {error}"));
+                    code = code.max(exit::FAILED);
+                }
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `run.json` + `heist_x` -> `run-heist_x.json`.
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{suffix}"),
+    };
+    path.with_file_name(name)
+}
+
+fn random_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos() as u64)
+        .unwrap_or(0);
+    crate::turn_order::mix(nanos ^ u64::from(std::process::id()))
+}
+
+fn status_name(value: i32) -> &'static str {
+    match SessionStatus::try_from(value) {
+        Ok(SessionStatus::Active) => "active",
+        Ok(SessionStatus::Completed) => "completed",
+        Ok(SessionStatus::Failed) => "failed",
+        Ok(SessionStatus::Interrupted) => "interrupted",
+        _ => "unknown",
+    }
+}
+
+/// Parses a status filter for `sessions list`.
+pub fn parse_status(text: &str) -> Result<SessionStatus, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "active" => Ok(SessionStatus::Active),
+        "completed" => Ok(SessionStatus::Completed),
+        "failed" => Ok(SessionStatus::Failed),
+        "interrupted" => Ok(SessionStatus::Interrupted),
+        other => Err(format!("unknown status {other:?}; use active, completed, failed or interrupted")),
+    }
+}
+
+async fn audit_reader(config: &Config) -> anyhow::Result<(Mesh, String)> {
+    let mesh = Mesh::connect(config)?;
+    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let token = own_token(config, &tokens)
+        .await
+        .context("cannot get a token from OAuth to read the audit trail (is OAuth running?)")?;
+    Ok((mesh, token))
+}
+
+/// `orchestrator sessions list`.
+pub async fn sessions_list(config: &Config, status: Option<SessionStatus>, limit: usize) -> anyhow::Result<u8> {
+    let (mesh, token) = audit_reader(config).await?;
+    let mut audit = mesh.audit.clone();
+    let mut sessions = Vec::new();
+    let mut page_token = String::new();
+    while sessions.len() < limit {
+        let page = audit
+            .list_sessions(request(
+                ListSessionsRequest {
+                    status: status.map_or(0, |status| status as i32),
+                    page_size: i32::try_from(limit.min(1000)).unwrap_or(1000),
+                    page_token,
+                },
+                Some(&token),
+                config.timeouts.audit,
+            ))
+            .await
+            .context("cannot list sessions from Audit")?
+            .into_inner();
+        sessions.extend(page.sessions);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    sessions.truncate(limit);
+    if sessions.is_empty() {
+        println!("No sessions.");
+        return Ok(exit::OK);
+    }
+    println!("{:<28} {:<12} {:>6} {:>9} {:>6}  {}", "SESSION", "STATUS", "TURNS", "MESSAGES", "TOOLS", "STARTED");
+    for session in sessions {
+        println!(
+            "{:<28} {:<12} {:>6} {:>9} {:>6}  {}",
+            session.session_id,
+            status_name(session.status),
+            session.num_turns,
+            session.message_count,
+            session.tool_usage_count,
+            session.start_time
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `orchestrator sessions show ID`.
+pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<u8> {
+    let (mesh, token) = audit_reader(config).await?;
+    let mut audit = mesh.audit.clone();
+    let session = match audit
+        .get_session(request(
+            GetSessionRequest {
+                session_id: session_id.to_owned(),
+            },
+            Some(&token),
+            config.timeouts.audit,
+        ))
+        .await
+    {
+        Ok(session) => session.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            println!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
+            return Ok(exit::FAILED);
+        }
+        Err(status) => return Err(anyhow::anyhow!("cannot read the session from Audit: {}", status.message())),
+    };
+    println!(
+        "Session {} ({}), {} turns, started {}{}",
+        session.session_id,
+        status_name(session.status),
+        session.num_turns,
+        session.start_time,
+        if session.end_time.is_empty() { String::new() } else { format!(", ended {}", session.end_time) }
+    );
+    let mut tools: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut page_token = String::new();
+    loop {
+        let page = audit
+            .list_tool_usage(request(
+                ListToolUsageRequest { session_id: session_id.to_owned(), page_size: 1000, page_token },
+                Some(&token),
+                config.timeouts.audit,
+            ))
+            .await
+            .context("cannot list tool usage")?
+            .into_inner();
+        for usage in page.tool_usage {
+            let mark = if usage.success { "🛠️ " } else { "⚠️ " };
+            let first = usage.tool_result.lines().next().unwrap_or_default().to_owned();
+            tools
+                .entry(usage.turn_id)
+                .or_default()
+                .push(format!("  {mark} {} {} -> {first}", usage.tool_name, usage.tool_params));
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut page_token = String::new();
+    loop {
+        let page = audit
+            .list_messages(request(
+                ListMessagesRequest { session_id: session_id.to_owned(), page_size: 1000, page_token },
+                Some(&token),
+                config.timeouts.audit,
+            ))
+            .await
+            .context("cannot list messages")?
+            .into_inner();
+        for message in page.messages {
+            println!("\n[Turn {}] {} ({}):", message.turn_id, message.agent_role, message.agent_name);
+            for line in tools.remove(&message.turn_id).unwrap_or_default() {
+                println!("{line}");
+            }
+            let marker = if message.is_error { "(error) " } else { "" };
+            println!("  {marker}{}", message.message);
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    Ok(exit::OK)
+}
+
+/// `orchestrator tools`.
+pub async fn tools(config: &Config) -> anyhow::Result<u8> {
+    let mesh = Mesh::connect(config)?;
+    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let token = own_token(config, &tokens).await;
+    let mut code = exit::OK;
+    for found in discover(&mesh, token.as_deref(), config.timeouts.tools).await {
+        match &found.tools {
+            Ok(tools) => {
+                println!("✅ {}", found.url);
+                for tool in tools {
+                    let scope = found.scopes.get(&tool.name).map(String::as_str).unwrap_or("?");
+                    println!("   {:<15} scope {:<20} argument {:<11} {}", tool.name, scope, tool.primary_argument, tool.description.lines().next().unwrap_or_default());
+                }
+            }
+            Err(reason) => {
+                println!("❌ {}: {reason}", found.url);
+                code = exit::UNAVAILABLE;
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,104 @@
+//! What the user sees: the banner, each turn as `[Turn N] Role (name):`,
+//! and the summary. Colour only on a terminal.
+
+use std::io::{IsTerminal, Write};
+
+use crate::engine::{SessionOutcome, TurnRecord, TurnSink};
+
+/// Prints turns and summaries to standard output.
+#[derive(Debug, Clone)]
+pub struct Console {
+    quiet: bool,
+    colour: bool,
+    /// Prefix lines with the session ID (several sessions at once).
+    tag_sessions: bool,
+}
+
+impl Console {
+    /// A console; `quiet` prints only summaries; colour when stdout is a TTY
+    /// and `NO_COLOR` is unset.
+    pub fn new(quiet: bool, tag_sessions: bool) -> Self {
+        Self {
+            quiet,
+            colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            tag_sessions,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+
+    /// Prints a line unless quiet.
+    pub fn say(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
+    /// Prints a line even when quiet.
+    pub fn always(&self, text: &str) {
+        println!("{text}");
+    }
+
+    /// The end-of-session summary.
+    pub fn summary(&self, outcome: &SessionOutcome) {
+        let status = match outcome.status {
+            "completed" => self.paint("32", "completed"),
+            other => self.paint("33", other),
+        };
+        let mut lines = vec![
+            format!("📊 Session {}: {status}", outcome.session_id),
+            format!(
+                "   Turns: {} ({} failed), tool calls: {} ({} failed), {:.1} s",
+                outcome.turns.len(),
+                outcome.failed_turns,
+                outcome.tool_calls(),
+                outcome.failed_tool_calls,
+                outcome.elapsed_ms as f64 / 1000.0
+            ),
+        ];
+        if outcome.memory_failures > 0 || outcome.audit_failures > 0 {
+            lines.push(format!(
+                "   Degraded: {} memory writes and {} audit writes failed",
+                outcome.memory_failures, outcome.audit_failures
+            ));
+        }
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
+
+impl TurnSink for Console {
+    fn turn(&self, session_id: &str, record: &TurnRecord) {
+        if self.quiet {
+            return;
+        }
+        let tag = if self.tag_sessions {
+            format!("[{session_id}] ")
+        } else {
+            String::new()
+        };
+        let header = self.paint("1;36", &format!("[Turn {}] {} ({}):", record.turn, record.role, record.agent));
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{tag}{header}");
+        for call in &record.tool_calls {
+            let mark = if call.success { "🛠️ " } else { "⚠️ " };
+            let first = call.result.lines().next().unwrap_or_default();
+            let line = format!("  {mark} {} {} -> {}", call.tool, call.params, first);
+            let _ = writeln!(out, "{tag}{}", self.paint("2", &line));
+        }
+        let body = if record.is_error {
+            self.paint("31", &record.message)
+        } else {
+            record.message.clone()
+        };
+        let _ = writeln!(out, "{tag}  {body}\n");
+    }
+}

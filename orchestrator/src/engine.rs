@@ -1,0 +1,669 @@
+//! One heist session, turn by turn, across every service of the mesh.
+//!
+//! A turn: pick the speaker ([`TurnOrder`]); gather its context (the last few
+//! messages and its compressed memory from Memory); ask the LLM; run the tool
+//! calls it makes with the agent's own token (each recorded in Audit's
+//! `tool_usage`, success or not) and ask again for the final answer; then
+//! store the message in Memory and Audit concurrently before the next turn.
+//! Any failure is caught at the turn: logged, recorded, and the conversation
+//! goes on degraded.
+
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use heist_plumbing::propagation::with_session;
+use heist_proto::v1::{
+    CallToolRequest, CreateSessionRequest, EndSessionRequest, GetCompressedMemoryRequest,
+    SessionStatus, StoreMemoryRequest, StoreMessageRequest, StoreToolUsageRequest,
+};
+use serde::Serialize;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::{
+    config::{AgentConfig, Config},
+    llm::{
+        AgentPersona, ChatMessage, Completion, CompletionRequest, LlmBackend, ToolCall,
+        ToolCallMode, ToolSpec, tool_result_message,
+    },
+    mesh::{Mesh, request},
+    tokens::TokenCache,
+    turn_order::TurnOrder,
+};
+
+/// The seed's warm-up framing, given to every agent as the first message.
+pub const FRAMING: &str =
+    "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
+
+/// The scopes the orchestrator's own token carries (it writes Audit and Memory).
+pub const ORCHESTRATOR_SCOPES: [&str; 4] =
+    ["audit:read", "audit:write", "memory:read", "memory:write"];
+
+/// How many times one turn may go back to the LLM with tool results.
+const MAX_TOOL_ROUNDS: u32 = 2;
+/// How many tool calls one LLM answer may make.
+const MAX_CALLS_PER_ROUND: usize = 3;
+/// Tool results longer than this are cut before they go back to the LLM.
+const MAX_RESULT_CHARS: usize = 4000;
+
+/// One tool call of a turn, as recorded.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolRecord {
+    /// The tool.
+    pub tool: String,
+    /// Its arguments, as JSON.
+    pub params: String,
+    /// Its answer, or why it failed.
+    pub result: String,
+    /// Whether it answered.
+    pub success: bool,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TurnRecord {
+    /// The turn (1-based).
+    pub turn: i64,
+    /// The speaker.
+    pub agent: String,
+    /// The speaker's role.
+    pub role: String,
+    /// What it said (or the error, when `is_error`).
+    pub message: String,
+    /// True when the turn failed.
+    pub is_error: bool,
+    /// The tool calls it made.
+    pub tool_calls: Vec<ToolRecord>,
+}
+
+/// What a session came to.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionOutcome {
+    /// The session ID.
+    pub session_id: String,
+    /// `completed`, `failed` or `interrupted`.
+    pub status: &'static str,
+    /// Every turn that ran.
+    pub turns: Vec<TurnRecord>,
+    /// Turns whose LLM call failed.
+    pub failed_turns: usize,
+    /// Tool calls that failed or were refused.
+    pub failed_tool_calls: usize,
+    /// Memory writes that failed.
+    pub memory_failures: usize,
+    /// Audit writes that failed.
+    pub audit_failures: usize,
+    /// Wall time of the session.
+    pub elapsed_ms: u64,
+}
+
+impl SessionOutcome {
+    /// The number of tool calls made.
+    pub fn tool_calls(&self) -> usize {
+        self.turns.iter().map(|turn| turn.tool_calls.len()).sum()
+    }
+}
+
+/// Why a session could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The orchestrator's own token was refused.
+    #[error("cannot get the orchestrator's token from OAuth: {0}")]
+    Token(tonic::Status),
+    /// The session could not be created in Audit.
+    #[error("cannot create the session in Audit (the source of truth): {0}")]
+    CreateSession(tonic::Status),
+}
+
+/// How a session runs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Turns to run.
+    pub max_turns: u64,
+    /// Seed of the turn order (and the offline backend).
+    pub seed: u64,
+}
+
+/// Where turns are reported as they happen.
+pub trait TurnSink: Send + Sync {
+    /// A turn ended.
+    fn turn(&self, session_id: &str, record: &TurnRecord);
+}
+
+/// A turn and whether its writes landed.
+struct TurnRun {
+    record: TurnRecord,
+    memory_stored: bool,
+    audit_stored: bool,
+}
+
+/// Runs sessions: the config, the mesh clients, tokens, the LLM and the tools.
+#[derive(Clone)]
+pub struct Orchestrator {
+    config: Arc<Config>,
+    mesh: Mesh,
+    tokens: TokenCache,
+    llm: Arc<dyn LlmBackend>,
+    tools: Arc<BTreeMap<String, ToolSpec>>,
+    mode: ToolCallMode,
+}
+
+impl Orchestrator {
+    /// An orchestrator over a connected mesh, with the tools it discovered.
+    pub fn new(
+        config: Arc<Config>,
+        mesh: Mesh,
+        llm: Arc<dyn LlmBackend>,
+        tools: BTreeMap<String, ToolSpec>,
+        mode: ToolCallMode,
+    ) -> Self {
+        let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+        Self {
+            config,
+            mesh,
+            tokens,
+            llm,
+            tools: Arc::new(tools),
+            mode,
+        }
+    }
+
+    /// The token cache (shared with tool discovery).
+    pub fn tokens(&self) -> &TokenCache {
+        &self.tokens
+    }
+
+    async fn own_token(&self) -> Result<Arc<str>, tonic::Status> {
+        let scopes: Vec<String> = ORCHESTRATOR_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        self.tokens
+            .token(
+                &self.config.oauth.client_id,
+                self.config.oauth.client_secret.expose(),
+                &scopes,
+            )
+            .await
+    }
+
+    /// Runs one session to `max_turns`, or until `stop` turns true (then the
+    /// current turn finishes and the session ends as interrupted).
+    pub async fn run_session(
+        &self,
+        session_id: &str,
+        options: &RunOptions,
+        stop: watch::Receiver<bool>,
+        sink: &dyn TurnSink,
+    ) -> Result<SessionOutcome, RunError> {
+        let span = tracing::info_span!(
+            target: "heist_orchestrator",
+            "session",
+            session.id = tracing::field::Empty,
+            max_turns = options.max_turns,
+        );
+        with_session(&span, session_id);
+        self.run_session_inner(session_id, options, stop, sink)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_session_inner(
+        &self,
+        session_id: &str,
+        options: &RunOptions,
+        stop: watch::Receiver<bool>,
+        sink: &dyn TurnSink,
+    ) -> Result<SessionOutcome, RunError> {
+        let started = Instant::now();
+        let token = self.own_token().await.map_err(RunError::Token)?;
+        let metadata = serde_json::json!({
+            "config": self.config.source,
+            "seed": options.seed,
+            "max_turns": options.max_turns,
+            "agents": self.config.agents.iter().map(|agent| &agent.name).collect::<Vec<_>>(),
+            "llm": self.llm.describe(),
+            "framing": if self.config.session.warmup { FRAMING } else { "" },
+        });
+        self.mesh
+            .audit
+            .clone()
+            .create_session(request(
+                CreateSessionRequest {
+                    session_id: session_id.to_owned(),
+                    metadata: metadata.to_string(),
+                    idempotency_key: format!("{session_id}/create"),
+                },
+                Some(&token),
+                self.config.timeouts.audit,
+            ))
+            .await
+            .map_err(RunError::CreateSession)?;
+
+        let order = TurnOrder::new(self.config.session.turn_order.clone(), options.seed);
+        let mut outcome = SessionOutcome {
+            session_id: session_id.to_owned(),
+            status: "completed",
+            turns: Vec::new(),
+            failed_turns: 0,
+            failed_tool_calls: 0,
+            memory_failures: 0,
+            audit_failures: 0,
+            elapsed_ms: 0,
+        };
+        let mut last: Option<String> = None;
+        for turn in 1..=options.max_turns {
+            if *stop.borrow() {
+                outcome.status = "interrupted";
+                break;
+            }
+            let speaker = order.speaker(turn, last.as_deref()).to_owned();
+            let Some(agent) = self.config.agent(&speaker) else {
+                continue;
+            };
+            let turn_id = i64::try_from(turn).unwrap_or(i64::MAX);
+            let ran = self.run_turn(session_id, agent, turn_id, &outcome.turns).await;
+            outcome.failed_turns += usize::from(ran.record.is_error);
+            outcome.failed_tool_calls += ran.record.tool_calls.iter().filter(|call| !call.success).count();
+            outcome.memory_failures += usize::from(!ran.memory_stored);
+            outcome.audit_failures += usize::from(!ran.audit_stored);
+            sink.turn(session_id, &ran.record);
+            outcome.turns.push(ran.record);
+            last = Some(speaker);
+        }
+        if outcome.status == "completed" && outcome.failed_turns == outcome.turns.len() && !outcome.turns.is_empty() {
+            outcome.status = "failed";
+        }
+        let status = match outcome.status {
+            "interrupted" => SessionStatus::Interrupted,
+            "failed" => SessionStatus::Failed,
+            _ => SessionStatus::Completed,
+        };
+        let token = self.own_token().await.unwrap_or(token);
+        if let Err(error) = self
+            .mesh
+            .audit
+            .clone()
+            .end_session(request(
+                EndSessionRequest {
+                    session_id: session_id.to_owned(),
+                    num_turns: i64::try_from(outcome.turns.len()).unwrap_or(i64::MAX),
+                    status: status as i32,
+                    idempotency_key: format!("{session_id}/end"),
+                },
+                Some(&token),
+                self.config.timeouts.audit,
+            ))
+            .await
+        {
+            tracing::error!(error = %error.message(), "cannot end the session in audit");
+            outcome.audit_failures += 1;
+        }
+        outcome.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(outcome)
+    }
+
+    async fn run_turn(
+        &self,
+        session_id: &str,
+        agent: &AgentConfig,
+        turn_id: i64,
+        history: &[TurnRecord],
+    ) -> TurnRun {
+        let span = tracing::info_span!(
+            target: "heist_orchestrator",
+            "turn",
+            agent.name = %agent.name,
+            agent.role = %agent.role,
+            turn.id = turn_id,
+        );
+        async {
+            let token = self.own_token().await.ok();
+            let memory = self.memory_context(session_id, agent, token.as_deref()).await;
+            let messages = self.context(agent, history, memory);
+            let (message, is_error, tool_calls) =
+                match self.converse(session_id, agent, turn_id, messages).await {
+                    Ok((message, tool_calls)) => (message, false, tool_calls),
+                    Err((error, tool_calls)) => {
+                        tracing::warn!(%error, "turn failed");
+                        (format!("Error generating response: {error}"), true, tool_calls)
+                    }
+                };
+            let record = TurnRecord {
+                turn: turn_id,
+                agent: agent.name.clone(),
+                role: agent.role.clone(),
+                message,
+                is_error,
+                tool_calls,
+            };
+            let (memory_stored, audit_stored) =
+                self.persist(session_id, &record, token.as_deref()).await;
+            TurnRun {
+                record,
+                memory_stored,
+                audit_stored,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The agent's compressed memory, as a system message (or nothing if
+    /// Memory is down or has nothing yet).
+    async fn memory_context(
+        &self,
+        session_id: &str,
+        agent: &AgentConfig,
+        token: Option<&str>,
+    ) -> Option<String> {
+        let answer = self
+            .mesh
+            .memory
+            .clone()
+            .get_compressed_memory(request(
+                GetCompressedMemoryRequest {
+                    agent_id: agent.name.clone(),
+                    session_id: session_id.to_owned(),
+                    recent_count: i32::try_from(self.config.session.memory_recent_count).unwrap_or(3),
+                    max_chars: i32::try_from(self.config.session.memory_max_chars).unwrap_or(1000),
+                },
+                token,
+                self.config.timeouts.memory,
+            ))
+            .await;
+        match answer {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                if answer.memories_count == 0 {
+                    return None;
+                }
+                let mut text = String::from("Your notes from earlier turns of this session:\n");
+                if !answer.summary.is_empty() {
+                    text.push_str(&answer.summary);
+                    text.push('\n');
+                }
+                for entry in answer.recent {
+                    text.push_str(&format!("Turn {}: {}\n", entry.turn_id, entry.message));
+                }
+                Some(text)
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "memory unavailable; turn goes on without it");
+                None
+            }
+        }
+    }
+
+    /// The messages the LLM sees: system prompt, tool instructions, memory,
+    /// the framing, and the last few messages of the conversation.
+    fn context(&self, agent: &AgentConfig, history: &[TurnRecord], memory: Option<String>) -> Vec<ChatMessage> {
+        let mut messages = vec![ChatMessage::system(agent.system_prompt.clone())];
+        let tools = self.agent_tools(agent);
+        if !tools.is_empty() && self.mode == ToolCallMode::Inline {
+            let mut text = String::from(
+                "You can use tools. To call one, write [TOOL:name:argument] in your answer; \
+                 you will get the result and can then give your final answer.\nAvailable tools:",
+            );
+            for tool in &tools {
+                text.push_str(&format!("\n- {} ({}): {}", tool.name, tool.primary_argument, tool.description));
+            }
+            messages.push(ChatMessage::system(text));
+        }
+        if let Some(memory) = memory {
+            messages.push(ChatMessage::system(memory));
+        }
+        if self.config.session.warmup {
+            messages.push(ChatMessage::user(format!("[user]: {FRAMING}")));
+        }
+        let keep = self.config.session.context_messages;
+        let start = history.len().saturating_sub(keep);
+        for turn in &history[start..] {
+            messages.push(ChatMessage::user(format!("[{}]: {}", turn.agent, turn.message)));
+        }
+        messages
+    }
+
+    fn agent_tools(&self, agent: &AgentConfig) -> Vec<ToolSpec> {
+        agent
+            .tools
+            .iter()
+            .filter_map(|name| self.tools.get(name).cloned())
+            .collect()
+    }
+
+    fn persona(agent: &AgentConfig) -> AgentPersona {
+        AgentPersona {
+            name: agent.name.clone(),
+            role: agent.role.clone(),
+            system_prompt: agent.system_prompt.clone(),
+            tools: agent.tools.clone(),
+            is_saboteur: agent.is_saboteur,
+        }
+    }
+
+    /// Asks the LLM, runs its tool calls, asks again, up to the round limit.
+    /// On failure, also returns the tool calls already made.
+    async fn converse(
+        &self,
+        session_id: &str,
+        agent: &AgentConfig,
+        turn_id: i64,
+        mut messages: Vec<ChatMessage>,
+    ) -> Result<(String, Vec<ToolRecord>), (String, Vec<ToolRecord>)> {
+        let persona = Self::persona(agent);
+        let tools = self.agent_tools(agent);
+        let mut records = Vec::new();
+        let mut round = 0;
+        loop {
+            let completion = match self.complete(&persona, &messages, &tools, turn_id, round).await {
+                Ok(completion) => completion,
+                Err(error) => return Err((error, records)),
+            };
+            if completion.tool_calls.is_empty() || round >= MAX_TOOL_ROUNDS {
+                let text = completion.content.trim().to_owned();
+                return Ok((text, records));
+            }
+            messages.push(completion.assistant_message(self.mode));
+            for (index, call) in completion.tool_calls.iter().take(MAX_CALLS_PER_ROUND).enumerate() {
+                let record = self.call_tool(session_id, agent, turn_id, round, index, call).await;
+                let shown: String = record.result.chars().take(MAX_RESULT_CHARS).collect();
+                let shown = if record.success { shown } else { format!("ERROR: {shown}") };
+                messages.push(tool_result_message(call, &shown, self.mode));
+                records.push(record);
+            }
+            round += 1;
+        }
+    }
+
+    async fn complete(
+        &self,
+        persona: &AgentPersona,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        turn_id: i64,
+        round: u32,
+    ) -> Result<Completion, String> {
+        let span = tracing::info_span!(
+            target: "heist_orchestrator",
+            "llm.chat",
+            otel.kind = "client",
+            gen_ai.system = if self.llm.is_offline() { "offline" } else { "openai" },
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            round,
+            otel.status_code = tracing::field::Empty,
+        );
+        let request = CompletionRequest {
+            persona,
+            messages,
+            tools,
+            mode: self.mode,
+            turn_id,
+            round,
+        };
+        let outcome = self.llm.complete(request).instrument(span.clone()).await;
+        match outcome {
+            Ok(completion) => {
+                span.record("gen_ai.request.model", completion.model.as_str());
+                if let Some(tokens) = completion.prompt_tokens {
+                    span.record("gen_ai.usage.input_tokens", tokens);
+                }
+                if let Some(tokens) = completion.completion_tokens {
+                    span.record("gen_ai.usage.output_tokens", tokens);
+                }
+                Ok(completion)
+            }
+            Err(error) => {
+                span.record("otel.status_code", "ERROR");
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// Runs one tool call with the agent's token and records it in Audit.
+    async fn call_tool(
+        &self,
+        session_id: &str,
+        agent: &AgentConfig,
+        turn_id: i64,
+        round: u32,
+        index: usize,
+        call: &ToolCall,
+    ) -> ToolRecord {
+        let started = Instant::now();
+        let params = serde_json::to_string(&call.arguments).unwrap_or_default();
+        let span = tracing::info_span!(target: "heist_orchestrator", "tool.call", tool.name = %call.name, otel.status_code = tracing::field::Empty);
+        let outcome = self.invoke_tool(session_id, agent, turn_id, call).instrument(span.clone()).await;
+        if outcome.is_err() {
+            span.record("otel.status_code", "ERROR");
+        }
+        let (result, success) = match outcome {
+            Ok(text) => (text, true),
+            Err(reason) => (reason, false),
+        };
+        let record = ToolRecord {
+            tool: call.name.clone(),
+            params,
+            result,
+            success,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        let token = self.own_token().await.ok();
+        let stored = self
+            .mesh
+            .audit
+            .clone()
+            .store_tool_usage(request(
+                StoreToolUsageRequest {
+                    session_id: session_id.to_owned(),
+                    turn_id,
+                    agent_name: agent.name.clone(),
+                    tool_name: record.tool.clone(),
+                    tool_params: record.params.clone(),
+                    tool_result: record.result.clone(),
+                    success: record.success,
+                    duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
+                    idempotency_key: format!("{session_id}/turn/{turn_id}/tool/{round}/{index}"),
+                },
+                token.as_deref(),
+                self.config.timeouts.audit,
+            ))
+            .await;
+        if let Err(status) = stored {
+            tracing::error!(error = %status.message(), "cannot record the tool call in audit");
+        }
+        record
+    }
+
+    async fn invoke_tool(
+        &self,
+        session_id: &str,
+        agent: &AgentConfig,
+        turn_id: i64,
+        call: &ToolCall,
+    ) -> Result<String, String> {
+        let route = self
+            .mesh
+            .tools
+            .get(&call.name)
+            .ok_or_else(|| format!("tool {:?} is not configured (no tool_services entry)", call.name))?;
+        let token = if agent.oauth_scopes.is_empty() {
+            None
+        } else {
+            Some(
+                self.tokens
+                    .token(&agent.name, agent.client_secret.expose(), &agent.oauth_scopes)
+                    .await
+                    .map_err(|status| format!("no token for {}: {}", agent.name, status.message()))?,
+            )
+        };
+        let answer = route
+            .client
+            .clone()
+            .call_tool(request(
+                CallToolRequest {
+                    tool_name: call.name.clone(),
+                    arguments: call.arguments.clone().into_iter().collect(),
+                    session_id: session_id.to_owned(),
+                    agent_name: agent.name.clone(),
+                    turn_id,
+                },
+                token.as_deref(),
+                self.config.timeouts.tools,
+            ))
+            .await
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+        Ok(answer.into_inner().text)
+    }
+
+    /// Stores the turn's message in Memory and Audit at once; returns whether
+    /// each write succeeded.
+    async fn persist(&self, session_id: &str, record: &TurnRecord, token: Option<&str>) -> (bool, bool) {
+        let memory = async {
+            if record.is_error {
+                return true;
+            }
+            self.mesh
+                .memory
+                .clone()
+                .store_memory(request(
+                    StoreMemoryRequest {
+                        agent_id: record.agent.clone(),
+                        session_id: session_id.to_owned(),
+                        turn_id: record.turn,
+                        message: record.message.clone(),
+                        idempotency_key: format!("{session_id}/turn/{}/memory", record.turn),
+                    },
+                    token,
+                    self.config.timeouts.memory,
+                ))
+                .await
+                .map_err(|status| tracing::warn!(error = %status.message(), "memory write failed"))
+                .is_ok()
+        };
+        let audit = async {
+            self.mesh
+                .audit
+                .clone()
+                .store_message(request(
+                    StoreMessageRequest {
+                        session_id: session_id.to_owned(),
+                        turn_id: record.turn,
+                        agent_name: record.agent.clone(),
+                        agent_role: record.role.clone(),
+                        message: record.message.clone(),
+                        is_error: record.is_error,
+                        idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
+                    },
+                    token,
+                    self.config.timeouts.audit,
+                ))
+                .await
+                .map_err(|status| tracing::error!(error = %status.message(), "audit write failed"))
+                .is_ok()
+        };
+        tokio::join!(memory, audit)
+    }
+}
+

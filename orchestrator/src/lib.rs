@@ -1,0 +1,22 @@
+//! The heist orchestrator: loads the config, checks the mesh, runs the agents' conversation.
+//!
+//! - [`config`]: the YAML config (the seed's layout), validated with precise errors.
+//! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache.
+//! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
+//! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
+//! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
+//! - [`console`] and [`transcript`]: what the user sees and keeps.
+//! - [`app`]: the commands behind the `orchestrator` binary.
+
+pub mod app;
+pub mod config;
+pub mod console;
+pub mod discovery;
+pub mod engine;
+pub mod health;
+pub mod llm;
+pub mod mesh;
+pub mod session_id;
+pub mod tokens;
+pub mod transcript;
+pub mod turn_order;

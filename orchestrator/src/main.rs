@@ -1,0 +1,185 @@
+//! `orchestrator`: runs heist sessions across the mesh, checks its health,
+//! and reads the audit trail.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use heist_orchestrator::{
+    app::{self, RunRequest, exit},
+    config::Config,
+};
+use heist_plumbing::telemetry;
+use heist_proto::v1::SessionStatus;
+
+/// The heist orchestrator: a team of LLM agents plans a heist in turns, each
+/// turn crossing the OAuth, Tool, Memory and Audit services.
+///
+/// With no config file the built-in one is used (the seed's four agents,
+/// services on 127.0.0.1:8001-8006, the offline LLM backend), so
+/// `orchestrator run` works with no flags once the services run
+/// (scripts/start_services.sh).
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+struct Cli {
+    /// The YAML config (the seed's agents_config.yaml layout works).
+    #[arg(long, short, global = true, env = "HEIST_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log filter for diagnostics on stderr, e.g. `warn` or `heist_orchestrator=debug`.
+    #[arg(long = "log", global = true, env = "RUST_LOG", default_value = "warn")]
+    log_filter: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one heist session (or several at once) and print it turn by turn.
+    Run(RunArgs),
+    /// Check every service and the LLM endpoint; non-zero exit if a required one is down.
+    Health,
+    /// Read sessions from the Audit service.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// List what the tool services offer (name, scope, argument).
+    Tools,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Turns per session (default: the config's session.max_turns).
+    #[arg(long)]
+    turns: Option<u64>,
+
+    /// Sessions to run concurrently.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    sessions: u16,
+
+    /// Seed of the turn order and of the offline responses (reproducible runs).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// OpenAI-compatible LLM endpoint, e.g. http://localhost:1234/v1 (LM Studio)
+    /// or http://localhost:11434/v1 (Ollama). Switches the backend to it.
+    #[arg(long, env = "HEIST_LLM_URL")]
+    llm_url: Option<String>,
+
+    /// The model to ask for at the LLM endpoint.
+    #[arg(long, env = "HEIST_LLM_MODEL")]
+    model: Option<String>,
+
+    /// Use the offline backend even if the config names an LLM.
+    #[arg(long, conflicts_with = "llm_url")]
+    offline: bool,
+
+    /// How tool calls travel: `inline` ([TOOL:name:argument] in the text) or `native` (OpenAI tool_calls).
+    #[arg(long, value_parser = ["inline", "native"])]
+    tool_calls: Option<String>,
+
+    /// Write the transcript here: PATH.json, PATH.md, or PATH without extension for both.
+    #[arg(long)]
+    transcript: Option<PathBuf>,
+
+    /// Print only the banner and the summary, not every turn.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// List sessions, newest first.
+    List {
+        /// Only sessions with this status: active, completed, failed, interrupted.
+        #[arg(long, value_parser = app::parse_status)]
+        status: Option<SessionStatus>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one session: every message and tool call.
+    Show {
+        /// The session ID, e.g. heist_20250116_143052_a1b2.
+        session_id: String,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+    match path {
+        Some(path) => Config::load(path).map_err(|error| error.to_string()),
+        None => Ok(Config::default_config()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match load_config(cli.config.as_ref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if let Command::Run(args) = &cli.command
+        && let Err(error) = apply_overrides(&mut config, args)
+    {
+        eprintln!("error: {error}");
+        return ExitCode::from(exit::CONFIG);
+    }
+    let telemetry = match telemetry::init("heist-orchestrator", &cli.log_filter) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => {
+            app::run(
+                config,
+                RunRequest {
+                    turns: args.turns,
+                    sessions: usize::from(args.sessions),
+                    seed: args.seed,
+                    transcript: args.transcript,
+                    quiet: args.quiet,
+                },
+            )
+            .await
+        }
+        Command::Health => app::health(&config).await,
+        Command::Sessions(SessionsCommand::List { status, limit }) => {
+            app::sessions_list(&config, status, limit).await
+        }
+        Command::Sessions(SessionsCommand::Show { session_id }) => {
+            app::sessions_show(&config, &session_id).await
+        }
+        Command::Tools => app::tools(&config).await,
+    };
+    telemetry.shutdown().await;
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+/// Command-line flags override the config file.
+fn apply_overrides(config: &mut Config, args: &RunArgs) -> Result<(), String> {
+    if let Some(turns) = args.turns
+        && turns == 0
+    {
+        return Err("--turns must be at least 1".into());
+    }
+    config
+        .apply_llm_overrides(
+            args.llm_url.clone(),
+            args.model.clone(),
+            args.offline,
+            args.tool_calls.as_deref(),
+        )
+        .map_err(|error| error.to_string())
+}
