@@ -9,7 +9,12 @@
 //! - [`TestAuth`]: a signing key and an authenticator that trusts it, to
 //!   mint tokens with any scopes for in-process services.
 //!
+//! - [`mesh::TestMesh`]: every service in-process and an orchestrator config
+//!   pointing at them.
+//!
 //! The end-to-end tests in `tests/` are built on these.
+
+pub mod mesh;
 
 use std::{
     future::Future,

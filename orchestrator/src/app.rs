@@ -58,7 +58,11 @@ pub fn llm_backend(config: &Config, seed: u64) -> Arc<dyn LlmBackend> {
         LlmBackendKind::OpenAi => Arc::new(OpenAiBackend::new(OpenAiSettings {
             base_url: config.llm.base_url.clone().unwrap_or_default(),
             model: config.llm.model.clone(),
-            api_key: config.llm.api_key.as_ref().map(|key| key.expose().to_owned()),
+            api_key: config
+                .llm
+                .api_key
+                .as_ref()
+                .map(|key| key.expose().to_owned()),
             temperature: config.llm.temperature,
             max_tokens: config.llm.max_tokens,
             timeout: config.llm.timeout,
@@ -69,9 +73,16 @@ pub fn llm_backend(config: &Config, seed: u64) -> Arc<dyn LlmBackend> {
 
 /// The orchestrator's own token, for Audit reads and tool listing.
 async fn own_token(config: &Config, tokens: &TokenCache) -> Option<String> {
-    let scopes: Vec<String> = ORCHESTRATOR_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+    let scopes: Vec<String> = ORCHESTRATOR_SCOPES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
     match tokens
-        .token(&config.oauth.client_id, config.oauth.client_secret.expose(), &scopes)
+        .token(
+            &config.oauth.client_id,
+            config.oauth.client_secret.expose(),
+            &scopes,
+        )
         .await
     {
         Ok(token) => Some(token.to_string()),
@@ -102,19 +113,24 @@ async fn llm_health(config: &Config) -> HealthLine {
             let backend = OpenAiBackend::new(OpenAiSettings {
                 base_url: url.clone(),
                 model: config.llm.model.clone(),
-                api_key: config.llm.api_key.as_ref().map(|key| key.expose().to_owned()),
+                api_key: config
+                    .llm
+                    .api_key
+                    .as_ref()
+                    .map(|key| key.expose().to_owned()),
                 temperature: config.llm.temperature,
                 max_tokens: config.llm.max_tokens,
                 timeout: config.timeouts.health,
                 retries: 0,
             });
             let verdict = match backend.probe().await {
-                Ok(models) if models.iter().any(|model| *model == config.llm.model) => {
+                Ok(models) if models.contains(&config.llm.model) => {
                     Verdict::Healthy(format!("model {}", config.llm.model))
                 }
-                Ok(models) if models.is_empty() => {
-                    Verdict::Degraded(format!("model {} not listed by the server", config.llm.model))
-                }
+                Ok(models) if models.is_empty() => Verdict::Degraded(format!(
+                    "model {} not listed by the server",
+                    config.llm.model
+                )),
                 Ok(models) => Verdict::Down(format!(
                     "model {} is not loaded; available: {}",
                     config.llm.model,
@@ -130,6 +146,25 @@ async fn llm_health(config: &Config) -> HealthLine {
             }
         }
     }
+}
+
+/// An orchestrator over `mesh`: asks the tool services what they offer
+/// (with the orchestrator's token) and keeps built-in descriptions for tools
+/// whose service did not answer.
+pub async fn prepare(
+    config: Arc<Config>,
+    mesh: Mesh,
+    llm: Arc<dyn LlmBackend>,
+) -> (Orchestrator, Vec<crate::discovery::Discovered>) {
+    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let token = own_token(&config, &tokens).await;
+    let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
+    let specs = tool_specs(&mesh, &discovered);
+    let mode = config.llm.tool_calls;
+    (
+        Orchestrator::new(config, mesh, llm, specs, mode),
+        discovered,
+    )
 }
 
 /// `orchestrator health`: prints the report; non-zero if a required service is down.
@@ -160,14 +195,21 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let console = Console::new(run.quiet, sessions > 1);
     let llm = llm_backend(&config, seed);
 
-    console.always(&format!("{}\nHeist Mesh: Integrated Multi-Agent System\n{}", "=".repeat(60), "=".repeat(60)));
+    console.always(&format!(
+        "{}\nHeist Mesh: Integrated Multi-Agent System\n{}",
+        "=".repeat(60),
+        "=".repeat(60)
+    ));
     console.always(&format!("Config: {}", config.source));
     if llm.is_offline() {
-        console.always("LLM: OFFLINE (built-in deterministic responses, no language model is called)");
+        console
+            .always("LLM: OFFLINE (built-in deterministic responses, no language model is called)");
     } else {
         console.always(&format!("LLM: {}", llm.describe()));
     }
-    console.always(&format!("Turns: {max_turns} per session, sessions: {sessions}, seed: {seed}\n"));
+    console.always(&format!(
+        "Turns: {max_turns} per session, sessions: {sessions}, seed: {seed}\n"
+    ));
 
     let mesh = Mesh::connect(&config)?;
     console.say("🏥 Checking service health...");
@@ -188,17 +230,12 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
         console.say("⚠️  System starting with degraded services");
     }
 
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
-    let token = own_token(&config, &tokens).await;
-    let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
+    let (orchestrator, discovered) = prepare(config.clone(), mesh, llm).await;
     for found in &discovered {
         if let Err(reason) = &found.tools {
             console.say(&format!("⚠️  Tools at {} unavailable: {reason}", found.url));
         }
     }
-    let specs = tool_specs(&mesh, &discovered);
-    let mode = config.llm.tool_calls;
-    let orchestrator = Orchestrator::new(config.clone(), mesh, llm, specs, mode);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -269,7 +306,10 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
 
 /// `run.json` + `heist_x` -> `run-heist_x.json`.
 fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(ext) => format!("{stem}-{suffix}.{}", ext.to_string_lossy()),
         None => format!("{stem}-{suffix}"),
@@ -302,7 +342,9 @@ pub fn parse_status(text: &str) -> Result<SessionStatus, String> {
         "completed" => Ok(SessionStatus::Completed),
         "failed" => Ok(SessionStatus::Failed),
         "interrupted" => Ok(SessionStatus::Interrupted),
-        other => Err(format!("unknown status {other:?}; use active, completed, failed or interrupted")),
+        other => Err(format!(
+            "unknown status {other:?}; use active, completed, failed or interrupted"
+        )),
     }
 }
 
@@ -316,7 +358,11 @@ async fn audit_reader(config: &Config) -> anyhow::Result<(Mesh, String)> {
 }
 
 /// `orchestrator sessions list`.
-pub async fn sessions_list(config: &Config, status: Option<SessionStatus>, limit: usize) -> anyhow::Result<u8> {
+pub async fn sessions_list(
+    config: &Config,
+    status: Option<SessionStatus>,
+    limit: usize,
+) -> anyhow::Result<u8> {
     let (mesh, token) = audit_reader(config).await?;
     let mut audit = mesh.audit.clone();
     let mut sessions = Vec::new();
@@ -346,7 +392,10 @@ pub async fn sessions_list(config: &Config, status: Option<SessionStatus>, limit
         println!("No sessions.");
         return Ok(exit::OK);
     }
-    println!("{:<28} {:<12} {:>6} {:>9} {:>6}  {}", "SESSION", "STATUS", "TURNS", "MESSAGES", "TOOLS", "STARTED");
+    println!(
+        "{:<28} {:<12} {:>6} {:>9} {:>6}  STARTED",
+        "SESSION", "STATUS", "TURNS", "MESSAGES", "TOOLS"
+    );
     for session in sessions {
         println!(
             "{:<28} {:<12} {:>6} {:>9} {:>6}  {}",
@@ -380,7 +429,12 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             println!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
             return Ok(exit::FAILED);
         }
-        Err(status) => return Err(anyhow::anyhow!("cannot read the session from Audit: {}", status.message())),
+        Err(status) => {
+            return Err(anyhow::anyhow!(
+                "cannot read the session from Audit: {}",
+                status.message()
+            ));
+        }
     };
     println!(
         "Session {} ({}), {} turns, started {}{}",
@@ -388,14 +442,22 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         status_name(session.status),
         session.num_turns,
         session.start_time,
-        if session.end_time.is_empty() { String::new() } else { format!(", ended {}", session.end_time) }
+        if session.end_time.is_empty() {
+            String::new()
+        } else {
+            format!(", ended {}", session.end_time)
+        }
     );
     let mut tools: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     let mut page_token = String::new();
     loop {
         let page = audit
             .list_tool_usage(request(
-                ListToolUsageRequest { session_id: session_id.to_owned(), page_size: 1000, page_token },
+                ListToolUsageRequest {
+                    session_id: session_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                },
                 Some(&token),
                 config.timeouts.audit,
             ))
@@ -404,11 +466,16 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             .into_inner();
         for usage in page.tool_usage {
             let mark = if usage.success { "🛠️ " } else { "⚠️ " };
-            let first = usage.tool_result.lines().next().unwrap_or_default().to_owned();
-            tools
-                .entry(usage.turn_id)
-                .or_default()
-                .push(format!("  {mark} {} {} -> {first}", usage.tool_name, usage.tool_params));
+            let first = usage
+                .tool_result
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            tools.entry(usage.turn_id).or_default().push(format!(
+                "  {mark} {} {} -> {first}",
+                usage.tool_name, usage.tool_params
+            ));
         }
         if page.next_page_token.is_empty() {
             break;
@@ -419,7 +486,11 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
     loop {
         let page = audit
             .list_messages(request(
-                ListMessagesRequest { session_id: session_id.to_owned(), page_size: 1000, page_token },
+                ListMessagesRequest {
+                    session_id: session_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                },
                 Some(&token),
                 config.timeouts.audit,
             ))
@@ -427,7 +498,10 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             .context("cannot list messages")?
             .into_inner();
         for message in page.messages {
-            println!("\n[Turn {}] {} ({}):", message.turn_id, message.agent_role, message.agent_name);
+            println!(
+                "\n[Turn {}] {} ({}):",
+                message.turn_id, message.agent_role, message.agent_name
+            );
             for line in tools.remove(&message.turn_id).unwrap_or_default() {
                 println!("{line}");
             }
@@ -453,8 +527,18 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
             Ok(tools) => {
                 println!("✅ {}", found.url);
                 for tool in tools {
-                    let scope = found.scopes.get(&tool.name).map(String::as_str).unwrap_or("?");
-                    println!("   {:<15} scope {:<20} argument {:<11} {}", tool.name, scope, tool.primary_argument, tool.description.lines().next().unwrap_or_default());
+                    let scope = found
+                        .scopes
+                        .get(&tool.name)
+                        .map(String::as_str)
+                        .unwrap_or("?");
+                    println!(
+                        "   {:<15} scope {:<20} argument {:<11} {}",
+                        tool.name,
+                        scope,
+                        tool.primary_argument,
+                        tool.description.lines().next().unwrap_or_default()
+                    );
                 }
             }
             Err(reason) => {

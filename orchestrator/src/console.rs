@@ -85,7 +85,10 @@ impl TurnSink for Console {
         } else {
             String::new()
         };
-        let header = self.paint("1;36", &format!("[Turn {}] {} ({}):", record.turn, record.role, record.agent));
+        let header = self.paint(
+            "1;36",
+            &format!("[Turn {}] {} ({}):", record.turn, record.role, record.agent),
+        );
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{tag}{header}");
         for call in &record.tool_calls {

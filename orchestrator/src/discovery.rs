@@ -4,7 +4,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use heist_proto::v1::ListToolsRequest;
 
-use crate::{llm::ToolSpec, mesh::{Mesh, request}};
+use crate::{
+    llm::ToolSpec,
+    mesh::{Mesh, request},
+};
 
 /// What one tool service answered.
 #[derive(Debug, Clone)]
@@ -21,11 +24,14 @@ pub struct Discovered {
 pub async fn discover(mesh: &Mesh, token: Option<&str>, deadline: Duration) -> Vec<Discovered> {
     let mut seen = BTreeMap::new();
     for route in mesh.tools.values() {
-        seen.entry(route.url.clone()).or_insert_with(|| route.client.clone());
+        seen.entry(route.url.clone())
+            .or_insert_with(|| route.client.clone());
     }
     let mut found = Vec::new();
     for (url, mut client) in seen {
-        let answer = client.list_tools(request(ListToolsRequest {}, token, deadline)).await;
+        let answer = client
+            .list_tools(request(ListToolsRequest {}, token, deadline))
+            .await;
         let (tools, scopes) = match answer {
             Ok(answer) => {
                 let listed = answer.into_inner().tools;
@@ -45,7 +51,10 @@ pub async fn discover(mesh: &Mesh, token: Option<&str>, deadline: Duration) -> V
                     .collect();
                 (Ok(specs), scopes)
             }
-            Err(status) => (Err(format!("{:?}: {}", status.code(), status.message())), BTreeMap::new()),
+            Err(status) => (
+                Err(format!("{:?}: {}", status.code(), status.message())),
+                BTreeMap::new(),
+            ),
         };
         found.push(Discovered { url, tools, scopes });
     }
@@ -75,8 +84,16 @@ pub fn tool_specs(mesh: &Mesh, discovered: &[Discovered]) -> BTreeMap<String, To
 /// The description of a known tool, for when its service is down.
 pub fn builtin_spec(name: &str) -> Option<ToolSpec> {
     let (description, argument, doc) = match name {
-        "calculator" => ("Evaluates an arithmetic expression.", "expression", "e.g. 45 * 3 + 20"),
-        "file_reader" => ("Reads a heist document by file name.", "filename", "e.g. vault_specs.md"),
+        "calculator" => (
+            "Evaluates an arithmetic expression.",
+            "expression",
+            "e.g. 45 * 3 + 20",
+        ),
+        "file_reader" => (
+            "Reads a heist document by file name.",
+            "filename",
+            "e.g. vault_specs.md",
+        ),
         "database_query" => (
             "Queries the bank's intelligence database (SELECT or a topic).",
             "query",

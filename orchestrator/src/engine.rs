@@ -31,8 +31,7 @@ use crate::{
 };
 
 /// The seed's warm-up framing, given to every agent as the first message.
-pub const FRAMING: &str =
-    "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
+pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
 
 /// The scopes the orchestrator's own token carries (it writes Audit and Memory).
 pub const ORCHESTRATOR_SCOPES: [&str; 4] =
@@ -175,7 +174,10 @@ impl Orchestrator {
     }
 
     async fn own_token(&self) -> Result<Arc<str>, tonic::Status> {
-        let scopes: Vec<String> = ORCHESTRATOR_SCOPES.iter().map(|s| (*s).to_owned()).collect();
+        let scopes: Vec<String> = ORCHESTRATOR_SCOPES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         self.tokens
             .token(
                 &self.config.oauth.client_id,
@@ -260,16 +262,26 @@ impl Orchestrator {
                 continue;
             };
             let turn_id = i64::try_from(turn).unwrap_or(i64::MAX);
-            let ran = self.run_turn(session_id, agent, turn_id, &outcome.turns).await;
+            let ran = self
+                .run_turn(session_id, agent, turn_id, &outcome.turns)
+                .await;
             outcome.failed_turns += usize::from(ran.record.is_error);
-            outcome.failed_tool_calls += ran.record.tool_calls.iter().filter(|call| !call.success).count();
+            outcome.failed_tool_calls += ran
+                .record
+                .tool_calls
+                .iter()
+                .filter(|call| !call.success)
+                .count();
             outcome.memory_failures += usize::from(!ran.memory_stored);
             outcome.audit_failures += usize::from(!ran.audit_stored);
             sink.turn(session_id, &ran.record);
             outcome.turns.push(ran.record);
             last = Some(speaker);
         }
-        if outcome.status == "completed" && outcome.failed_turns == outcome.turns.len() && !outcome.turns.is_empty() {
+        if outcome.status == "completed"
+            && outcome.failed_turns == outcome.turns.len()
+            && !outcome.turns.is_empty()
+        {
             outcome.status = "failed";
         }
         let status = match outcome.status {
@@ -317,14 +329,20 @@ impl Orchestrator {
         );
         async {
             let token = self.own_token().await.ok();
-            let memory = self.memory_context(session_id, agent, token.as_deref()).await;
+            let memory = self
+                .memory_context(session_id, agent, token.as_deref())
+                .await;
             let messages = self.context(agent, history, memory);
             let (message, is_error, tool_calls) =
                 match self.converse(session_id, agent, turn_id, messages).await {
                     Ok((message, tool_calls)) => (message, false, tool_calls),
                     Err((error, tool_calls)) => {
                         tracing::warn!(%error, "turn failed");
-                        (format!("Error generating response: {error}"), true, tool_calls)
+                        (
+                            format!("Error generating response: {error}"),
+                            true,
+                            tool_calls,
+                        )
                     }
                 };
             let record = TurnRecord {
@@ -363,7 +381,8 @@ impl Orchestrator {
                 GetCompressedMemoryRequest {
                     agent_id: agent.name.clone(),
                     session_id: session_id.to_owned(),
-                    recent_count: i32::try_from(self.config.session.memory_recent_count).unwrap_or(3),
+                    recent_count: i32::try_from(self.config.session.memory_recent_count)
+                        .unwrap_or(3),
                     max_chars: i32::try_from(self.config.session.memory_max_chars).unwrap_or(1000),
                 },
                 token,
@@ -395,7 +414,12 @@ impl Orchestrator {
 
     /// The messages the LLM sees: system prompt, tool instructions, memory,
     /// the framing, and the last few messages of the conversation.
-    fn context(&self, agent: &AgentConfig, history: &[TurnRecord], memory: Option<String>) -> Vec<ChatMessage> {
+    fn context(
+        &self,
+        agent: &AgentConfig,
+        history: &[TurnRecord],
+        memory: Option<String>,
+    ) -> Vec<ChatMessage> {
         let mut messages = vec![ChatMessage::system(agent.system_prompt.clone())];
         let tools = self.agent_tools(agent);
         if !tools.is_empty() && self.mode == ToolCallMode::Inline {
@@ -404,7 +428,10 @@ impl Orchestrator {
                  you will get the result and can then give your final answer.\nAvailable tools:",
             );
             for tool in &tools {
-                text.push_str(&format!("\n- {} ({}): {}", tool.name, tool.primary_argument, tool.description));
+                text.push_str(&format!(
+                    "\n- {} ({}): {}",
+                    tool.name, tool.primary_argument, tool.description
+                ));
             }
             messages.push(ChatMessage::system(text));
         }
@@ -417,7 +444,10 @@ impl Orchestrator {
         let keep = self.config.session.context_messages;
         let start = history.len().saturating_sub(keep);
         for turn in &history[start..] {
-            messages.push(ChatMessage::user(format!("[{}]: {}", turn.agent, turn.message)));
+            messages.push(ChatMessage::user(format!(
+                "[{}]: {}",
+                turn.agent, turn.message
+            )));
         }
         messages
     }
@@ -454,7 +484,10 @@ impl Orchestrator {
         let mut records = Vec::new();
         let mut round = 0;
         loop {
-            let completion = match self.complete(&persona, &messages, &tools, turn_id, round).await {
+            let completion = match self
+                .complete(&persona, &messages, &tools, turn_id, round)
+                .await
+            {
                 Ok(completion) => completion,
                 Err(error) => return Err((error, records)),
             };
@@ -463,10 +496,21 @@ impl Orchestrator {
                 return Ok((text, records));
             }
             messages.push(completion.assistant_message(self.mode));
-            for (index, call) in completion.tool_calls.iter().take(MAX_CALLS_PER_ROUND).enumerate() {
-                let record = self.call_tool(session_id, agent, turn_id, round, index, call).await;
+            for (index, call) in completion
+                .tool_calls
+                .iter()
+                .take(MAX_CALLS_PER_ROUND)
+                .enumerate()
+            {
+                let record = self
+                    .call_tool(session_id, agent, turn_id, round, index, call)
+                    .await;
                 let shown: String = record.result.chars().take(MAX_RESULT_CHARS).collect();
-                let shown = if record.success { shown } else { format!("ERROR: {shown}") };
+                let shown = if record.success {
+                    shown
+                } else {
+                    format!("ERROR: {shown}")
+                };
                 messages.push(tool_result_message(call, &shown, self.mode));
                 records.push(record);
             }
@@ -534,7 +578,10 @@ impl Orchestrator {
         let started = Instant::now();
         let params = serde_json::to_string(&call.arguments).unwrap_or_default();
         let span = tracing::info_span!(target: "heist_orchestrator", "tool.call", tool.name = %call.name, otel.status_code = tracing::field::Empty);
-        let outcome = self.invoke_tool(session_id, agent, turn_id, call).instrument(span.clone()).await;
+        let outcome = self
+            .invoke_tool(session_id, agent, turn_id, call)
+            .instrument(span.clone())
+            .await;
         if outcome.is_err() {
             span.record("otel.status_code", "ERROR");
         }
@@ -583,19 +630,26 @@ impl Orchestrator {
         turn_id: i64,
         call: &ToolCall,
     ) -> Result<String, String> {
-        let route = self
-            .mesh
-            .tools
-            .get(&call.name)
-            .ok_or_else(|| format!("tool {:?} is not configured (no tool_services entry)", call.name))?;
+        let route = self.mesh.tools.get(&call.name).ok_or_else(|| {
+            format!(
+                "tool {:?} is not configured (no tool_services entry)",
+                call.name
+            )
+        })?;
         let token = if agent.oauth_scopes.is_empty() {
             None
         } else {
             Some(
                 self.tokens
-                    .token(&agent.name, agent.client_secret.expose(), &agent.oauth_scopes)
+                    .token(
+                        &agent.name,
+                        agent.client_secret.expose(),
+                        &agent.oauth_scopes,
+                    )
                     .await
-                    .map_err(|status| format!("no token for {}: {}", agent.name, status.message()))?,
+                    .map_err(|status| {
+                        format!("no token for {}: {}", agent.name, status.message())
+                    })?,
             )
         };
         let answer = route
@@ -619,7 +673,12 @@ impl Orchestrator {
 
     /// Stores the turn's message in Memory and Audit at once; returns whether
     /// each write succeeded.
-    async fn persist(&self, session_id: &str, record: &TurnRecord, token: Option<&str>) -> (bool, bool) {
+    async fn persist(
+        &self,
+        session_id: &str,
+        record: &TurnRecord,
+        token: Option<&str>,
+    ) -> (bool, bool) {
         let memory = async {
             if record.is_error {
                 return true;
@@ -666,4 +725,3 @@ impl Orchestrator {
         tokio::join!(memory, audit)
     }
 }
-

@@ -35,7 +35,11 @@ pub struct HealthLine {
 
 impl fmt::Display for HealthLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let need = if self.required { "required" } else { "optional" };
+        let need = if self.required {
+            "required"
+        } else {
+            "optional"
+        };
         match &self.verdict {
             Verdict::Healthy(detail) => {
                 write!(f, "✅ {} is healthy ({}; {detail})", self.name, self.url)
@@ -167,8 +171,16 @@ mod tests {
             line(true, Verdict::Healthy("SERVING".into())).to_string(),
             "✅ Audit Service is healthy (http://127.0.0.1:8006; SERVING)"
         );
-        assert!(line(true, Verdict::Down("connection refused".into())).to_string().starts_with("❌ Audit Service is unreachable"));
-        assert!(line(false, Verdict::Degraded("x".into())).to_string().starts_with("⚠️  Audit Service is degraded"));
+        assert!(
+            line(true, Verdict::Down("connection refused".into()))
+                .to_string()
+                .starts_with("❌ Audit Service is unreachable")
+        );
+        assert!(
+            line(false, Verdict::Degraded("x".into()))
+                .to_string()
+                .starts_with("⚠️  Audit Service is degraded")
+        );
     }
 
     #[test]

@@ -144,9 +144,11 @@ impl Mesh {
 pub fn request<T>(message: T, token: Option<&str>, deadline: Duration) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(deadline);
-    if let Some(value) =
-        token.and_then(|token| format!("Bearer {token}").parse::<MetadataValue<Ascii>>().ok())
-    {
+    if let Some(value) = token.and_then(|token| {
+        format!("Bearer {token}")
+            .parse::<MetadataValue<Ascii>>()
+            .ok()
+    }) {
         request.metadata_mut().insert("authorization", value);
     }
     request

@@ -25,7 +25,8 @@ fn random_suffix(nanos: u128) -> u16 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let marker = 0u8;
-    let mut x = (nanos as u64) ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    let mut x = (nanos as u64)
+        ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (&marker as *const u8 as u64).rotate_left(17)
         ^ u64::from(std::process::id()).rotate_left(32);
     // SplitMix64 finaliser.
@@ -65,14 +66,27 @@ mod tests {
     #[test]
     fn ids_have_the_seeds_shape_with_a_suffix() {
         // 2025-01-16 14:30:52 UTC
-        assert_eq!(format_session_id(1_737_037_852, 0xa1b2), "heist_20250116_143052_a1b2");
-        assert_eq!(format_session_id(951_782_400, 1), "heist_20000229_000000_0001");
+        assert_eq!(
+            format_session_id(1_737_037_852, 0xa1b2),
+            "heist_20250116_143052_a1b2"
+        );
+        assert_eq!(
+            format_session_id(951_782_400, 1),
+            "heist_20000229_000000_0001"
+        );
     }
 
     #[test]
     fn ids_made_in_the_same_second_differ() {
         let ids: std::collections::HashSet<_> = (0..200).map(|_| new_session_id()).collect();
-        assert!(ids.len() >= 199, "suffixes collide too often: {}", ids.len());
-        assert!(ids.iter().all(|id| id.len() == "heist_20250116_143052_a1b2".len()));
+        assert!(
+            ids.len() >= 199,
+            "suffixes collide too often: {}",
+            ids.len()
+        );
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == "heist_20250116_143052_a1b2".len())
+        );
     }
 }

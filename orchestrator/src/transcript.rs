@@ -21,7 +21,10 @@ pub fn write(path: &Path, outcome: &SessionOutcome) -> io::Result<Vec<std::path:
         Some(other) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("transcript {}: unknown extension .{other}; use .json, .md or none for both", path.display()),
+                format!(
+                    "transcript {}: unknown extension .{other}; use .json, .md or none for both",
+                    path.display()
+                ),
             ));
         }
         None => {
@@ -49,12 +52,22 @@ pub fn to_markdown(outcome: &SessionOutcome) -> String {
         outcome.status
     );
     for turn in &outcome.turns {
-        text.push_str(&format!("## Turn {}: {} ({})\n\n", turn.turn, turn.role, turn.agent));
+        text.push_str(&format!(
+            "## Turn {}: {} ({})\n\n",
+            turn.turn, turn.role, turn.agent
+        ));
         let quoted = turn.message.replace('\n', "  \n> ");
         text.push_str(&format!("> {quoted}\n\n"));
         for call in &turn.tool_calls {
             let verdict = if call.success { "ok" } else { "failed" };
-            let result: String = call.result.lines().next().unwrap_or_default().chars().take(200).collect();
+            let result: String = call
+                .result
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
             text.push_str(&format!(
                 "- tool `{}` {} ({verdict}, {} ms): {}\n",
                 call.tool, call.params, call.duration_ms, result
@@ -113,7 +126,8 @@ mod tests {
         let written = write(&dir.path().join("run"), &outcome()).unwrap();
         assert_eq!(written.len(), 2);
         let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("run.json")).unwrap())
+                .unwrap();
         assert_eq!(json["turns"][0]["agent"], "safecracker");
         assert!(write(&dir.path().join("run.txt"), &outcome()).is_err());
     }

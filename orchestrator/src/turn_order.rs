@@ -51,7 +51,9 @@ mod tests {
     use super::*;
 
     fn seed_agents() -> Vec<String> {
-        ["planner", "hacker", "safecracker", "mole"].map(String::from).to_vec()
+        ["planner", "hacker", "safecracker", "mole"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn speakers(order: &TurnOrder, turns: u64) -> Vec<String> {
@@ -70,8 +72,14 @@ mod tests {
         for seed in 0..50 {
             let names = speakers(&TurnOrder::new(seed_agents(), seed), 200);
             assert_eq!(names[0], "planner");
-            assert!(names.windows(2).all(|pair| pair[0] != pair[1]), "seed {seed}");
-            assert!(names[1..].iter().all(|name| name != "planner"), "the seed excludes the planner after turn 1");
+            assert!(
+                names.windows(2).all(|pair| pair[0] != pair[1]),
+                "seed {seed}"
+            );
+            assert!(
+                names[1..].iter().all(|name| name != "planner"),
+                "the seed excludes the planner after turn 1"
+            );
         }
     }
 
@@ -86,7 +94,10 @@ mod tests {
     fn every_other_agent_gets_turns() {
         let names = speakers(&TurnOrder::new(seed_agents(), 3), 300);
         for agent in ["hacker", "safecracker", "mole"] {
-            assert!(names.iter().filter(|name| *name == agent).count() > 50, "{agent}");
+            assert!(
+                names.iter().filter(|name| *name == agent).count() > 50,
+                "{agent}"
+            );
         }
     }
 
