@@ -9,11 +9,13 @@
 //! - [`TestAuth`]: a signing key and an authenticator that trusts it, to
 //!   mint tokens with any scopes for in-process services.
 //!
+//! - [`fake_llm::FakeServer`]: a scripted OpenAI-compatible HTTP server.
 //! - [`mesh::TestMesh`]: every service in-process and an orchestrator config
 //!   pointing at them.
 //!
 //! The end-to-end tests in `tests/` are built on these.
 
+pub mod fake_llm;
 pub mod mesh;
 
 use std::{

@@ -111,6 +111,34 @@ impl TestMesh {
     }
 }
 
+/// The built-in config file's text with the services at these URLs, for the
+/// orchestrator binary (`--config`).
+pub fn config_yaml(oauth: &str, tools: &str, memory: &str, audit: &str) -> String {
+    let mut text = heist_orchestrator::config::DEFAULT_CONFIG_YAML.to_owned();
+    for (port, url) in [("8001", oauth), ("8005", memory), ("8006", audit)] {
+        text = text.replace(&format!("http://127.0.0.1:{port}"), url);
+    }
+    for port in ["8002", "8003", "8004"] {
+        text = text.replace(
+            &format!("{{ host: \"127.0.0.1\", port: {port} }}"),
+            &format!("{{ base_url: \"{tools}\" }}"),
+        );
+    }
+    text
+}
+
+impl TestMesh {
+    /// [`config_yaml`] for this mesh.
+    pub fn yaml(&self) -> String {
+        config_yaml(
+            &self.oauth.url(),
+            &self.tools.url(),
+            &self.memory.url(),
+            &self.audit.url(),
+        )
+    }
+}
+
 /// The endpoint of a test server.
 pub fn endpoint(server: &TestServer) -> Endpoint {
     Endpoint::parse(&server.url()).expect("valid url")

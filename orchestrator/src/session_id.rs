@@ -1,5 +1,7 @@
-//! Session IDs: `heist_YYYYMMDD_HHMMSS_xxxx`, the seed's form plus a random
-//! suffix so that sessions started in the same second never collide.
+//! Session IDs: `heist_YYYYMMDD_HHMMSS_xxxx`, the seed's form plus a suffix
+//! so that sessions started in the same second never collide: within one
+//! process the suffixes count up from a random start; across processes they
+//! are random (and Audit refuses a reused ID with other data).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,22 +20,20 @@ pub fn format_session_id(unix_seconds: u64, suffix: u16) -> String {
     format!("heist_{year:04}{month:02}{day:02}_{hour:02}{minute:02}{second:02}_{suffix:04x}")
 }
 
-/// Mixes the clock's nanoseconds with a process-wide counter and the
-/// address of a stack value, so concurrent sessions differ.
+/// A per-process random start plus a counter: unique within the process
+/// (for up to 65 536 sessions a second), random across processes.
 fn random_suffix(nanos: u128) -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let marker = 0u8;
-    let mut x = (nanos as u64)
-        ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (&marker as *const u8 as u64).rotate_left(17)
-        ^ u64::from(std::process::id()).rotate_left(32);
-    // SplitMix64 finaliser.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^= x >> 31;
-    (x & 0xFFFF) as u16
+    use std::sync::{
+        OnceLock,
+        atomic::{AtomicU16, Ordering},
+    };
+    static BASE: OnceLock<u16> = OnceLock::new();
+    static COUNTER: AtomicU16 = AtomicU16::new(0);
+    let base = *BASE.get_or_init(|| {
+        let seed = (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32);
+        (crate::turn_order::mix(seed) & 0xFFFF) as u16
+    });
+    base.wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Days-to-civil (Howard Hinnant's algorithm), UTC.
