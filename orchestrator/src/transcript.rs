@@ -8,6 +8,11 @@ use crate::engine::SessionOutcome;
 /// Writes the transcript to `path`: `.json`, `.md`, or both when the path
 /// has no extension (`PATH.json` and `PATH.md`).
 pub fn write(path: &Path, outcome: &SessionOutcome) -> io::Result<Vec<std::path::PathBuf>> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
     let mut written = Vec::new();
     match path.extension().and_then(|ext| ext.to_str()) {
         Some("json") => {

@@ -268,7 +268,11 @@ fn called_argument(request: &CompletionRequest<'_>, tool: &str) -> Option<String
 }
 
 fn result_sentence(dice: &Dice, kind: Kind, tool: &str, argument: &str, result: &str) -> String {
-    let line = first_meaningful_line(result);
+    let line = if looks_failed(result) {
+        first_meaningful_line(result)
+    } else {
+        result_detail(tool, result)
+    };
     let line = line.as_deref().unwrap_or("nothing useful");
     let templates = if looks_failed(result) {
         FAILURE_LINES
@@ -283,6 +287,40 @@ fn result_sentence(dice: &Dice, kind: Kind, tool: &str, argument: &str, result: 
             ("{result}", line),
         ],
     )
+}
+
+/// What is worth repeating from a tool's answer: a calculator's number, a
+/// query's first row (its cells joined), or a document's first meaningful
+/// line without markdown emphasis.
+fn result_detail(tool: &str, text: &str) -> Option<String> {
+    match tool {
+        "calculator" => text
+            .rsplit_once(" = ")
+            .map(|(_, value)| value.trim().to_owned())
+            .or_else(|| first_meaningful_line(text)),
+        "database_query" => first_row(text).or_else(|| first_meaningful_line(text)),
+        _ => first_meaningful_line(&text.replace(['*', '`'], "")),
+    }
+}
+
+/// The first data row of a rendered table (`Title:` / header / `---+---` /
+/// rows), its cells joined with commas.
+fn first_row(text: &str) -> Option<String> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.ends_with(':'));
+    let header = lines.next()?;
+    if !header.contains('|') {
+        return None;
+    }
+    let row = lines.find(|line| line.contains('|') && !line.starts_with('-'))?;
+    let cells: Vec<&str> = row
+        .split('|')
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect();
+    Some(cut(&cells.join(", "), RESULT_CHARS))
 }
 
 /// The first line with a letter or digit (a heading only if nothing else has one), without
@@ -698,6 +736,23 @@ mod tests {
         let backend = OfflineBackend::new(0);
         assert_eq!(backend.describe(), "offline (deterministic, no LLM)");
         assert!(backend.is_offline());
+    }
+
+    #[test]
+    fn results_are_reduced_to_what_is_worth_repeating() {
+        assert_eq!(
+            result_detail("calculator", "45 * 3 + 20 = 155").as_deref(),
+            Some("155")
+        );
+        let table = "Cameras:\nid     | location\n-------+---------\nCAM-01 | Lobby\nCAM-02 | Vault\n(2 rows)";
+        assert_eq!(
+            result_detail("database_query", table).as_deref(),
+            Some("CAM-01, Lobby")
+        );
+        assert_eq!(
+            result_detail("file_reader", "# Vault\n**Site:** First National").as_deref(),
+            Some("Site: First National")
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub(super) fn result_lines(kind: Kind, tool: &str) -> &'static [&'static str] {
     match (kind, tool) {
         (Kind::Safecracker, "calculator") => &[
             "The numbers say {result} minutes of drilling on Sentinel 9.",
-            "{argument} comes to {result}, so that is my drill budget in minutes.",
+            "{argument} comes to {result}: that is my drill budget in minutes.",
         ],
         (_, "calculator") => &[
             "The timing adds up to {result} minutes from entry to exit.",
@@ -163,8 +163,8 @@ pub(super) fn result_lines(kind: Kind, tool: &str) -> &'static [&'static str] {
             "Straight from {argument}: \"{result}\".",
         ],
         (_, "database_query") => &[
-            "The records for {argument} show: {result}.",
-            "Their system lists this for {argument}: {result}.",
+            "The records for {argument} start with {result}.",
+            "Their system lists this for {argument}: {result}, among others.",
         ],
         _ => &["{tool} answered: {result}."],
     }
