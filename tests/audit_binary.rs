@@ -164,3 +164,31 @@ async fn the_binary_serves_answers_grpcurl_and_stops_on_sigterm_without_losing_r
         assert!(stored.contains(key), "acknowledged row {key} was lost");
     }
 }
+
+#[test]
+fn an_unwritable_database_path_stops_the_binary_with_a_clear_error() {
+    let dir = TempDir::new().unwrap();
+    for db in ["/nonexistent/dir/audit.db", dir.path().to_str().unwrap()] {
+        let output = Command::new(binary("heist-audit"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db,
+                "--oauth-url",
+                "http://127.0.0.1:9",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{db}: {stderr}");
+        assert!(
+            stderr.contains("Error") || stderr.contains("error"),
+            "{db}: {stderr}"
+        );
+        assert!(
+            stderr.contains("unable to open") || stderr.contains(db),
+            "{db}: {stderr}"
+        );
+    }
+}

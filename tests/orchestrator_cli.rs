@@ -284,3 +284,104 @@ async fn with_audit_down_a_run_refuses_to_start_and_health_fails() {
         "{shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sessions_run_at_once() {
+    let mesh = TestMesh::start().await;
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh.yaml()).unwrap();
+    let run = orchestrator_async(
+        [
+            "--config",
+            "mesh.yaml",
+            "run",
+            "--sessions",
+            "3",
+            "--turns",
+            "5",
+            "--quiet",
+        ]
+        .map(String::from)
+        .to_vec(),
+        dir.path().to_owned(),
+    )
+    .await;
+    let shown = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{shown}");
+    let ids: std::collections::BTreeSet<_> = shown
+        .lines()
+        .filter_map(|line| line.strip_prefix("Session ID: "))
+        .collect();
+    assert_eq!(ids.len(), 3, "{shown}");
+    assert_eq!(shown.matches(": completed").count(), 3, "{shown}");
+    assert!(
+        !shown.contains("[Turn 1]"),
+        "--quiet prints no turns: {shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_the_session_as_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let mesh = TestMesh::start().await;
+    let dir = TempDir::new().unwrap();
+    std::fs::write(dir.path().join("mesh.yaml"), mesh.yaml()).unwrap();
+    let dir_path = dir.path().to_owned();
+    let (code, shown) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(binary("orchestrator"))
+            .args(["--config", "mesh.yaml", "run", "--turns", "100000"])
+            .current_dir(&dir_path)
+            .env("NO_COLOR", "1")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut shown = String::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            shown.push_str(&line);
+            shown.push('\n');
+            if line.starts_with("[Turn 3]") {
+                break;
+            }
+        }
+        let killed = Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        for line in lines {
+            shown.push_str(&line.unwrap());
+            shown.push('\n');
+        }
+        (child.wait().unwrap().code(), shown)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(130), "{shown}");
+    assert!(shown.contains(": interrupted"), "{shown}");
+    let session_id = shown
+        .lines()
+        .find_map(|line| line.strip_prefix("Session ID: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let list = orchestrator_async(
+        [
+            "--config",
+            "mesh.yaml",
+            "sessions",
+            "list",
+            "--status",
+            "interrupted",
+        ]
+        .map(String::from)
+        .to_vec(),
+        dir.path().to_owned(),
+    )
+    .await;
+    assert!(text(&list).contains(&session_id), "{}", text(&list));
+}
