@@ -13,7 +13,9 @@ use crate::{
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
-    engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome},
+    engine::{
+        ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, ToolRecord, TurnRecord,
+    },
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
     mesh::{Mesh, request},
@@ -388,6 +390,10 @@ pub async fn sessions_list(
         page_token = page.next_page_token;
     }
     sessions.truncate(limit);
+    let listed_crashed = sessions.iter().any(|session| {
+        session.status == SessionStatus::Active as i32
+            && crate::liveness::owner_is_gone(&session.metadata)
+    });
     if sessions.is_empty() {
         println!("No sessions.");
         return Ok(exit::OK);
@@ -397,14 +403,23 @@ pub async fn sessions_list(
         "SESSION", "STATUS", "TURNS", "MESSAGES", "TOOLS"
     );
     for session in sessions {
+        let status = match status_name(session.status) {
+            "active" if crate::liveness::owner_is_gone(&session.metadata) => "interrupted*",
+            other => other,
+        };
         println!(
             "{:<28} {:<12} {:>6} {:>9} {:>6}  {}",
             session.session_id,
-            status_name(session.status),
+            status,
             session.num_turns,
             session.message_count,
             session.tool_usage_count,
             session.start_time
+        );
+    }
+    if listed_crashed {
+        println!(
+            "* left active by an orchestrator that crashed; continue it with `orchestrator resume ID`"
         );
     }
     Ok(exit::OK)
@@ -548,4 +563,169 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// Reads every page of a listing.
+async fn all_pages<T, Fut>(mut page: impl FnMut(String) -> Fut) -> anyhow::Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (found, next) = page(token)
+            .await
+            .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
+        items.extend(found);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
+/// The turns a session has stored in Audit, with their tool calls.
+async fn stored_turns(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> anyhow::Result<Vec<TurnRecord>> {
+    let deadline = config.timeouts.audit;
+    let messages = all_pages(|page_token| {
+        let mut audit = mesh.audit.clone();
+        let request = request(
+            ListMessagesRequest {
+                session_id: session_id.to_owned(),
+                page_size: 1000,
+                page_token,
+            },
+            Some(token),
+            deadline,
+        );
+        async move {
+            let page = audit.list_messages(request).await?.into_inner();
+            Ok((page.messages, page.next_page_token))
+        }
+    })
+    .await
+    .context("cannot read the session's messages from Audit")?;
+    let usage = all_pages(|page_token| {
+        let mut audit = mesh.audit.clone();
+        let request = request(
+            ListToolUsageRequest {
+                session_id: session_id.to_owned(),
+                page_size: 1000,
+                page_token,
+            },
+            Some(token),
+            deadline,
+        );
+        async move {
+            let page = audit.list_tool_usage(request).await?.into_inner();
+            Ok((page.tool_usage, page.next_page_token))
+        }
+    })
+    .await
+    .context("cannot read the session's tool calls from Audit")?;
+    let mut calls: BTreeMap<i64, Vec<ToolRecord>> = BTreeMap::new();
+    for usage in usage {
+        calls.entry(usage.turn_id).or_default().push(ToolRecord {
+            tool: usage.tool_name,
+            params: usage.tool_params,
+            result: usage.tool_result,
+            success: usage.success,
+            duration_ms: u64::try_from(usage.duration_ms).unwrap_or(0),
+        });
+    }
+    Ok(messages
+        .into_iter()
+        .filter(|message| message.turn_id > 0)
+        .map(|message| TurnRecord {
+            tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
+            turn: message.turn_id,
+            agent: message.agent_name,
+            role: message.agent_role,
+            message: message.message,
+            is_error: message.is_error,
+        })
+        .collect())
+}
+
+/// `orchestrator resume ID`: rebuilds a session from Audit (its messages,
+/// turn counter, last speaker, seed) and runs it on to its `max_turns`.
+pub async fn resume(config: Config, session_id: &str, quiet: bool) -> anyhow::Result<u8> {
+    let config = Arc::new(config);
+    let (mesh, token) = audit_reader(&config).await?;
+    let session = match mesh
+        .audit
+        .clone()
+        .get_session(request(
+            GetSessionRequest {
+                session_id: session_id.to_owned(),
+            },
+            Some(&token),
+            config.timeouts.audit,
+        ))
+        .await
+    {
+        Ok(session) => session.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            println!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
+            return Ok(exit::FAILED);
+        }
+        Err(status) => anyhow::bail!("cannot read the session from Audit: {}", status.message()),
+    };
+    if session.status != SessionStatus::Active as i32 {
+        println!(
+            "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
+            status_name(session.status)
+        );
+        return Ok(exit::FAILED);
+    }
+    let metadata: serde_json::Value = serde_json::from_str(&session.metadata).unwrap_or_default();
+    if let Some(pid) = metadata.get("pid").and_then(serde_json::Value::as_u64)
+        && !crate::liveness::owner_is_gone(&session.metadata)
+        && metadata.get("host").and_then(serde_json::Value::as_str)
+            == Some(crate::liveness::host_name().as_str())
+    {
+        println!("❌ Session {session_id} is still running (orchestrator pid {pid}).");
+        return Ok(exit::FAILED);
+    }
+    let seed = metadata
+        .get("seed")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    let max_turns = metadata
+        .get("max_turns")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(config.session.max_turns);
+    let history = stored_turns(&mesh, &token, &config, session_id).await?;
+    let console = Console::new(quiet, false);
+    console.always(&format!(
+        "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
+        history.len()
+    ));
+    let llm = llm_backend(&config, seed);
+    let (orchestrator, _) = prepare(config.clone(), mesh, llm).await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        heist_plumbing::shutdown::signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let outcome = orchestrator
+        .continue_session(
+            session_id,
+            &RunOptions { max_turns, seed },
+            history,
+            stop_rx,
+            &console,
+        )
+        .await?;
+    console.summary(&outcome);
+    Ok(match outcome.status {
+        "interrupted" => exit::INTERRUPTED,
+        "failed" => exit::FAILED,
+        _ => exit::OK,
+    })
 }

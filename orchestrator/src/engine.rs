@@ -196,6 +196,22 @@ impl Orchestrator {
         stop: watch::Receiver<bool>,
         sink: &dyn TurnSink,
     ) -> Result<SessionOutcome, RunError> {
+        self.continue_session(session_id, options, Vec::new(), stop, sink)
+            .await
+    }
+
+    /// Runs a session on from `history` (the turns already stored, in order;
+    /// empty for a new session, which is then created in Audit) to
+    /// `max_turns`. The speakers after the history are the ones an
+    /// uninterrupted run would have picked.
+    pub async fn continue_session(
+        &self,
+        session_id: &str,
+        options: &RunOptions,
+        history: Vec<TurnRecord>,
+        stop: watch::Receiver<bool>,
+        sink: &dyn TurnSink,
+    ) -> Result<SessionOutcome, RunError> {
         let span = tracing::info_span!(
             target: "heist_orchestrator",
             "session",
@@ -203,7 +219,7 @@ impl Orchestrator {
             max_turns = options.max_turns,
         );
         with_session(&span, session_id);
-        self.run_session_inner(session_id, options, stop, sink)
+        self.run_session_inner(session_id, options, history, stop, sink)
             .instrument(span)
             .await
     }
@@ -212,47 +228,31 @@ impl Orchestrator {
         &self,
         session_id: &str,
         options: &RunOptions,
+        history: Vec<TurnRecord>,
         stop: watch::Receiver<bool>,
         sink: &dyn TurnSink,
     ) -> Result<SessionOutcome, RunError> {
         let started = Instant::now();
         let token = self.own_token().await.map_err(RunError::Token)?;
-        let metadata = serde_json::json!({
-            "config": self.config.source,
-            "seed": options.seed,
-            "max_turns": options.max_turns,
-            "agents": self.config.agents.iter().map(|agent| &agent.name).collect::<Vec<_>>(),
-            "llm": self.llm.describe(),
-            "framing": if self.config.session.warmup { FRAMING } else { "" },
-        });
-        self.mesh
-            .audit
-            .clone()
-            .create_session(request(
-                CreateSessionRequest {
-                    session_id: session_id.to_owned(),
-                    metadata: metadata.to_string(),
-                    idempotency_key: format!("{session_id}/create"),
-                },
-                Some(&token),
-                self.config.timeouts.audit,
-            ))
-            .await
-            .map_err(RunError::CreateSession)?;
-
+        if history.is_empty() {
+            self.create_session(session_id, options, &token).await?;
+        }
         let order = TurnOrder::new(self.config.session.turn_order.clone(), options.seed);
+        let mut last: Option<String> = history.last().map(|turn| turn.agent.clone());
+        let first_turn = history
+            .last()
+            .map_or(1, |turn| u64::try_from(turn.turn).unwrap_or(0) + 1);
         let mut outcome = SessionOutcome {
             session_id: session_id.to_owned(),
             status: "completed",
-            turns: Vec::new(),
+            turns: history,
             failed_turns: 0,
             failed_tool_calls: 0,
             memory_failures: 0,
             audit_failures: 0,
             elapsed_ms: 0,
         };
-        let mut last: Option<String> = None;
-        for turn in 1..=options.max_turns {
+        for turn in first_turn..=options.max_turns {
             if *stop.borrow() {
                 outcome.status = "interrupted";
                 break;
@@ -311,6 +311,41 @@ impl Orchestrator {
         }
         outcome.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(outcome)
+    }
+
+    /// Creates the session in Audit, with what a resume needs in its metadata
+    /// (seed, turns, and the process, so a crash can be told from a run).
+    async fn create_session(
+        &self,
+        session_id: &str,
+        options: &RunOptions,
+        token: &str,
+    ) -> Result<(), RunError> {
+        let metadata = serde_json::json!({
+            "config": self.config.source,
+            "seed": options.seed,
+            "max_turns": options.max_turns,
+            "agents": self.config.agents.iter().map(|agent| &agent.name).collect::<Vec<_>>(),
+            "llm": self.llm.describe(),
+            "framing": if self.config.session.warmup { FRAMING } else { "" },
+            "pid": std::process::id(),
+            "host": crate::liveness::host_name(),
+        });
+        self.mesh
+            .audit
+            .clone()
+            .create_session(request(
+                CreateSessionRequest {
+                    session_id: session_id.to_owned(),
+                    metadata: metadata.to_string(),
+                    idempotency_key: format!("{session_id}/create"),
+                },
+                Some(token),
+                self.config.timeouts.audit,
+            ))
+            .await
+            .map_err(RunError::CreateSession)?;
+        Ok(())
     }
 
     async fn run_turn(

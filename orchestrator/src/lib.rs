@@ -6,6 +6,7 @@
 //! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps.
+//! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
 pub mod app;
@@ -14,6 +15,7 @@ pub mod console;
 pub mod discovery;
 pub mod engine;
 pub mod health;
+pub mod liveness;
 pub mod llm;
 pub mod mesh;
 pub mod session_id;

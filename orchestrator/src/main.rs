@@ -44,6 +44,15 @@ enum Command {
     Sessions(SessionsCommand),
     /// List what the tool services offer (name, scope, argument).
     Tools,
+    /// Continue a session left active by a crash: rebuild it from Audit and
+    /// run it on to its max_turns (same seed, same speakers).
+    Resume {
+        /// The session ID, e.g. heist_20250116_143052_a1b2.
+        session_id: String,
+        /// Print only the summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +165,7 @@ async fn main() -> ExitCode {
             app::sessions_show(&config, &session_id).await
         }
         Command::Tools => app::tools(&config).await,
+        Command::Resume { session_id, quiet } => app::resume(config, &session_id, quiet).await,
     };
     telemetry.shutdown().await;
     match outcome {
