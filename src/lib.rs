@@ -10,6 +10,8 @@
 //!   mint tokens with any scopes for in-process services.
 //!
 //! - [`fake_llm::FakeServer`]: a scripted OpenAI-compatible HTTP server.
+//! - [`processes::ProcessMesh`]: every service as a real process on fixed
+//!   free ports, to kill and restart in fault tests.
 //! - [`mesh::TestMesh`]: every service in-process and an orchestrator config
 //!   pointing at them.
 //!
@@ -17,6 +19,7 @@
 
 pub mod fake_llm;
 pub mod mesh;
+pub mod processes;
 
 use std::{
     future::Future,
@@ -252,7 +255,22 @@ impl ServiceProcess {
     /// `dir`, and waits until it has bound its port (not until SERVING).
     /// `listen` is `127.0.0.1:0` for a free port, or a fixed address to restart
     /// a killed service where its clients expect it.
+    /// It exports no spans (`OTEL_EXPORTER_OTLP_*ENDPOINT` are removed from
+    /// its environment).
     pub fn start(binary: &Path, args: &[&str], listen: &str, dir: &Path) -> std::io::Result<Self> {
+        Self::start_with_env(binary, args, listen, dir, &[])
+    }
+
+    /// Like [`ServiceProcess::start`], with `env` added to the child's
+    /// environment, e.g. `[("OTEL_EXPORTER_OTLP_ENDPOINT", url)]` to export
+    /// its spans.
+    pub fn start_with_env(
+        binary: &Path,
+        args: &[&str],
+        listen: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         let name = binary
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -272,6 +290,8 @@ impl ServiceProcess {
             .arg(&addr_file)
             .current_dir(dir)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)

@@ -10,8 +10,9 @@ use heist_mesh::{TestAuth, TestServer, channel_to, health_status};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CreateSessionRequest, EndSessionRequest, GetSessionRequest, ListMessagesRequest,
-    ListSessionsRequest, ListToolUsageRequest, SessionStatus, StoreMessageRequest,
-    StoreToolUsageRequest, WatchSessionRequest, audit_service_client::AuditServiceClient,
+    ListSessionEventsRequest, ListSessionsRequest, ListToolUsageRequest, SessionStatus,
+    StoreMessageRequest, StoreSessionEventRequest, StoreToolUsageRequest, WatchSessionRequest,
+    audit_service_client::AuditServiceClient,
 };
 use tempfile::TempDir;
 use tokio_stream::StreamExt;
@@ -727,4 +728,136 @@ async fn writes_need_audit_write_and_reads_need_audit_read() {
         health_status(audit.server.addr, "").await.unwrap(),
         ServingStatus::Serving
     );
+}
+
+fn session_event(session_id: &str, kind: &str, key: &str) -> StoreSessionEventRequest {
+    StoreSessionEventRequest {
+        session_id: session_id.into(),
+        kind: kind.into(),
+        detail: r#"{"service":"memory","failures":5}"#.into(),
+        idempotency_key: key.into(),
+    }
+}
+
+fn list_events(session_id: &str, page_size: i32, page_token: String) -> ListSessionEventsRequest {
+    ListSessionEventsRequest {
+        session_id: session_id.into(),
+        page_size,
+        page_token,
+    }
+}
+
+#[tokio::test]
+async fn session_events_are_stored_repeated_and_listed_even_after_the_session_ended() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    let open = client
+        .store_session_event(session_event("s1", "breaker.open", "b1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(open.id > 0);
+    assert_eq!(open.session_id, "s1");
+    assert_eq!(open.kind, "breaker.open");
+    assert_eq!(open.detail, r#"{"service":"memory","failures":5}"#);
+    assert_eq!(open.idempotency_key, "b1");
+    assert!(!open.timestamp.is_empty());
+    let repeat = client
+        .store_session_event(session_event("s1", "breaker.open", "b1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(repeat, open);
+    let conflict = client
+        .store_session_event(session_event("s1", "breaker.closed", "b1"))
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), Code::AlreadyExists, "{conflict:?}");
+
+    client
+        .end_session(end("s1", 0, SessionStatus::Interrupted))
+        .await
+        .unwrap();
+    let closed = client
+        .store_session_event(session_event("s1", "breaker.closed", "b2"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let first = client
+        .list_session_events(list_events("s1", 1, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.events, vec![open]);
+    assert!(!first.next_page_token.is_empty());
+    let rest = client
+        .list_session_events(list_events("s1", 1, first.next_page_token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.events, vec![closed]);
+    assert_eq!(rest.next_page_token, "");
+}
+
+#[tokio::test]
+async fn a_bad_event_kind_is_invalid_and_an_unknown_session_is_not_found() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    for bad in ["", "Breaker.Open", "breaker open", &"k".repeat(65)] {
+        let status = client
+            .store_session_event(session_event("s1", bad, "k"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}: {status:?}");
+        assert!(status.message().contains("kind"), "{status:?}");
+    }
+    let status = client
+        .store_session_event(session_event("nope", "breaker.open", "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("nope"), "{status:?}");
+    let status = client
+        .list_session_events(list_events("nope", 0, String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = client
+        .list_session_events(list_events("s1", 0, "m1".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn storing_a_session_event_needs_audit_write_and_listing_needs_audit_read() {
+    let mut audit = start_audit().await;
+    create(&mut audit.client, "s1").await;
+    let mut reader = audit.client_with(&["audit:read"]);
+    let status = reader
+        .store_session_event(session_event("s1", "breaker.open", "k"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("audit:write"), "{status:?}");
+    let listed = reader
+        .list_session_events(list_events("s1", 0, String::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.events.is_empty(), "the refused write stored nothing");
+    let mut writer = audit.client_with(&["audit:write"]);
+    writer
+        .store_session_event(session_event("s1", "breaker.open", "k"))
+        .await
+        .unwrap();
+    let status = writer
+        .list_session_events(list_events("s1", 0, String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("audit:read"), "{status:?}");
 }

@@ -34,6 +34,8 @@ const RPCS: &[(&str, Option<&str>)] = &[
     ("Audit/ListMessages", Some("audit:read")),
     ("Audit/ListToolUsage", Some("audit:read")),
     ("Audit/WatchSession", Some("audit:read")),
+    ("Audit/StoreSessionEvent", Some("audit:write")),
+    ("Audit/ListSessionEvents", Some("audit:read")),
     ("Memory/StoreMemory", Some("memory:write")),
     ("Memory/GetCompressedMemory", Some("memory:read")),
     ("Memory/ListMemoryTurns", Some("memory:read")),
@@ -187,6 +189,21 @@ impl Mesh {
                 .watch_session(pb::WatchSessionRequest {
                     session_id: session(),
                     after_message_id: 0,
+                })
+                .await
+                .map(drop),
+            "Audit/StoreSessionEvent" => audit
+                .store_session_event(pb::StoreSessionEventRequest {
+                    session_id: session(),
+                    kind: "breaker.open".into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop),
+            "Audit/ListSessionEvents" => audit
+                .list_session_events(pb::ListSessionEventsRequest {
+                    session_id: session(),
+                    ..Default::default()
                 })
                 .await
                 .map(drop),

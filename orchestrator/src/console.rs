@@ -68,6 +68,12 @@ impl Console {
                 outcome.memory_failures, outcome.audit_failures
             ));
         }
+        if outcome.memory_pending > 0 {
+            lines.push(format!(
+                "   Memory never came back: {} writes could not be replayed (Audit has them all)",
+                outcome.memory_pending
+            ));
+        }
         let mut out = std::io::stdout().lock();
         for line in lines {
             let _ = writeln!(out, "{line}");

@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use heist_plumbing::propagation::with_session;
 use heist_proto::v1::{
     CallToolRequest, CreateSessionRequest, EndSessionRequest, GetCompressedMemoryRequest,
-    SessionStatus, StoreMemoryRequest, StoreMessageRequest, StoreToolUsageRequest,
+    SessionStatus, StoreMessageRequest, StoreToolUsageRequest,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -25,6 +25,7 @@ use crate::{
         AgentPersona, ChatMessage, Completion, CompletionRequest, LlmBackend, ToolCall,
         ToolCallMode, ToolSpec, tool_result_message,
     },
+    memory_sync::MemorySync,
     mesh::{Mesh, request},
     tokens::TokenCache,
     turn_order::TurnOrder,
@@ -37,6 +38,9 @@ pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-rel
 pub const ORCHESTRATOR_SCOPES: [&str; 4] =
     ["audit:read", "audit:write", "memory:read", "memory:write"];
 
+/// How many memory writes may wait for Memory; beyond that the oldest are
+/// dropped and re-sent from the history by a reconcile.
+const MEMORY_OUTBOX_CAPACITY: usize = 256;
 /// How many times one turn may go back to the LLM with tool results.
 const MAX_TOOL_ROUNDS: u32 = 2;
 /// How many tool calls one LLM answer may make.
@@ -93,6 +97,8 @@ pub struct SessionOutcome {
     pub memory_failures: usize,
     /// Audit writes that failed.
     pub audit_failures: usize,
+    /// Memory writes still waiting at the end (Memory never came back).
+    pub memory_pending: usize,
     /// Wall time of the session.
     pub elapsed_ms: u64,
 }
@@ -250,8 +256,10 @@ impl Orchestrator {
             failed_tool_calls: 0,
             memory_failures: 0,
             audit_failures: 0,
+            memory_pending: 0,
             elapsed_ms: 0,
         };
+        let mut memory_sync = MemorySync::new(session_id, MEMORY_OUTBOX_CAPACITY);
         for turn in first_turn..=options.max_turns {
             if *stop.borrow() {
                 outcome.status = "interrupted";
@@ -263,7 +271,7 @@ impl Orchestrator {
             };
             let turn_id = i64::try_from(turn).unwrap_or(i64::MAX);
             let ran = self
-                .run_turn(session_id, agent, turn_id, &outcome.turns)
+                .run_turn(session_id, agent, turn_id, &outcome.turns, &mut memory_sync)
                 .await;
             outcome.failed_turns += usize::from(ran.record.is_error);
             outcome.failed_tool_calls += ran
@@ -277,6 +285,25 @@ impl Orchestrator {
             sink.turn(session_id, &ran.record);
             outcome.turns.push(ran.record);
             last = Some(speaker);
+        }
+        // Memory may have restarted since the last write: compare once more.
+        {
+            let token = self.own_token().await.ok();
+            match memory_sync
+                .reconcile(
+                    &self.mesh.memory,
+                    outcome.turns.iter(),
+                    token.as_deref(),
+                    self.config.timeouts.memory,
+                )
+                .await
+            {
+                Ok(resent) => tracing::info!(resent, "memory reconciled at the end of the session"),
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), "memory could not be reconciled");
+                    outcome.memory_pending = memory_sync.pending().max(1);
+                }
+            }
         }
         if outcome.status == "completed"
             && outcome.failed_turns == outcome.turns.len()
@@ -354,6 +381,7 @@ impl Orchestrator {
         agent: &AgentConfig,
         turn_id: i64,
         history: &[TurnRecord],
+        memory_sync: &mut MemorySync,
     ) -> TurnRun {
         let span = tracing::info_span!(
             target: "heist_orchestrator",
@@ -388,8 +416,9 @@ impl Orchestrator {
                 is_error,
                 tool_calls,
             };
-            let (memory_stored, audit_stored) =
-                self.persist(session_id, &record, token.as_deref()).await;
+            let (memory_stored, audit_stored) = self
+                .persist(session_id, &record, history, memory_sync, token.as_deref())
+                .await;
             TurnRun {
                 record,
                 memory_stored,
@@ -712,29 +741,23 @@ impl Orchestrator {
         &self,
         session_id: &str,
         record: &TurnRecord,
+        history: &[TurnRecord],
+        memory_sync: &mut MemorySync,
         token: Option<&str>,
     ) -> (bool, bool) {
         let memory = async {
             if record.is_error {
                 return true;
             }
-            self.mesh
-                .memory
-                .clone()
-                .store_memory(request(
-                    StoreMemoryRequest {
-                        agent_id: record.agent.clone(),
-                        session_id: session_id.to_owned(),
-                        turn_id: record.turn,
-                        message: record.message.clone(),
-                        idempotency_key: format!("{session_id}/turn/{}/memory", record.turn),
-                    },
+            memory_sync
+                .store(
+                    &self.mesh.memory,
+                    history,
+                    record,
                     token,
                     self.config.timeouts.memory,
-                ))
+                )
                 .await
-                .map_err(|status| tracing::warn!(error = %status.message(), "memory write failed"))
-                .is_ok()
         };
         let audit = async {
             self.mesh

@@ -4,8 +4,10 @@
 //! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache.
 //! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
 //! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
+//! - [`memory_sync`]: the memory outbox and the reconcile after Memory lost entries.
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps.
+//! - [`spool`]: Audit writes kept on disk while Audit is unreachable.
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
@@ -17,8 +19,10 @@ pub mod engine;
 pub mod health;
 pub mod liveness;
 pub mod llm;
+pub mod memory_sync;
 pub mod mesh;
 pub mod session_id;
+pub mod spool;
 pub mod tokens;
 pub mod transcript;
 pub mod turn_order;

@@ -1,5 +1,7 @@
 //! Access tokens for agents and for the orchestrator itself, bought once
-//! with client credentials and cached until shortly before they expire.
+//! with client credentials and cached. A token is renewed when 80% of its
+//! lifetime has passed; if OAuth is down then, the cached token is used
+//! until shortly before it expires, so turns go on while OAuth restarts.
 
 use std::{
     collections::HashMap,
@@ -20,6 +22,7 @@ const RENEW_FRACTION: f64 = 0.2;
 struct Cached {
     token: Arc<str>,
     renew_at: Instant,
+    expires_at: Instant,
 }
 
 /// The token cache, shared by every session of the process.
@@ -49,9 +52,37 @@ impl TokenCache {
         scopes: &[String],
     ) -> Result<Arc<str>, Status> {
         let key = format!("{client_id} {}", scopes.join(" "));
-        if let Some(cached) = self.lookup(&key) {
-            return Ok(cached);
+        let cached = self.cached(&key);
+        let now = Instant::now();
+        if let Some(cached) = &cached
+            && now < cached.renew_at
+        {
+            return Ok(cached.token.clone());
         }
+        match self.buy(client_id, secret, scopes).await {
+            Ok(bought) => {
+                if let Ok(mut entries) = self.entries.lock() {
+                    entries.insert(key, bought.clone());
+                }
+                Ok(bought.token)
+            }
+            // OAuth is down while the cached token is still valid: keep using it.
+            Err(status) => match cached {
+                Some(cached) if now < cached.expires_at => {
+                    tracing::warn!(error = %status.message(), "token renewal failed; using the cached token");
+                    Ok(cached.token)
+                }
+                _ => Err(status),
+            },
+        }
+    }
+
+    async fn buy(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scopes: &[String],
+    ) -> Result<Cached, Status> {
         let mut oauth = self.oauth.clone();
         let issued = oauth
             .issue_token(request(
@@ -68,24 +99,18 @@ impl TokenCache {
             .await?
             .into_inner();
         let lifetime = Duration::from_secs(u64::try_from(issued.expires_in).unwrap_or(0));
-        let token: Arc<str> = issued.access_token.into();
-        let cached = Cached {
-            token: token.clone(),
-            renew_at: Instant::now() + lifetime.mul_f64(1.0 - RENEW_FRACTION),
-        };
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(key, cached);
-        }
-        Ok(token)
+        let now = Instant::now();
+        Ok(Cached {
+            token: issued.access_token.into(),
+            renew_at: now + lifetime.mul_f64(1.0 - RENEW_FRACTION),
+            // Leave a margin for clock skew and the call in flight.
+            expires_at: now + lifetime.saturating_sub(Duration::from_secs(5)),
+        })
     }
 
-    /// The cached token for `key`, if it is not due for renewal.
-    fn lookup(&self, key: &str) -> Option<Arc<str>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(key)
-            .filter(|cached| Instant::now() < cached.renew_at)
-            .map(|cached| cached.token.clone())
+    /// The cached entry for `key`, renewed or not.
+    fn cached(&self, key: &str) -> Option<Cached> {
+        self.entries.lock().ok()?.get(key).cloned()
     }
 
     /// Forgets every token (e.g. after OAuth said one was revoked).

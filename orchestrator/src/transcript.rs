@@ -112,6 +112,7 @@ mod tests {
             failed_tool_calls: 0,
             memory_failures: 0,
             audit_failures: 0,
+            memory_pending: 0,
             elapsed_ms: 10,
         }
     }

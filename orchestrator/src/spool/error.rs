@@ -1,6 +1,9 @@
 //! What can go wrong with the spool: its file, its contents, its bounds.
 
-use std::{io, path::PathBuf};
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
 
 /// Why the spool refused an operation or could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +41,9 @@ pub enum SpoolError {
     },
     /// A write Audit deduplicates only by its key, given without one: replaying
     /// it could store it twice.
-    #[error("a {kind} write needs an idempotency key to be spooled, or its replay could store it twice")]
+    #[error(
+        "a {kind} write needs an idempotency key to be spooled, or its replay could store it twice"
+    )]
     MissingIdempotencyKey {
         /// The write's RPC, e.g. `StoreMessage`.
         kind: &'static str,
@@ -53,6 +58,17 @@ pub enum SpoolError {
         /// The limit.
         max: usize,
     },
+}
+
+impl SpoolError {
+    /// An I/O error while doing `action` to `path`.
+    pub(super) fn io(action: &'static str, path: &Path, cause: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.to_owned(),
+            cause,
+        }
+    }
 }
 
 /// What is wrong with a damaged record.

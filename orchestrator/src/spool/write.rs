@@ -149,9 +149,20 @@ mod tests {
     #[test]
     fn a_message_without_an_idempotency_key_is_not_replayable() {
         let error = message("").check_replayable().unwrap_err();
-        assert!(matches!(error, SpoolError::MissingIdempotencyKey { kind: "StoreMessage" }));
-        assert!(error.to_string().contains("StoreMessage write needs an idempotency key"));
-        message("heist_1/turn/3/message").check_replayable().unwrap();
+        assert!(matches!(
+            error,
+            SpoolError::MissingIdempotencyKey {
+                kind: "StoreMessage"
+            }
+        ));
+        assert!(
+            error
+                .to_string()
+                .contains("StoreMessage write needs an idempotency key")
+        );
+        message("heist_1/turn/3/message")
+            .check_replayable()
+            .unwrap();
     }
 
     #[test]
@@ -176,6 +187,12 @@ mod tests {
     #[test]
     fn a_payload_that_is_not_protobuf_is_refused_with_its_kind() {
         let error = SpooledWrite::decode(STORE_MESSAGE, &[0xff, 0xff, 0xff]).unwrap_err();
-        assert!(matches!(error, RecordProblem::Undecodable { kind: "StoreMessage", .. }));
+        assert!(matches!(
+            error,
+            RecordProblem::Undecodable {
+                kind: "StoreMessage",
+                ..
+            }
+        ));
     }
 }

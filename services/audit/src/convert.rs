@@ -2,7 +2,7 @@
 
 use heist_proto::v1 as pb;
 
-use crate::store::{MessageRow, SessionRow, SessionStatus, ToolUsageRow};
+use crate::store::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
 
 impl From<SessionStatus> for pb::SessionStatus {
     fn from(status: SessionStatus) -> Self {
@@ -62,6 +62,19 @@ impl From<ToolUsageRow> for pb::ToolUsage {
             duration_ms: row.duration_ms,
             idempotency_key: row.idempotency_key,
             trace_id: row.trace_id,
+        }
+    }
+}
+
+impl From<SessionEventRow> for pb::SessionEvent {
+    fn from(row: SessionEventRow) -> Self {
+        Self {
+            id: row.id,
+            session_id: row.session_id,
+            kind: row.kind,
+            detail: row.detail,
+            timestamp: row.timestamp,
+            idempotency_key: row.idempotency_key,
         }
     }
 }

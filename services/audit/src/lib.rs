@@ -1,8 +1,9 @@
 //! The Audit service: the heist mesh's single source of truth.
 //!
 //! Sessions, agent messages and tool calls are stored in SQLite (the seed's
-//! `sessions`, `messages` and `tool_usage` tables, extended) and served over
-//! gRPC as `heist.v1.AuditService`.
+//! `sessions`, `messages` and `tool_usage` tables, extended), with the events
+//! of each run (`session_events`: breaker state changes, spool replays), and
+//! served over gRPC as `heist.v1.AuditService`.
 //!
 //! - [`store`]: the SQLite store: schema and migrations, the single writer
 //!   thread with group commit, idempotent writes, read connections, paging.

@@ -18,8 +18,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     store::{
-        AuditStore, EndSession, ErrorKind, NewMessage, NewSession, NewToolUsage, PageRequest,
-        SessionStatus, StoreError,
+        AuditStore, EndSession, ErrorKind, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
+        PageRequest, SessionStatus, StoreError,
     },
     watch::watch_session,
 };
@@ -35,6 +35,8 @@ pub const METHOD_SCOPES: &[(&str, &str)] = &[
     ("ListMessages", "audit:read"),
     ("ListToolUsage", "audit:read"),
     ("WatchSession", "audit:read"),
+    ("StoreSessionEvent", "audit:write"),
+    ("ListSessionEvents", "audit:read"),
 ];
 
 impl ServiceError for StoreError {
@@ -256,6 +258,43 @@ impl AuditRpc for AuditService {
             .await?;
         Ok(Response::new(pb::ListToolUsageResponse {
             tool_usage: found.items.into_iter().map(Into::into).collect(),
+            next_page_token: found.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, event.kind = %request.get_ref().kind))]
+    async fn store_session_event(
+        &self,
+        request: Request<pb::StoreSessionEventRequest>,
+    ) -> Result<Response<pb::SessionEvent>, Status> {
+        let request = request.into_inner();
+        let event = self
+            .store
+            .store_session_event(NewSessionEvent {
+                session_id: request.session_id,
+                kind: request.kind,
+                detail: request.detail,
+                idempotency_key: request.idempotency_key,
+            })
+            .await?;
+        Ok(Response::new(event.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    async fn list_session_events(
+        &self,
+        request: Request<pb::ListSessionEventsRequest>,
+    ) -> Result<Response<pb::ListSessionEventsResponse>, Status> {
+        let request = request.into_inner();
+        let found = self
+            .store
+            .list_session_events(
+                &request.session_id,
+                page(request.page_size, request.page_token),
+            )
+            .await?;
+        Ok(Response::new(pb::ListSessionEventsResponse {
+            events: found.items.into_iter().map(Into::into).collect(),
             next_page_token: found.next_page_token,
         }))
     }

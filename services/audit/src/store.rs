@@ -1,5 +1,5 @@
-//! The audit store: sessions, messages and tool usage in SQLite, behind the
-//! API the gRPC `AuditService` serves.
+//! The audit store: sessions, messages, tool usage and session events in
+//! SQLite, behind the API the gRPC `AuditService` serves.
 //!
 //! Layout:
 //! - `types`: requests, rows, pages and events (plain data);
@@ -41,16 +41,18 @@ pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
 pub use types::{
-    Committed, EndSession, MessageRow, NewMessage, NewSession, NewToolUsage, Page, PageRequest,
-    SessionRow, SessionStatus, Synchronous, ToolUsageRow,
+    Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, Page,
+    PageRequest, SessionEventRow, SessionRow, SessionStatus, Synchronous, ToolUsageRow,
 };
-pub use validate::{MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS, MAX_TRACE_ID_CHARS};
+pub use validate::{
+    MAX_EVENT_KIND_CHARS, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS, MAX_TRACE_ID_CHARS,
+};
 
 use cursor::{IdListing, SessionCursor, into_page, page_size};
 use reader::ReadPool;
 use writer::WriterHandle;
 
-/// The default limit on a message, tool parameters or tool result: 64 KiB.
+/// The default limit on a message, tool parameters, tool result or event detail: 64 KiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The default number of read-only connections.
 pub const DEFAULT_READ_CONNECTIONS: usize = 4;
@@ -62,7 +64,7 @@ const EVENT_CAPACITY: usize = 1024;
 pub struct StoreConfig {
     /// The SQLite file; created with its schema if missing.
     pub path: PathBuf,
-    /// The most bytes of a message, tool parameters or tool result.
+    /// The most bytes of a message, tool parameters, tool result or event detail.
     pub max_message_bytes: usize,
     /// Caps the file at this many pages (`PRAGMA max_page_count`); `None`: no cap.
     pub max_db_pages: Option<u64>,
@@ -103,7 +105,7 @@ struct Inner {
     readers: Arc<ReadPool>,
     /// Hands out subscriptions to committed events (the writer holds a clone to send).
     events: broadcast::Sender<Committed>,
-    /// The configured limit on message, tool parameter and tool result bytes.
+    /// The configured limit on message, tool parameter, tool result and event detail bytes.
     max_message_bytes: usize,
 }
 
@@ -148,6 +150,16 @@ impl AuditStore {
     /// Stores a tool call in an active session, idempotent like [`Self::store_message`].
     pub async fn store_tool_usage(&self, new: NewToolUsage) -> Result<ToolUsageRow, StoreError> {
         validate::new_tool_usage(&new, self.inner.max_message_bytes)?;
+        self.inner.writer.submit(new).await
+    }
+
+    /// Stores a session event in a session of any status, idempotent like
+    /// [`Self::store_message`]; an unknown session fails with `SessionNotFound`.
+    pub async fn store_session_event(
+        &self,
+        new: NewSessionEvent,
+    ) -> Result<SessionEventRow, StoreError> {
+        validate::new_session_event(&new, self.inner.max_message_bytes)?;
         self.inner.writer.submit(new).await
     }
 
@@ -211,6 +223,22 @@ impl AuditStore {
             session_id,
             page,
             queries::tool_usage,
+            |row| row.id,
+        )
+        .await
+    }
+
+    /// A page of a session's events, in storage order.
+    pub async fn list_session_events(
+        &self,
+        session_id: &str,
+        page: PageRequest,
+    ) -> Result<Page<SessionEventRow>, StoreError> {
+        self.list_by_id(
+            IdListing::SessionEvents,
+            session_id,
+            page,
+            queries::session_events,
             |row| row.id,
         )
         .await

@@ -2,11 +2,17 @@
 //!
 //! - [`ClientTraceLayer`] wraps a client channel: every call gets a client span
 //!   (`rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`) and
-//!   carries the W3C `traceparent` and `baggage` headers of that span.
+//!   carries the W3C `traceparent` and `baggage` headers of that span. When
+//!   nothing is exported (no OpenTelemetry context), the session ID still
+//!   travels as baggage, taken from the spans (see
+//!   [`crate::session_span::SessionIdLayer`]).
 //! - [`ServerTraceLayer`] wraps a server: it extracts those headers and parents
 //!   the request's server span on them before the span is entered, and records
 //!   the baggage `session.id` as a span field, so every log line written while
 //!   serving a session names it. Health checks and reflection make no spans.
+//! - Both sides mark a call that ends with a non-OK status as an error (span
+//!   status ERROR with the code's description) and record an `exception`
+//!   event with the status code and message.
 //! - [`with_session`] puts a session ID into baggage for everything run inside it.
 
 use std::{
@@ -26,7 +32,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::session_span::SESSION_ID_KEY;
+use crate::session_span::{SESSION_ID_KEY, session_id_in};
 
 /// Paths that never make spans: health and reflection.
 const UNTRACED_PREFIXES: [&str; 3] = [
@@ -47,12 +53,20 @@ pub fn with_session(span: &Span, session_id: &str) {
     if let Err(error) = span.set_parent(session_context(session_id)) {
         tracing::debug!(%error, "span parent already set");
     }
-    span.record(SESSION_ID_KEY, session_id);
+    span.record(SESSION_ID_KEY, tracing::field::display(session_id));
 }
 
 /// Writes the context of `span` (trace context and baggage) into `headers`.
+/// A context without a session in its baggage (e.g. nothing is exported, so
+/// OpenTelemetry keeps no context) gets the session `span` or an ancestor
+/// recorded.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    let cx = span.context();
+    let mut cx = span.context();
+    if session_id_of(&cx).is_none()
+        && let Some(session_id) = session_id_in(span)
+    {
+        cx = cx.with_baggage([KeyValue::new(SESSION_ID_KEY, session_id)]);
+    }
     global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&cx, &mut HeaderInjector(headers));
     });
@@ -107,27 +121,31 @@ fn is_traced(path: &str) -> bool {
         .any(|prefix| path.starts_with(prefix))
 }
 
-/// The gRPC status code of a response, when it is in the headers (a
+/// The gRPC status of a response, when it is in the headers (a
 /// trailers-only error response); `None` means it comes in the trailers
-/// (an OK unary response or a stream).
-fn grpc_status<B>(response: &Response<B>) -> Option<i32> {
-    response
-        .headers()
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse().ok())
+/// (an OK unary response or a stream), taken as OK.
+fn grpc_status<B>(response: &Response<B>) -> Option<tonic::Status> {
+    tonic::Status::from_header_map(response.headers())
 }
 
-/// Records the call's outcome on its span; any non-OK code is an error.
-fn record_outcome(span: &Span, code: i32) {
-    span.record("rpc.grpc.status_code", code);
-    if code != 0 {
-        span.record("otel.status_code", "ERROR");
-        span.record(
-            "otel.status_description",
-            tonic::Code::from_i32(code).description(),
-        );
-    }
+/// Records the call's outcome on its span: the status code, and for any
+/// non-OK code the span status ERROR and an `exception` event carrying the
+/// code and the status message (what the caller sees, no more).
+fn record_outcome(span: &Span, status: Option<&tonic::Status>) {
+    let code = status.map_or(tonic::Code::Ok, tonic::Status::code);
+    span.record("rpc.grpc.status_code", code as i32);
+    let Some(status) = status.filter(|_| code != tonic::Code::Ok) else {
+        return;
+    };
+    span.record("otel.status_code", "ERROR");
+    span.record("otel.status_description", code.description());
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", format!("grpc.{code:?}")),
+            KeyValue::new("exception.message", status.message().to_owned()),
+        ],
+    );
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -186,7 +204,7 @@ where
         );
         let parent = extract(request.headers());
         if let Some(session_id) = session_id_of(&parent) {
-            span.record(SESSION_ID_KEY, session_id);
+            span.record(SESSION_ID_KEY, tracing::field::display(session_id));
         }
         if let Err(error) = span.set_parent(parent) {
             tracing::debug!(%error, "cannot parent the server span");
@@ -196,7 +214,7 @@ where
             async move {
                 let outcome = future.await;
                 if let Ok(response) = &outcome {
-                    record_outcome(&Span::current(), grpc_status(response).unwrap_or(0));
+                    record_outcome(&Span::current(), grpc_status(response).as_ref());
                 }
                 outcome
             }
@@ -236,6 +254,7 @@ impl<S, B, R> Service<Request<B>> for ClientTrace<S>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
     B: Send + 'static,
 {
     type Response = S::Response;
@@ -271,8 +290,10 @@ where
                 let outcome = future.await;
                 let span = Span::current();
                 match &outcome {
-                    Ok(response) => record_outcome(&span, grpc_status(response).unwrap_or(0)),
-                    Err(_) => record_outcome(&span, tonic::Code::Unavailable as i32),
+                    Ok(response) => record_outcome(&span, grpc_status(response).as_ref()),
+                    Err(error) => {
+                        record_outcome(&span, Some(&tonic::Status::unavailable(error.to_string())))
+                    }
                 }
                 outcome
             }
@@ -301,5 +322,245 @@ mod tests {
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
         ));
         assert!(is_traced("/heist.v1.AuditService/StoreMessage"));
+    }
+
+    use std::{
+        convert::Infallible,
+        sync::{Arc, Mutex},
+    };
+
+    use opentelemetry::{
+        Value,
+        trace::{Status as OtelStatus, TracerProvider as _},
+    };
+    use opentelemetry_sdk::{
+        propagation::{BaggagePropagator, TraceContextPropagator},
+        trace::{InMemorySpanExporter, SdkTracerProvider, SpanData},
+    };
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use crate::session_span::{SessionIdLayer, current_session_id};
+
+    /// What the wrapped service saw: the request headers, and the session ID
+    /// and span name current while its future ran.
+    #[derive(Debug, Default)]
+    struct Seen {
+        headers: HeaderMap,
+        session_id: Option<String>,
+        in_span: bool,
+    }
+
+    /// A service that answers with `status` (a trailers-only gRPC answer
+    /// when non-zero) and keeps what it saw.
+    #[derive(Clone)]
+    struct Recorder {
+        status: Option<(i32, &'static str)>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    impl Recorder {
+        fn answering(status: Option<(i32, &'static str)>) -> Self {
+            Self {
+                status,
+                seen: Arc::default(),
+            }
+        }
+
+        fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+            self.seen.lock().unwrap()
+        }
+    }
+
+    impl Service<Request<()>> for Recorder {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = BoxFuture<Result<Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request<()>) -> Self::Future {
+            let seen = self.seen.clone();
+            let status = self.status;
+            Box::pin(async move {
+                let mut guard = seen.lock().unwrap();
+                guard.headers = request.headers().clone();
+                guard.session_id = current_session_id();
+                guard.in_span = !Span::current().is_none();
+                let mut response = Response::new(());
+                if let Some((code, message)) = status {
+                    let headers = response.headers_mut();
+                    headers.insert("grpc-status", HeaderValue::from(code));
+                    headers.insert("grpc-message", HeaderValue::from_static(message));
+                }
+                Ok(response)
+            })
+        }
+    }
+
+    /// A subscriber like the services' (session layer, OTel layer with the
+    /// session processor) exporting to memory; `None` leaves OTel out, as
+    /// when nothing is exported.
+    fn subscriber(
+        exporter: Option<&InMemorySpanExporter>,
+    ) -> (tracing::subscriber::DefaultGuard, Option<SdkTracerProvider>) {
+        global::set_text_map_propagator(
+            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+                Box::new(TraceContextPropagator::new()),
+                Box::new(BaggagePropagator::new()),
+            ]),
+        );
+        let provider = exporter.map(|exporter| {
+            SdkTracerProvider::builder()
+                .with_span_processor(crate::session_span::SessionIdProcessor)
+                .with_simple_exporter(exporter.clone())
+                .build()
+        });
+        let otel = provider
+            .as_ref()
+            .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let subscriber = tracing_subscriber::registry()
+            .with(SessionIdLayer)
+            .with(otel);
+        (tracing::subscriber::set_default(subscriber), provider)
+    }
+
+    fn request(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    }
+
+    #[tokio::test]
+    async fn without_export_a_client_call_still_sends_the_session_as_baggage() {
+        let (_guard, _) = subscriber(None);
+        let recorder = Recorder::answering(None);
+        let mut client = ClientTrace {
+            inner: recorder.clone(),
+        };
+        let session = tracing::info_span!("session", session.id = Empty);
+        with_session(&session, "heist_20261124_101500_beef");
+        async {
+            client
+                .call(request("/heist.v1.AuditService/StoreMessage"))
+                .await
+        }
+        .instrument(session)
+        .await
+        .unwrap();
+        let baggage = recorder.seen().headers.get("baggage").cloned();
+        assert_eq!(
+            baggage.as_ref().and_then(|value| value.to_str().ok()),
+            Some("session.id=heist_20261124_101500_beef")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_server_span_takes_the_callers_session_for_its_log_lines() {
+        let (_guard, _) = subscriber(None);
+        let recorder = Recorder::answering(None);
+        let mut server = ServerTrace {
+            inner: recorder.clone(),
+        };
+        let mut call = request("/heist.v1.MemoryService/StoreMemory");
+        call.headers_mut().insert(
+            "baggage",
+            HeaderValue::from_static("session.id=heist_20261124_101500_cafe"),
+        );
+        server.call(call).await.unwrap();
+        assert_eq!(
+            recorder.seen().session_id.as_deref(),
+            Some("heist_20261124_101500_cafe")
+        );
+    }
+
+    #[tokio::test]
+    async fn health_checks_and_reflection_run_outside_any_span() {
+        let exporter = InMemorySpanExporter::default();
+        let (_guard, provider) = subscriber(Some(&exporter));
+        for path in [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            let recorder = Recorder::answering(None);
+            let mut server = ServerTrace {
+                inner: recorder.clone(),
+            };
+            server.call(request(path)).await.unwrap();
+            assert!(!recorder.seen().in_span, "{path} ran in a span");
+            let mut client = ClientTrace {
+                inner: recorder.clone(),
+            };
+            client.call(request(path)).await.unwrap();
+            assert!(
+                recorder.seen().headers.get("traceparent").is_none(),
+                "{path} carried a trace"
+            );
+        }
+        provider.unwrap().force_flush().unwrap();
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_marks_client_and_server_spans_as_errors_with_the_exception() {
+        let exporter = InMemorySpanExporter::default();
+        let (_guard, provider) = subscriber(Some(&exporter));
+        let denied = Some((7, "token lacks scope `database_query:use`"));
+        let mut server = ServerTrace {
+            inner: Recorder::answering(denied),
+        };
+        let mut client = ClientTrace {
+            inner: Recorder::answering(denied),
+        };
+        let session = tracing::info_span!("session", session.id = Empty);
+        with_session(&session, "heist_20261124_101500_f00d");
+        async {
+            client
+                .call(request("/heist.v1.ToolService/CallTool"))
+                .await
+                .unwrap();
+            server
+                .call(request("/heist.v1.ToolService/CallTool"))
+                .await
+                .unwrap();
+        }
+        .instrument(session)
+        .await;
+        provider.unwrap().force_flush().unwrap();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        for kind in ["client", "server"] {
+            let span = spans
+                .iter()
+                .find(|span| format!("{:?}", span.span_kind).eq_ignore_ascii_case(kind))
+                .unwrap_or_else(|| panic!("no {kind} span in {spans:#?}"));
+            assert_eq!(
+                span.status,
+                OtelStatus::error(
+                    "The caller does not have permission to execute the specified operation"
+                ),
+                "{kind}"
+            );
+            assert_eq!(
+                attribute(span, "rpc.grpc.status_code"),
+                Some(&Value::I64(7))
+            );
+            let exception = span
+                .events
+                .iter()
+                .find(|event| event.name == "exception")
+                .unwrap_or_else(|| panic!("{kind} span has no exception event"));
+            assert!(exception.attributes.iter().any(|kv| {
+                kv.key.as_str() == "exception.message"
+                    && kv.value.as_str().contains("database_query:use")
+            }));
+        }
     }
 }

@@ -8,6 +8,15 @@
 //! Dependency spans (h2, hyper, tonic, tower) never reach the OTel layer, so
 //! the exporter does not trace itself. Call [`Telemetry::shutdown`] before
 //! exit to flush the last spans.
+//!
+//! Span design (one trace per session): the orchestrator's `session` span is
+//! the root; each turn, LLM call, tool call and client call is under it; each
+//! service's server span is parented on the calling client span (see
+//! [`crate::propagation`]), and the service's own spans under that. Work that
+//! serves many sessions at once (Audit's group commit) is its own trace,
+//! linked to every request span it commits. Start-up work outside any session
+//! (token, tool discovery, key fetches, revocation polls) makes small traces
+//! of its own, without `session.id`.
 
 use std::time::Duration;
 
@@ -22,7 +31,7 @@ use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
-use crate::session_span::SessionIdProcessor;
+use crate::session_span::{SessionIdLayer, SessionIdProcessor};
 
 /// The environment variables that switch OTLP export on.
 pub const OTLP_ENDPOINT_VARS: [&str; 2] = [
@@ -89,9 +98,22 @@ impl Telemetry {
 
 /// True when an OTLP endpoint is configured in the environment.
 pub fn otlp_endpoint_configured() -> bool {
+    endpoint_configured(|var| std::env::var(var).ok())
+}
+
+/// True when `lookup` (an environment) gives one of [`OTLP_ENDPOINT_VARS`]
+/// a non-blank value: set but empty counts as unset.
+fn endpoint_configured(lookup: impl Fn(&str) -> Option<String>) -> bool {
     OTLP_ENDPOINT_VARS
         .iter()
-        .any(|var| std::env::var(var).is_ok_and(|value| !value.trim().is_empty()))
+        .any(|var| lookup(var).is_some_and(|value| !value.trim().is_empty()))
+}
+
+/// Which spans the OpenTelemetry and session layers see: this workspace's
+/// (`heist*` targets), at INFO or above; never h2, hyper, tonic or tower, so
+/// the exporter does not trace itself.
+fn is_heist_info(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("heist") && *meta.level() <= Level::INFO
 }
 
 /// Sets up telemetry for a process named `service_name` (e.g. `heist-audit`),
@@ -146,14 +168,17 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
     let otel_layer = exporting.then(|| {
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("heist") && *meta.level() <= Level::INFO
-            }))
+            .with_filter(filter_fn(is_heist_info))
     });
+    // Log lines name their session even when nothing is exported: this layer
+    // keeps each span's `session.id` for the client layer to send on.
+    let session_layer =
+        SessionIdLayer.with_filter(filter_fn(|meta| meta.is_span() && is_heist_info(meta)));
     let fmt_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
     tracing_subscriber::registry()
+        .with(session_layer)
         .with(fmt_layer)
         .with(otel_layer)
         .try_init()?;
@@ -161,4 +186,81 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
         provider,
         exporting,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs = pairs.to_vec();
+        move |var| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == var)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn export_is_on_only_when_an_endpoint_variable_has_a_value() {
+        assert!(!endpoint_configured(env(&[])), "unset");
+        assert!(
+            !endpoint_configured(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "  ")])),
+            "blank"
+        );
+        assert!(
+            !endpoint_configured(env(&[("OTEL_SERVICE_NAME", "heist-audit")])),
+            "other OTel variables do not switch export on"
+        );
+        assert!(endpoint_configured(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://127.0.0.1:4317"
+        )])));
+        assert!(endpoint_configured(env(&[(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://127.0.0.1:4317"
+        )])));
+    }
+
+    #[test]
+    fn only_this_workspaces_info_spans_are_traced() {
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+
+        struct Site;
+        impl tracing::Callsite for Site {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &tracing::Metadata<'_> {
+                unreachable!("not registered")
+            }
+        }
+        static SITE: Site = Site;
+        let meta = |target: &'static str, level: Level| {
+            tracing::Metadata::new(
+                "span",
+                target,
+                level,
+                None,
+                None,
+                None,
+                FieldSet::new(&[], Identifier(&SITE)),
+                Kind::SPAN,
+            )
+        };
+        assert!(is_heist_info(&meta(
+            "heist_audit::store::writer",
+            Level::INFO
+        )));
+        assert!(!is_heist_info(&meta("heist_audit", Level::DEBUG)));
+        for target in [
+            "h2::codec",
+            "tonic::transport",
+            "hyper::proto",
+            "tower::buffer",
+        ] {
+            assert!(!is_heist_info(&meta(target, Level::INFO)), "{target}");
+        }
+    }
 }

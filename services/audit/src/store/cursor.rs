@@ -6,6 +6,7 @@
 //!
 //! - messages: `m` and the last row ID in base 10 (`m250`);
 //! - tool usage: `t` and the last row ID (`t17`);
+//! - session events: `e` and the last row ID (`e4`);
 //! - sessions: `s`, the last session's start time, `/`, its session ID
 //!   (`s2025-01-16T14:30:52.000000Z/heist_a1b2`).
 //!
@@ -38,6 +39,8 @@ pub(crate) enum IdListing {
     Messages,
     /// `tool_usage`, in ID order.
     ToolUsage,
+    /// `session_events`, in ID order.
+    SessionEvents,
 }
 
 impl IdListing {
@@ -45,6 +48,7 @@ impl IdListing {
         match self {
             IdListing::Messages => 'm',
             IdListing::ToolUsage => 't',
+            IdListing::SessionEvents => 'e',
         }
     }
 
@@ -152,6 +156,8 @@ mod tests {
         assert_eq!(token, "m250");
         assert_eq!(IdListing::Messages.after(&token), Ok(250));
         assert_eq!(IdListing::ToolUsage.after(""), Ok(0));
+        assert_eq!(IdListing::SessionEvents.token(4), "e4");
+        assert_eq!(IdListing::SessionEvents.after("e4"), Ok(4));
     }
 
     #[test]
@@ -172,6 +178,18 @@ mod tests {
                 "{token}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_of_another_id_listing_is_refused() {
+        assert_eq!(
+            IdListing::SessionEvents.after("m4"),
+            Err(StoreError::InvalidPageToken)
+        );
+        assert_eq!(
+            IdListing::Messages.after("e4"),
+            Err(StoreError::InvalidPageToken)
+        );
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub enum StoreError {
         /// The first character that is not allowed.
         character: char,
     },
+    /// A session event's kind has a character outside `[a-z0-9._-]`.
+    #[error(
+        "kind may contain only lowercase letters, digits, '.', '_' and '-', found {character:?}"
+    )]
+    EventKindCharacter {
+        /// The first character that is not allowed.
+        character: char,
+    },
     /// A required text field is empty.
     #[error("{field} must not be empty")]
     EmptyField {
@@ -169,6 +177,7 @@ impl StoreError {
         match self {
             StoreError::EmptySessionId
             | StoreError::SessionIdCharacter { .. }
+            | StoreError::EventKindCharacter { .. }
             | StoreError::EmptyField { .. }
             | StoreError::TooManyChars { .. }
             | StoreError::TooManyBytes { .. }
@@ -284,6 +293,12 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "agent_name must be at most 128 characters, got 129"
+        );
+        let error = StoreError::EventKindCharacter { character: 'B' };
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            error.to_string(),
+            "kind may contain only lowercase letters, digits, '.', '_' and '-', found 'B'"
         );
         let error = StoreError::InvalidPageSize { size: 1001 };
         assert_eq!(

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::cursor::SessionCursor;
 use super::error::StoreError;
-use super::types::{MessageRow, SessionRow, SessionStatus, ToolUsageRow};
+use super::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
 
 /// A session with its counts; `end_time` is NULL while active and read as "".
 const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_time, ''), \
@@ -20,6 +20,9 @@ const MESSAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, agent_
 const TOOL_USAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, tool_name, \
      tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id \
      FROM tool_usage";
+
+const SESSION_EVENT_SELECT: &str =
+    "SELECT id, session_id, kind, detail, timestamp, idempotency_key FROM session_events";
 
 impl ToSql for SessionStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -135,6 +138,23 @@ pub(crate) fn tool_usage(
     )
 }
 
+/// Up to `limit` of a session's events with an ID above `after_id`, in ID order.
+pub(crate) fn session_events(
+    conn: &Connection,
+    session_id: &str,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<SessionEventRow>, StoreError> {
+    let sql =
+        format!("{SESSION_EVENT_SELECT} WHERE session_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+    collect(
+        conn,
+        &sql,
+        params![session_id, after_id, sql_limit(limit)],
+        session_event_row,
+    )
+}
+
 /// The message stored in a session under an idempotency key.
 pub(crate) fn message_by_key(
     conn: &Connection,
@@ -153,6 +173,16 @@ pub(crate) fn tool_usage_by_key(
 ) -> Result<Option<ToolUsageRow>, StoreError> {
     let sql = format!("{TOOL_USAGE_SELECT} WHERE session_id = ?1 AND idempotency_key = ?2");
     by_key(conn, &sql, session_id, key, tool_usage_row)
+}
+
+/// The session event stored in a session under an idempotency key.
+pub(crate) fn session_event_by_key(
+    conn: &Connection,
+    session_id: &str,
+    key: &str,
+) -> Result<Option<SessionEventRow>, StoreError> {
+    let sql = format!("{SESSION_EVENT_SELECT} WHERE session_id = ?1 AND idempotency_key = ?2");
+    by_key(conn, &sql, session_id, key, session_event_row)
 }
 
 /// The row a non-empty key names; an empty key names nothing.
@@ -230,5 +260,16 @@ fn tool_usage_row(row: &Row<'_>) -> rusqlite::Result<ToolUsageRow> {
         duration_ms: row.get(9)?,
         idempotency_key: row.get(10)?,
         trace_id: row.get(11)?,
+    })
+}
+
+fn session_event_row(row: &Row<'_>) -> rusqlite::Result<SessionEventRow> {
+    Ok(SessionEventRow {
+        id: row.get(0)?,
+        session_id: row.get(1)?,
+        kind: row.get(2)?,
+        detail: row.get(3)?,
+        timestamp: row.get(4)?,
+        idempotency_key: row.get(5)?,
     })
 }

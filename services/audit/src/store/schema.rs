@@ -18,7 +18,7 @@ use super::types::Synchronous;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -66,6 +66,22 @@ CREATE TABLE tool_usage (
 );
 CREATE INDEX tool_usage_by_session ON tool_usage (session_id, id);
 CREATE UNIQUE INDEX tool_usage_idempotency ON tool_usage (session_id, idempotency_key)
+    WHERE idempotency_key <> '';
+";
+
+/// Version 2: `session_events`, what happened to a run (breaker state changes,
+/// spool replays, resumes), idempotent by key like the other writes.
+const V2: &str = "
+CREATE TABLE session_events (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id      TEXT NOT NULL REFERENCES sessions (session_id),
+    kind            TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    timestamp       TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX session_events_by_session ON session_events (session_id, id);
+CREATE UNIQUE INDEX session_events_idempotency ON session_events (session_id, idempotency_key)
     WHERE idempotency_key <> '';
 ";
 
@@ -142,6 +158,22 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Writes the file as an older build would have: the first `version`
+/// migrations, and `user_version` set to `version`.
+#[cfg(test)]
+pub(crate) fn create_at_version(path: &Path, version: usize) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    for step in MIGRATIONS.iter().take(version) {
+        conn.execute_batch(step)?;
+    }
+    conn.pragma_update(
+        None,
+        "user_version",
+        i64::try_from(version).unwrap_or(i64::MAX),
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,10 +197,16 @@ mod tests {
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 1);
+        assert_eq!(user_version(&conn), 2);
         assert_eq!(
             table_names(&conn),
-            ["messages", "sessions", "sqlite_sequence", "tool_usage"]
+            [
+                "messages",
+                "session_events",
+                "sessions",
+                "sqlite_sequence",
+                "tool_usage"
+            ]
         );
         let mode: String = conn
             .pragma_query_value(None, "journal_mode", |row| row.get(0))
@@ -196,7 +234,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 1);
+        assert_eq!(user_version(&conn), 2);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
@@ -209,15 +247,59 @@ mod tests {
         let path = dir.path().join("audit.db");
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 2)
+            .pragma_update(None, "user_version", 3)
             .unwrap();
         assert_eq!(
             open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         );
+    }
+
+    #[test]
+    fn a_version_1_file_gains_session_events_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        create_at_version(&path, 1).unwrap();
+        let v1 = Connection::open(&path).unwrap();
+        assert!(!table_names(&v1).contains(&"session_events".to_owned()));
+        v1.execute(
+            "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now')",
+            [],
+        )
+        .unwrap();
+        drop(v1);
+
+        let conn = open_writer(&path, None, Synchronous::Full).unwrap();
+        assert_eq!(user_version(&conn), 2);
+        assert!(table_names(&conn).contains(&"session_events".to_owned()));
+        let session: String = conn
+            .query_row("SELECT session_id FROM sessions", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(session, "s1");
+        let insert = "INSERT INTO session_events (session_id, kind, detail, timestamp, \
+                      idempotency_key) VALUES ('s1', 'breaker.open', '', 't', ?1)";
+        for key in ["", "", "k1"] {
+            conn.execute(insert, [key]).unwrap();
+        }
+        assert!(
+            conn.execute(insert, ["k1"]).is_err(),
+            "keys are unique per session"
+        );
+    }
+
+    #[test]
+    fn a_session_event_for_an_unknown_session_is_refused_by_the_foreign_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
+        let result = conn.execute(
+            "INSERT INTO session_events (session_id, kind, detail, timestamp) \
+             VALUES ('ghost', 'breaker.open', '', 't')",
+            [],
+        );
+        assert!(result.is_err());
     }
 
     #[test]

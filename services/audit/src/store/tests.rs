@@ -116,14 +116,14 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 async fn opening_an_empty_file_creates_the_schema_and_sets_user_version() {
     let fx = fixture();
     let raw = fx.raw();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 1);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 2);
     assert_eq!(
         count(
             &raw,
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('sessions', 'messages', 'tool_usage')"
+             AND name IN ('sessions', 'messages', 'tool_usage', 'session_events')"
         ),
-        3
+        4
     );
 }
 
@@ -158,7 +158,7 @@ async fn a_file_with_a_newer_schema_version_refuses_to_open() {
         error,
         StoreError::SchemaTooNew {
             found: 7,
-            supported: 1
+            supported: 2
         }
     );
 }
@@ -947,5 +947,345 @@ async fn subscribers_see_messages_in_commit_order_and_the_session_end() {
     assert!(
         feed.try_recv().is_err(),
         "repeats and tool usage are not published"
+    );
+}
+
+// --- session events -----------------------------------------------------------------
+
+fn event(session_id: &str, kind: &str, key: &str) -> NewSessionEvent {
+    NewSessionEvent {
+        session_id: session_id.into(),
+        kind: kind.into(),
+        detail: r#"{"service":"memory","cause":"unavailable"}"#.into(),
+        idempotency_key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn session_events_are_stored_and_listed_in_storage_order() {
+    let fx = started("s1").await;
+    let mut stored = Vec::new();
+    for (kind, key) in [
+        ("breaker.open", "e1"),
+        ("breaker.half_open", "e2"),
+        ("breaker.closed", "e3"),
+    ] {
+        stored.push(
+            fx.store
+                .store_session_event(event("s1", kind, key))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(stored[0].id < stored[1].id && stored[1].id < stored[2].id);
+    assert_eq!(stored[0].kind, "breaker.open");
+    assert_eq!(
+        stored[0].detail,
+        r#"{"service":"memory","cause":"unavailable"}"#
+    );
+    assert_eq!(stored[0].idempotency_key, "e1");
+    assert_eq!(stored[0].timestamp, "2025-01-16T04:00:01.000000Z");
+
+    let page = fx
+        .store
+        .list_session_events("s1", PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items, stored);
+    assert_eq!(page.next_page_token, "");
+    let session = fx.store.get_session("s1").await.unwrap();
+    assert_eq!(
+        (session.message_count, session.tool_usage_count),
+        (0, 0),
+        "events are neither messages nor tool calls"
+    );
+}
+
+#[tokio::test]
+async fn session_events_page_with_their_own_tokens() {
+    let fx = started("s1").await;
+    for n in 0..5 {
+        fx.store
+            .store_session_event(event("s1", "spool.replayed", &format!("k{n}")))
+            .await
+            .unwrap();
+    }
+    let first = fx
+        .store
+        .list_session_events("s1", PageRequest::first(2))
+        .await
+        .unwrap();
+    assert!(
+        first.next_page_token.starts_with('e'),
+        "{}",
+        first.next_page_token
+    );
+    let mut keys: Vec<String> = first
+        .items
+        .into_iter()
+        .map(|row| row.idempotency_key)
+        .collect();
+    let mut token = first.next_page_token;
+    while !token.is_empty() {
+        let page = fx
+            .store
+            .list_session_events(
+                "s1",
+                PageRequest {
+                    page_size: 2,
+                    page_token: token,
+                },
+            )
+            .await
+            .unwrap();
+        keys.extend(page.items.into_iter().map(|row| row.idempotency_key));
+        token = page.next_page_token;
+    }
+    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+
+    for garbage in ["m1", "t1", "e", "e-1", "not a token"] {
+        assert_eq!(
+            fx.store
+                .list_session_events(
+                    "s1",
+                    PageRequest {
+                        page_size: 2,
+                        page_token: garbage.into(),
+                    },
+                )
+                .await,
+            Err(StoreError::InvalidPageToken),
+            "{garbage}"
+        );
+    }
+    assert_eq!(
+        fx.store
+            .list_session_events("s1", PageRequest::first(1001))
+            .await,
+        Err(StoreError::InvalidPageSize { size: 1001 })
+    );
+}
+
+#[tokio::test]
+async fn session_events_are_accepted_in_every_session_status() {
+    let fx = fixture();
+    for (id, status) in [
+        ("done", SessionStatus::Completed),
+        ("broken", SessionStatus::Failed),
+        ("stopped", SessionStatus::Interrupted),
+    ] {
+        fx.store.create_session(new_session(id)).await.unwrap();
+        fx.store.end_session(end(id, 3, status)).await.unwrap();
+        let stored = fx
+            .store
+            .store_session_event(event(id, "breaker.closed", "late"))
+            .await
+            .unwrap();
+        assert_eq!(stored.session_id, id);
+        assert_eq!(
+            fx.store
+                .list_session_events(id, PageRequest::default())
+                .await
+                .unwrap()
+                .items,
+            [stored]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_session_event_returns_the_stored_row_and_stores_one() {
+    let fx = started("s1").await;
+    let first = fx
+        .store
+        .store_session_event(event("s1", "breaker.open", "k1"))
+        .await
+        .unwrap();
+    let repeat = fx
+        .store
+        .store_session_event(event("s1", "breaker.open", "k1"))
+        .await
+        .unwrap();
+    assert_eq!(repeat, first);
+    fx.store
+        .end_session(end("s1", 1, SessionStatus::Completed))
+        .await
+        .unwrap();
+    let after_end = fx
+        .store
+        .store_session_event(event("s1", "breaker.open", "k1"))
+        .await
+        .unwrap();
+    assert_eq!(after_end, first);
+    assert_eq!(count(&fx.raw(), "SELECT COUNT(*) FROM session_events"), 1);
+
+    let unkeyed = [
+        fx.store
+            .store_session_event(event("s1", "breaker.open", ""))
+            .await
+            .unwrap(),
+        fx.store
+            .store_session_event(event("s1", "breaker.open", ""))
+            .await
+            .unwrap(),
+    ];
+    assert_ne!(unkeyed[0].id, unkeyed[1].id, "no key, no deduplication");
+}
+
+#[tokio::test]
+async fn reusing_an_event_key_with_another_kind_or_detail_is_a_conflict() {
+    let fx = started("s1").await;
+    fx.store
+        .store_session_event(event("s1", "breaker.open", "k1"))
+        .await
+        .unwrap();
+    let conflict = StoreError::IdempotencyConflict {
+        session_id: "s1".into(),
+        key: "k1".into(),
+    };
+    let other_kind = event("s1", "breaker.closed", "k1");
+    let other_detail = NewSessionEvent {
+        detail: "another cause".into(),
+        ..event("s1", "breaker.open", "k1")
+    };
+    for other in [other_kind, other_detail] {
+        let error = fx.store.store_session_event(other).await.unwrap_err();
+        assert_eq!(error, conflict);
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+    }
+    // A message may use the same key: keys are unique per table and session.
+    fx.store
+        .store_message(keyed("s1", "hello", "k1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_session_event_for_an_unknown_session_is_not_found() {
+    let fx = fixture();
+    let not_found = StoreError::SessionNotFound {
+        session_id: "ghost".into(),
+    };
+    assert_eq!(
+        fx.store
+            .store_session_event(event("ghost", "breaker.open", "k"))
+            .await,
+        Err(not_found.clone())
+    );
+    assert_eq!(
+        fx.store
+            .list_session_events("ghost", PageRequest::default())
+            .await,
+        Err(not_found)
+    );
+}
+
+#[tokio::test]
+async fn a_bad_session_event_is_refused_precisely_before_it_reaches_the_writer() {
+    let fx = started("s1").await;
+    let commits = fx.store.commit_count();
+    let cases = [
+        (
+            event("s1", "", "k"),
+            StoreError::EmptyField { field: "kind" },
+        ),
+        (
+            event("s1", &"k".repeat(65), "k"),
+            StoreError::TooManyChars {
+                field: "kind",
+                max: MAX_EVENT_KIND_CHARS,
+                len: 65,
+            },
+        ),
+        (
+            event("s1", "Breaker.Open", "k"),
+            StoreError::EventKindCharacter { character: 'B' },
+        ),
+        (
+            event("s1", "breaker open", "k"),
+            StoreError::EventKindCharacter { character: ' ' },
+        ),
+        (
+            NewSessionEvent {
+                detail: "d".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+                ..event("s1", "breaker.open", "k")
+            },
+            StoreError::TooManyBytes {
+                field: "detail",
+                max: DEFAULT_MAX_MESSAGE_BYTES,
+                len: DEFAULT_MAX_MESSAGE_BYTES + 1,
+            },
+        ),
+        (event("", "breaker.open", "k"), StoreError::EmptySessionId),
+        (
+            event("a b", "breaker.open", "k"),
+            StoreError::SessionIdCharacter { character: ' ' },
+        ),
+        (
+            event("s1", "breaker.open", &"k".repeat(129)),
+            StoreError::TooManyChars {
+                field: "idempotency_key",
+                max: MAX_NAME_CHARS,
+                len: 129,
+            },
+        ),
+    ];
+    for (bad, expected) in cases {
+        let error = fx.store.store_session_event(bad).await.unwrap_err();
+        assert_eq!(error, expected);
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+    }
+    assert_eq!(
+        fx.store.commit_count(),
+        commits,
+        "nothing reached the writer"
+    );
+}
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    schema::create_at_version(&path, 1).unwrap();
+    let v1 = Connection::open(&path).unwrap();
+    v1.execute_batch(
+        "INSERT INTO sessions (session_id, start_time) VALUES ('old', '2024-12-31T00:00:00.000000Z');
+         INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp)
+             VALUES ('old', 1, 'planner', 'Strategic Planner', 'from v1', '2024-12-31T00:00:01.000000Z');",
+    )
+    .unwrap();
+    drop(v1);
+
+    let store = AuditStore::open(config(&path)).unwrap();
+    let raw = Connection::open(&path).unwrap();
+    assert_eq!(count(&raw, "PRAGMA user_version"), 2);
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'session_events'"
+        ),
+        1
+    );
+    let messages = store
+        .list_messages("old", PageRequest::default())
+        .await
+        .unwrap();
+    let texts: Vec<&str> = messages
+        .items
+        .iter()
+        .map(|row| row.message.as_str())
+        .collect();
+    assert_eq!(texts, ["from v1"]);
+    let stored = store
+        .store_session_event(event("old", "session.resumed", "r1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_session_events("old", PageRequest::default())
+            .await
+            .unwrap()
+            .items,
+        [stored]
     );
 }

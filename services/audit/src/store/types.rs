@@ -114,6 +114,19 @@ pub struct NewToolUsage {
     pub trace_id: String,
 }
 
+/// Asks to store one session event (the proto's `StoreSessionEventRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewSessionEvent {
+    /// The session, which must exist (in any status).
+    pub session_id: String,
+    /// What happened: 1 to 64 characters of `[a-z0-9._-]`, e.g. `breaker.open`.
+    pub kind: String,
+    /// The particulars, free text or JSON, at most the store's `max_message_bytes`.
+    pub detail: String,
+    /// Unique within the session; empty means "do not deduplicate".
+    pub idempotency_key: String,
+}
+
 /// Asks to end a session (the proto's `EndSessionRequest`).
 ///
 /// Ending is idempotent by content (the same turns and status return the
@@ -202,6 +215,23 @@ pub struct ToolUsageRow {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write; may be empty.
     pub trace_id: String,
+}
+
+/// One stored session event (the proto's `SessionEvent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionEventRow {
+    /// The row ID; increases in storage order.
+    pub id: i64,
+    /// The session the event belongs to.
+    pub session_id: String,
+    /// What happened, e.g. `breaker.open`.
+    pub kind: String,
+    /// The particulars, free text or JSON.
+    pub detail: String,
+    /// When it was stored (RFC 3339, UTC).
+    pub timestamp: String,
+    /// The idempotency key it was stored with.
+    pub idempotency_key: String,
 }
 
 /// What the writer publishes to watchers after each commit, in commit order.

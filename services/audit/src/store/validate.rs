@@ -3,7 +3,7 @@
 //! Validation runs in the caller's task, so bad input never occupies the writer thread.
 
 use super::error::StoreError;
-use super::types::{EndSession, NewMessage, NewSession, NewToolUsage};
+use super::types::{EndSession, NewMessage, NewSession, NewSessionEvent, NewToolUsage};
 
 /// The most characters of a session ID, agent name, tool name or idempotency key.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -11,6 +11,8 @@ pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_ROLE_CHARS: usize = 256;
 /// The most characters of a trace ID (a W3C trace ID has 32).
 pub const MAX_TRACE_ID_CHARS: usize = 64;
+/// The most characters of a session event's kind.
+pub const MAX_EVENT_KIND_CHARS: usize = 64;
 /// The most bytes of a session's metadata.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 
@@ -20,8 +22,17 @@ pub(crate) fn session_id(id: &str) -> Result<(), StoreError> {
         return Err(StoreError::EmptySessionId);
     }
     chars("session_id", id, MAX_NAME_CHARS)?;
-    match id.chars().find(|c| !is_session_id_char(*c)) {
+    match first_outside(id, is_session_id_char) {
         Some(character) => Err(StoreError::SessionIdCharacter { character }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a session event's kind: 1 to 64 characters of `[a-z0-9._-]`.
+fn event_kind(kind: &str) -> Result<(), StoreError> {
+    required("kind", kind, MAX_EVENT_KIND_CHARS)?;
+    match first_outside(kind, is_event_kind_char) {
+        Some(character) => Err(StoreError::EventKindCharacter { character }),
         None => Ok(()),
     }
 }
@@ -57,6 +68,14 @@ pub(crate) fn new_tool_usage(new: &NewToolUsage, max_bytes: usize) -> Result<(),
     chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)
 }
 
+/// Checks a request to store a session event; `max_bytes` bounds the detail.
+pub(crate) fn new_session_event(new: &NewSessionEvent, max_bytes: usize) -> Result<(), StoreError> {
+    session_id(&new.session_id)?;
+    event_kind(&new.kind)?;
+    bytes("detail", &new.detail, max_bytes)?;
+    chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)
+}
+
 /// Checks a request to end a session: a turn count >= 0 and a final status.
 pub(crate) fn end_session(end: &EndSession) -> Result<(), StoreError> {
     session_id(&end.session_id)?;
@@ -67,8 +86,17 @@ pub(crate) fn end_session(end: &EndSession) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The first character of `value` that `allowed` refuses, if any.
+fn first_outside(value: &str, allowed: fn(char) -> bool) -> Option<char> {
+    value.chars().find(|c| !allowed(*c))
+}
+
 fn is_session_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')
+}
+
+fn is_event_kind_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
 }
 
 /// A text field that must be present and at most `max` characters.
@@ -139,6 +167,15 @@ mod tests {
             success: true,
             duration_ms: 3,
             ..NewToolUsage::default()
+        }
+    }
+
+    fn event(kind: &str) -> NewSessionEvent {
+        NewSessionEvent {
+            session_id: "s1".into(),
+            kind: kind.into(),
+            detail: r#"{"service":"memory"}"#.into(),
+            idempotency_key: "breaker-1".into(),
         }
     }
 
@@ -413,6 +450,101 @@ mod tests {
             Err(StoreError::Negative {
                 field: "num_turns",
                 value: -1
+            })
+        );
+    }
+
+    #[test]
+    fn well_formed_event_kinds_pass() {
+        for kind in [
+            "breaker.open",
+            "breaker.half_open",
+            "spool.replayed",
+            "session-resumed",
+            "v2",
+        ] {
+            assert_eq!(new_session_event(&event(kind), LIMIT), Ok(()), "{kind}");
+        }
+        assert_eq!(event_kind(&"k".repeat(64)), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_event_kind_is_refused() {
+        assert_eq!(
+            new_session_event(&event(""), LIMIT),
+            Err(StoreError::EmptyField { field: "kind" })
+        );
+    }
+
+    #[test]
+    fn an_event_kind_over_64_characters_is_refused() {
+        assert_eq!(
+            event_kind(&"k".repeat(65)),
+            Err(StoreError::TooManyChars {
+                field: "kind",
+                max: 64,
+                len: 65
+            })
+        );
+    }
+
+    #[test]
+    fn an_event_kind_with_an_uppercase_letter_space_colon_or_accent_is_refused() {
+        for (kind, character) in [
+            ("Breaker.open", 'B'),
+            ("breaker open", ' '),
+            ("breaker:open", ':'),
+            ("bréaker", 'é'),
+        ] {
+            assert_eq!(
+                event_kind(kind),
+                Err(StoreError::EventKindCharacter { character }),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_detail_over_the_byte_limit_is_refused_and_an_empty_one_passes() {
+        let big = NewSessionEvent {
+            detail: "d".repeat(11),
+            ..event("breaker.open")
+        };
+        assert_eq!(
+            new_session_event(&big, 10),
+            Err(StoreError::TooManyBytes {
+                field: "detail",
+                max: 10,
+                len: 11
+            })
+        );
+        let empty = NewSessionEvent {
+            detail: String::new(),
+            ..event("breaker.open")
+        };
+        assert_eq!(new_session_event(&empty, 10), Ok(()));
+    }
+
+    #[test]
+    fn an_event_with_a_bad_session_id_or_a_long_key_is_refused() {
+        let bad_session = NewSessionEvent {
+            session_id: "a/b".into(),
+            ..event("breaker.open")
+        };
+        assert_eq!(
+            new_session_event(&bad_session, LIMIT),
+            Err(StoreError::SessionIdCharacter { character: '/' })
+        );
+        let long_key = NewSessionEvent {
+            idempotency_key: "k".repeat(129),
+            ..event("breaker.open")
+        };
+        assert_eq!(
+            new_session_event(&long_key, LIMIT),
+            Err(StoreError::TooManyChars {
+                field: "idempotency_key",
+                max: 128,
+                len: 129
             })
         );
     }

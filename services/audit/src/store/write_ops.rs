@@ -1,15 +1,20 @@
 //! What each write does inside its savepoint: the checks that need the
 //! database (session state, idempotent repeats) and the INSERT or UPDATE.
 //!
+//! Messages, tool calls and session events share one shape: insert unless the
+//! idempotency key is taken ([`insert_keyed`]), else answer the stored row or
+//! refuse ([`repeat_or_refuse`]). Messages and tool calls need an active
+//! session; session events are accepted in any status.
+//!
 //! Requests arrive here already validated; see `validate`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Params, params};
 
 use super::error::StoreError;
 use super::queries;
 use super::types::{
-    Committed, EndSession, MessageRow, NewMessage, NewSession, NewToolUsage, SessionRow,
-    SessionStatus, ToolUsageRow,
+    Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
+    SessionEventRow, SessionRow, SessionStatus, ToolUsageRow,
 };
 use super::writer::{Applied, Write};
 
@@ -84,31 +89,25 @@ impl Write for NewMessage {
 
     /// Stores the message, or returns the stored one for a repeated idempotency key.
     fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<MessageRow>, StoreError> {
-        let status = queries::session_status(conn, &self.session_id)?;
-        if status == SessionStatus::Active {
-            let inserted: Option<i64> = conn
-                .prepare_cached(
-                    "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                     timestamp, is_error, idempotency_key, trace_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                     ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
-                     DO NOTHING RETURNING id",
-                )?
-                .query_row(
-                    params![
-                        self.session_id,
-                        self.turn_id,
-                        self.agent_name,
-                        self.agent_role,
-                        self.message,
-                        now,
-                        self.is_error,
-                        self.idempotency_key,
-                        self.trace_id
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
+        let ended = ended_status(conn, &self.session_id)?;
+        if ended.is_none() {
+            let inserted = insert_keyed(
+                conn,
+                "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
+                 timestamp, is_error, idempotency_key, trace_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    self.session_id,
+                    self.turn_id,
+                    self.agent_name,
+                    self.agent_role,
+                    self.message,
+                    now,
+                    self.is_error,
+                    self.idempotency_key,
+                    self.trace_id
+                ],
+            )?;
             if let Some(id) = inserted {
                 let row = self.row(id, now);
                 return Ok(Applied {
@@ -120,7 +119,7 @@ impl Write for NewMessage {
         let stored = queries::message_by_key(conn, &self.session_id, &self.idempotency_key)?;
         repeat_or_refuse(
             Key::of(&self.session_id, &self.idempotency_key),
-            status,
+            ended,
             stored,
             |row| self.same_content(row),
         )
@@ -158,34 +157,28 @@ impl Write for NewToolUsage {
 
     /// Stores the tool call, or returns the stored one for a repeated idempotency key.
     fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<ToolUsageRow>, StoreError> {
-        let status = queries::session_status(conn, &self.session_id)?;
-        if status == SessionStatus::Active {
-            let inserted: Option<i64> = conn
-                .prepare_cached(
-                    "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
-                     tool_params, tool_result, timestamp, success, duration_ms, \
-                     idempotency_key, trace_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                     ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
-                     DO NOTHING RETURNING id",
-                )?
-                .query_row(
-                    params![
-                        self.session_id,
-                        self.turn_id,
-                        self.agent_name,
-                        self.tool_name,
-                        self.tool_params,
-                        self.tool_result,
-                        now,
-                        self.success,
-                        self.duration_ms,
-                        self.idempotency_key,
-                        self.trace_id
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
+        let ended = ended_status(conn, &self.session_id)?;
+        if ended.is_none() {
+            let inserted = insert_keyed(
+                conn,
+                "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
+                 tool_params, tool_result, timestamp, success, duration_ms, \
+                 idempotency_key, trace_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    self.session_id,
+                    self.turn_id,
+                    self.agent_name,
+                    self.tool_name,
+                    self.tool_params,
+                    self.tool_result,
+                    now,
+                    self.success,
+                    self.duration_ms,
+                    self.idempotency_key,
+                    self.trace_id
+                ],
+            )?;
             if let Some(id) = inserted {
                 return Ok(Applied::quiet(self.row(id, now)));
             }
@@ -193,7 +186,7 @@ impl Write for NewToolUsage {
         let stored = queries::tool_usage_by_key(conn, &self.session_id, &self.idempotency_key)?;
         repeat_or_refuse(
             Key::of(&self.session_id, &self.idempotency_key),
-            status,
+            ended,
             stored,
             |row| self.same_content(row),
         )
@@ -230,6 +223,76 @@ impl NewToolUsage {
     }
 }
 
+impl Write for NewSessionEvent {
+    type Output = SessionEventRow;
+
+    /// Stores the event whatever the session's status (a breaker may change
+    /// state while the session ends), or returns the stored one for a repeated key.
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionEventRow>, StoreError> {
+        queries::session_status(conn, &self.session_id)?;
+        let inserted = insert_keyed(
+            conn,
+            "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                self.session_id,
+                self.kind,
+                self.detail,
+                now,
+                self.idempotency_key
+            ],
+        )?;
+        if let Some(id) = inserted {
+            return Ok(Applied::quiet(self.row(id, now)));
+        }
+        let stored = queries::session_event_by_key(conn, &self.session_id, &self.idempotency_key)?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            None,
+            stored,
+            |row| row.kind == self.kind && row.detail == self.detail,
+        )
+    }
+}
+
+impl NewSessionEvent {
+    fn row(&self, id: i64, now: &str) -> SessionEventRow {
+        SessionEventRow {
+            id,
+            session_id: self.session_id.clone(),
+            kind: self.kind.clone(),
+            detail: self.detail.clone(),
+            timestamp: now.to_owned(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+}
+
+/// The status of a session that has ended, `None` while it is active, or
+/// `SessionNotFound`.
+fn ended_status(conn: &Connection, session_id: &str) -> Result<Option<SessionStatus>, StoreError> {
+    let status = queries::session_status(conn, session_id)?;
+    Ok(status.is_ended().then_some(status))
+}
+
+/// Runs `insert` (an INSERT into a table with a unique `(session_id,
+/// idempotency_key)` index for non-empty keys) unless its key is taken:
+/// the new row's ID, or `None` when a row already holds the key.
+fn insert_keyed(
+    conn: &Connection,
+    insert: &str,
+    values: impl Params,
+) -> Result<Option<i64>, StoreError> {
+    let sql = format!(
+        "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+         DO NOTHING RETURNING id"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(values, |row| row.get(0))
+        .optional()?)
+}
+
 /// The session and idempotency key of a write that was not inserted.
 struct Key<'a> {
     session_id: &'a str,
@@ -246,10 +309,11 @@ impl<'a> Key<'a> {
 }
 
 /// Decides a write that inserted nothing: a repeat of the row stored under
-/// its key, a key reused for other content, or a write to an ended session.
+/// its key, a key reused for other content, or a write refused because its
+/// session had `ended` (`None`: the insert was tried and the key was taken).
 fn repeat_or_refuse<T>(
     key: Key<'_>,
-    status: SessionStatus,
+    ended: Option<SessionStatus>,
     stored: Option<T>,
     same_content: impl Fn(&T) -> bool,
 ) -> Result<Applied<T>, StoreError> {
@@ -259,12 +323,14 @@ fn repeat_or_refuse<T>(
             session_id: key.session_id.to_owned(),
             key: key.idempotency_key.to_owned(),
         }),
-        None if status.is_ended() => Err(StoreError::SessionEnded {
-            session_id: key.session_id.to_owned(),
-            status,
-        }),
-        None => Err(StoreError::internal(
-            "an insert was ignored although no row holds its idempotency key",
-        )),
+        None => match ended {
+            Some(status) => Err(StoreError::SessionEnded {
+                session_id: key.session_id.to_owned(),
+                status,
+            }),
+            None => Err(StoreError::internal(
+                "an insert was ignored although no row holds its idempotency key",
+            )),
+        },
     }
 }

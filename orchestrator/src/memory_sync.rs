@@ -1,0 +1,210 @@
+//! Keeping Memory complete for a session, whatever happens to Memory.
+//!
+//! - The outbox: a memory write that fails waits in a bounded queue; later
+//!   writes queue behind it, and the queue is replayed in order as soon as
+//!   Memory answers again. (Writes are idempotent on (agent, session, turn),
+//!   so a replay never duplicates.)
+//! - The reconcile: Memory keeps its state in memory, so a restart loses
+//!   it. When Memory reports fewer turns for an agent than the session has
+//!   stored for it, or when the outbox overflowed, the turns Memory lacks
+//!   are re-sent from the session's history. The session's end reconciles
+//!   every agent.
+
+use std::{collections::VecDeque, time::Duration};
+
+use heist_plumbing::propagation::TracedChannel;
+use heist_proto::v1::{
+    ListMemoryTurnsRequest, StoreMemoryRequest, memory_service_client::MemoryServiceClient,
+};
+
+use crate::{engine::TurnRecord, mesh::request};
+
+/// The Memory client the engine uses.
+pub type MemoryClient = MemoryServiceClient<TracedChannel>;
+
+/// A session's outbox of memory writes and whether a reconcile is due.
+#[derive(Debug)]
+pub struct MemorySync {
+    session_id: String,
+    outbox: VecDeque<StoreMemoryRequest>,
+    capacity: usize,
+    /// Entries were dropped from a full outbox, or Memory lost entries: the
+    /// history must be compared with what Memory has.
+    reconcile_due: bool,
+}
+
+/// The memory write of a turn.
+pub fn entry(session_id: &str, record: &TurnRecord) -> StoreMemoryRequest {
+    StoreMemoryRequest {
+        agent_id: record.agent.clone(),
+        session_id: session_id.to_owned(),
+        turn_id: record.turn,
+        message: record.message.clone(),
+        idempotency_key: format!("{session_id}/turn/{}/memory", record.turn),
+    }
+}
+
+impl MemorySync {
+    /// An empty outbox holding at most `capacity` writes.
+    pub fn new(session_id: &str, capacity: usize) -> Self {
+        Self {
+            session_id: session_id.to_owned(),
+            outbox: VecDeque::new(),
+            capacity: capacity.max(1),
+            reconcile_due: false,
+        }
+    }
+
+    /// Writes waiting for Memory.
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Queues the memory write of `current` behind anything waiting and
+    /// replays the queue in order; true when nothing is left waiting.
+    /// `history` (the session's earlier turns) serves a reconcile if Memory
+    /// lost entries.
+    pub async fn store(
+        &mut self,
+        client: &MemoryClient,
+        history: &[TurnRecord],
+        current: &TurnRecord,
+        token: Option<&str>,
+        deadline: Duration,
+    ) -> bool {
+        let write = entry(&self.session_id, current);
+        let turns = || history.iter().chain(std::iter::once(current));
+        if self.outbox.len() >= self.capacity {
+            self.outbox.pop_front();
+            self.reconcile_due = true;
+        }
+        self.outbox.push_back(write);
+        while let Some(next) = self.outbox.front() {
+            let agent = next.agent_id.clone();
+            match client
+                .clone()
+                .store_memory(request(next.clone(), token, deadline))
+                .await
+            {
+                Ok(answer) => {
+                    self.outbox.pop_front();
+                    let kept = answer.into_inner().memories_count;
+                    let stored = stored_turns_of(turns(), &agent);
+                    if usize::try_from(kept).unwrap_or(0) < stored {
+                        tracing::warn!(agent, kept, stored, "memory lost entries; re-sending them");
+                        self.reconcile_due = true;
+                    }
+                }
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), waiting = self.outbox.len(), "memory write failed; kept in the outbox");
+                    return false;
+                }
+            }
+        }
+        if self.reconcile_due {
+            match self.reconcile(client, turns(), token, deadline).await {
+                Ok(resent) => {
+                    self.reconcile_due = false;
+                    if resent > 0 {
+                        tracing::info!(resent, "memory reconciled");
+                    }
+                }
+                Err(status) => {
+                    tracing::warn!(error = %status.message(), "memory reconcile failed; retried later");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// True when writes wait or Memory may lack entries.
+    pub fn needs_reconcile(&self) -> bool {
+        self.reconcile_due || !self.outbox.is_empty()
+    }
+
+    /// Re-sends every turn of `turns` that Memory does not have; returns
+    /// how many were sent.
+    pub async fn reconcile<'a>(
+        &mut self,
+        client: &MemoryClient,
+        turns: impl Iterator<Item = &'a TurnRecord> + Clone,
+        token: Option<&str>,
+        deadline: Duration,
+    ) -> Result<usize, tonic::Status> {
+        let mut agents: Vec<&str> = turns.clone().map(|turn| turn.agent.as_str()).collect();
+        agents.sort_unstable();
+        agents.dedup();
+        let mut resent = 0;
+        for agent in agents {
+            let kept = client
+                .clone()
+                .list_memory_turns(request(
+                    ListMemoryTurnsRequest {
+                        agent_id: agent.to_owned(),
+                        session_id: self.session_id.clone(),
+                    },
+                    token,
+                    deadline,
+                ))
+                .await?
+                .into_inner()
+                .turn_ids;
+            for turn in turns
+                .clone()
+                .filter(|turn| turn.agent == agent && !turn.is_error)
+                .filter(|turn| kept.binary_search(&turn.turn).is_err())
+            {
+                client
+                    .clone()
+                    .store_memory(request(entry(&self.session_id, turn), token, deadline))
+                    .await?;
+                resent += 1;
+            }
+        }
+        self.outbox.clear();
+        self.reconcile_due = false;
+        Ok(resent)
+    }
+}
+
+/// How many of `agent`'s turns belong in Memory.
+fn stored_turns_of<'a>(turns: impl Iterator<Item = &'a TurnRecord>, agent: &str) -> usize {
+    turns
+        .filter(|turn| turn.agent == agent && !turn.is_error)
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(turn: i64, agent: &str, is_error: bool) -> TurnRecord {
+        TurnRecord {
+            turn,
+            agent: agent.into(),
+            role: "Role".into(),
+            message: format!("turn {turn}"),
+            is_error,
+            tool_calls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn failed_turns_do_not_belong_in_memory() {
+        let history = [
+            turn(1, "planner", false),
+            turn(2, "mole", false),
+            turn(3, "planner", true),
+        ];
+        assert_eq!(stored_turns_of(history.iter(), "planner"), 1);
+        assert_eq!(stored_turns_of(history.iter(), "mole"), 1);
+    }
+
+    #[test]
+    fn entries_are_keyed_by_session_and_turn() {
+        let write = entry("heist_x", &turn(4, "mole", false));
+        assert_eq!((write.agent_id.as_str(), write.turn_id), ("mole", 4));
+        assert_eq!(write.idempotency_key, "heist_x/turn/4/memory");
+    }
+}

@@ -1,0 +1,237 @@
+//! Fault injection with the real binaries: a 100-turn offline session while
+//! a service is SIGKILLed at seeded random points and restarted. Every loop
+//! is bounded in count and time.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use heist_mesh::{
+    binary, channel_to, dev_token,
+    processes::{ProcessMesh, fault_points},
+};
+use heist_plumbing::auth::BearerInterceptor;
+use heist_proto::v1::{
+    GetSessionRequest, ListMemoryTurnsRequest, ListMessagesRequest, ListToolUsageRequest, Message,
+    SessionStatus, ToolUsage, audit_service_client::AuditServiceClient,
+    memory_service_client::MemoryServiceClient,
+};
+
+const TURNS: u64 = 100;
+/// The longest a faulty run may take before the test gives up.
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Starts the orchestrator on `mesh` for a 100-turn session.
+fn start_run(mesh: &ProcessMesh, seed: u64) -> Child {
+    let config = mesh.write_config("mesh.yaml");
+    Command::new(binary("orchestrator"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "run",
+            "--turns",
+            &TURNS.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--quiet",
+        ])
+        .current_dir(mesh.dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills and restarts `service` at each point (measured from now), then
+/// waits for the run to end; returns its exit code and output.
+async fn fault_run(
+    mesh: &mut ProcessMesh,
+    service: &str,
+    seed: u64,
+    down_for: Duration,
+) -> (Option<i32>, String) {
+    let started = Instant::now();
+    let mut run = start_run(mesh, seed);
+    for point in fault_points(seed, 3, Duration::from_millis(300), Duration::from_secs(4)) {
+        if let Some(wait) = point.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        if run.try_wait().unwrap().is_some() {
+            break;
+        }
+        mesh.kill(service);
+        tokio::time::sleep(down_for).await;
+        mesh.restart(service);
+    }
+    mesh.wait_serving(service).await;
+    let output = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + RUN_LIMIT;
+        while run.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = run.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), shown)
+}
+
+fn session_id(shown: &str) -> String {
+    shown
+        .lines()
+        .find_map(|line| line.strip_prefix("Session ID: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The session's messages and tool calls, read from Audit.
+async fn audit_trail(
+    mesh: &ProcessMesh,
+    session_id: &str,
+) -> (SessionStatus, Vec<Message>, Vec<ToolUsage>) {
+    let token = dev_token(mesh.addr("oauth"), "orchestrator", "audit:read")
+        .await
+        .unwrap();
+    let mut audit = AuditServiceClient::with_interceptor(
+        channel_to(mesh.addr("audit")),
+        BearerInterceptor::new(&token),
+    );
+    let session = audit
+        .get_session(GetSessionRequest {
+            session_id: session_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let messages = audit
+        .list_messages(ListMessagesRequest {
+            session_id: session_id.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let usage = audit
+        .list_tool_usage(ListToolUsageRequest {
+            session_id: session_id.into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tool_usage;
+    (session.status(), messages, usage)
+}
+
+fn assert_every_turn_once(messages: &[Message]) {
+    let turns: Vec<i64> = messages.iter().map(|m| m.turn_id).collect();
+    assert_eq!(
+        turns,
+        (1..=TURNS as i64).collect::<Vec<_>>(),
+        "turn ids 1..N, no gap, no duplicate"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_killed_three_times_loses_no_entry_of_the_session() {
+    let mut mesh = ProcessMesh::start().await;
+    let (code, shown) = fault_run(&mut mesh, "memory", 11, Duration::from_millis(300)).await;
+    assert_eq!(code, Some(0), "{shown}");
+    let session_id = session_id(&shown);
+    let (status, messages, _) = audit_trail(&mesh, &session_id).await;
+    assert_eq!(status, SessionStatus::Completed);
+    assert_every_turn_once(&messages);
+    let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for message in messages.iter().filter(|m| !m.is_error) {
+        spoken
+            .entry(message.agent_name.clone())
+            .or_default()
+            .push(message.turn_id);
+    }
+    let token = dev_token(mesh.addr("oauth"), "orchestrator", "memory:read")
+        .await
+        .unwrap();
+    let mut memory = MemoryServiceClient::with_interceptor(
+        channel_to(mesh.addr("memory")),
+        BearerInterceptor::new(&token),
+    );
+    for (agent, turns) in spoken {
+        let kept = memory
+            .list_memory_turns(ListMemoryTurnsRequest {
+                agent_id: agent.clone(),
+                session_id: session_id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .turn_ids;
+        assert_eq!(kept, turns, "memory of {agent} after 3 memory restarts");
+    }
+    mesh.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_service_killed_fails_its_calls_with_the_reason_and_they_succeed_after_restart() {
+    let mut mesh = ProcessMesh::start().await;
+    let (code, shown) = fault_run(&mut mesh, "tools", 23, Duration::from_millis(500)).await;
+    assert_eq!(code, Some(0), "{shown}");
+    let session_id = session_id(&shown);
+    let (status, messages, usage) = audit_trail(&mesh, &session_id).await;
+    assert_eq!(status, SessionStatus::Completed);
+    assert_every_turn_once(&messages);
+    let failed: Vec<&ToolUsage> = usage.iter().filter(|u| !u.success).collect();
+    assert!(!failed.is_empty(), "the outages made some calls fail");
+    for call in &failed {
+        assert!(
+            call.tool_result.contains("Unavailable")
+                || call.tool_result.contains("Cancelled")
+                || call.tool_result.contains("Unknown"),
+            "a failed call says why: {call:?}"
+        );
+    }
+    let last_failure = failed.iter().map(|u| u.id).max().unwrap();
+    assert!(
+        usage.iter().any(|u| u.success && u.id > last_failure),
+        "calls succeed again after the restart"
+    );
+    mesh.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
+    let mut mesh = ProcessMesh::start().await;
+    let (code, shown) = fault_run(&mut mesh, "oauth", 37, Duration::from_millis(500)).await;
+    assert_eq!(code, Some(0), "{shown}");
+    let session_id = session_id(&shown);
+    let (status, messages, usage) = audit_trail(&mesh, &session_id).await;
+    assert_eq!(status, SessionStatus::Completed);
+    assert_every_turn_once(&messages);
+    assert!(
+        messages.iter().all(|m| !m.is_error),
+        "no turn failed while OAuth was down"
+    );
+    assert!(
+        usage.iter().all(|u| u.success),
+        "tool calls use cached tokens: {usage:?}"
+    );
+    mesh.stop();
+}
