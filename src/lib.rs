@@ -12,6 +12,7 @@
 //! - [`fake_llm::FakeServer`]: a scripted OpenAI-compatible HTTP server.
 //! - [`processes::ProcessMesh`]: every service as a real process on fixed
 //!   free ports, to kill and restart in fault tests.
+//! - [`proxy::DelayProxy`]: a TCP proxy that makes a service slow on demand.
 //! - [`mesh::TestMesh`]: every service in-process and an orchestrator config
 //!   pointing at them.
 //!
@@ -20,6 +21,7 @@
 pub mod fake_llm;
 pub mod mesh;
 pub mod processes;
+pub mod proxy;
 
 use std::{
     future::Future,

@@ -46,6 +46,9 @@ const SERVICES: [&str; 5] = [
     "heist-tools",
 ];
 
+/// The services' log filter: INFO, and a `call served` line per call.
+const SERVICE_LOG: &str = "info,heist_plumbing::server=debug";
+
 /// The span field that names the session in log lines.
 const SESSION_FIELD: &str = "session.id";
 
@@ -53,10 +56,11 @@ const SESSION_FIELD: &str = "session.id";
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much slower a run exporting to a closed port may be than an untraced
-/// one (the issue asks for "a second or two"; this leaves room for a noisy
-/// shared machine without hiding a real stall, such as a retry loop or a
-/// flush waiting out its timeout).
-const CLOSED_PORT_ALLOWANCE: Duration = Duration::from_millis(2500);
+/// one: the issue's "a second or two". Measured: about 0.2 s (the exporter's
+/// two quick retries at exit); the rest is room for a noisy shared machine.
+/// A real stall (the SDK's default retries, a flush waiting out its 3 s
+/// timeout) fails it.
+const CLOSED_PORT_ALLOWANCE: Duration = Duration::from_secs(2);
 
 /// Whole meshes run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -216,7 +220,8 @@ impl Services {
     /// Starts every service in `dir` with `env`; waits until each is SERVING.
     async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let start = |name: &str, args: &[&str]| {
-            ServiceProcess::start_with_env(&binary(name), args, "127.0.0.1:0", dir, env).unwrap()
+            let args: Vec<&str> = args.iter().copied().chain(["--log", SERVICE_LOG]).collect();
+            ServiceProcess::start_with_env(&binary(name), &args, "127.0.0.1:0", dir, env).unwrap()
         };
         let oauth = start(
             "heist-oauth",
@@ -467,27 +472,6 @@ async fn one_session_is_one_trace_across_all_five_processes() {
     services.terminate();
 
     let session = SessionTrace::of(&session_id, collector.spans());
-    eprintln!(
-        "DEBUG all={} trace={}",
-        session.all.len(),
-        session.trace.len()
-    );
-    for span in &session.all {
-        eprintln!(
-            "DEBUG {} parent={} trace={} err={} exc={} links={} sess={:?} code={:?}",
-            span.describe(),
-            !span.span.parent_span_id.is_empty(),
-            span.span.trace_id == session.root.span.trace_id,
-            span.is_error(),
-            span.has_exception(),
-            span.span.links.len(),
-            span.attr("session.id"),
-            span.attr("rpc.grpc.status_code")
-        );
-    }
-    for (f, l) in &logs {
-        eprintln!("DEBUGLOG {f}\n{l}");
-    }
     spans_arrive_from_all_five_services(&session);
     the_session_is_one_trace_with_one_root(&session);
     every_server_span_is_the_child_of_the_client_span_that_called_it(&session);
@@ -672,6 +656,7 @@ fn the_refused_tool_call_is_an_error_at_every_hop(session: &SessionTrace) {
         .find(|span| span.attr("tool.name").as_deref() == Some("database_query"))
         .expect("the mole's database_query call (seed 7 gives the mole turn 6)");
     assert!(refused.is_error(), "tool.call is not an error");
+    assert!(refused.has_exception(), "tool.call records no exception");
     let client = session
         .trace
         .iter()
@@ -770,29 +755,36 @@ fn health_checks_and_reflection_make_no_spans(session: &SessionTrace) {
     }
 }
 
-/// Every log line a service wrote inside a server span of a call the
-/// session made names the session (the server span records `session.id`).
+/// Every log line a service wrote while serving a call the session made
+/// names the session: each `call served` line of a method only sessions
+/// call, and each token issued to an agent (agents get tokens in sessions).
 fn service_log_lines_name_the_session(session_id: &str, logs: &[(String, String)]) {
     let mark = format!("{SESSION_FIELD}={session_id}");
-    let mut named = 0;
+    let session_only = [
+        "rpc.method=CreateSession",
+        "rpc.method=StoreMessage",
+        "rpc.method=StoreToolUsage",
+        "rpc.method=EndSession",
+        "rpc.method=StoreMemory",
+        "rpc.method=GetCompressedMemory",
+        "rpc.method=CallTool",
+        "client.id=hacker",
+        "client.id=safecracker",
+        "client.id=mole",
+    ];
+    let mut checked = 0;
     for (file, log) in logs {
         for line in log.lines() {
-            let in_session_call = [
-                "rpc.method=StoreMessage",
-                "rpc.method=StoreMemory",
-                "rpc.method=CallTool",
-                "rpc.method=StoreToolUsage",
-                "rpc.method=GetCompressedMemory",
-            ]
-            .iter()
-            .any(|method| line.contains(method));
-            if in_session_call {
-                assert!(line.contains(&mark), "{file}: no session in: {line}");
+            if session_only.iter().any(|marker| line.contains(marker)) {
+                assert!(line.contains(&mark), "{file}: no {mark} in: {line}");
+                checked += 1;
             }
-            named += usize::from(line.contains(&mark));
         }
     }
-    assert!(named > 0, "no service log line names the session");
+    assert!(
+        checked >= 20,
+        "only {checked} session log lines; is `call served` logged?"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -833,10 +825,6 @@ async fn a_run_exporting_to_a_closed_port_is_at_most_two_seconds_slower() {
 
     assert!(traced.status.success(), "{}", traced.shown());
     assert!(untraced.status.success(), "{}", untraced.shown());
-    eprintln!(
-        "DEBUG timing traced={:?} untraced={:?}",
-        traced.elapsed, untraced.elapsed
-    );
     assert!(
         traced.elapsed <= untraced.elapsed + CLOSED_PORT_ALLOWANCE,
         "exporting to a closed port took {:?}, not exporting {:?}",

@@ -623,8 +623,9 @@ impl Orchestrator {
                 Ok(completion)
             }
             Err(error) => {
-                span.record("otel.status_code", "ERROR");
-                Err(error.to_string())
+                let error = error.to_string();
+                heist_plumbing::telemetry::record_error(&span, "llm.error", &error);
+                Err(error)
             }
         }
     }
@@ -646,8 +647,8 @@ impl Orchestrator {
             .invoke_tool(session_id, agent, turn_id, call)
             .instrument(span.clone())
             .await;
-        if outcome.is_err() {
-            span.record("otel.status_code", "ERROR");
+        if let Err(reason) = &outcome {
+            heist_plumbing::telemetry::record_error(&span, "tool.error", reason);
         }
         let (result, success) = match outcome {
             Ok(text) => (text, true),

@@ -21,6 +21,7 @@ pub mod liveness;
 pub mod llm;
 pub mod memory_sync;
 pub mod mesh;
+pub mod resilience;
 pub mod session_id;
 pub mod spool;
 pub mod tokens;

@@ -8,8 +8,8 @@
 //! - Replay follows append order ([`Spool::pending`]), whatever order the
 //!   writes are acknowledged in. Every write carries its idempotency key, so a
 //!   write replayed twice (a crash between Audit's reply and
-//!   [`Spool::acknowledge`]) is stored once; messages and tool calls, which
-//!   Audit deduplicates only by key, are refused without one.
+//!   [`Spool::acknowledge`]) is stored once; messages, tool calls and session
+//!   events, which Audit deduplicates only by key, are refused without one.
 //! - Acknowledgements are appended without an fsync: a crash that loses one
 //!   only makes its write replay again, which the key makes harmless.
 //! - On open, a torn last record (a crash in the middle of an append) is
@@ -41,7 +41,7 @@
 //! `Arc<tokio::sync::Mutex<Spool>>` and run mutating calls on the blocking
 //! pool with an owned guard:
 //!
-//! ```ignore
+//! ```text
 //! let mut spool = spool.clone().lock_owned().await;
 //! let seq = tokio::task::spawn_blocking(move || spool.append(write)).await??;
 //! ```
@@ -330,4 +330,382 @@ impl Spool {
 fn write_at(file: &mut File, offset: u64, bytes: &[u8]) -> io::Result<()> {
     file.seek(SeekFrom::Start(offset))?;
     file.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use heist_proto::v1 as pb;
+    use tempfile::TempDir;
+
+    use super::*;
+
+    fn message(session: &str, turn: i64) -> SpooledWrite {
+        pb::StoreMessageRequest {
+            session_id: session.into(),
+            turn_id: turn,
+            agent_name: "planner".into(),
+            agent_role: "Strategic Planner".into(),
+            message: format!("turn {turn}: we go at dawn"),
+            is_error: false,
+            idempotency_key: format!("{session}/turn/{turn}/message"),
+        }
+        .into()
+    }
+
+    fn every_variant() -> Vec<SpooledWrite> {
+        vec![
+            pb::CreateSessionRequest {
+                session_id: "heist_a".into(),
+                metadata: r#"{"seed":42}"#.into(),
+                idempotency_key: "heist_a/create".into(),
+            }
+            .into(),
+            message("heist_a", 1),
+            pb::StoreToolUsageRequest {
+                session_id: "heist_a".into(),
+                turn_id: 1,
+                agent_name: "hacker".into(),
+                tool_name: "calculator".into(),
+                tool_params: "2+2".into(),
+                tool_result: "4".into(),
+                success: true,
+                duration_ms: 12,
+                idempotency_key: "heist_a/turn/1/tool/0/0".into(),
+            }
+            .into(),
+            pb::EndSessionRequest {
+                session_id: "heist_a".into(),
+                num_turns: 1,
+                status: pb::SessionStatus::Completed.into(),
+                idempotency_key: "heist_a/end".into(),
+            }
+            .into(),
+            pb::StoreSessionEventRequest {
+                session_id: "heist_a".into(),
+                kind: "breaker.open".into(),
+                detail: r#"{"service":"memory"}"#.into(),
+                idempotency_key: "heist_a/event/1".into(),
+            }
+            .into(),
+        ]
+    }
+
+    fn spool_file() -> (TempDir, PathBuf) {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("spool/audit.spool");
+        (dir, path)
+    }
+
+    fn small(compact_after: usize) -> SpoolOptions {
+        SpoolOptions {
+            max_records: 100,
+            compact_after,
+        }
+    }
+
+    fn seqs(spool: &Spool) -> Vec<u64> {
+        spool.pending().iter().map(|(seq, _)| *seq).collect()
+    }
+
+    fn file_len(path: &Path) -> u64 {
+        fs::metadata(path).unwrap().len()
+    }
+
+    #[test]
+    fn appended_writes_come_back_in_order_after_a_reopen() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        assert!(spool.is_empty());
+        for turn in 1..=3 {
+            assert_eq!(spool.append(message("heist_a", turn)).unwrap(), turn as u64);
+        }
+        let before = spool.pending().to_vec();
+        drop(spool);
+        let reopened = Spool::open(&path).unwrap();
+        assert_eq!(reopened.pending(), before.as_slice());
+        assert_eq!(reopened.len(), 3);
+    }
+
+    #[test]
+    fn every_write_variant_round_trips_through_the_file() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        for write in every_variant() {
+            spool.append(write).unwrap();
+        }
+        drop(spool);
+        let reopened = Spool::open(&path).unwrap();
+        let writes: Vec<_> = reopened.pending().iter().map(|(_, w)| w.clone()).collect();
+        assert_eq!(writes, every_variant());
+        let kinds: Vec<_> = writes.iter().map(SpooledWrite::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "CreateSession",
+                "StoreMessage",
+                "StoreToolUsage",
+                "EndSession",
+                "StoreSessionEvent"
+            ]
+        );
+    }
+
+    #[test]
+    fn append_fsyncs_and_a_second_handle_sees_the_record_while_the_first_is_open() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        let seq = spool.append(message("heist_a", 1)).unwrap();
+        assert_eq!(spool.fsyncs, 1, "append returns after one fsync");
+        let other = Spool::open(&path).unwrap();
+        assert_eq!(other.pending(), spool.pending());
+        assert_eq!(other.pending()[0].0, seq);
+    }
+
+    #[test]
+    fn sequence_numbers_continue_after_a_reopen() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        spool.append(message("heist_a", 2)).unwrap();
+        drop(spool);
+        let mut reopened = Spool::open(&path).unwrap();
+        assert_eq!(reopened.append(message("heist_a", 3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn acknowledging_every_write_truncates_the_file_to_empty() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        for turn in 1..=3 {
+            spool.append(message("heist_a", turn)).unwrap();
+        }
+        assert!(spool.acknowledge(1).unwrap());
+        assert!(spool.acknowledge(2).unwrap());
+        assert!(file_len(&path) > 0);
+        assert!(spool.acknowledge(3).unwrap());
+        assert!(spool.is_empty());
+        assert_eq!(file_len(&path), 0);
+        assert_eq!(
+            spool.append(message("heist_a", 4)).unwrap(),
+            4,
+            "numbers go on"
+        );
+    }
+
+    #[test]
+    fn acknowledgements_survive_a_reopen() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        for turn in 1..=4 {
+            spool.append(message("heist_a", turn)).unwrap();
+        }
+        spool.acknowledge(1).unwrap();
+        spool.acknowledge(3).unwrap();
+        drop(spool);
+        assert_eq!(seqs(&Spool::open(&path).unwrap()), vec![2, 4]);
+    }
+
+    #[test]
+    fn acknowledging_out_of_order_keeps_replay_in_order() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        for turn in 1..=5 {
+            spool.append(message("heist_a", turn)).unwrap();
+        }
+        spool.acknowledge(4).unwrap();
+        spool.acknowledge(2).unwrap();
+        assert_eq!(seqs(&spool), vec![1, 3, 5]);
+    }
+
+    #[test]
+    fn acknowledging_a_sequence_number_not_pending_changes_nothing() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        spool.append(message("heist_a", 2)).unwrap();
+        let len = file_len(&path);
+        assert!(!spool.acknowledge(7).unwrap(), "never appended");
+        assert_eq!((seqs(&spool), file_len(&path)), (vec![1, 2], len));
+        assert!(spool.acknowledge(1).unwrap());
+        let len = file_len(&path);
+        assert!(!spool.acknowledge(1).unwrap(), "acknowledged already");
+        assert_eq!((seqs(&spool), file_len(&path)), (vec![2], len));
+    }
+
+    #[test]
+    fn compaction_keeps_only_the_pending_writes() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open_with(&path, small(2)).unwrap();
+        for turn in 1..=6 {
+            spool.append(message("heist_a", turn)).unwrap();
+        }
+        let full_len = file_len(&path);
+        spool.acknowledge(1).unwrap();
+        spool.acknowledge(2).unwrap();
+        assert!(file_len(&path) > full_len, "two acks are only recorded");
+        spool.acknowledge(4).unwrap();
+        assert!(file_len(&path) < full_len, "the third rewrites the file");
+        let expected = spool.pending().to_vec();
+        assert_eq!(seqs(&spool), vec![3, 5, 6]);
+        spool.append(message("heist_a", 7)).unwrap();
+        drop(spool);
+        let reopened = Spool::open_with(&path, small(2)).unwrap();
+        assert_eq!(&reopened.pending()[..3], expected.as_slice());
+        assert_eq!(seqs(&reopened), vec![3, 5, 6, 7]);
+        assert!(!path.with_file_name("audit.spool.compact").exists());
+    }
+
+    #[test]
+    fn pending_for_returns_one_sessions_writes_in_order() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        spool.append(message("heist_b", 1)).unwrap();
+        spool.append(message("heist_a", 2)).unwrap();
+        let of_a: Vec<u64> = spool.pending_for("heist_a").map(|(seq, _)| *seq).collect();
+        assert_eq!(of_a, vec![1, 3]);
+        assert_eq!(spool.pending_for("heist_c").count(), 0);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_writes_until_one_is_acknowledged() {
+        let (_dir, path) = spool_file();
+        let options = SpoolOptions {
+            max_records: 2,
+            compact_after: 10,
+        };
+        let mut spool = Spool::open_with(&path, options).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        spool.append(message("heist_a", 2)).unwrap();
+        let error = spool.append(message("heist_a", 3)).unwrap_err();
+        assert!(matches!(error, SpoolError::Full { max: 2 }));
+        assert_eq!(
+            error.to_string(),
+            "the audit spool is full: 2 writes wait for Audit"
+        );
+        spool.acknowledge(1).unwrap();
+        assert_eq!(spool.append(message("heist_a", 3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_message_without_an_idempotency_key_is_refused_and_not_written() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        let mut write = message("heist_a", 1);
+        if let SpooledWrite::StoreMessage(request) = &mut write {
+            request.idempotency_key.clear();
+        }
+        let error = spool.append(write).unwrap_err();
+        assert!(matches!(error, SpoolError::MissingIdempotencyKey { .. }));
+        assert!(spool.is_empty());
+        assert_eq!(file_len(&path), 0);
+    }
+
+    #[test]
+    fn a_torn_final_record_is_dropped_and_the_spool_still_works() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        spool.append(message("heist_a", 2)).unwrap();
+        drop(spool);
+        let good_len = file_len(&path);
+        let frame = format::encode_write(3, &message("heist_a", 3)).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&frame[..frame.len() / 2]);
+        fs::write(&path, bytes).unwrap();
+
+        let mut spool = Spool::open(&path).unwrap();
+        assert_eq!(seqs(&spool), vec![1, 2]);
+        assert_eq!(file_len(&path), good_len, "cut to the last whole record");
+        assert_eq!(spool.append(message("heist_a", 3)).unwrap(), 3);
+        drop(spool);
+        assert_eq!(seqs(&Spool::open(&path).unwrap()), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_garbage_record_in_the_middle_is_an_error_naming_its_offset() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        let second = file_len(&path);
+        spool.append(message("heist_a", 2)).unwrap();
+        spool.append(message("heist_a", 3)).unwrap();
+        drop(spool);
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = second as usize + 20;
+        bytes[middle..middle + 8].copy_from_slice(b"GARBAGE!");
+        fs::write(&path, &bytes).unwrap();
+
+        let error = Spool::open(&path).unwrap_err();
+        match &error {
+            SpoolError::Corrupt {
+                offset, problem, ..
+            } => {
+                assert_eq!(*offset, second);
+                assert!(matches!(problem, RecordProblem::Checksum));
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(
+            error.to_string().contains(&format!("byte offset {second}")),
+            "{error}"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "a corrupt file is left as it is"
+        );
+    }
+
+    #[test]
+    fn a_file_of_garbage_is_refused_at_offset_zero() {
+        let (_dir, path) = spool_file();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            "this is not a spool file, just some text\n".repeat(4),
+        )
+        .unwrap();
+        let error = Spool::open(&path).unwrap_err();
+        assert!(
+            matches!(error, SpoolError::Corrupt { offset: 0, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_of_a_write_the_file_lacks_is_corruption() {
+        let (_dir, path) = spool_file();
+        let mut spool = Spool::open(&path).unwrap();
+        spool.append(message("heist_a", 1)).unwrap();
+        drop(spool);
+        let offset = file_len(&path);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend(format::encode_ack(9));
+        bytes.extend(format::encode_write(2, &message("heist_a", 2)).unwrap());
+        fs::write(&path, bytes).unwrap();
+        let error = Spool::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SpoolError::Corrupt { offset: o, problem: RecordProblem::UnknownAck(9), .. } if o == offset
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_whose_writes_are_all_acknowledged_is_emptied_on_open() {
+        let (_dir, path) = spool_file();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut bytes = format::encode_write(1, &message("heist_a", 1)).unwrap();
+        bytes.extend(format::encode_ack(1));
+        fs::write(&path, bytes).unwrap();
+        let mut spool = Spool::open(&path).unwrap();
+        assert!(spool.is_empty());
+        assert_eq!(file_len(&path), 0);
+        assert_eq!(spool.append(message("heist_a", 2)).unwrap(), 2);
+    }
 }

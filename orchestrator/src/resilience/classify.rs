@@ -75,7 +75,11 @@ mod tests {
     fn every_code_is_classified_as_the_table_says() {
         for (code, idempotent, not_idempotent, unwell) in TABLE {
             let status = Status::new(code, "the answer");
-            assert_eq!(is_retryable(&status, true), idempotent, "{code:?} idempotent");
+            assert_eq!(
+                is_retryable(&status, true),
+                idempotent,
+                "{code:?} idempotent"
+            );
             assert_eq!(is_retryable(&status, false), not_idempotent, "{code:?}");
             assert_eq!(is_health_failure(&status), unwell, "{code:?} health");
         }

@@ -263,9 +263,11 @@ mod tests {
     #[test]
     fn a_multiplier_below_one_or_not_finite_is_refused() {
         for multiplier in [0.5, -2.0, f64::NAN, f64::INFINITY] {
-            let error =
-                RetryPolicy::new(3, ms(50), ms(100), multiplier, Jitter::Full).unwrap_err();
-            assert!(matches!(error, SettingsError::BadMultiplier(_)), "{multiplier}");
+            let error = RetryPolicy::new(3, ms(50), ms(100), multiplier, Jitter::Full).unwrap_err();
+            assert!(
+                matches!(error, SettingsError::BadMultiplier(_)),
+                "{multiplier}"
+            );
         }
         let error = RetryPolicy::new(3, ms(50), ms(100), 0.5, Jitter::Full).unwrap_err();
         assert_eq!(

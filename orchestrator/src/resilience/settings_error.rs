@@ -22,7 +22,7 @@ pub enum SettingsError {
     /// A breaker must need at least one failure to open.
     #[error("failure_threshold must be at least 1, got 0")]
     ZeroThreshold,
-    /// A breaker that opens for no time at all never protects anything.
-    #[error("open_for must be longer than zero")]
-    ZeroOpenFor,
+    /// A breaker's open period is zero (it would protect nothing) or longer than a day.
+    #[error("open_for must be more than zero and at most 1 day, got {0:?}")]
+    OpenFor(Duration),
 }

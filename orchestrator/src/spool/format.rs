@@ -8,7 +8,7 @@
 //! body:  kind u8 | seq u64 LE | payload
 //! ```
 //!
-//! `kind` 1 to 4 is a write (`payload` is the Audit request's protobuf
+//! `kind` 1 to 5 is a write (`payload` is the Audit request's protobuf
 //! encoding); `kind` 16 acknowledges the write `seq` (no payload). The length
 //! is stored twice (the second time inverted) so that a damaged length is
 //! caught before it is trusted, and never mistaken for a record cut short.

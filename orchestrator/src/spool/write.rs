@@ -17,6 +17,8 @@ pub enum SpooledWrite {
     StoreToolUsage(pb::StoreToolUsageRequest),
     /// `AuditService/EndSession`.
     EndSession(pb::EndSessionRequest),
+    /// `AuditService/StoreSessionEvent` (a breaker change, a replay, ...).
+    StoreSessionEvent(pb::StoreSessionEventRequest),
 }
 
 /// One `From` per request type, so `spool.append(request.into())` reads well.
@@ -34,7 +36,8 @@ from_request!(
     CreateSession(CreateSessionRequest),
     StoreMessage(StoreMessageRequest),
     StoreToolUsage(StoreToolUsageRequest),
-    EndSession(EndSessionRequest)
+    EndSession(EndSessionRequest),
+    StoreSessionEvent(StoreSessionEventRequest)
 );
 
 /// The record type of each write on disk; acknowledgements use [`ACK_KIND`].
@@ -42,6 +45,7 @@ const CREATE_SESSION: u8 = 1;
 const STORE_MESSAGE: u8 = 2;
 const STORE_TOOL_USAGE: u8 = 3;
 const END_SESSION: u8 = 4;
+const STORE_SESSION_EVENT: u8 = 5;
 /// The record type of an acknowledgement.
 pub(super) const ACK_KIND: u8 = 16;
 
@@ -53,6 +57,7 @@ impl SpooledWrite {
             Self::StoreMessage(request) => &request.session_id,
             Self::StoreToolUsage(request) => &request.session_id,
             Self::EndSession(request) => &request.session_id,
+            Self::StoreSessionEvent(request) => &request.session_id,
         }
     }
 
@@ -63,6 +68,7 @@ impl SpooledWrite {
             Self::StoreMessage(request) => &request.idempotency_key,
             Self::StoreToolUsage(request) => &request.idempotency_key,
             Self::EndSession(request) => &request.idempotency_key,
+            Self::StoreSessionEvent(request) => &request.idempotency_key,
         }
     }
 
@@ -72,10 +78,13 @@ impl SpooledWrite {
     }
 
     /// Checks that replaying the write can never store it twice. Creating and
-    /// ending a session are idempotent by session ID; a message or a tool call
-    /// is deduplicated only by its key, so it must have one.
+    /// ending a session are idempotent by session ID; a message, a tool call
+    /// or a session event is deduplicated only by its key, so it must have one.
     pub(super) fn check_replayable(&self) -> Result<(), SpoolError> {
-        let needs_key = matches!(self, Self::StoreMessage(_) | Self::StoreToolUsage(_));
+        let needs_key = matches!(
+            self,
+            Self::StoreMessage(_) | Self::StoreToolUsage(_) | Self::StoreSessionEvent(_)
+        );
         if needs_key && self.idempotency_key().is_empty() {
             return Err(SpoolError::MissingIdempotencyKey { kind: self.kind() });
         }
@@ -89,6 +98,7 @@ impl SpooledWrite {
             Self::StoreMessage(_) => STORE_MESSAGE,
             Self::StoreToolUsage(_) => STORE_TOOL_USAGE,
             Self::EndSession(_) => END_SESSION,
+            Self::StoreSessionEvent(_) => STORE_SESSION_EVENT,
         }
     }
 
@@ -99,6 +109,7 @@ impl SpooledWrite {
             Self::StoreMessage(request) => request.encode_to_vec(),
             Self::StoreToolUsage(request) => request.encode_to_vec(),
             Self::EndSession(request) => request.encode_to_vec(),
+            Self::StoreSessionEvent(request) => request.encode_to_vec(),
         }
     }
 
@@ -113,6 +124,9 @@ impl SpooledWrite {
                 pb::StoreToolUsageRequest::decode(payload).map(Self::StoreToolUsage)
             }
             END_SESSION => pb::EndSessionRequest::decode(payload).map(Self::EndSession),
+            STORE_SESSION_EVENT => {
+                pb::StoreSessionEventRequest::decode(payload).map(Self::StoreSessionEvent)
+            }
             _ => return Err(RecordProblem::UnknownKind(tag)),
         }
         .map_err(undecodable)
@@ -126,6 +140,7 @@ fn kind_name(tag: u8) -> Option<&'static str> {
         STORE_MESSAGE => Some("StoreMessage"),
         STORE_TOOL_USAGE => Some("StoreToolUsage"),
         END_SESSION => Some("EndSession"),
+        STORE_SESSION_EVENT => Some("StoreSessionEvent"),
         _ => None,
     }
 }

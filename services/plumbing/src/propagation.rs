@@ -10,6 +10,8 @@
 //!   the request's server span on them before the span is entered, and records
 //!   the baggage `session.id` as a span field, so every log line written while
 //!   serving a session names it. Health checks and reflection make no spans.
+//! - The server logs `call served` with the gRPC code at DEBUG
+//!   (target `heist_plumbing::server`), inside the server span.
 //! - Both sides mark a call that ends with a non-OK status as an error (span
 //!   status ERROR with the code's description) and record an `exception`
 //!   event with the status code and message.
@@ -32,7 +34,10 @@ use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::session_span::{SESSION_ID_KEY, session_id_in};
+use crate::{
+    session_span::{SESSION_ID_KEY, session_id_in},
+    telemetry::record_error,
+};
 
 /// Paths that never make spans: health and reflection.
 const UNTRACED_PREFIXES: [&str; 3] = [
@@ -137,15 +142,12 @@ fn record_outcome(span: &Span, status: Option<&tonic::Status>) {
     let Some(status) = status.filter(|_| code != tonic::Code::Ok) else {
         return;
     };
-    span.record("otel.status_code", "ERROR");
-    span.record("otel.status_description", code.description());
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new("exception.type", format!("grpc.{code:?}")),
-            KeyValue::new("exception.message", status.message().to_owned()),
-        ],
-    );
+    let message = if status.message().is_empty() {
+        code.description()
+    } else {
+        status.message()
+    };
+    record_error(span, &format!("grpc.{code:?}"), message);
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -197,8 +199,6 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,
-            otel.status_code = Empty,
-            otel.status_description = Empty,
             session.id = Empty,
             client.id = Empty,
         );
@@ -214,7 +214,15 @@ where
             async move {
                 let outcome = future.await;
                 if let Ok(response) = &outcome {
-                    record_outcome(&Span::current(), grpc_status(response).as_ref());
+                    let status = grpc_status(response);
+                    record_outcome(&Span::current(), status.as_ref());
+                    // An access log line, inside the server span (so it names
+                    // the session): `--log info,heist_plumbing::server=debug`.
+                    tracing::debug!(
+                        target: "heist_plumbing::server",
+                        code = ?status.map_or(tonic::Code::Ok, |status| status.code()),
+                        "call served"
+                    );
                 }
                 outcome
             }
@@ -280,8 +288,6 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,
-            otel.status_code = Empty,
-            otel.status_description = Empty,
         );
         inject(&span, request.headers_mut());
         let future = self.inner.call(request);
@@ -543,9 +549,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {kind} span in {spans:#?}"));
             assert_eq!(
                 span.status,
-                OtelStatus::error(
-                    "The caller does not have permission to execute the specified operation"
-                ),
+                OtelStatus::error("token lacks scope `database_query:use`"),
                 "{kind}"
             );
             assert_eq!(

@@ -20,13 +20,19 @@
 
 use std::time::Duration;
 
-use opentelemetry::{global, propagation::TextMapCompositePropagator, trace::TracerProvider as _};
+use opentelemetry::{
+    KeyValue, global,
+    propagation::TextMapCompositePropagator,
+    trace::{Status, TracerProvider as _},
+};
+use opentelemetry_otlp::{RetryPolicy, WithTonicConfig};
 use opentelemetry_sdk::{
     Resource,
     propagation::{BaggagePropagator, TraceContextPropagator},
     trace::{SdkTracerProvider, SpanExporter},
 };
 use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt,
 };
@@ -41,6 +47,18 @@ pub const OTLP_ENDPOINT_VARS: [&str; 2] = [
 
 /// How long [`Telemetry::shutdown`] waits for the exporter at most.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How a failed export is retried: twice, soon. A collector that blips
+/// during a run loses nothing, and one that is down when a process exits
+/// delays the exit by a few hundred milliseconds, not the second or so of
+/// the SDK's recommended policy (3 retries, 100 ms doubling).
+fn export_retry_policy() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_retries(2)
+        .with_initial_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(200))
+        .with_max_jitter(Duration::from_millis(50))
+}
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +114,21 @@ impl Telemetry {
     }
 }
 
+/// Marks `span` as failed: span status ERROR with `message`, and an
+/// `exception` event (`exception.type`, `exception.message`), as the
+/// OpenTelemetry conventions ask. `message` is exported: never put a secret,
+/// a token or a prompt in it. Does nothing when nothing is exported.
+pub fn record_error(span: &tracing::Span, exception_type: &str, message: &str) {
+    span.set_status(Status::error(message.to_owned()));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new("exception.type", exception_type.to_owned()),
+            KeyValue::new("exception.message", message.to_owned()),
+        ],
+    );
+}
+
 /// True when an OTLP endpoint is configured in the environment.
 pub fn otlp_endpoint_configured() -> bool {
     endpoint_configured(|var| std::env::var(var).ok())
@@ -124,6 +157,7 @@ pub fn init(service_name: &str, log_filter: &str) -> Result<Telemetry, Telemetry
         Some(
             opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
+                .with_retry_policy(export_retry_policy())
                 .build()?,
         )
     } else {

@@ -1,0 +1,28 @@
+//! Retries and circuit breakers for the orchestrator's calls to the mesh.
+//!
+//! - [`policy`]: [`RetryPolicy`], exponential backoff with jitter; [`rng`]: the jitter's source.
+//! - [`classify`]: which failures are retried and which mean a service is unwell.
+//! - [`breaker`]: [`CircuitBreaker`] for one service; [`registry`]: [`Breakers`], one per service.
+//! - [`events`]: the breakers' state changes ([`BreakerEvent`]), kept and broadcast.
+//! - [`call`]: [`call_with_resilience`], a call through a breaker with retries.
+//! - [`clock`]: time, injected so tests never sleep.
+//! - [`settings_error`]: config values that cannot work.
+
+pub mod breaker;
+pub mod call;
+pub mod classify;
+pub mod clock;
+pub mod events;
+pub mod policy;
+pub mod registry;
+pub mod rng;
+pub mod settings_error;
+
+pub use breaker::{BreakerOpen, BreakerSettings, CircuitBreaker, Outcome, Permit};
+pub use call::{ResilienceError, call_with_resilience};
+pub use classify::{is_health_failure, is_retryable};
+pub use clock::{Clock, ManualClock, TokioClock};
+pub use events::{BreakerEvent, BreakerState, TransitionReason};
+pub use policy::{Jitter, RetryPolicy};
+pub use registry::{AUDIT, Breakers, MEMORY, OAUTH, tool_service};
+pub use settings_error::SettingsError;
