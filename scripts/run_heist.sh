@@ -13,4 +13,5 @@ profile=${HEIST_PROFILE:-release}
 
 "$root/scripts/start_services.sh"
 trap '"$root/scripts/stop_services.sh"' EXIT
-"$root/target/$profile/orchestrator" --config "${HEIST_CONFIG:-$root/orchestrator/heist.yaml}" run "$@"
+"$root/target/$profile/orchestrator" --config "${HEIST_CONFIG:-$root/orchestrator/heist.yaml}" \
+  --spool "${HEIST_RUN_DIR:-$root/run}/audit.spool" run "$@"

@@ -107,14 +107,17 @@ impl ProcessMesh {
         self.addrs[name]
     }
 
-    /// An orchestrator config file for this mesh, written into its directory.
+    /// An orchestrator config file for this mesh, written into its directory,
+    /// with breakers that stay open 1 s (so a restarted service is used
+    /// again soon).
     pub fn write_config(&self, file: &str) -> std::path::PathBuf {
         let yaml = config_yaml(
             &self.url("oauth"),
             &self.url("tools"),
             &self.url("memory"),
             &self.url("audit"),
-        );
+        )
+        .replace("open_for: 5s", "open_for: 1s");
         let path = self.dir.path().join(file);
         std::fs::write(&path, yaml).expect("write config");
         path

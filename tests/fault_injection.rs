@@ -39,6 +39,8 @@ fn start_run(mesh: &ProcessMesh, seed: u64) -> Child {
             &seed.to_string(),
             "--quiet",
         ])
+        .arg("--transcript")
+        .arg(mesh.dir.path().join("transcript.json"))
         .current_dir(mesh.dir.path())
         .env("NO_COLOR", "1")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -209,9 +211,10 @@ async fn a_tool_service_killed_fails_its_calls_with_the_reason_and_they_succeed_
         );
     }
     let last_failure = failed.iter().map(|u| u.id).max().unwrap();
+    let timeline: Vec<(i64, bool)> = usage.iter().map(|u| (u.turn_id, u.success)).collect();
     assert!(
         usage.iter().any(|u| u.success && u.id > last_failure),
-        "calls succeed again after the restart"
+        "calls succeed again after the restart: {timeline:?}\n{shown}"
     );
     mesh.stop();
 }
@@ -232,6 +235,38 @@ async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
     assert!(
         usage.iter().all(|u| u.success),
         "tool calls use cached tokens: {usage:?}"
+    );
+    mesh.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_killed_three_times_loses_and_duplicates_nothing() {
+    let mut mesh = ProcessMesh::start().await;
+    let (code, shown) = fault_run(&mut mesh, "audit", 5, Duration::from_millis(400)).await;
+    assert_eq!(code, Some(0), "{shown}");
+    let session_id = session_id(&shown);
+    let (status, messages, usage) = audit_trail(&mesh, &session_id).await;
+    assert_eq!(status, SessionStatus::Completed, "{shown}");
+    assert_every_turn_once(&messages);
+    let transcript: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(mesh.dir.path().join("transcript.json"))
+            .unwrap_or_else(|error| panic!("{error}: {shown}")),
+    )
+    .unwrap();
+    let made: usize = transcript["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|turn| turn["tool_calls"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(usage.len(), made, "every tool call recorded once");
+    let mut keys: Vec<&str> = usage.iter().map(|u| u.idempotency_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), usage.len(), "no tool call recorded twice");
+    assert!(
+        shown.contains("spool") || shown.contains("Audit"),
+        "the summary tells about the outage: {shown}"
     );
     mesh.stop();
 }

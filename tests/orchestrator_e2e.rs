@@ -26,6 +26,12 @@ use heist_proto::v1::{
 };
 use tokio::sync::watch;
 
+/// A fresh audit spool in its own directory (kept for the test's life).
+fn spool() -> heist_orchestrator::spool::Spool {
+    let dir = tempfile::TempDir::new().unwrap().keep();
+    heist_orchestrator::spool::Spool::open(dir.join("audit.spool")).unwrap()
+}
+
 /// Collects turns as they end.
 #[derive(Default)]
 struct Collected(std::sync::Mutex<Vec<TurnRecord>>);
@@ -39,7 +45,8 @@ impl TurnSink for Collected {
 async fn run(config: Config, session_id: &str, turns: u64, seed: u64) -> SessionOutcome {
     let config = Arc::new(config);
     let mesh = Mesh::connect(&config).unwrap();
-    let (orchestrator, _) = app::prepare(config, mesh, Arc::new(OfflineBackend::new(seed))).await;
+    let (orchestrator, _) =
+        app::prepare(config, mesh, Arc::new(OfflineBackend::new(seed)), spool()).await;
     let (_stop, stop) = watch::channel(false);
     let sink = Collected::default();
     let outcome = orchestrator

@@ -21,6 +21,12 @@ use heist_proto::v1::{
 use serde_json::json;
 use tokio::sync::watch;
 
+/// A fresh audit spool in its own directory (kept for the test's life).
+fn spool() -> heist_orchestrator::spool::Spool {
+    let dir = tempfile::TempDir::new().unwrap().keep();
+    heist_orchestrator::spool::Spool::open(dir.join("audit.spool")).unwrap()
+}
+
 struct Quiet;
 
 impl TurnSink for Quiet {
@@ -44,7 +50,7 @@ async fn run(
     let config = Arc::new(config);
     let mesh = Mesh::connect(&config).unwrap();
     let llm: Arc<dyn LlmBackend> = Arc::new(backend);
-    let (orchestrator, _) = app::prepare(config, mesh, llm).await;
+    let (orchestrator, _) = app::prepare(config, mesh, llm, spool()).await;
     let (_stop, stop) = watch::channel(false);
     orchestrator
         .run_session(

@@ -290,6 +290,14 @@ impl Services {
         std::fs::read_to_string(&process.log).unwrap_or_default()
     }
 
+    /// Each service's log file and text.
+    fn log_texts(&self) -> Vec<(String, String)> {
+        self.all()
+            .iter()
+            .map(|process| (process.log.display().to_string(), Self::log(process)))
+            .collect()
+    }
+
     fn logs(&self) -> String {
         self.all()
             .iter()
@@ -464,11 +472,7 @@ async fn one_session_is_one_trace_across_all_five_processes() {
     let run = run_orchestrator(dir.path(), "mesh.yaml", &env).await;
     assert!(run.status.success(), "{}", run.shown());
     let session_id = run.session_id();
-    let logs: Vec<(String, String)> = services
-        .all()
-        .iter()
-        .map(|process| (process.log.display().to_string(), Services::log(process)))
-        .collect();
+    let logs = services.log_texts();
     services.terminate();
 
     let session = SessionTrace::of(&session_id, collector.spans());
@@ -788,7 +792,7 @@ fn service_log_lines_name_the_session(session_id: &str, logs: &[(String, String)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nothing_is_exported_when_no_endpoint_is_set() {
+async fn without_an_endpoint_nothing_is_exported_and_logs_still_name_the_session() {
     let _serial = SERIAL.lock().await;
     // Listen where an exporter built with no endpoint would send (the OTLP
     // default, 127.0.0.1:4317), or anywhere if that port is taken (a local
@@ -800,13 +804,16 @@ async fn nothing_is_exported_when_no_endpoint_is_set() {
     let collector = Collector::on(listener).await;
     let dir = TempDir::new().unwrap();
     // Blank for the services (blank counts as unset), unset for the orchestrator.
-    let blank = [("OTEL_EXPORTER_OTLP_ENDPOINT", "")];
+    let blank = [("OTEL_EXPORTER_OTLP_ENDPOINT", ""), ("NO_COLOR", "1")];
     let services = Services::start(dir.path(), &blank).await;
     std::fs::write(dir.path().join("mesh.yaml"), services.config()).unwrap();
     let run = run_orchestrator(dir.path(), "mesh.yaml", &[]).await;
     assert!(run.status.success(), "{}", run.shown());
+    let logs = services.log_texts();
     services.terminate();
     assert_eq!(collector.request_count(), 0, "spans were exported");
+    // Without OpenTelemetry the session still travels as baggage.
+    service_log_lines_name_the_session(&run.session_id(), &logs);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -824,6 +831,11 @@ async fn a_run_exporting_to_a_closed_port_is_at_most_two_seconds_slower() {
     services.terminate();
 
     assert!(traced.status.success(), "{}", traced.shown());
+    assert!(
+        traced.stderr.contains("span export failed"),
+        "the failed flush is not reported: {}",
+        traced.shown()
+    );
     assert!(untraced.status.success(), "{}", untraced.shown());
     assert!(
         traced.elapsed <= untraced.elapsed + CLOSED_PORT_ALLOWANCE,

@@ -51,6 +51,18 @@ pub struct RunRequest {
     pub transcript: Option<PathBuf>,
     /// Print only the summary.
     pub quiet: bool,
+    /// The audit spool file.
+    pub spool: PathBuf,
+}
+
+/// The default audit spool file, relative to the working directory.
+pub const DEFAULT_SPOOL: &str = ".heist/audit.spool";
+
+/// Opens the audit spool (writes a previous run could not deliver are
+/// replayed by this one).
+pub fn open_spool(path: &std::path::Path) -> anyhow::Result<crate::spool::Spool> {
+    crate::spool::Spool::open(path)
+        .with_context(|| format!("cannot open the audit spool {}", path.display()))
 }
 
 /// Builds the LLM backend the config asks for.
@@ -157,6 +169,7 @@ pub async fn prepare(
     config: Arc<Config>,
     mesh: Mesh,
     llm: Arc<dyn LlmBackend>,
+    spool: crate::spool::Spool,
 ) -> (Orchestrator, Vec<crate::discovery::Discovered>) {
     let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
     let token = own_token(&config, &tokens).await;
@@ -164,7 +177,7 @@ pub async fn prepare(
     let specs = tool_specs(&mesh, &discovered);
     let mode = config.llm.tool_calls;
     (
-        Orchestrator::new(config, mesh, llm, specs, mode),
+        Orchestrator::new(config, mesh, llm, specs, mode, spool),
         discovered,
     )
 }
@@ -232,7 +245,8 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
         console.say("⚠️  System starting with degraded services");
     }
 
-    let (orchestrator, discovered) = prepare(config.clone(), mesh, llm).await;
+    let spool = open_spool(&run.spool)?;
+    let (orchestrator, discovered) = prepare(config.clone(), mesh, llm, spool).await;
     for found in &discovered {
         if let Err(reason) = &found.tools {
             console.say(&format!("⚠️  Tools at {} unavailable: {reason}", found.url));
@@ -654,7 +668,12 @@ async fn stored_turns(
 
 /// `orchestrator resume ID`: rebuilds a session from Audit (its messages,
 /// turn counter, last speaker, seed) and runs it on to its `max_turns`.
-pub async fn resume(config: Config, session_id: &str, quiet: bool) -> anyhow::Result<u8> {
+pub async fn resume(
+    config: Config,
+    session_id: &str,
+    quiet: bool,
+    spool_path: &std::path::Path,
+) -> anyhow::Result<u8> {
     let config = Arc::new(config);
     let (mesh, token) = audit_reader(&config).await?;
     let session = match mesh
@@ -707,7 +726,7 @@ pub async fn resume(config: Config, session_id: &str, quiet: bool) -> anyhow::Re
         history.len()
     ));
     let llm = llm_backend(&config, seed);
-    let (orchestrator, _) = prepare(config.clone(), mesh, llm).await;
+    let (orchestrator, _) = prepare(config.clone(), mesh, llm, open_spool(spool_path)?).await;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         heist_plumbing::shutdown::signal().await;

@@ -31,7 +31,7 @@ pub use secret::Secret;
 pub use services::{
     DEFAULT_AUDIT_URL, DEFAULT_CLIENT_ID, DEFAULT_MEMORY_URL, DEFAULT_OAUTH_URL, OAuthSettings,
 };
-pub use session::{MAX_TURNS_LIMIT, SessionSettings, Timeouts};
+pub use session::{MAX_TURNS_LIMIT, ResilienceSettings, SessionSettings, Timeouts};
 
 /// The built-in configuration (`orchestrator/heist.yaml`): the seed's four agents, the services
 /// on 127.0.0.1:8001-8006, the offline LLM backend.
@@ -60,6 +60,8 @@ pub struct Config {
     pub session: SessionSettings,
     /// Per-call deadlines.
     pub timeouts: Timeouts,
+    /// Retries, circuit breakers and the audit spool.
+    pub resilience: ResilienceSettings,
     /// Where the configuration came from: the file's path or [`DEFAULT_SOURCE`].
     pub source: String,
     /// Keys of the seed's layout that were accepted but mean nothing here, one line each, for
@@ -114,6 +116,7 @@ impl Config {
         let llm = llm_settings::build_llm(&fields, &raw.llm, &mut notes)?;
         let session = session::build_session(&fields, &raw.session, &agents)?;
         let timeouts = session::build_timeouts(&fields, &raw.timeouts)?;
+        let resilience = session::build_resilience(&fields, &raw.resilience)?;
         Ok(Self {
             agents,
             oauth: services.oauth,
@@ -123,6 +126,7 @@ impl Config {
             audit: services.audit,
             session,
             timeouts,
+            resilience,
             source: fields.file().to_owned(),
             notes,
         })

@@ -68,6 +68,26 @@ impl Console {
                 outcome.memory_failures, outcome.audit_failures
             ));
         }
+        if outcome.audit_spooled_writes > 0 {
+            lines.push(format!(
+                "   Audit was unreachable: {} writes waited in the spool{}",
+                outcome.audit_spooled_writes,
+                if outcome.audit_spooled > 0 {
+                    format!(
+                        ", {} still there (the next run replays them)",
+                        outcome.audit_spooled
+                    )
+                } else {
+                    ", all replayed".to_owned()
+                }
+            ));
+        }
+        if !outcome.breaker_events.is_empty() {
+            lines.push("   Circuit breakers:".to_owned());
+            for event in &outcome.breaker_events {
+                lines.push(format!("     {event}"));
+            }
+        }
         if outcome.memory_pending > 0 {
             lines.push(format!(
                 "   Memory never came back: {} writes could not be replayed (Audit has them all)",
@@ -82,6 +102,14 @@ impl Console {
 }
 
 impl TurnSink for Console {
+    fn notice(&self, session_id: &str, text: &str) {
+        if self.tag_sessions {
+            self.always(&format!("[{session_id}] {text}"));
+        } else {
+            self.always(text);
+        }
+    }
+
     fn turn(&self, session_id: &str, record: &TurnRecord) {
         if self.quiet {
             return;

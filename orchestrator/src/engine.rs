@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::{
+    audit_writer::{AuditWriteError, AuditWriter, Written},
     config::{AgentConfig, Config},
     llm::{
         AgentPersona, ChatMessage, Completion, CompletionRequest, LlmBackend, ToolCall,
@@ -27,6 +28,11 @@ use crate::{
     },
     memory_sync::MemorySync,
     mesh::{Mesh, request},
+    resilience::{
+        AUDIT, BreakerEvent, BreakerSettings, BreakerState, Breakers, MEMORY, RetryPolicy,
+        call_with_resilience, tool_service,
+    },
+    spool::{Spool, SpooledWrite},
     tokens::TokenCache,
     turn_order::TurnOrder,
 };
@@ -34,10 +40,26 @@ use crate::{
 /// The seed's warm-up framing, given to every agent as the first message.
 pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
 
+/// A policy of one attempt, for calls whose failure costs nothing to skip.
+fn single_attempt() -> RetryPolicy {
+    RetryPolicy::new(
+        1,
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+        1.0,
+        Default::default(),
+    )
+    .unwrap_or_default()
+}
+
 /// The scopes the orchestrator's own token carries (it writes Audit and Memory).
 pub const ORCHESTRATOR_SCOPES: [&str; 4] =
     ["audit:read", "audit:write", "memory:read", "memory:write"];
 
+/// The longest pause between two attempts to reach Audit while paused.
+const MAX_PAUSE_STEP: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the end of a session waits for Audit to take the spool.
+const END_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// How many memory writes may wait for Memory; beyond that the oldest are
 /// dropped and re-sent from the history by a reconcile.
 const MEMORY_OUTBOX_CAPACITY: usize = 256;
@@ -99,6 +121,12 @@ pub struct SessionOutcome {
     pub audit_failures: usize,
     /// Memory writes still waiting at the end (Memory never came back).
     pub memory_pending: usize,
+    /// Audit writes that waited in the spool while Audit was unreachable.
+    pub audit_spooled_writes: usize,
+    /// Audit writes still in the spool at the end (replayed by the next run).
+    pub audit_spooled: usize,
+    /// Circuit-breaker state changes during the session, as text.
+    pub breaker_events: Vec<String>,
     /// Wall time of the session.
     pub elapsed_ms: u64,
 }
@@ -134,13 +162,16 @@ pub struct RunOptions {
 pub trait TurnSink: Send + Sync {
     /// A turn ended.
     fn turn(&self, session_id: &str, record: &TurnRecord);
+
+    /// Something the user should know now (a pause, a breaker opening).
+    fn notice(&self, _session_id: &str, _text: &str) {}
 }
 
 /// A turn and whether its writes landed.
 struct TurnRun {
     record: TurnRecord,
     memory_stored: bool,
-    audit_stored: bool,
+    audit: Result<Written, AuditWriteError>,
 }
 
 /// Runs sessions: the config, the mesh clients, tokens, the LLM and the tools.
@@ -152,6 +183,9 @@ pub struct Orchestrator {
     llm: Arc<dyn LlmBackend>,
     tools: Arc<BTreeMap<String, ToolSpec>>,
     mode: ToolCallMode,
+    breakers: Breakers,
+    policy: RetryPolicy,
+    audit: AuditWriter,
 }
 
 impl Orchestrator {
@@ -162,8 +196,28 @@ impl Orchestrator {
         llm: Arc<dyn LlmBackend>,
         tools: BTreeMap<String, ToolSpec>,
         mode: ToolCallMode,
+        spool: Spool,
     ) -> Self {
         let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+        let settings = &config.resilience;
+        let breakers = Breakers::new(
+            BreakerSettings::new(settings.failure_threshold, settings.open_for).unwrap_or_default(),
+        );
+        let policy = RetryPolicy::new(
+            settings.max_attempts,
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(2),
+            2.0,
+            Default::default(),
+        )
+        .unwrap_or_default();
+        let audit = AuditWriter::new(
+            mesh.audit.clone(),
+            spool,
+            breakers.get(AUDIT),
+            policy.clone(),
+            config.timeouts.audit,
+        );
         Self {
             config,
             mesh,
@@ -171,7 +225,20 @@ impl Orchestrator {
             llm,
             tools: Arc::new(tools),
             mode,
+            breakers,
+            policy,
+            audit,
         }
+    }
+
+    /// The circuit breakers of every service.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// The audit writer (and its spool).
+    pub fn audit_writer(&self) -> &AuditWriter {
+        &self.audit
     }
 
     /// The token cache (shared with tool discovery).
@@ -257,10 +324,20 @@ impl Orchestrator {
             memory_failures: 0,
             audit_failures: 0,
             memory_pending: 0,
+            audit_spooled_writes: 0,
+            audit_spooled: 0,
+            breaker_events: Vec::new(),
             elapsed_ms: 0,
         };
         let mut memory_sync = MemorySync::new(session_id, MEMORY_OUTBOX_CAPACITY);
+        let mut breaker_events = self.breakers.subscribe();
         for turn in first_turn..=options.max_turns {
+            self.note_breaker_events(session_id, &mut breaker_events, &mut outcome, sink)
+                .await;
+            let max_spooled =
+                usize::try_from(self.config.resilience.max_spooled_turns).unwrap_or(usize::MAX);
+            self.drain_spool(session_id, max_spooled, &stop, &mut outcome, sink)
+                .await;
             if *stop.borrow() {
                 outcome.status = "interrupted";
                 break;
@@ -281,7 +358,14 @@ impl Orchestrator {
                 .filter(|call| !call.success)
                 .count();
             outcome.memory_failures += usize::from(!ran.memory_stored);
-            outcome.audit_failures += usize::from(!ran.audit_stored);
+            match &ran.audit {
+                Ok(Written::Stored) => {}
+                Ok(Written::Spooled) => outcome.audit_spooled_writes += 1,
+                Err(error) => {
+                    tracing::error!(%error, "audit write of a turn failed");
+                    outcome.audit_failures += 1;
+                }
+            }
             sink.turn(session_id, &ran.record);
             outcome.turns.push(ran.record);
             last = Some(speaker);
@@ -316,28 +400,142 @@ impl Orchestrator {
             "failed" => SessionStatus::Failed,
             _ => SessionStatus::Completed,
         };
-        let token = self.own_token().await.unwrap_or(token);
-        if let Err(error) = self
-            .mesh
-            .audit
-            .clone()
-            .end_session(request(
-                EndSessionRequest {
-                    session_id: session_id.to_owned(),
-                    num_turns: i64::try_from(outcome.turns.len()).unwrap_or(i64::MAX),
-                    status: status as i32,
-                    idempotency_key: format!("{session_id}/end"),
-                },
-                Some(&token),
-                self.config.timeouts.audit,
-            ))
-            .await
-        {
-            tracing::error!(error = %error.message(), "cannot end the session in audit");
-            outcome.audit_failures += 1;
-        }
+        let token = self.own_token().await.ok().unwrap_or(token);
+        let end = SpooledWrite::EndSession(EndSessionRequest {
+            session_id: session_id.to_owned(),
+            num_turns: i64::try_from(outcome.turns.len()).unwrap_or(i64::MAX),
+            status: status as i32,
+            idempotency_key: format!("{session_id}/end"),
+        });
+        self.record_audit(end, Some(&token), &mut outcome).await;
+        self.note_breaker_events(session_id, &mut breaker_events, &mut outcome, sink)
+            .await;
+        let (_, stop_never) = watch::channel(false);
+        let ending = if *stop.borrow() {
+            stop.clone()
+        } else {
+            stop_never
+        };
+        self.drain_spool(session_id, 0, &ending, &mut outcome, sink)
+            .await;
+        outcome.audit_spooled = self.audit.pending_for(session_id).await.0;
         outcome.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(outcome)
+    }
+
+    /// Sends an audit write, or spools it; counts what happened.
+    async fn record_audit(
+        &self,
+        write: SpooledWrite,
+        token: Option<&str>,
+        outcome: &mut SessionOutcome,
+    ) {
+        match self.audit.write(write, token).await {
+            Ok(Written::Stored) => {}
+            Ok(Written::Spooled) => outcome.audit_spooled_writes += 1,
+            Err(AuditWriteError::Refused(status)) => {
+                tracing::error!(error = %status.message(), "audit refused a write");
+                outcome.audit_failures += 1;
+            }
+            Err(error @ AuditWriteError::Spool(_)) => {
+                tracing::error!(%error, "audit write lost: neither audit nor the spool took it");
+                outcome.audit_failures += 1;
+            }
+        }
+    }
+
+    /// Replays the spool; while more than `max_turns` turns of this session
+    /// wait in it, pauses the conversation until Audit takes them (or until
+    /// `stop`, or, at the end of a session, a time limit).
+    async fn drain_spool(
+        &self,
+        session_id: &str,
+        max_turns: usize,
+        stop: &watch::Receiver<bool>,
+        outcome: &mut SessionOutcome,
+        sink: &dyn TurnSink,
+    ) {
+        let token = self.own_token().await.ok();
+        if self.audit.replay(token.as_deref()).await == 0 {
+            return;
+        }
+        let (writes, turns) = self.audit.pending_for(session_id).await;
+        if turns <= max_turns && !(max_turns == 0 && writes > 0) {
+            return;
+        }
+        sink.notice(
+            session_id,
+            &format!("⏸  Audit is unreachable: {writes} writes of {turns} turns are spooled; pausing until it is back"),
+        );
+        let started = Instant::now();
+        let mut step = std::time::Duration::from_millis(100);
+        loop {
+            if *stop.borrow() || (max_turns == 0 && started.elapsed() > END_DRAIN_LIMIT) {
+                break;
+            }
+            tokio::time::sleep(step).await;
+            step = (step * 2).min(MAX_PAUSE_STEP);
+            let token = self.own_token().await.ok();
+            self.audit.replay(token.as_deref()).await;
+            let (writes, turns) = self.audit.pending_for(session_id).await;
+            if turns <= max_turns && (max_turns > 0 || writes == 0) {
+                sink.notice(
+                    session_id,
+                    "▶️  Audit is back: the spool is replayed, the conversation goes on",
+                );
+                break;
+            }
+        }
+        let _ = outcome;
+    }
+
+    /// Logs every breaker state change since the last call, adds it to the
+    /// session's span, records it as a session event in Audit, and keeps it
+    /// for the summary.
+    async fn note_breaker_events(
+        &self,
+        session_id: &str,
+        events: &mut tokio::sync::broadcast::Receiver<BreakerEvent>,
+        outcome: &mut SessionOutcome,
+        sink: &dyn TurnSink,
+    ) {
+        let mut seen = Vec::new();
+        loop {
+            match events.try_recv() {
+                Ok(event) => seen.push(event),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "breaker events missed");
+                }
+                Err(_) => break,
+            }
+        }
+        for event in seen {
+            let text = event.to_string();
+            tracing::warn!(target: "heist_orchestrator", breaker = %event.service, state = %event.to, "{text}");
+            if event.to == BreakerState::Open {
+                sink.notice(session_id, &format!("⚡ circuit {text}"));
+            }
+            let kind = match event.to {
+                BreakerState::Open => "breaker.open",
+                BreakerState::HalfOpen => "breaker.half_open",
+                BreakerState::Closed => "breaker.closed",
+            };
+            let nanos = event
+                .at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|elapsed| elapsed.as_nanos())
+                .unwrap_or(0);
+            let write =
+                SpooledWrite::StoreSessionEvent(heist_proto::v1::StoreSessionEventRequest {
+                    session_id: session_id.to_owned(),
+                    kind: kind.to_owned(),
+                    detail: text.clone(),
+                    idempotency_key: format!("{session_id}/breaker/{}/{nanos}", event.service),
+                });
+            let token = self.own_token().await.ok();
+            self.record_audit(write, token.as_deref(), outcome).await;
+            outcome.breaker_events.push(text);
+        }
     }
 
     /// Creates the session in Audit, with what a resume needs in its metadata
@@ -358,20 +556,23 @@ impl Orchestrator {
             "pid": std::process::id(),
             "host": crate::liveness::host_name(),
         });
-        self.mesh
-            .audit
-            .clone()
-            .create_session(request(
-                CreateSessionRequest {
-                    session_id: session_id.to_owned(),
-                    metadata: metadata.to_string(),
-                    idempotency_key: format!("{session_id}/create"),
-                },
-                Some(token),
-                self.config.timeouts.audit,
-            ))
-            .await
-            .map_err(RunError::CreateSession)?;
+        let create = CreateSessionRequest {
+            session_id: session_id.to_owned(),
+            metadata: metadata.to_string(),
+            idempotency_key: format!("{session_id}/create"),
+        };
+        // A session starts only once Audit has it: nothing is spooled yet.
+        call_with_resilience(&self.breakers.get(AUDIT), &self.policy, true, |_| {
+            let mut audit = self.mesh.audit.clone();
+            let body = create.clone();
+            async move {
+                audit
+                    .create_session(request(body, Some(token), self.config.timeouts.audit))
+                    .await
+            }
+        })
+        .await
+        .map_err(|error| RunError::CreateSession(error.into_status()))?;
         Ok(())
     }
 
@@ -416,13 +617,13 @@ impl Orchestrator {
                 is_error,
                 tool_calls,
             };
-            let (memory_stored, audit_stored) = self
+            let (memory_stored, audit) = self
                 .persist(session_id, &record, history, memory_sync, token.as_deref())
                 .await;
             TurnRun {
                 record,
                 memory_stored,
-                audit_stored,
+                audit,
             }
         }
         .instrument(span)
@@ -437,22 +638,21 @@ impl Orchestrator {
         agent: &AgentConfig,
         token: Option<&str>,
     ) -> Option<String> {
-        let answer = self
-            .mesh
-            .memory
-            .clone()
-            .get_compressed_memory(request(
-                GetCompressedMemoryRequest {
-                    agent_id: agent.name.clone(),
-                    session_id: session_id.to_owned(),
-                    recent_count: i32::try_from(self.config.session.memory_recent_count)
-                        .unwrap_or(3),
-                    max_chars: i32::try_from(self.config.session.memory_max_chars).unwrap_or(1000),
-                },
-                token,
-                self.config.timeouts.memory,
-            ))
-            .await;
+        let body = GetCompressedMemoryRequest {
+            agent_id: agent.name.clone(),
+            session_id: session_id.to_owned(),
+            recent_count: i32::try_from(self.config.session.memory_recent_count).unwrap_or(3),
+            max_chars: i32::try_from(self.config.session.memory_max_chars).unwrap_or(1000),
+        };
+        // Memory is optional context: one attempt, and none while its breaker is open.
+        let answer =
+            call_with_resilience(&self.breakers.get(MEMORY), &single_attempt(), true, |_| {
+                let mut memory = self.mesh.memory.clone();
+                let request = request(body.clone(), token, self.config.timeouts.memory);
+                async move { memory.get_compressed_memory(request).await }
+            })
+            .await
+            .map_err(|error| error.into_status());
         match answer {
             Ok(answer) => {
                 let answer = answer.into_inner();
@@ -662,28 +862,19 @@ impl Orchestrator {
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
         let token = self.own_token().await.ok();
-        let stored = self
-            .mesh
-            .audit
-            .clone()
-            .store_tool_usage(request(
-                StoreToolUsageRequest {
-                    session_id: session_id.to_owned(),
-                    turn_id,
-                    agent_name: agent.name.clone(),
-                    tool_name: record.tool.clone(),
-                    tool_params: record.params.clone(),
-                    tool_result: record.result.clone(),
-                    success: record.success,
-                    duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
-                    idempotency_key: format!("{session_id}/turn/{turn_id}/tool/{round}/{index}"),
-                },
-                token.as_deref(),
-                self.config.timeouts.audit,
-            ))
-            .await;
-        if let Err(status) = stored {
-            tracing::error!(error = %status.message(), "cannot record the tool call in audit");
+        let write = SpooledWrite::StoreToolUsage(StoreToolUsageRequest {
+            session_id: session_id.to_owned(),
+            turn_id,
+            agent_name: agent.name.clone(),
+            tool_name: record.tool.clone(),
+            tool_params: record.params.clone(),
+            tool_result: record.result.clone(),
+            success: record.success,
+            duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
+            idempotency_key: format!("{session_id}/turn/{turn_id}/tool/{round}/{index}"),
+        });
+        if let Err(error) = self.audit.write(write, token.as_deref()).await {
+            tracing::error!(%error, "cannot record the tool call in audit");
         }
         record
     }
@@ -717,22 +908,24 @@ impl Orchestrator {
                     })?,
             )
         };
-        let answer = route
-            .client
-            .clone()
-            .call_tool(request(
-                CallToolRequest {
-                    tool_name: call.name.clone(),
-                    arguments: call.arguments.clone().into_iter().collect(),
-                    session_id: session_id.to_owned(),
-                    agent_name: agent.name.clone(),
-                    turn_id,
-                },
-                token.as_deref(),
-                self.config.timeouts.tools,
-            ))
-            .await
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+        let body = CallToolRequest {
+            tool_name: call.name.clone(),
+            arguments: call.arguments.clone().into_iter().collect(),
+            session_id: session_id.to_owned(),
+            agent_name: agent.name.clone(),
+            turn_id,
+        };
+        let breaker = self.breakers.get(&tool_service(&call.name));
+        let answer = call_with_resilience(&breaker, &self.policy, true, |_| {
+            let mut client = route.client.clone();
+            let request = request(body.clone(), token.as_deref(), self.config.timeouts.tools);
+            async move { client.call_tool(request).await }
+        })
+        .await
+        .map_err(|error| {
+            let status = error.into_status();
+            format!("{:?}: {}", status.code(), status.message())
+        })?;
         Ok(answer.into_inner().text)
     }
 
@@ -745,7 +938,7 @@ impl Orchestrator {
         history: &[TurnRecord],
         memory_sync: &mut MemorySync,
         token: Option<&str>,
-    ) -> (bool, bool) {
+    ) -> (bool, Result<Written, AuditWriteError>) {
         let memory = async {
             if record.is_error {
                 return true;
@@ -753,6 +946,7 @@ impl Orchestrator {
             memory_sync
                 .store(
                     &self.mesh.memory,
+                    &self.breakers.get(MEMORY),
                     history,
                     record,
                     token,
@@ -761,26 +955,18 @@ impl Orchestrator {
                 .await
         };
         let audit = async {
-            self.mesh
-                .audit
-                .clone()
-                .store_message(request(
-                    StoreMessageRequest {
-                        session_id: session_id.to_owned(),
-                        turn_id: record.turn,
-                        agent_name: record.agent.clone(),
-                        agent_role: record.role.clone(),
-                        message: record.message.clone(),
-                        is_error: record.is_error,
-                        idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
-                    },
-                    token,
-                    self.config.timeouts.audit,
-                ))
-                .await
-                .map_err(|status| tracing::error!(error = %status.message(), "audit write failed"))
-                .is_ok()
+            let write = SpooledWrite::StoreMessage(StoreMessageRequest {
+                session_id: session_id.to_owned(),
+                turn_id: record.turn,
+                agent_name: record.agent.clone(),
+                agent_role: record.role.clone(),
+                message: record.message.clone(),
+                is_error: record.is_error,
+                idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
+            });
+            self.audit.write(write, token).await
         };
-        tokio::join!(memory, audit)
+        let (memory, audit) = tokio::join!(memory, audit);
+        (memory, audit)
     }
 }

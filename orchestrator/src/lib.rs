@@ -4,6 +4,7 @@
 //! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache.
 //! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
 //! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
+//! - [`audit_writer`]: audit writes that are spooled, never dropped, while Audit is down.
 //! - [`memory_sync`]: the memory outbox and the reconcile after Memory lost entries.
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps.
@@ -12,6 +13,7 @@
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
 pub mod app;
+pub mod audit_writer;
 pub mod config;
 pub mod console;
 pub mod discovery;

@@ -25,6 +25,11 @@ struct Cli {
     #[arg(long, short, global = true, env = "HEIST_CONFIG")]
     config: Option<PathBuf>,
 
+    /// Where audit writes wait while Audit is unreachable (replayed by the
+    /// next run if this one ends first). One file per orchestrator process.
+    #[arg(long, global = true, env = "HEIST_SPOOL", default_value = app::DEFAULT_SPOOL)]
+    spool: PathBuf,
+
     /// Log filter for diagnostics on stderr, e.g. `warn` or `heist_orchestrator=debug`.
     #[arg(long = "log", global = true, env = "RUST_LOG", default_value = "warn")]
     log_filter: String,
@@ -153,6 +158,7 @@ async fn main() -> ExitCode {
                     seed: args.seed,
                     transcript: args.transcript,
                     quiet: args.quiet,
+                    spool: cli.spool.clone(),
                 },
             )
             .await
@@ -165,7 +171,9 @@ async fn main() -> ExitCode {
             app::sessions_show(&config, &session_id).await
         }
         Command::Tools => app::tools(&config).await,
-        Command::Resume { session_id, quiet } => app::resume(config, &session_id, quiet).await,
+        Command::Resume { session_id, quiet } => {
+            app::resume(config, &session_id, quiet, &cli.spool).await
+        }
     };
     telemetry.shutdown().await;
     match outcome {

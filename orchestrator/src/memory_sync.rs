@@ -17,7 +17,11 @@ use heist_proto::v1::{
     ListMemoryTurnsRequest, StoreMemoryRequest, memory_service_client::MemoryServiceClient,
 };
 
-use crate::{engine::TurnRecord, mesh::request};
+use crate::{
+    engine::TurnRecord,
+    mesh::request,
+    resilience::{CircuitBreaker, Outcome},
+};
 
 /// The Memory client the engine uses.
 pub type MemoryClient = MemoryServiceClient<TracedChannel>;
@@ -67,6 +71,7 @@ impl MemorySync {
     pub async fn store(
         &mut self,
         client: &MemoryClient,
+        breaker: &CircuitBreaker,
         history: &[TurnRecord],
         current: &TurnRecord,
         token: Option<&str>,
@@ -81,11 +86,16 @@ impl MemorySync {
         self.outbox.push_back(write);
         while let Some(next) = self.outbox.front() {
             let agent = next.agent_id.clone();
-            match client
+            // While Memory's breaker is open, the write just waits here.
+            let Ok(permit) = breaker.try_acquire() else {
+                return false;
+            };
+            let answer = client
                 .clone()
                 .store_memory(request(next.clone(), token, deadline))
-                .await
-            {
+                .await;
+            permit.record(Outcome::of(&answer));
+            match answer {
                 Ok(answer) => {
                     self.outbox.pop_front();
                     let kept = answer.into_inner().memories_count;

@@ -113,6 +113,9 @@ mod tests {
             memory_failures: 0,
             audit_failures: 0,
             memory_pending: 0,
+            audit_spooled_writes: 0,
+            audit_spooled: 0,
+            breaker_events: Vec::new(),
             elapsed_ms: 10,
         }
     }

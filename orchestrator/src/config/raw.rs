@@ -36,6 +36,9 @@ pub(super) struct RawConfig {
     /// Per-call deadlines.
     #[serde(default)]
     pub(super) timeouts: RawTimeouts,
+    /// Retries, circuit breakers and the audit spool.
+    #[serde(default)]
+    pub(super) resilience: RawResilience,
     /// The seed's SQLite path: accepted and ignored (the Audit service owns the database).
     #[serde(default)]
     pub(super) database: Option<IgnoredAny>,
@@ -248,6 +251,24 @@ pub(super) struct RawTimeouts {
     /// Health checks.
     #[serde(default)]
     pub(super) health: Option<String>,
+}
+
+/// The `resilience` section.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResilience {
+    /// Attempts per call (retries + 1).
+    #[serde(default)]
+    pub(super) max_attempts: Option<u32>,
+    /// Consecutive failures that open a service's breaker.
+    #[serde(default)]
+    pub(super) failure_threshold: Option<u32>,
+    /// How long an open breaker refuses calls.
+    #[serde(default)]
+    pub(super) open_for: Option<String>,
+    /// Turns whose audit writes may wait in the spool before the conversation pauses.
+    #[serde(default)]
+    pub(super) max_spooled_turns: Option<u32>,
 }
 
 /// A map that refuses a key given twice (serde's own map keeps the last one silently).

@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 use super::{
     AgentConfig, ConfigError,
     fields::Fields,
-    raw::{RawSession, RawTimeouts},
+    raw::{RawResilience, RawSession, RawTimeouts},
 };
 
 /// The most turns a session may have.
@@ -127,6 +127,58 @@ fn checked_turn_order(
         }
     }
     Ok(names)
+}
+
+/// Retries, circuit breakers and the audit spool (the `resilience` section).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResilienceSettings {
+    /// Attempts per call, the first included (default 4).
+    pub max_attempts: u32,
+    /// Consecutive failures that open a service's breaker (default 5).
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses calls before one probe (default 5 s).
+    pub open_for: Duration,
+    /// Turns whose audit writes may wait in the spool before the
+    /// conversation pauses until Audit is back (default 3).
+    pub max_spooled_turns: u32,
+}
+
+/// Reads the `resilience` section.
+pub(super) fn build_resilience(
+    fields: &Fields<'_>,
+    raw: &RawResilience,
+) -> Result<ResilienceSettings, ConfigError> {
+    let max_attempts = raw.max_attempts.unwrap_or(4);
+    if !(1..=10).contains(&max_attempts) {
+        return Err(fields.invalid(
+            "resilience.max_attempts",
+            format!("{max_attempts} is out of range; use 1 (no retry) to 10"),
+        ));
+    }
+    let failure_threshold = raw.failure_threshold.unwrap_or(5);
+    if failure_threshold == 0 {
+        return Err(fields.invalid(
+            "resilience.failure_threshold",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    let open_for = fields.duration(
+        "resilience.open_for",
+        raw.open_for.as_deref(),
+        Duration::from_secs(5),
+    )?;
+    if open_for.is_zero() || open_for > Duration::from_secs(86_400) {
+        return Err(fields.invalid(
+            "resilience.open_for",
+            "must be more than 0 and at most 24h".to_owned(),
+        ));
+    }
+    Ok(ResilienceSettings {
+        max_attempts,
+        failure_threshold,
+        open_for,
+        max_spooled_turns: raw.max_spooled_turns.unwrap_or(3),
+    })
 }
 
 /// Reads the `timeouts` section.

@@ -7,7 +7,10 @@
 //! is set; otherwise nothing is exported and nothing waits on a collector.
 //! Dependency spans (h2, hyper, tonic, tower) never reach the OTel layer, so
 //! the exporter does not trace itself. Call [`Telemetry::shutdown`] before
-//! exit to flush the last spans.
+//! exit to flush the last spans. A failed export is logged once per streak
+//! (a collector that is down is worth one warning, not one per batch) and
+//! retried briefly, so a dead collector never slows a run by more than a
+//! few hundred milliseconds.
 //!
 //! Span design (one trace per session): the orchestrator's `session` span is
 //! the root; each turn, LLM call, tool call and client call is under it; each
@@ -38,6 +41,9 @@ use tracing_subscriber::{
 };
 
 use crate::session_span::{SessionIdLayer, SessionIdProcessor};
+use reporting::ReportingExporter;
+
+mod reporting;
 
 /// The environment variables that switch OTLP export on.
 pub const OTLP_ENDPOINT_VARS: [&str; 2] = [
@@ -191,7 +197,7 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
         )
         .with_span_processor(SessionIdProcessor);
     if let Some(exporter) = exporter {
-        builder = builder.with_batch_exporter(exporter);
+        builder = builder.with_batch_exporter(ReportingExporter::new(exporter));
     }
     let provider = builder.build();
     let tracer = provider.tracer(service_name.to_owned());

@@ -1,0 +1,197 @@
+//! Audit writes that are never dropped.
+//!
+//! Audit is the source of truth, so a write that cannot reach it is not
+//! lost: each write is tried with retries and the audit circuit breaker;
+//! one that still fails for lack of Audit (UNAVAILABLE, a timeout, an open
+//! breaker) goes into the durable spool (a file, fsynced), and so does every
+//! later write while the spool holds any, so the order is kept. The spool
+//! is replayed in order whenever Audit answers again, exactly once thanks to
+//! the idempotency keys every write carries. What is still spooled when the
+//! process ends is replayed by the next run.
+
+use std::{sync::Arc, time::Duration};
+
+use heist_plumbing::propagation::TracedChannel;
+use heist_proto::v1::audit_service_client::AuditServiceClient;
+use tokio::sync::Mutex;
+use tonic::Status;
+
+use crate::{
+    mesh::request,
+    resilience::{
+        CircuitBreaker, ResilienceError, RetryPolicy, call_with_resilience, is_health_failure,
+    },
+    spool::{Spool, SpoolError, SpooledWrite},
+};
+
+/// The Audit client the writer uses.
+pub type AuditClient = AuditServiceClient<TracedChannel>;
+
+/// Where a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Audit committed it.
+    Stored,
+    /// Audit is unreachable: the write waits in the spool.
+    Spooled,
+}
+
+/// A write that neither Audit nor the spool took.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditWriteError {
+    /// Audit answered, and refused the write (it can never succeed).
+    #[error("audit refused the write: {0}")]
+    Refused(Status),
+    /// The spool could not keep it.
+    #[error("cannot spool the write: {0}")]
+    Spool(#[from] SpoolError),
+}
+
+/// The audit writes of every session of this process.
+#[derive(Clone)]
+pub struct AuditWriter {
+    client: AuditClient,
+    spool: Arc<Mutex<Spool>>,
+    breaker: CircuitBreaker,
+    policy: RetryPolicy,
+    deadline: Duration,
+}
+
+impl AuditWriter {
+    /// A writer over `client`, spooling to `spool`.
+    pub fn new(
+        client: AuditClient,
+        spool: Spool,
+        breaker: CircuitBreaker,
+        policy: RetryPolicy,
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            client,
+            spool: Arc::new(Mutex::new(spool)),
+            breaker,
+            policy,
+            deadline,
+        }
+    }
+
+    /// Stores `write` in Audit, or spools it while Audit is unreachable.
+    pub async fn write(
+        &self,
+        write: SpooledWrite,
+        token: Option<&str>,
+    ) -> Result<Written, AuditWriteError> {
+        let mut spool = self.spool.lock().await;
+        if spool.is_empty() {
+            match self.send(&write, token).await {
+                Ok(()) => return Ok(Written::Stored),
+                Err(SendError::Refused(status)) => return Err(AuditWriteError::Refused(status)),
+                Err(SendError::Unreachable(reason)) => {
+                    tracing::warn!(%reason, kind = write.kind(), "audit unreachable; write spooled");
+                }
+            }
+        }
+        spool.append(write)?;
+        drop(spool);
+        self.replay(token).await;
+        Ok(Written::Spooled)
+    }
+
+    /// Replays the spool in order until it is empty or Audit fails again;
+    /// returns how many writes still wait.
+    pub async fn replay(&self, token: Option<&str>) -> usize {
+        let mut spool = self.spool.lock().await;
+        loop {
+            let Some((seq, write)) = spool.pending().first().cloned() else {
+                return 0;
+            };
+            match self.send(&write, token).await {
+                Ok(()) => {}
+                Err(SendError::Refused(status)) => {
+                    tracing::error!(error = %status.message(), kind = write.kind(), "audit refused a spooled write; dropped");
+                }
+                Err(SendError::Unreachable(_)) => return spool.len(),
+            }
+            if let Err(error) = spool.acknowledge(seq) {
+                tracing::error!(%error, "cannot mark a spooled write done; it will be sent again");
+                return spool.len();
+            }
+        }
+    }
+
+    /// Writes waiting in the spool for `session_id`, and how many distinct
+    /// turns their messages belong to.
+    pub async fn pending_for(&self, session_id: &str) -> (usize, usize) {
+        let spool = self.spool.lock().await;
+        let mut writes = 0;
+        let mut turns = std::collections::BTreeSet::new();
+        for (_, write) in spool.pending_for(session_id) {
+            writes += 1;
+            if let SpooledWrite::StoreMessage(message) = write {
+                turns.insert(message.turn_id);
+            }
+        }
+        (writes, turns.len())
+    }
+
+    /// Every write waiting, of any session.
+    pub async fn pending(&self) -> usize {
+        self.spool.lock().await.len()
+    }
+
+    async fn send(&self, write: &SpooledWrite, token: Option<&str>) -> Result<(), SendError> {
+        let outcome = call_with_resilience(&self.breaker, &self.policy, true, |_| {
+            let mut client = self.client.clone();
+            let deadline = self.deadline;
+            let write = write.clone();
+            async move {
+                match write {
+                    SpooledWrite::CreateSession(body) => client
+                        .create_session(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                    SpooledWrite::StoreMessage(body) => client
+                        .store_message(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                    SpooledWrite::StoreToolUsage(body) => client
+                        .store_tool_usage(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                    SpooledWrite::EndSession(body) => client
+                        .end_session(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                    SpooledWrite::StoreSessionEvent(body) => client
+                        .store_session_event(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(ResilienceError::BreakerOpen(open)) => {
+                Err(SendError::Unreachable(open.to_string()))
+            }
+            // A missing or expired token (OAuth down) is as temporary as a
+            // missing Audit: keep the write for later.
+            Err(ResilienceError::Status(status))
+                if is_health_failure(&status) || status.code() == tonic::Code::Unauthenticated =>
+            {
+                Err(SendError::Unreachable(format!(
+                    "{:?}: {}",
+                    status.code(),
+                    status.message()
+                )))
+            }
+            Err(ResilienceError::Status(status)) => Err(SendError::Refused(status)),
+        }
+    }
+}
+
+enum SendError {
+    Unreachable(String),
+    Refused(Status),
+}
