@@ -1,7 +1,8 @@
-//! An orchestrator killed mid-session (SIGKILL) leaves its session active;
-//! `sessions list` shows it as interrupted, and `orchestrator resume` runs it
-//! on to exactly `max_turns` messages, with no gap, no duplicate, and the
-//! speakers an uninterrupted run would have had.
+//! An orchestrator killed mid-session (SIGKILL, at three seeded turns of a
+//! 100-turn session, the resumed run killed again) leaves its session
+//! active; `sessions list` shows it as interrupted, and `orchestrator resume`
+//! runs it on to exactly `max_turns` messages, with no gap, no duplicate, and
+//! the speakers an uninterrupted run would have had.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -18,7 +19,7 @@ use heist_proto::v1::{
 };
 use tempfile::TempDir;
 
-const TURNS: u64 = 30;
+const TURNS: u64 = 100;
 const SEED: &str = "77";
 
 fn orchestrator(dir: &std::path::Path) -> Command {
@@ -31,31 +32,60 @@ fn orchestrator(dir: &std::path::Path) -> Command {
     command
 }
 
+/// Runs `args` and SIGKILLs the orchestrator when it prints `[Turn kill_at]`;
+/// returns the session ID it printed, if any.
+fn run_until_killed(dir: &std::path::Path, args: &[&str], kill_at: u64) -> String {
+    let mut child = orchestrator(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut session_id = String::new();
+    let marker = format!("[Turn {kill_at}]");
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(id) = line.strip_prefix("Session ID: ") {
+            session_id = id.trim().to_owned();
+        }
+        if line.starts_with(&marker) {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    session_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_session_is_listed_as_interrupted_and_resumes_to_exactly_max_turns() {
+async fn an_orchestrator_killed_three_times_resumes_to_exactly_max_turns() {
     let mesh = TestMesh::start().await;
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join("mesh.yaml"), mesh.yaml()).unwrap();
     let workdir = dir.path().to_owned();
+    // Seeded kill points (turns), one per run.
+    let points: Vec<u64> = {
+        let mut state = 2025_u64;
+        let mut points: Vec<u64> = (0..3)
+            .map(|_| {
+                state = heist_orchestrator::turn_order::mix(state);
+                5 + state % (TURNS - 10)
+            })
+            .collect();
+        points.sort_unstable();
+        points.dedup();
+        points
+    };
     let (session_id, listed, resumed) = tokio::task::spawn_blocking(move || {
-        let mut child = orchestrator(&workdir)
-            .args(["run", "--turns", &TURNS.to_string(), "--seed", SEED])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut session_id = String::new();
-        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            let line = line.unwrap();
-            if let Some(id) = line.strip_prefix("Session ID: ") {
-                session_id = id.trim().to_owned();
-            }
-            if line.starts_with("[Turn 7]") {
-                break;
-            }
+        let turns = TURNS.to_string();
+        let session_id = run_until_killed(
+            &workdir,
+            &["run", "--turns", &turns, "--seed", SEED],
+            points[0],
+        );
+        for point in &points[1..] {
+            run_until_killed(&workdir, &["resume", &session_id], *point);
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
         let listed = orchestrator(&workdir)
             .args(["sessions", "list"])
             .output()

@@ -316,6 +316,7 @@ impl Authenticator {
 
     /// The full check (signature, time, audience, issuer); remembers a pass.
     fn verify_signature(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
+        let _span = tracing::info_span!(target: "heist_plumbing::auth", "jwt.verify").entered();
         let claims = {
             let verifier = self
                 .inner
