@@ -62,6 +62,9 @@ impl ProcessMesh {
                     path(&key),
                     "--revocations-file".into(),
                     path(&revoked),
+                    // Short-lived tokens are renewed during a test run.
+                    "--token-lifetime".into(),
+                    "8s".into(),
                 ],
             ),
             "audit" => (
@@ -72,7 +75,9 @@ impl ProcessMesh {
             _ => ("heist-tools", vec!["--oauth-url".into(), oauth]),
         };
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        args.extend(["--grace-period", "1s", "--log", "warn"]);
+        // OAuth logs each token it issues (never the token itself).
+        let log = if name == "oauth" { "info" } else { "warn" };
+        args.extend(["--grace-period", "1s", "--log", log]);
         let listen = self.addrs[name].to_string();
         let process = ServiceProcess::start(&binary(binary_name), &args, &listen, dir)
             .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));

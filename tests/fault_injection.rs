@@ -224,6 +224,8 @@ async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
     let mut mesh = ProcessMesh::start().await;
     let (code, shown) = fault_run(&mut mesh, "oauth", 37, Duration::from_millis(500)).await;
     assert_eq!(code, Some(0), "{shown}");
+    // Read before this test asks OAuth for a token of its own.
+    let log = std::fs::read_to_string(mesh.dir.path().join("heist-oauth.log")).unwrap();
     let session_id = session_id(&shown);
     let (status, messages, usage) = audit_trail(&mesh, &session_id).await;
     assert_eq!(status, SessionStatus::Completed);
@@ -235,6 +237,12 @@ async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
     assert!(
         usage.iter().all(|u| u.success),
         "tool calls use cached tokens: {usage:?}"
+    );
+    // Tokens live 8 s here: the run renewed some from the restarted OAuth.
+    let since_restart = log.rsplit("oauth listening").next().unwrap_or_default();
+    assert!(
+        since_restart.contains("token issued"),
+        "new tokens are fetched once OAuth is back:\n{since_restart}"
     );
     mesh.stop();
 }
