@@ -18,13 +18,8 @@ mod watch;
 
 use std::future::Future;
 
-use heist_plumbing::{
-    ServeOptions,
-    auth::{AuthLayer, Authenticator},
-    serve::ServeError,
-};
+use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
-use tower::Layer;
 
 pub use service::AuditService;
 pub use store::{AuditStore, StoreConfig, StoreError};
@@ -54,12 +49,12 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || AuditStore::open(config))
         .await
         .map_err(|error| StoreError::internal(format!("opening the store panicked: {error}")))??;
-    let service = AuthLayer::new(authenticator.clone(), service::METHOD_SCOPES)
-        .layer(AuditService::new(store.clone()).into_server());
-    let outcome = heist_plumbing::serve(
+    let service = AuditService::new(store.clone()).into_server();
+    let outcome = heist_plumbing::serve_protected(
         listener,
         service,
-        authenticator.load_keys(),
+        authenticator,
+        service::METHOD_SCOPES,
         shutdown,
         options,
     )

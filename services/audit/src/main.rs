@@ -5,9 +5,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::Parser;
 use heist_audit::StoreConfig;
 use heist_plumbing::{
-    ServeOptions,
     cli::{AuthArgs, CommonArgs},
-    shutdown, telemetry,
+    shutdown,
 };
 
 /// The Audit service: the heist mesh's single source of truth (SQLite).
@@ -48,10 +47,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = telemetry::init("heist-audit", &args.common.log_filter)?;
-    let outcome = serve(args).await;
-    telemetry.shutdown().await;
-    outcome
+    let common = args.common.clone();
+    common.run_binary("heist-audit", serve(args)).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -65,9 +62,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         config,
         args.auth.authenticator()?,
         shutdown::signal(),
-        ServeOptions {
-            grace_period: args.common.grace_period,
-        },
+        args.common.serve_options(),
     )
     .await?;
     tracing::info!("audit stopped");

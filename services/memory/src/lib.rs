@@ -18,13 +18,8 @@ use std::{
     time::Duration,
 };
 
-use heist_plumbing::{
-    ServeOptions,
-    auth::{AuthLayer, Authenticator},
-    serve::ServeError,
-};
+use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
-use tower::Layer;
 
 pub use service::MemoryService;
 pub use store::{Limits, MemoryStore};
@@ -55,12 +50,12 @@ pub async fn run(
     let sweep_every = (limits.ttl / 10).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
     let store = Arc::new(Mutex::new(MemoryStore::new(limits)?));
     let sweeper = tokio::spawn(sweep(store.clone(), sweep_every));
-    let service = AuthLayer::new(authenticator.clone(), service::METHOD_SCOPES)
-        .layer(MemoryService::new(store).into_server());
-    let outcome = heist_plumbing::serve(
+    let service = MemoryService::new(store).into_server();
+    let outcome = heist_plumbing::serve_protected(
         listener,
         service,
-        authenticator.load_keys(),
+        authenticator,
+        service::METHOD_SCOPES,
         shutdown,
         options,
     )

@@ -5,9 +5,8 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 use heist_memory::Limits;
 use heist_plumbing::{
-    ServeOptions,
     cli::{AuthArgs, CommonArgs, parse_duration},
-    shutdown, telemetry,
+    shutdown,
 };
 
 /// The Memory service: fast, bounded per-agent, per-session context.
@@ -49,10 +48,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = telemetry::init("heist-memory", &args.common.log_filter)?;
-    let outcome = serve(args).await;
-    telemetry.shutdown().await;
-    outcome
+    let common = args.common.clone();
+    common.run_binary("heist-memory", serve(args)).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -70,9 +67,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         limits,
         args.auth.authenticator()?,
         shutdown::signal(),
-        ServeOptions {
-            grace_period: args.common.grace_period,
-        },
+        args.common.serve_options(),
     )
     .await?;
     tracing::info!("memory stopped");

@@ -5,9 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use heist_oauth::OAuthConfig;
 use heist_plumbing::{
-    ServeOptions,
     cli::{CommonArgs, parse_duration},
-    shutdown, telemetry,
+    shutdown,
 };
 
 /// The OAuth service: client-credentials grant for the agents of the mesh.
@@ -56,10 +55,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = telemetry::init("heist-oauth", &args.common.log_filter)?;
-    let outcome = serve(args).await;
-    telemetry.shutdown().await;
-    outcome
+    let common = args.common.clone();
+    common.run_binary("heist-oauth", serve(args)).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -76,9 +73,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listener,
         config,
         shutdown::signal(),
-        ServeOptions {
-            grace_period: args.common.grace_period,
-        },
+        args.common.serve_options(),
     )
     .await?;
     tracing::info!("oauth stopped");

@@ -45,6 +45,26 @@ impl AuthArgs {
 }
 
 impl CommonArgs {
+    /// The serving options these flags describe.
+    pub fn serve_options(&self) -> crate::ServeOptions {
+        crate::ServeOptions {
+            grace_period: self.grace_period,
+        }
+    }
+
+    /// Runs a server binary's body with telemetry for `service_name` set up
+    /// first and its spans flushed last, whatever the body returns.
+    pub async fn run_binary<F: std::future::Future<Output = anyhow::Result<()>>>(
+        &self,
+        service_name: &str,
+        body: F,
+    ) -> anyhow::Result<()> {
+        let telemetry = crate::telemetry::init(service_name, &self.log_filter)?;
+        let outcome = body.await;
+        telemetry.shutdown().await;
+        outcome
+    }
+
     /// Binds `address` and, if asked, writes the bound address to `--addr-file`.
     pub async fn bind(&self, address: SocketAddr) -> std::io::Result<TcpListener> {
         let listener = TcpListener::bind(address).await.map_err(|error| {

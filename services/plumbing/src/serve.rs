@@ -122,3 +122,35 @@ fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(heist_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
+
+/// Serves `service` behind the bearer-token layer ([`crate::auth::AuthLayer`]
+/// with `method_scopes`); SERVING once `authenticator` has OAuth's keys.
+pub async fn serve_protected<S>(
+    listener: TcpListener,
+    service: S,
+    authenticator: crate::auth::Authenticator,
+    method_scopes: &[(&'static str, &'static str)],
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use tower::Layer as _;
+    let protected =
+        crate::auth::AuthLayer::new(authenticator.clone(), method_scopes).layer(service);
+    serve(
+        listener,
+        protected,
+        authenticator.load_keys(),
+        shutdown,
+        options,
+    )
+    .await
+}

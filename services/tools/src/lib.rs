@@ -35,13 +35,8 @@ pub use tool::{Parameter, Tool, ToolError, ToolOutput};
 
 use std::{future::Future, time::Duration};
 
-use heist_plumbing::{
-    ServeOptions,
-    auth::{AuthLayer, Authenticator},
-    serve::ServeError,
-};
+use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
-use tower::Layer;
 
 pub use service::ToolService;
 
@@ -57,14 +52,6 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     // Scopes differ per tool, so CallTool checks them itself; every method
     // needs a valid token.
-    let service = AuthLayer::new(authenticator.clone(), &[])
-        .layer(ToolService::new(tools, call_timeout).into_server());
-    heist_plumbing::serve(
-        listener,
-        service,
-        authenticator.load_keys(),
-        shutdown,
-        options,
-    )
-    .await
+    let service = ToolService::new(tools, call_timeout).into_server();
+    heist_plumbing::serve_protected(listener, service, authenticator, &[], shutdown, options).await
 }

@@ -5,9 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use clap::Parser;
 use heist_plumbing::{
-    ServeOptions,
     cli::{AuthArgs, CommonArgs, parse_duration},
-    shutdown, telemetry,
+    shutdown,
 };
 use heist_tools::{BUNDLED_DOCUMENTS_DIR, IntelDbConfig, ToolSet, ToolsConfig};
 
@@ -64,10 +63,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let telemetry = telemetry::init("heist-tools", &args.common.log_filter)?;
-    let outcome = serve(args).await;
-    telemetry.shutdown().await;
-    outcome
+    let common = args.common.clone();
+    common.run_binary("heist-tools", serve(args)).await
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -93,9 +90,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         args.call_timeout,
         args.auth.authenticator()?,
         shutdown::signal(),
-        ServeOptions {
-            grace_period: args.common.grace_period,
-        },
+        args.common.serve_options(),
     )
     .await?;
     tracing::info!("tools stopped");
