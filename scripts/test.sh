@@ -11,4 +11,7 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   hash -r
 fi
 
+# The end-to-end tests start the real binaries (target/debug/heist-*,
+# orchestrator); `cargo test` alone does not build them.
+cargo build --workspace --bins
 cargo test --workspace "$@"

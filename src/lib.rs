@@ -236,7 +236,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = binary_dir().join(name);
     assert!(
         path.exists(),
-        "{} is not built; run `cargo build --workspace` (or `cargo test --workspace`) first",
+        "{} is not built; run `cargo build --workspace --bins` (scripts/test.sh does) first",
         path.display()
     );
     path
