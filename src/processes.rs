@@ -10,11 +10,43 @@ use crate::{ServiceProcess, binary, mesh::config_yaml, wait_until_serving};
 /// The services of a [`ProcessMesh`], by name.
 pub const SERVICES: [&str; 4] = ["oauth", "audit", "memory", "tools"];
 
+/// How a [`ProcessMesh`] runs its services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshOptions {
+    /// OAuth's `--token-lifetime`; `None` keeps the service's default (5 minutes).
+    pub token_lifetime: Option<String>,
+    /// OAuth's log filter (at `info` it logs each token it issues).
+    pub oauth_log: String,
+    /// Audit's `--synchronous` (`None`: its default, `full`).
+    pub audit_synchronous: Option<String>,
+}
+
+impl MeshOptions {
+    /// For tests: 8-second tokens (renewed during a run), OAuth logging each token.
+    pub fn for_tests() -> Self {
+        Self {
+            token_lifetime: Some("8s".to_owned()),
+            oauth_log: "info".to_owned(),
+            audit_synchronous: None,
+        }
+    }
+
+    /// As the services ship: default token lifetime, warnings only.
+    pub fn as_shipped() -> Self {
+        Self {
+            token_lifetime: None,
+            oauth_log: "warn".to_owned(),
+            audit_synchronous: None,
+        }
+    }
+}
+
 /// Every service of the mesh as a child process.
 #[derive(Debug)]
 pub struct ProcessMesh {
     /// Where logs, the key and the database live.
     pub dir: TempDir,
+    options: MeshOptions,
     addrs: BTreeMap<&'static str, SocketAddr>,
     processes: BTreeMap<&'static str, ServiceProcess>,
 }
@@ -25,18 +57,63 @@ pub fn free_addr() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
+/// The peak resident set size (`VmHWM`) of process `pid`, in bytes; `None`
+/// when the process is gone or the kernel does not say.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// The CPU time process `pid`'s live threads have used (`schedstat`, in
+/// nanoseconds; a thread that has exited no longer counts).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|nanos| nanos.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(Duration::from_nanos(total))
+}
+
 impl ProcessMesh {
-    /// Starts every service and waits until each is SERVING.
+    /// Starts every service (as [`MeshOptions::for_tests`]) and waits until
+    /// each is SERVING.
     pub async fn start() -> Self {
+        Self::start_with(MeshOptions::for_tests()).await
+    }
+
+    /// Starts every service with `options` and waits until each is SERVING.
+    pub async fn start_with(options: MeshOptions) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let addrs: BTreeMap<_, _> = SERVICES.iter().map(|name| (*name, free_addr())).collect();
         let mut mesh = Self {
             dir,
+            options,
             addrs,
             processes: BTreeMap::new(),
         };
         for name in SERVICES {
-            mesh.spawn(name);
+            // The free port may be taken by another process between our
+            // probe and the service's bind: try again on a new one.
+            let mut attempts = 1;
+            while let Err(error) = mesh.try_spawn(name) {
+                assert!(attempts < 3, "cannot start {name}: {error}");
+                attempts += 1;
+                mesh.addrs.insert(name, free_addr());
+            }
         }
         for name in SERVICES {
             mesh.wait_serving(name).await;
@@ -49,39 +126,52 @@ impl ProcessMesh {
     }
 
     fn spawn(&mut self, name: &'static str) {
+        if let Err(error) = self.try_spawn(name) {
+            panic!("cannot start {name}: {error}");
+        }
+    }
+
+    fn try_spawn(&mut self, name: &'static str) -> std::io::Result<()> {
         let oauth = self.url("oauth");
         let dir = self.dir.path();
         let key = dir.join("oauth.key");
         let revoked = dir.join("revoked.log");
         let db = dir.join("audit.db");
         let (binary_name, args): (&str, Vec<String>) = match name {
-            "oauth" => (
-                "heist-oauth",
-                vec![
+            "oauth" => {
+                let mut args = vec![
                     "--key-file".into(),
                     path(&key),
                     "--revocations-file".into(),
                     path(&revoked),
-                    // Short-lived tokens are renewed during a test run.
-                    "--token-lifetime".into(),
-                    "8s".into(),
-                ],
-            ),
-            "audit" => (
-                "heist-audit",
-                vec!["--db".into(), path(&db), "--oauth-url".into(), oauth],
-            ),
+                ];
+                if let Some(lifetime) = &self.options.token_lifetime {
+                    args.extend(["--token-lifetime".into(), lifetime.clone()]);
+                }
+                ("heist-oauth", args)
+            }
+            "audit" => {
+                let mut args = vec!["--db".into(), path(&db), "--oauth-url".into(), oauth];
+                if let Some(synchronous) = &self.options.audit_synchronous {
+                    args.extend(["--synchronous".into(), synchronous.clone()]);
+                }
+                ("heist-audit", args)
+            }
             "memory" => ("heist-memory", vec!["--oauth-url".into(), oauth]),
             _ => ("heist-tools", vec!["--oauth-url".into(), oauth]),
         };
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-        // OAuth logs each token it issues (never the token itself).
-        let log = if name == "oauth" { "info" } else { "warn" };
+        // OAuth may log each token it issues (never the token itself).
+        let log = if name == "oauth" {
+            self.options.oauth_log.as_str()
+        } else {
+            "warn"
+        };
         args.extend(["--grace-period", "1s", "--log", log]);
         let listen = self.addrs[name].to_string();
-        let process = ServiceProcess::start(&binary(binary_name), &args, &listen, dir)
-            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        let process = ServiceProcess::start(&binary(binary_name), &args, &listen, dir)?;
         self.processes.insert(name, process);
+        Ok(())
     }
 
     /// Waits until `name` reports SERVING.
@@ -112,17 +202,31 @@ impl ProcessMesh {
         self.addrs[name]
     }
 
+    /// The process ID of `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.processes
+            .get(name)
+            .map(ServiceProcess::pid)
+            .filter(|pid| *pid != 0)
+    }
+
     /// An orchestrator config file for this mesh, written into its directory,
     /// with breakers that stay open 1 s (so a restarted service is used
     /// again soon).
     pub fn write_config(&self, file: &str) -> std::path::PathBuf {
-        let yaml = config_yaml(
-            &self.url("oauth"),
-            &self.url("tools"),
-            &self.url("memory"),
-            &self.url("audit"),
-        )
-        .replace("open_for: 5s", "open_for: 1s");
+        self.write_config_with(file, &[])
+    }
+
+    /// Like [`Self::write_config`], with some services reached at other
+    /// URLs (e.g. `[("audit", proxy.url())]` to go through a proxy).
+    pub fn write_config_with(&self, file: &str, urls: &[(&str, &str)]) -> std::path::PathBuf {
+        let url = |name: &str| {
+            urls.iter()
+                .find(|(service, _)| *service == name)
+                .map_or_else(|| self.url(name), |(_, url)| (*url).to_owned())
+        };
+        let yaml = config_yaml(&url("oauth"), &url("tools"), &url("memory"), &url("audit"))
+            .replace("open_for: 5s", "open_for: 1s");
         let path = self.dir.path().join(file);
         std::fs::write(&path, yaml).expect("write config");
         path
@@ -153,4 +257,45 @@ pub fn fault_points(seed: u64, count: usize, min: Duration, max: Duration) -> Ve
         .collect();
     points.sort();
     points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_rss_of_a_running_process_is_read_from_proc() {
+        let bytes = peak_rss_bytes(std::process::id()).expect("VmHWM of this process");
+        assert!(bytes > 1024 * 1024, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_process_that_does_not_exist_has_no_peak_rss() {
+        assert_eq!(peak_rss_bytes(u32::MAX), None);
+        assert_eq!(cpu_time(u32::MAX), None);
+    }
+
+    #[test]
+    fn the_cpu_time_of_a_busy_process_grows() {
+        let before = cpu_time(std::process::id()).expect("CPU time of this process");
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = cpu_time(std::process::id()).expect("CPU time of this process");
+        assert!(
+            after >= before + Duration::from_millis(20),
+            "{before:?} -> {after:?}"
+        );
+    }
+
+    #[test]
+    fn shipped_options_keep_the_default_token_lifetime() {
+        assert_eq!(MeshOptions::as_shipped().token_lifetime, None);
+        assert_eq!(
+            MeshOptions::for_tests().token_lifetime.as_deref(),
+            Some("8s")
+        );
+    }
 }

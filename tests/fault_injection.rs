@@ -1,6 +1,11 @@
 //! Fault injection with the real binaries: a 100-turn offline session while
 //! a service is SIGKILLed at seeded random points and restarted. Every loop
 //! is bounded in count and time.
+//!
+//! The run is paced: a service that is not killed is reached through a
+//! delay proxy, so that the session lasts several seconds on any machine
+//! (the mesh itself answers a turn in a few milliseconds) and the faults,
+//! and a token renewal after them, land mid-run.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -13,6 +18,7 @@ use std::{
 use heist_mesh::{
     binary, channel_to, dev_token,
     processes::{ProcessMesh, fault_points},
+    proxy::DelayProxy,
 };
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
@@ -24,10 +30,15 @@ use heist_proto::v1::{
 const TURNS: u64 = 100;
 /// The longest a faulty run may take before the test gives up.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// What the pacing proxy holds back each chunk to Audit by (a turn writes
+/// Audit once or twice: ~10 s for the session); Memory, read and written
+/// every turn, is paced at half that.
+const PACE: Duration = Duration::from_millis(20);
 
-/// Starts the orchestrator on `mesh` for a 100-turn session.
-fn start_run(mesh: &ProcessMesh, seed: u64) -> Child {
-    let config = mesh.write_config("mesh.yaml");
+/// Starts the orchestrator on `mesh` for a 100-turn session, reaching
+/// `paced` through `proxy`.
+fn start_run(mesh: &ProcessMesh, seed: u64, paced: &str, proxy: &DelayProxy) -> Child {
+    let config = mesh.write_config_with("mesh.yaml", &[(paced, &proxy.url())]);
     Command::new(binary("orchestrator"))
         .arg("--config")
         .arg(&config)
@@ -51,15 +62,23 @@ fn start_run(mesh: &ProcessMesh, seed: u64) -> Child {
 }
 
 /// Kills and restarts `service` at each point (measured from now), then
-/// waits for the run to end; returns its exit code and output.
+/// waits for the run to end; returns its exit code and output. The run
+/// reaches Audit (Memory, when Audit is the one killed) through a delay
+/// proxy.
 async fn fault_run(
     mesh: &mut ProcessMesh,
     service: &str,
     seed: u64,
     down_for: Duration,
 ) -> (Option<i32>, String) {
+    let (paced, pace) = if service == "audit" {
+        ("memory", PACE / 2)
+    } else {
+        ("audit", PACE)
+    };
+    let proxy = DelayProxy::start(mesh.addr(paced), pace).await;
     let started = Instant::now();
-    let mut run = start_run(mesh, seed);
+    let mut run = start_run(mesh, seed, paced, &proxy);
     for point in fault_points(seed, 3, Duration::from_millis(300), Duration::from_secs(4)) {
         if let Some(wait) = point.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;

@@ -13,7 +13,7 @@ use heist_mesh::{
 use heist_orchestrator::{
     app,
     config::Config,
-    engine::{RunOptions, SessionOutcome, TurnRecord, TurnSink},
+    engine::{RunOptions, SessionOutcome, TurnRecord, TurnSink, TurnTiming},
     llm::OfflineBackend,
     mesh::Mesh,
     transcript,
@@ -32,13 +32,20 @@ fn spool() -> heist_orchestrator::spool::Spool {
     heist_orchestrator::spool::Spool::open(dir.join("audit.spool")).unwrap()
 }
 
-/// Collects turns as they end.
+/// Collects turns and their timings as they end.
 #[derive(Default)]
-struct Collected(std::sync::Mutex<Vec<TurnRecord>>);
+struct Collected(
+    std::sync::Mutex<Vec<TurnRecord>>,
+    std::sync::Mutex<Vec<(i64, TurnTiming)>>,
+);
 
 impl TurnSink for Collected {
     fn turn(&self, _session_id: &str, record: &TurnRecord) {
         self.0.lock().unwrap().push(record.clone());
+    }
+
+    fn timing(&self, _session_id: &str, turn: i64, timing: TurnTiming) {
+        self.1.lock().unwrap().push((turn, timing));
     }
 }
 
@@ -66,6 +73,17 @@ async fn run(config: Config, session_id: &str, turns: u64, seed: u64) -> Session
         outcome.turns.len(),
         "every turn was reported"
     );
+    let timings = sink.1.lock().unwrap();
+    let timed: Vec<i64> = timings.iter().map(|(turn, _)| *turn).collect();
+    let turns: Vec<i64> = outcome.turns.iter().map(|turn| turn.turn).collect();
+    assert_eq!(timed, turns, "every turn was timed, in order");
+    for (turn, timing) in timings.iter() {
+        assert!(
+            timing.llm <= timing.total && timing.mesh() == timing.total - timing.llm,
+            "turn {turn}: {timing:?}"
+        );
+    }
+    drop(timings);
     outcome
 }
 

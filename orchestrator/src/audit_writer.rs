@@ -11,13 +11,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use heist_plumbing::propagation::TracedChannel;
 use heist_proto::v1::audit_service_client::AuditServiceClient;
 use tokio::sync::Mutex;
 use tonic::Status;
 
 use crate::{
-    mesh::request,
+    mesh::{MeshChannel, request},
     resilience::{
         CircuitBreaker, ResilienceError, RetryPolicy, call_with_resilience, is_health_failure,
     },
@@ -25,7 +24,7 @@ use crate::{
 };
 
 /// The Audit client the writer uses.
-pub type AuditClient = AuditServiceClient<TracedChannel>;
+pub type AuditClient = AuditServiceClient<MeshChannel>;
 
 /// Where a write went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,13 +75,20 @@ impl AuditWriter {
     }
 
     /// Stores `write` in Audit, or spools it while Audit is unreachable.
+    ///
+    /// The spool is locked only to look at it and to append to it, never
+    /// while a write is on its way to Audit: the writes of every session go
+    /// out at once (and share Audit's group commit). A session makes the
+    /// writes whose order matters (its creation, each turn's rows, its end)
+    /// one after the other, so that order is kept: once one is spooled, the
+    /// next finds the spool non-empty and queues behind it.
     pub async fn write(
         &self,
         write: SpooledWrite,
         token: Option<&str>,
     ) -> Result<Written, AuditWriteError> {
-        let mut spool = self.spool.lock().await;
-        if spool.is_empty() {
+        let spooling = !self.spool.lock().await.is_empty();
+        if !spooling {
             match self.send(&write, token).await {
                 Ok(()) => return Ok(Written::Stored),
                 Err(SendError::Refused(status)) => return Err(AuditWriteError::Refused(status)),
@@ -91,8 +97,7 @@ impl AuditWriter {
                 }
             }
         }
-        spool.append(write)?;
-        drop(spool);
+        self.spool.lock().await.append(write)?;
         self.replay(token).await;
         Ok(Written::Spooled)
     }

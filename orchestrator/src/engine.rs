@@ -2,13 +2,18 @@
 //!
 //! A turn: pick the speaker ([`TurnOrder`]); gather its context (the last few
 //! messages and its compressed memory from Memory); ask the LLM; run the tool
-//! calls it makes with the agent's own token (each recorded in Audit's
-//! `tool_usage`, success or not) and ask again for the final answer; then
-//! store the message in Memory and Audit concurrently before the next turn.
+//! calls it makes with the agent's own token and ask again for the final
+//! answer; then store the message in Memory and Audit, and each tool call in
+//! Audit's `tool_usage` (success or not), all at once, before the next turn
+//! (the tool rows and the message share one of Audit's group commits).
 //! Any failure is caught at the turn: logged, recorded, and the conversation
 //! goes on degraded.
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use heist_plumbing::propagation::with_session;
 use heist_proto::v1::{
@@ -158,20 +163,97 @@ pub struct RunOptions {
     pub seed: u64,
 }
 
+/// How long one turn took, and how much of that the LLM took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnTiming {
+    /// The turn, from the checks before it (breakers, spool) until its
+    /// writes are acknowledged.
+    pub total: Duration,
+    /// The LLM calls of the turn, added up.
+    pub llm: Duration,
+}
+
+impl TurnTiming {
+    /// What the mesh cost: the turn without its LLM time.
+    pub fn mesh(&self) -> Duration {
+        self.total.saturating_sub(self.llm)
+    }
+}
+
 /// Where turns are reported as they happen.
 pub trait TurnSink: Send + Sync {
     /// A turn ended.
     fn turn(&self, session_id: &str, record: &TurnRecord);
 
+    /// How long turn `turn` took (reported just before [`TurnSink::turn`]).
+    fn timing(&self, _session_id: &str, _turn: i64, _timing: TurnTiming) {}
+
     /// Something the user should know now (a pause, a breaker opening).
     fn notice(&self, _session_id: &str, _text: &str) {}
+}
+
+/// What a turn gathers while it talks to the LLM and the tools.
+#[derive(Default)]
+struct TurnLog {
+    /// The tool calls made.
+    records: Vec<ToolRecord>,
+    /// Their audit rows, written with the turn's message.
+    writes: Vec<SpooledWrite>,
+    /// The time the LLM calls took.
+    llm: Duration,
 }
 
 /// A turn and whether its writes landed.
 struct TurnRun {
     record: TurnRecord,
+    /// The time its LLM calls took.
+    llm: Duration,
     memory_stored: bool,
     audit: Result<Written, AuditWriteError>,
+}
+
+/// What a turn needs of an agent, made once (not per turn).
+struct PreparedAgent {
+    /// Who the LLM plays.
+    persona: AgentPersona,
+    /// The tools it may call that a tool service offers.
+    tools: Vec<ToolSpec>,
+    /// How to call them, inline (`None` in native mode or without tools).
+    tool_instructions: Option<String>,
+}
+
+impl PreparedAgent {
+    fn new(agent: &AgentConfig, offered: &BTreeMap<String, ToolSpec>, mode: ToolCallMode) -> Self {
+        let tools: Vec<ToolSpec> = agent
+            .tools
+            .iter()
+            .filter_map(|name| offered.get(name).cloned())
+            .collect();
+        let tool_instructions = (!tools.is_empty() && mode == ToolCallMode::Inline).then(|| {
+            let mut text = String::from(
+                "You can use tools. To call one, write [TOOL:name:argument] in your answer; \
+                 you will get the result and can then give your final answer.\nAvailable tools:",
+            );
+            for tool in &tools {
+                text.push_str(&format!(
+                    "\n- {} ({}): {}",
+                    tool.name, tool.primary_argument, tool.description
+                ));
+            }
+            text
+        });
+        Self {
+            persona: AgentPersona {
+                name: agent.name.clone(),
+                role: agent.role.clone(),
+                system_prompt: agent.system_prompt.clone(),
+                tools: agent.tools.clone(),
+                is_saboteur: agent.is_saboteur,
+            },
+            tools,
+            tool_instructions,
+        }
+    }
 }
 
 /// Runs sessions: the config, the mesh clients, tokens, the LLM and the tools.
@@ -180,8 +262,11 @@ pub struct Orchestrator {
     config: Arc<Config>,
     mesh: Mesh,
     tokens: TokenCache,
+    /// [`ORCHESTRATOR_SCOPES`], as the token cache takes them.
+    own_scopes: Arc<[String]>,
     llm: Arc<dyn LlmBackend>,
-    tools: Arc<BTreeMap<String, ToolSpec>>,
+    /// Each agent's persona and tools, by name.
+    agents: Arc<BTreeMap<String, PreparedAgent>>,
     mode: ToolCallMode,
     breakers: Breakers,
     policy: RetryPolicy,
@@ -218,12 +303,18 @@ impl Orchestrator {
             policy.clone(),
             config.timeouts.audit,
         );
+        let agents = config
+            .agents
+            .iter()
+            .map(|agent| (agent.name.clone(), PreparedAgent::new(agent, &tools, mode)))
+            .collect();
         Self {
             config,
             mesh,
             tokens,
+            own_scopes: ORCHESTRATOR_SCOPES.map(str::to_owned).into(),
             llm,
-            tools: Arc::new(tools),
+            agents: Arc::new(agents),
             mode,
             breakers,
             policy,
@@ -247,15 +338,11 @@ impl Orchestrator {
     }
 
     async fn own_token(&self) -> Result<Arc<str>, tonic::Status> {
-        let scopes: Vec<String> = ORCHESTRATOR_SCOPES
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
         self.tokens
             .token(
                 &self.config.oauth.client_id,
                 self.config.oauth.client_secret.expose(),
-                &scopes,
+                &self.own_scopes,
             )
             .await
     }
@@ -332,6 +419,7 @@ impl Orchestrator {
         let mut memory_sync = MemorySync::new(session_id, MEMORY_OUTBOX_CAPACITY);
         let mut breaker_events = self.breakers.subscribe();
         for turn in first_turn..=options.max_turns {
+            let turn_started = Instant::now();
             self.note_breaker_events(session_id, &mut breaker_events, &mut outcome, sink)
                 .await;
             let max_spooled =
@@ -366,6 +454,11 @@ impl Orchestrator {
                     outcome.audit_failures += 1;
                 }
             }
+            let timing = TurnTiming {
+                total: turn_started.elapsed(),
+                llm: ran.llm,
+            };
+            sink.timing(session_id, turn_id, timing);
             sink.turn(session_id, &ran.record);
             outcome.turns.push(ran.record);
             last = Some(speaker);
@@ -596,32 +689,43 @@ impl Orchestrator {
             let memory = self
                 .memory_context(session_id, agent, token.as_deref())
                 .await;
-            let messages = self.context(agent, history, memory);
-            let (message, is_error, tool_calls) =
-                match self.converse(session_id, agent, turn_id, messages).await {
-                    Ok((message, tool_calls)) => (message, false, tool_calls),
-                    Err((error, tool_calls)) => {
-                        tracing::warn!(%error, "turn failed");
-                        (
-                            format!("Error generating response: {error}"),
-                            true,
-                            tool_calls,
-                        )
-                    }
-                };
+            let mut log = TurnLog::default();
+            let answer = match self.agents.get(&agent.name) {
+                Some(prepared) => {
+                    let messages = self.context(prepared, history, memory);
+                    self.converse(session_id, agent, prepared, turn_id, messages, &mut log)
+                        .await
+                }
+                None => Err(format!("agent {} is not configured", agent.name)),
+            };
+            let (message, is_error) = match answer {
+                Ok(message) => (message, false),
+                Err(error) => {
+                    tracing::warn!(%error, "turn failed");
+                    (format!("Error generating response: {error}"), true)
+                }
+            };
             let record = TurnRecord {
                 turn: turn_id,
                 agent: agent.name.clone(),
                 role: agent.role.clone(),
                 message,
                 is_error,
-                tool_calls,
+                tool_calls: log.records,
             };
             let (memory_stored, audit) = self
-                .persist(session_id, &record, history, memory_sync, token.as_deref())
+                .persist(
+                    session_id,
+                    &record,
+                    log.writes,
+                    history,
+                    memory_sync,
+                    token.as_deref(),
+                )
                 .await;
             TurnRun {
                 record,
+                llm: log.llm,
                 memory_stored,
                 audit,
             }
@@ -680,24 +784,16 @@ impl Orchestrator {
     /// the framing, and the last few messages of the conversation.
     fn context(
         &self,
-        agent: &AgentConfig,
+        agent: &PreparedAgent,
         history: &[TurnRecord],
         memory: Option<String>,
     ) -> Vec<ChatMessage> {
-        let mut messages = vec![ChatMessage::system(agent.system_prompt.clone())];
-        let tools = self.agent_tools(agent);
-        if !tools.is_empty() && self.mode == ToolCallMode::Inline {
-            let mut text = String::from(
-                "You can use tools. To call one, write [TOOL:name:argument] in your answer; \
-                 you will get the result and can then give your final answer.\nAvailable tools:",
-            );
-            for tool in &tools {
-                text.push_str(&format!(
-                    "\n- {} ({}): {}",
-                    tool.name, tool.primary_argument, tool.description
-                ));
-            }
-            messages.push(ChatMessage::system(text));
+        let keep = self.config.session.context_messages;
+        let start = history.len().saturating_sub(keep);
+        let mut messages = Vec::with_capacity(4 + history.len() - start);
+        messages.push(ChatMessage::system(agent.persona.system_prompt.clone()));
+        if let Some(text) = &agent.tool_instructions {
+            messages.push(ChatMessage::system(text.clone()));
         }
         if let Some(memory) = memory {
             messages.push(ChatMessage::system(memory));
@@ -705,8 +801,6 @@ impl Orchestrator {
         if self.config.session.warmup {
             messages.push(ChatMessage::user(format!("[user]: {FRAMING}")));
         }
-        let keep = self.config.session.context_messages;
-        let start = history.len().saturating_sub(keep);
         for turn in &history[start..] {
             messages.push(ChatMessage::user(format!(
                 "[{}]: {}",
@@ -716,48 +810,34 @@ impl Orchestrator {
         messages
     }
 
-    fn agent_tools(&self, agent: &AgentConfig) -> Vec<ToolSpec> {
-        agent
-            .tools
-            .iter()
-            .filter_map(|name| self.tools.get(name).cloned())
-            .collect()
-    }
-
-    fn persona(agent: &AgentConfig) -> AgentPersona {
-        AgentPersona {
-            name: agent.name.clone(),
-            role: agent.role.clone(),
-            system_prompt: agent.system_prompt.clone(),
-            tools: agent.tools.clone(),
-            is_saboteur: agent.is_saboteur,
-        }
-    }
-
-    /// Asks the LLM, runs its tool calls, asks again, up to the round limit.
-    /// On failure, also returns the tool calls already made.
+    /// Asks the LLM, runs its tool calls, asks again, up to the round limit;
+    /// the final answer, or why the LLM failed. The tool calls made (also
+    /// on failure), their audit rows and the LLM's time go into `log`.
     async fn converse(
         &self,
         session_id: &str,
         agent: &AgentConfig,
+        prepared: &PreparedAgent,
         turn_id: i64,
         mut messages: Vec<ChatMessage>,
-    ) -> Result<(String, Vec<ToolRecord>), (String, Vec<ToolRecord>)> {
-        let persona = Self::persona(agent);
-        let tools = self.agent_tools(agent);
-        let mut records = Vec::new();
+        log: &mut TurnLog,
+    ) -> Result<String, String> {
         let mut round = 0;
         loop {
-            let completion = match self
-                .complete(&persona, &messages, &tools, turn_id, round)
-                .await
-            {
-                Ok(completion) => completion,
-                Err(error) => return Err((error, records)),
-            };
+            let asked = Instant::now();
+            let completion = self
+                .complete(
+                    &prepared.persona,
+                    &messages,
+                    &prepared.tools,
+                    turn_id,
+                    round,
+                )
+                .await;
+            log.llm += asked.elapsed();
+            let completion = completion?;
             if completion.tool_calls.is_empty() || round >= MAX_TOOL_ROUNDS {
-                let text = completion.content.trim().to_owned();
-                return Ok((text, records));
+                return Ok(completion.content.trim().to_owned());
             }
             messages.push(completion.assistant_message(self.mode));
             for (index, call) in completion
@@ -766,7 +846,7 @@ impl Orchestrator {
                 .take(MAX_CALLS_PER_ROUND)
                 .enumerate()
             {
-                let record = self
+                let (record, write) = self
                     .call_tool(session_id, agent, turn_id, round, index, call)
                     .await;
                 let shown: String = record.result.chars().take(MAX_RESULT_CHARS).collect();
@@ -776,7 +856,8 @@ impl Orchestrator {
                     format!("ERROR: {shown}")
                 };
                 messages.push(tool_result_message(call, &shown, self.mode));
-                records.push(record);
+                log.records.push(record);
+                log.writes.push(write);
             }
             round += 1;
         }
@@ -830,7 +911,8 @@ impl Orchestrator {
         }
     }
 
-    /// Runs one tool call with the agent's token and records it in Audit.
+    /// Runs one tool call with the agent's token; the record and its audit
+    /// row (written with the turn's message).
     async fn call_tool(
         &self,
         session_id: &str,
@@ -839,7 +921,7 @@ impl Orchestrator {
         round: u32,
         index: usize,
         call: &ToolCall,
-    ) -> ToolRecord {
+    ) -> (ToolRecord, SpooledWrite) {
         let started = Instant::now();
         let params = serde_json::to_string(&call.arguments).unwrap_or_default();
         let span = tracing::info_span!(target: "heist_orchestrator", "tool.call", tool.name = %call.name, otel.status_code = tracing::field::Empty);
@@ -861,7 +943,6 @@ impl Orchestrator {
             success,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        let token = self.own_token().await.ok();
         let write = SpooledWrite::StoreToolUsage(StoreToolUsageRequest {
             session_id: session_id.to_owned(),
             turn_id,
@@ -873,10 +954,7 @@ impl Orchestrator {
             duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
             idempotency_key: format!("{session_id}/turn/{turn_id}/tool/{round}/{index}"),
         });
-        if let Err(error) = self.audit.write(write, token.as_deref()).await {
-            tracing::error!(%error, "cannot record the tool call in audit");
-        }
-        record
+        (record, write)
     }
 
     async fn invoke_tool(
@@ -929,12 +1007,14 @@ impl Orchestrator {
         Ok(answer.into_inner().text)
     }
 
-    /// Stores the turn's message in Memory and Audit at once; returns whether
-    /// each write succeeded.
+    /// Stores the turn's message in Memory and Audit, and its tool rows in
+    /// Audit, all at once; returns whether the memory write and the message
+    /// write succeeded (a tool row that fails is logged).
     async fn persist(
         &self,
         session_id: &str,
         record: &TurnRecord,
+        tool_rows: Vec<SpooledWrite>,
         history: &[TurnRecord],
         memory_sync: &mut MemorySync,
         token: Option<&str>,
@@ -966,7 +1046,14 @@ impl Orchestrator {
             });
             self.audit.write(write, token).await
         };
-        let (memory, audit) = tokio::join!(memory, audit);
+        let tools = async {
+            for row in tool_rows {
+                if let Err(error) = self.audit.write(row, token).await {
+                    tracing::error!(%error, "cannot record the tool call in audit");
+                }
+            }
+        };
+        let (memory, audit, ()) = tokio::join!(memory, audit, tools);
         (memory, audit)
     }
 }

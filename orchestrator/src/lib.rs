@@ -1,7 +1,8 @@
 //! The heist orchestrator: loads the config, checks the mesh, runs the agents' conversation.
 //!
 //! - [`config`]: the YAML config (the seed's layout), validated with precise errors.
-//! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache.
+//! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache;
+//!   [`rpc_timing`]: per-call latency on those channels, for the benchmark.
 //! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
 //! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
 //! - [`audit_writer`]: audit writes that are spooled, never dropped, while Audit is down.
@@ -24,6 +25,7 @@ pub mod llm;
 pub mod memory_sync;
 pub mod mesh;
 pub mod resilience;
+pub mod rpc_timing;
 pub mod session_id;
 pub mod spool;
 pub mod tokens;

@@ -10,21 +10,23 @@
 //!   are re-sent from the session's history. The session's end reconciles
 //!   every agent.
 
-use std::{collections::VecDeque, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
-use heist_plumbing::propagation::TracedChannel;
 use heist_proto::v1::{
     ListMemoryTurnsRequest, StoreMemoryRequest, memory_service_client::MemoryServiceClient,
 };
 
 use crate::{
     engine::TurnRecord,
-    mesh::request,
+    mesh::{MeshChannel, request},
     resilience::{CircuitBreaker, Outcome},
 };
 
 /// The Memory client the engine uses.
-pub type MemoryClient = MemoryServiceClient<TracedChannel>;
+pub type MemoryClient = MemoryServiceClient<MeshChannel>;
 
 /// A session's outbox of memory writes and whether a reconcile is due.
 #[derive(Debug)]
@@ -35,6 +37,37 @@ pub struct MemorySync {
     /// Entries were dropped from a full outbox, or Memory lost entries: the
     /// history must be compared with what Memory has.
     reconcile_due: bool,
+    /// How many turns of each agent belong in Memory, kept up to date as
+    /// the history grows (so a turn costs O(1), not O(history)).
+    counts: TurnCounts,
+}
+
+/// The turns of each agent that belong in Memory (failed turns do not),
+/// counted over a history that only grows.
+#[derive(Debug, Default)]
+struct TurnCounts {
+    /// How many turns of the history are counted.
+    counted: usize,
+    by_agent: HashMap<String, usize>,
+}
+
+impl TurnCounts {
+    /// Counts the turns of `history` not counted yet.
+    fn catch_up(&mut self, history: &[TurnRecord]) {
+        for turn in history.get(self.counted..).unwrap_or_default() {
+            if !turn.is_error {
+                *self.by_agent.entry(turn.agent.clone()).or_default() += 1;
+            }
+        }
+        self.counted = self.counted.max(history.len());
+    }
+
+    /// `agent`'s turns that belong in Memory in `history` and `current`
+    /// (call [`TurnCounts::catch_up`] with `history` first).
+    fn of(&self, agent: &str, current: &TurnRecord) -> usize {
+        let earlier = self.by_agent.get(agent).copied().unwrap_or(0);
+        earlier + usize::from(current.agent == agent && !current.is_error)
+    }
 }
 
 /// The memory write of a turn.
@@ -56,6 +89,7 @@ impl MemorySync {
             outbox: VecDeque::new(),
             capacity: capacity.max(1),
             reconcile_due: false,
+            counts: TurnCounts::default(),
         }
     }
 
@@ -84,6 +118,7 @@ impl MemorySync {
             self.reconcile_due = true;
         }
         self.outbox.push_back(write);
+        self.counts.catch_up(history);
         while let Some(next) = self.outbox.front() {
             let agent = next.agent_id.clone();
             // While Memory's breaker is open, the write just waits here.
@@ -99,7 +134,7 @@ impl MemorySync {
                 Ok(answer) => {
                     self.outbox.pop_front();
                     let kept = answer.into_inner().memories_count;
-                    let stored = stored_turns_of(turns(), &agent);
+                    let stored = self.counts.of(&agent, current);
                     if usize::try_from(kept).unwrap_or(0) < stored {
                         tracing::warn!(agent, kept, stored, "memory lost entries; re-sending them");
                         self.reconcile_due = true;
@@ -178,13 +213,6 @@ impl MemorySync {
     }
 }
 
-/// How many of `agent`'s turns belong in Memory.
-fn stored_turns_of<'a>(turns: impl Iterator<Item = &'a TurnRecord>, agent: &str) -> usize {
-    turns
-        .filter(|turn| turn.agent == agent && !turn.is_error)
-        .count()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,8 +235,26 @@ mod tests {
             turn(2, "mole", false),
             turn(3, "planner", true),
         ];
-        assert_eq!(stored_turns_of(history.iter(), "planner"), 1);
-        assert_eq!(stored_turns_of(history.iter(), "mole"), 1);
+        let mut counts = TurnCounts::default();
+        counts.catch_up(&history);
+        let current = turn(4, "mole", false);
+        assert_eq!(counts.of("planner", &current), 1);
+        assert_eq!(counts.of("mole", &current), 2, "the current turn counts");
+        assert_eq!(counts.of("mole", &turn(4, "mole", true)), 1);
+    }
+
+    #[test]
+    fn counts_follow_a_growing_history_counting_each_turn_once() {
+        let mut history = vec![turn(1, "planner", false), turn(2, "mole", false)];
+        let mut counts = TurnCounts::default();
+        counts.catch_up(&history);
+        counts.catch_up(&history);
+        history.push(turn(3, "planner", false));
+        counts.catch_up(&history);
+        let current = turn(4, "hacker", false);
+        assert_eq!(counts.of("planner", &current), 2);
+        assert_eq!(counts.of("mole", &current), 1);
+        assert_eq!(counts.of("hacker", &current), 1);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Connections to the mesh: one HTTP/2 channel per service endpoint, shared
-//! by every agent and every session, each call traced and given a deadline.
+//! by every agent and every session, each call traced and given a deadline
+//! (and timed, when a benchmark asks: see [`crate::rpc_timing`]).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -14,7 +15,13 @@ use tonic::{
     transport::Endpoint,
 };
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    rpc_timing::{RpcTimings, Timed},
+};
+
+/// The channel every client of the mesh uses: traced, and timed on demand.
+pub type MeshChannel = Timed<TracedChannel>;
 
 /// How long connecting to a service may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,11 +39,11 @@ pub struct MeshError {
 #[derive(Clone)]
 pub struct Mesh {
     /// OAuth.
-    pub oauth: OAuthServiceClient<TracedChannel>,
+    pub oauth: OAuthServiceClient<MeshChannel>,
     /// Audit.
-    pub audit: AuditServiceClient<TracedChannel>,
+    pub audit: AuditServiceClient<MeshChannel>,
     /// Memory.
-    pub memory: MemoryServiceClient<TracedChannel>,
+    pub memory: MemoryServiceClient<MeshChannel>,
     /// Tool services by tool name (tools on one endpoint share a channel).
     pub tools: BTreeMap<String, ToolRoute>,
     /// The raw channel and URL of each named service, for health checks.
@@ -49,7 +56,7 @@ pub struct ToolRoute {
     /// The service's URL.
     pub url: String,
     /// Its client.
-    pub client: ToolServiceClient<TracedChannel>,
+    pub client: ToolServiceClient<MeshChannel>,
 }
 
 /// A service the health report checks.
@@ -60,31 +67,58 @@ pub struct NamedEndpoint {
     /// `http://host:port`.
     pub url: String,
     /// Its channel.
-    pub channel: TracedChannel,
+    pub channel: MeshChannel,
     /// Whether a run refuses to start without it.
     pub required: bool,
 }
 
-fn channel(service: &str, url: &str) -> Result<TracedChannel, MeshError> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|source| MeshError {
-        service: service.to_owned(),
-        url: url.to_owned(),
-        source,
-    })?;
-    Ok(traced(
-        endpoint
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .connect_lazy(),
-    ))
+/// Makes channels, timed into `timings` when there is one.
+struct Channels<'a> {
+    timings: Option<&'a RpcTimings>,
+}
+
+impl Channels<'_> {
+    /// A channel to `url` for the config entry `entry`, timed under `label`.
+    fn make(&self, entry: &str, label: &str, url: &str) -> Result<MeshChannel, MeshError> {
+        let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|source| MeshError {
+            service: entry.to_owned(),
+            url: url.to_owned(),
+            source,
+        })?;
+        let channel = traced(
+            endpoint
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        );
+        Ok(match self.timings {
+            Some(timings) => timings.wrap(label, channel),
+            None => Timed::untimed(channel),
+        })
+    }
 }
 
 impl Mesh {
     /// Clients for every endpoint in `config`.
     pub fn connect(config: &Config) -> Result<Self, MeshError> {
-        let oauth = channel("oauth_service", &config.oauth.endpoint.url)?;
-        let audit = channel("audit_service", &config.audit.url)?;
-        let memory = channel("memory_service", &config.memory.url)?;
+        Self::build(config, &Channels { timings: None })
+    }
+
+    /// Like [`Mesh::connect`], with every call's latency recorded in
+    /// `timings`, under `oauth`, `audit`, `memory` or `tools`.
+    pub fn connect_timed(config: &Config, timings: &RpcTimings) -> Result<Self, MeshError> {
+        Self::build(
+            config,
+            &Channels {
+                timings: Some(timings),
+            },
+        )
+    }
+
+    fn build(config: &Config, channels: &Channels<'_>) -> Result<Self, MeshError> {
+        let oauth = channels.make("oauth_service", "oauth", &config.oauth.endpoint.url)?;
+        let audit = channels.make("audit_service", "audit", &config.audit.url)?;
+        let memory = channels.make("memory_service", "memory", &config.memory.url)?;
         let mut endpoints = vec![
             NamedEndpoint {
                 name: "OAuth Service".into(),
@@ -105,13 +139,14 @@ impl Mesh {
                 required: false,
             },
         ];
-        let mut by_url: BTreeMap<String, TracedChannel> = BTreeMap::new();
+        let mut by_url: BTreeMap<String, MeshChannel> = BTreeMap::new();
         let mut tools = BTreeMap::new();
         for (tool, endpoint) in &config.tool_services {
             let shared = match by_url.get(&endpoint.url) {
                 Some(shared) => shared.clone(),
                 None => {
-                    let made = channel(&format!("tool_services.{tool}"), &endpoint.url)?;
+                    let made =
+                        channels.make(&format!("tool_services.{tool}"), "tools", &endpoint.url)?;
                     by_url.insert(endpoint.url.clone(), made.clone());
                     made
                 }

@@ -7,11 +7,13 @@
 //!
 //! - `config`: the file's YAML shape and parsing.
 //! - `secret`: hashing and constant-time verification of secrets.
+//! - `work_memory`: Argon2's working memory, reused from hash to hash.
 //! - `scope`: scope syntax and the granting rules.
 
 mod config;
 mod scope;
 mod secret;
+mod work_memory;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -3,11 +3,10 @@
 
 use std::fmt;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{
-    CustomizedPasswordHasher as _, PasswordHasher as _, PasswordVerifier as _,
-};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::work_memory::WorkMemory;
 
 /// Argon2id cost for the hashes this service makes (development `secret:` entries and
 /// [`hash_secret`]): 8 MiB, one pass, one lane. That verifies in about 4 ms in a release build
@@ -63,35 +62,69 @@ impl SecretHash {
     pub(crate) fn hash(secret: &str) -> Result<Self, String> {
         let params =
             Params::new(M_COST_KIB, T_COST, P_COST, None).map_err(|error| error.to_string())?;
-        let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password(secret.as_bytes())
-            .map_err(|error| format!("cannot hash the secret ({error})"))?;
-        Ok(Self { hash })
+        Self::salted(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params,
+            secret.as_bytes(),
+        )
+        .map_err(|error| format!("cannot hash the secret ({error})"))
     }
 
     /// A hash of a random-salted dummy secret with the same algorithm and cost as `self`, so
     /// that checking a secret against it takes as long as against `self`.
     pub(crate) fn dummy_like(&self) -> Result<Self, String> {
-        let params = Params::try_from(&self.hash).map_err(|error| error.to_string())?;
-        let salt = argon2::password_hash::try_generate_salt().map_err(|error| error.to_string())?;
-        let hash = Argon2::default()
-            .hash_password_customized(
-                b"no client has this secret",
-                &salt,
-                Some(self.hash.algorithm.as_str()),
-                self.hash.version,
-                params,
-            )
-            .map_err(|error| format!("cannot hash the dummy secret ({error})"))?;
-        Ok(Self { hash })
+        let (algorithm, version, params) = self.settings()?;
+        Self::salted(algorithm, version, params, b"no client has this secret")
+            .map_err(|error| format!("cannot hash the dummy secret ({error})"))
     }
 
     /// True when `secret` matches. The comparison of the hash outputs is constant-time.
     pub(crate) fn verify(&self, secret: &str) -> bool {
-        secret.len() <= MAX_SECRET_LEN
-            && Argon2::default()
-                .verify_password(secret.as_bytes(), &self.hash)
-                .is_ok()
+        if secret.len() > MAX_SECRET_LEN {
+            return false;
+        }
+        let (Some(salt), Some(expected)) = (&self.hash.salt, &self.hash.hash) else {
+            return false;
+        };
+        let computed = self.settings().and_then(|(algorithm, version, params)| {
+            output(algorithm, version, params, secret.as_bytes(), salt)
+        });
+        // `Output`'s equality is constant-time.
+        computed.is_ok_and(|computed| computed == *expected)
+    }
+
+    /// The algorithm, version and parameters (output length included) of the hash.
+    fn settings(&self) -> Result<(Algorithm, Version, Params), String> {
+        let algorithm =
+            Algorithm::try_from(self.hash.algorithm.as_str()).map_err(|error| error.to_string())?;
+        let version = match self.hash.version {
+            Some(version) => Version::try_from(version).map_err(|error| error.to_string())?,
+            None => Version::default(),
+        };
+        let params = Params::try_from(&self.hash).map_err(|error| error.to_string())?;
+        Ok((algorithm, version, params))
+    }
+
+    /// The hash of `secret` with a random salt.
+    fn salted(
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        secret: &[u8],
+    ) -> Result<Self, String> {
+        let salt = argon2::password_hash::try_generate_salt().map_err(|error| error.to_string())?;
+        let encoded = ParamsString::try_from(&params).map_err(|error| error.to_string())?;
+        let hash = output(algorithm, version, params, secret, &salt)?;
+        Ok(Self {
+            hash: PasswordHash {
+                algorithm: algorithm.ident(),
+                version: Some(version.into()),
+                params: encoded,
+                salt: Some(Salt::new(&salt).map_err(|error| error.to_string())?),
+                hash: Some(hash),
+            },
+        })
     }
 
     /// The PHC string (for [`hash_secret`]).
@@ -104,6 +137,29 @@ impl fmt::Debug for SecretHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretHash(<redacted>)")
     }
+}
+
+/// Argon2 of `secret` and `salt`, computed in the process's reused working memory.
+fn output(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    secret: &[u8],
+    salt: &[u8],
+) -> Result<Output, String> {
+    let length = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let out = buffer
+        .get_mut(..length)
+        .ok_or_else(|| format!("an output of {length} bytes is too long"))?;
+    WorkMemory::shared()
+        .with_blocks(blocks, |memory| {
+            argon2.hash_password_into_with_memory(secret, salt, out, memory)
+        })
+        .map_err(|error| error.to_string())?;
+    Output::new(out).map_err(|error| error.to_string())
 }
 
 /// Hashes a client secret into the PHC string that a `secret_hash:` entry of the client file
@@ -172,6 +228,44 @@ mod tests {
         let long = "x".repeat(MAX_SECRET_LEN + 1);
         let hash = SecretHash::hash(&long).unwrap();
         assert!(!hash.verify(&long));
+    }
+
+    #[test]
+    fn a_hash_made_by_the_argon2_library_verifies_here_and_ours_verify_there() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, None).unwrap();
+        let theirs = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"mole-dev-secret")
+            .unwrap();
+        let parsed = SecretHash::parse(&theirs.to_string()).unwrap();
+        assert!(parsed.verify("mole-dev-secret"));
+        assert!(!parsed.verify("mole-dev-secreT"));
+        let ours = SecretHash::hash("mole-dev-secret").unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"mole-dev-secret", &ours.hash)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_hash_with_its_own_output_length_and_version_verifies() {
+        // Settings other than ours (argon2i, version 0x10, a 16-byte output), hashed by the
+        // library, checked by ours.
+        use argon2::password_hash::CustomizedPasswordHasher as _;
+        let params = Params::new(1024, 2, 1, Some(16)).unwrap();
+        let theirs = Argon2::default()
+            .hash_password_customized(
+                b"s3cret",
+                b"somesaltsomesalt",
+                Some("argon2i"),
+                Some(0x10),
+                params,
+            )
+            .unwrap();
+        let parsed = SecretHash::parse(&theirs.to_string()).unwrap();
+        assert!(parsed.verify("s3cret"));
+        assert!(!parsed.verify("s3creT"));
     }
 
     #[test]
