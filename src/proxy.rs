@@ -37,6 +37,9 @@ impl DelayProxy {
                 let delay = shared.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(target).await {
+                        // Forward at once: the delay is the only one the proxy adds.
+                        let _ = server.set_nodelay(true);
+                        let _ = client.set_nodelay(true);
                         let (client_read, client_write) = client.into_split();
                         let (server_read, server_write) = server.into_split();
                         tokio::join!(
