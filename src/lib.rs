@@ -181,6 +181,64 @@ pub async fn dev_token(
     Ok(response.into_inner().access_token)
 }
 
+/// What Audit holds for one session.
+#[derive(Debug, Clone)]
+pub struct AuditTrail {
+    /// The session row.
+    pub session: heist_proto::v1::Session,
+    /// Its messages, in storage order (first 1000).
+    pub messages: Vec<heist_proto::v1::Message>,
+    /// Its tool calls, in storage order (first 1000).
+    pub tool_usage: Vec<heist_proto::v1::ToolUsage>,
+}
+
+/// Reads a session's audit trail with an orchestrator token from the OAuth
+/// service at `oauth`.
+pub async fn audit_trail(oauth: SocketAddr, audit: SocketAddr, session_id: &str) -> AuditTrail {
+    use heist_proto::v1::{
+        GetSessionRequest, ListMessagesRequest, ListToolUsageRequest,
+        audit_service_client::AuditServiceClient,
+    };
+    let token = dev_token(oauth, "orchestrator", "audit:read")
+        .await
+        .expect("an audit:read token");
+    let mut client =
+        AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
+    let session_id = session_id.to_owned();
+    let session = client
+        .get_session(GetSessionRequest {
+            session_id: session_id.clone(),
+        })
+        .await
+        .expect("the session")
+        .into_inner();
+    let messages = client
+        .list_messages(ListMessagesRequest {
+            session_id: session_id.clone(),
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .expect("the messages")
+        .into_inner()
+        .messages;
+    let tool_usage = client
+        .list_tool_usage(ListToolUsageRequest {
+            session_id,
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .expect("the tool usage")
+        .into_inner()
+        .tool_usage;
+    AuditTrail {
+        session,
+        messages,
+        tool_usage,
+    }
+}
+
 /// A lazily connected channel to `addr`.
 pub fn channel_to(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))

@@ -22,8 +22,7 @@ use heist_mesh::{
 };
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
-    GetSessionRequest, ListMemoryTurnsRequest, ListMessagesRequest, ListToolUsageRequest, Message,
-    SessionStatus, ToolUsage, audit_service_client::AuditServiceClient,
+    ListMemoryTurnsRequest, Message, SessionStatus, ToolUsage,
     memory_service_client::MemoryServiceClient,
 };
 
@@ -126,41 +125,8 @@ async fn audit_trail(
     mesh: &ProcessMesh,
     session_id: &str,
 ) -> (SessionStatus, Vec<Message>, Vec<ToolUsage>) {
-    let token = dev_token(mesh.addr("oauth"), "orchestrator", "audit:read")
-        .await
-        .unwrap();
-    let mut audit = AuditServiceClient::with_interceptor(
-        channel_to(mesh.addr("audit")),
-        BearerInterceptor::new(&token),
-    );
-    let session = audit
-        .get_session(GetSessionRequest {
-            session_id: session_id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let messages = audit
-        .list_messages(ListMessagesRequest {
-            session_id: session_id.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
-    let usage = audit
-        .list_tool_usage(ListToolUsageRequest {
-            session_id: session_id.into(),
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tool_usage;
-    (session.status(), messages, usage)
+    let trail = heist_mesh::audit_trail(mesh.addr("oauth"), mesh.addr("audit"), session_id).await;
+    (trail.session.status(), trail.messages, trail.tool_usage)
 }
 
 fn assert_every_turn_once(messages: &[Message]) {

@@ -477,70 +477,15 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             format!(", ended {}", session.end_time)
         }
     );
-    let mut tools: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = audit
-            .list_tool_usage(request(
-                ListToolUsageRequest {
-                    session_id: session_id.to_owned(),
-                    page_size: 1000,
-                    page_token,
-                },
-                Some(&token),
-                config.timeouts.audit,
-            ))
-            .await
-            .context("cannot list tool usage")?
-            .into_inner();
-        for usage in page.tool_usage {
-            let mark = if usage.success { "🛠️ " } else { "⚠️ " };
-            let first = usage
-                .tool_result
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            tools.entry(usage.turn_id).or_default().push(format!(
-                "  {mark} {} {} -> {first}",
-                usage.tool_name, usage.tool_params
-            ));
+    for turn in stored_turns(&mesh, &token, config, session_id).await? {
+        println!("\n[Turn {}] {} ({}):", turn.turn, turn.role, turn.agent);
+        for call in &turn.tool_calls {
+            let mark = if call.success { "🛠️ " } else { "⚠️ " };
+            let first = call.result.lines().next().unwrap_or_default();
+            println!("  {mark} {} {} -> {first}", call.tool, call.params);
         }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
-    let mut page_token = String::new();
-    loop {
-        let page = audit
-            .list_messages(request(
-                ListMessagesRequest {
-                    session_id: session_id.to_owned(),
-                    page_size: 1000,
-                    page_token,
-                },
-                Some(&token),
-                config.timeouts.audit,
-            ))
-            .await
-            .context("cannot list messages")?
-            .into_inner();
-        for message in page.messages {
-            println!(
-                "\n[Turn {}] {} ({}):",
-                message.turn_id, message.agent_role, message.agent_name
-            );
-            for line in tools.remove(&message.turn_id).unwrap_or_default() {
-                println!("{line}");
-            }
-            let marker = if message.is_error { "(error) " } else { "" };
-            println!("  {marker}{}", message.message);
-        }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
+        let marker = if turn.is_error { "(error) " } else { "" };
+        println!("  {marker}{}", turn.message);
     }
     Ok(exit::OK)
 }

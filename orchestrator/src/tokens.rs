@@ -350,8 +350,8 @@ mod tests {
         assert_eq!(asked_again.load(Ordering::SeqCst), 0);
     }
 
-    #[tokio::test]
-    async fn while_a_renewal_is_in_flight_the_still_valid_token_serves_at_once() {
+    /// A cache holding the planner's token "old": still valid, due for renewal.
+    fn cache_with_a_token_due_for_renewal() -> TokenCache {
         let cache = cache();
         let now = Instant::now();
         cache.state("planner", &scopes(), |entry| {
@@ -361,6 +361,12 @@ mod tests {
                 expires_at: now + Duration::from_secs(60),
             });
         });
+        cache
+    }
+
+    #[tokio::test]
+    async fn while_a_renewal_is_in_flight_the_still_valid_token_serves_at_once() {
+        let cache = cache_with_a_token_due_for_renewal();
         let (release, released) = oneshot::channel::<()>();
         let renewal = {
             let cache = cache.clone();
@@ -385,15 +391,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_renewal_falls_back_to_the_token_still_valid() {
-        let cache = cache();
-        let now = Instant::now();
-        cache.state("planner", &scopes(), |entry| {
-            entry.cached = Some(Cached {
-                token: "old".into(),
-                renew_at: now,
-                expires_at: now + Duration::from_secs(60),
-            });
-        });
+        let cache = cache_with_a_token_due_for_renewal();
         let token = cache
             .get_or_buy("planner", &scopes(), || async {
                 Err(Status::unavailable("oauth restarting"))
