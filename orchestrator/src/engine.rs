@@ -4,8 +4,16 @@
 //! messages and its compressed memory from Memory); ask the LLM; run the tool
 //! calls it makes with the agent's own token and ask again for the final
 //! answer; then store the message in Memory and Audit, and each tool call in
-//! Audit's `tool_usage` (success or not), all at once, before the next turn
-//! (the tool rows and the message share one of Audit's group commits).
+//! Audit's `tool_usage` (success or not), all at once (the tool rows and the
+//! message share one of Audit's group commits).
+//!
+//! A turn's writes run while the next turn speaks (write-behind, one turn
+//! deep): turn N+1 reads its agent's memory and calls the LLM and tools
+//! while turn N's rows are on their way, and turn N+2 starts only once
+//! they are acknowledged (or spooled). So a session's writes still reach
+//! Audit one turn after the other, in order, and every agent's memory read
+//! sees its own previous turn (the speaker never talks twice in a row). The
+//! last turn's writes are awaited before the session ends.
 //! Any failure is caught at the turn: logged, recorded, and the conversation
 //! goes on degraded.
 
@@ -44,6 +52,19 @@ use crate::{
 
 /// The seed's warm-up framing, given to every agent as the first message.
 pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
+
+/// Counts what became of a turn's writes.
+fn count_stored(outcome: &mut SessionOutcome, stored: Stored) {
+    outcome.memory_failures += usize::from(!stored.memory);
+    match stored.audit {
+        Ok(Written::Stored) => {}
+        Ok(Written::Spooled) => outcome.audit_spooled_writes += 1,
+        Err(error) => {
+            tracing::error!(%error, "audit write of a turn failed");
+            outcome.audit_failures += 1;
+        }
+    }
+}
 
 /// A policy of one attempt, for calls whose failure costs nothing to skip.
 fn single_attempt() -> RetryPolicy {
@@ -166,8 +187,11 @@ pub struct RunOptions {
 /// How long one turn took, and how much of that the LLM took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TurnTiming {
-    /// The turn, from the checks before it (breakers, spool) until its
-    /// writes are acknowledged.
+    /// The turn's share of the session's time: from the checks before it
+    /// (breakers, spool) until the next turn may start, i.e. its memory
+    /// read, LLM and tool calls, overlapped with the writes of the turn
+    /// before it. The last turn also counts its own writes. The totals of a
+    /// session's turns add up to the time its turns took.
     pub total: Duration,
     /// The LLM calls of the turn, added up.
     pub llm: Duration,
@@ -182,10 +206,11 @@ impl TurnTiming {
 
 /// Where turns are reported as they happen.
 pub trait TurnSink: Send + Sync {
-    /// A turn ended.
+    /// A turn has spoken; its writes are on their way.
     fn turn(&self, session_id: &str, record: &TurnRecord);
 
-    /// How long turn `turn` took (reported just before [`TurnSink::turn`]).
+    /// How long turn `turn` took (reported after [`TurnSink::turn`], once
+    /// the next turn has spoken, or at the end of the session).
     fn timing(&self, _session_id: &str, _turn: i64, _timing: TurnTiming) {}
 
     /// Something the user should know now (a pause, a breaker opening).
@@ -203,12 +228,26 @@ struct TurnLog {
     llm: Duration,
 }
 
-/// A turn and whether its writes landed.
-struct TurnRun {
+/// A turn that has spoken; its writes are still to be made.
+struct SpokenTurn {
     record: TurnRecord,
     /// The time its LLM calls took.
     llm: Duration,
-    memory_stored: bool,
+    /// What remains to be done for it.
+    writes: TurnWrites,
+}
+
+/// A turn's writes, made while the next turn speaks.
+struct TurnWrites {
+    /// Its tool calls' audit rows, written with its message.
+    tool_rows: Vec<SpooledWrite>,
+    /// The turn's span: the writes belong to the turn in the trace.
+    span: tracing::Span,
+}
+
+/// Whether a turn's writes landed.
+struct Stored {
+    memory: bool,
     audit: Result<Written, AuditWriteError>,
 }
 
@@ -418,6 +457,10 @@ impl Orchestrator {
         };
         let mut memory_sync = MemorySync::new(session_id, MEMORY_OUTBOX_CAPACITY);
         let mut breaker_events = self.breakers.subscribe();
+        // The last turn of `outcome.turns` until its writes are made, and
+        // its timing until the next turn has spoken.
+        let mut unstored: Option<TurnWrites> = None;
+        let mut untimed: Option<(i64, TurnTiming)> = None;
         for turn in first_turn..=options.max_turns {
             let turn_started = Instant::now();
             self.note_breaker_events(session_id, &mut breaker_events, &mut outcome, sink)
@@ -435,33 +478,45 @@ impl Orchestrator {
                 continue;
             };
             let turn_id = i64::try_from(turn).unwrap_or(i64::MAX);
-            let ran = self
-                .run_turn(session_id, agent, turn_id, &outcome.turns, &mut memory_sync)
-                .await;
-            outcome.failed_turns += usize::from(ran.record.is_error);
-            outcome.failed_tool_calls += ran
+            let (stored, spoken) = tokio::join!(
+                self.store_last_turn(session_id, &outcome.turns, unstored.take(), &mut memory_sync),
+                self.run_turn(session_id, agent, turn_id, &outcome.turns),
+            );
+            if let Some(stored) = stored {
+                count_stored(&mut outcome, stored);
+            }
+            outcome.failed_turns += usize::from(spoken.record.is_error);
+            outcome.failed_tool_calls += spoken
                 .record
                 .tool_calls
                 .iter()
                 .filter(|call| !call.success)
                 .count();
-            outcome.memory_failures += usize::from(!ran.memory_stored);
-            match &ran.audit {
-                Ok(Written::Stored) => {}
-                Ok(Written::Spooled) => outcome.audit_spooled_writes += 1,
-                Err(error) => {
-                    tracing::error!(%error, "audit write of a turn failed");
-                    outcome.audit_failures += 1;
-                }
+            sink.turn(session_id, &spoken.record);
+            if let Some((turn, timing)) = untimed.take() {
+                sink.timing(session_id, turn, timing);
             }
-            let timing = TurnTiming {
-                total: turn_started.elapsed(),
-                llm: ran.llm,
-            };
-            sink.timing(session_id, turn_id, timing);
-            sink.turn(session_id, &ran.record);
-            outcome.turns.push(ran.record);
+            untimed = Some((
+                turn_id,
+                TurnTiming {
+                    total: turn_started.elapsed(),
+                    llm: spoken.llm,
+                },
+            ));
+            outcome.turns.push(spoken.record);
+            unstored = Some(spoken.writes);
             last = Some(speaker);
+        }
+        let flush_started = Instant::now();
+        if let Some(stored) = self
+            .store_last_turn(session_id, &outcome.turns, unstored, &mut memory_sync)
+            .await
+        {
+            count_stored(&mut outcome, stored);
+        }
+        if let Some((turn, mut timing)) = untimed {
+            timing.total += flush_started.elapsed();
+            sink.timing(session_id, turn, timing);
         }
         // Memory may have restarted since the last write: compare once more.
         {
@@ -669,14 +724,44 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Makes the writes of the last turn of `turns`, if they are still to
+    /// be made.
+    async fn store_last_turn(
+        &self,
+        session_id: &str,
+        turns: &[TurnRecord],
+        writes: Option<TurnWrites>,
+        memory_sync: &mut MemorySync,
+    ) -> Option<Stored> {
+        let writes = writes?;
+        let (record, history) = turns.split_last()?;
+        async {
+            let token = self.own_token().await.ok();
+            let (memory, audit) = self
+                .persist(
+                    session_id,
+                    record,
+                    writes.tool_rows,
+                    history,
+                    memory_sync,
+                    token.as_deref(),
+                )
+                .await;
+            Some(Stored { memory, audit })
+        }
+        .instrument(writes.span)
+        .await
+    }
+
+    /// Speaks one turn: memory, LLM, tools. Its writes are left to
+    /// [`Orchestrator::store_last_turn`].
     async fn run_turn(
         &self,
         session_id: &str,
         agent: &AgentConfig,
         turn_id: i64,
         history: &[TurnRecord],
-        memory_sync: &mut MemorySync,
-    ) -> TurnRun {
+    ) -> SpokenTurn {
         let span = tracing::info_span!(
             target: "heist_orchestrator",
             "turn",
@@ -713,21 +798,13 @@ impl Orchestrator {
                 is_error,
                 tool_calls: log.records,
             };
-            let (memory_stored, audit) = self
-                .persist(
-                    session_id,
-                    &record,
-                    log.writes,
-                    history,
-                    memory_sync,
-                    token.as_deref(),
-                )
-                .await;
-            TurnRun {
+            SpokenTurn {
                 record,
                 llm: log.llm,
-                memory_stored,
-                audit,
+                writes: TurnWrites {
+                    tool_rows: log.writes,
+                    span: tracing::Span::current(),
+                },
             }
         }
         .instrument(span)
