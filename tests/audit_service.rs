@@ -10,9 +10,9 @@ use heist_mesh::{TestAuth, TestServer, channel_to, health_status};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CreateSessionRequest, EndSessionRequest, GetSessionRequest, ListMessagesRequest,
-    ListSessionEventsRequest, ListSessionsRequest, ListToolUsageRequest, SessionStatus,
-    StoreMessageRequest, StoreSessionEventRequest, StoreToolUsageRequest, WatchSessionRequest,
-    audit_service_client::AuditServiceClient,
+    ListSessionEventsRequest, ListSessionsRequest, ListToolUsageRequest, Message, SessionStatus,
+    StoreMessageRequest, StoreSessionEventRequest, StoreToolUsageRequest, StoreTurnRequest,
+    ToolUsage, WatchSessionRequest, audit_service_client::AuditServiceClient,
 };
 use tempfile::TempDir;
 use tokio_stream::StreamExt;
@@ -860,4 +860,172 @@ async fn storing_a_session_event_needs_audit_write_and_listing_needs_audit_read(
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("audit:read"), "{status:?}");
+}
+
+/// A `StoreTurn` of `planner` in `turn_id`, its message keyed `key`, with one
+/// tool call per key of `tool_keys`.
+fn turn(session_id: &str, turn_id: i64, key: &str, tool_keys: &[&str]) -> StoreTurnRequest {
+    StoreTurnRequest {
+        message: Some(message(session_id, turn_id, key)),
+        tool_calls: tool_keys
+            .iter()
+            .map(|tool_key| StoreToolUsageRequest {
+                agent_name: "planner".into(),
+                ..tool_usage(session_id, turn_id, tool_key)
+            })
+            .collect(),
+    }
+}
+
+/// Every message and every tool call stored for `session_id`.
+async fn stored(client: &mut Client, session_id: &str) -> (Vec<Message>, Vec<ToolUsage>) {
+    let messages = client
+        .list_messages(ListMessagesRequest {
+            session_id: session_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let tool_usage = client
+        .list_tool_usage(ListToolUsageRequest {
+            session_id: session_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tool_usage;
+    (messages, tool_usage)
+}
+
+#[tokio::test]
+async fn a_turn_is_stored_with_its_tool_calls_and_read_back() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    let stored_turn = client
+        .store_turn(turn("s1", 3, "m3", &["t3-0", "t3-1"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let message = stored_turn.message.clone().unwrap();
+    assert!(message.id > 0);
+    assert_eq!(
+        (message.turn_id, message.agent_name.as_str()),
+        (3, "planner")
+    );
+    let keys: Vec<&str> = stored_turn
+        .tool_calls
+        .iter()
+        .map(|call| call.idempotency_key.as_str())
+        .collect();
+    assert_eq!(keys, ["t3-0", "t3-1"]);
+
+    let (messages, tool_usage) = stored(client, "s1").await;
+    assert_eq!(messages, vec![message]);
+    assert_eq!(tool_usage, stored_turn.tool_calls);
+    let session = client
+        .get_session(GetSessionRequest {
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((session.message_count, session.tool_usage_count), (1, 2));
+}
+
+#[tokio::test]
+async fn a_turn_without_a_message_is_invalid() {
+    let mut audit = start_audit().await;
+    create(&mut audit.client, "s1").await;
+    let status = audit
+        .client
+        .store_turn(StoreTurnRequest {
+            message: None,
+            tool_calls: vec![tool_usage("s1", 1, "t1")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "message: required");
+    let (messages, tool_usage) = stored(&mut audit.client, "s1").await;
+    assert!(messages.is_empty() && tool_usage.is_empty());
+}
+
+#[tokio::test]
+async fn a_tool_call_of_another_session_is_invalid_and_nothing_of_the_turn_is_stored() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    create(client, "s2").await;
+    let mut request = turn("s1", 1, "m1", &["t1", "t2"]);
+    request.tool_calls[1].session_id = "s2".into();
+    let status = client.store_turn(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("[1].session_id"),
+        "names the field with its index: {status:?}"
+    );
+    for session_id in ["s1", "s2"] {
+        let (messages, tool_usage) = stored(client, session_id).await;
+        assert!(messages.is_empty() && tool_usage.is_empty(), "{session_id}");
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_turn_answers_the_same_and_a_conflicting_one_already_exists_storing_nothing() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    let first = client
+        .store_turn(turn("s1", 1, "m1", &["t1", "t2"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client
+        .store_turn(turn("s1", 1, "m1", &["t1", "t2"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, first);
+
+    // A new message and a new tool call, then a stored key with other content.
+    let mut conflicting = turn("s1", 1, "m2", &["t3", "t2"]);
+    conflicting.tool_calls[1].tool_result = "85".into();
+    let status = client.store_turn(conflicting).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert!(status.message().contains("t2"), "{status:?}");
+
+    let (messages, tool_usage) = stored(client, "s1").await;
+    assert_eq!(messages, vec![first.message.unwrap()], "m2 was not stored");
+    assert_eq!(tool_usage, first.tool_calls, "t3 was not stored");
+}
+
+#[tokio::test]
+async fn a_turn_in_an_ended_session_is_refused_like_a_message() {
+    let mut audit = start_audit().await;
+    let client = &mut audit.client;
+    create(client, "s1").await;
+    client
+        .end_session(end("s1", 2, SessionStatus::Completed))
+        .await
+        .unwrap();
+    let message_status = client
+        .store_message(message("s1", 3, "late"))
+        .await
+        .unwrap_err();
+    let turn_status = client
+        .store_turn(turn("s1", 3, "late", &["late-tool"]))
+        .await
+        .unwrap_err();
+    assert_eq!(turn_status.code(), message_status.code(), "{turn_status:?}");
+    assert_eq!(turn_status.code(), Code::FailedPrecondition);
+    assert!(
+        turn_status.message().contains("completed"),
+        "{turn_status:?}"
+    );
+    let (messages, tool_usage) = stored(client, "s1").await;
+    assert!(messages.is_empty() && tool_usage.is_empty());
 }

@@ -28,6 +28,7 @@ const RPCS: &[(&str, Option<&str>)] = &[
     ("Audit/CreateSession", Some("audit:write")),
     ("Audit/StoreMessage", Some("audit:write")),
     ("Audit/StoreToolUsage", Some("audit:write")),
+    ("Audit/StoreTurn", Some("audit:write")),
     ("Audit/EndSession", Some("audit:write")),
     ("Audit/GetSession", Some("audit:read")),
     ("Audit/ListSessions", Some("audit:read")),
@@ -150,6 +151,22 @@ impl Mesh {
                     agent_name: "planner".into(),
                     tool_name: "calculator".into(),
                     ..Default::default()
+                })
+                .await
+                .map(drop),
+            "Audit/StoreTurn" => audit
+                .store_turn(pb::StoreTurnRequest {
+                    message: Some(pb::StoreMessageRequest {
+                        session_id: session(),
+                        agent_name: "planner".into(),
+                        ..Default::default()
+                    }),
+                    tool_calls: vec![pb::StoreToolUsageRequest {
+                        session_id: session(),
+                        agent_name: "planner".into(),
+                        tool_name: "calculator".into(),
+                        ..Default::default()
+                    }],
                 })
                 .await
                 .map(drop),

@@ -30,9 +30,10 @@ const TURNS: u64 = 100;
 /// The longest a faulty run may take before the test gives up.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// What the pacing proxy holds back each chunk to Audit by (a turn writes
-/// Audit once or twice: ~10 s for the session); Memory, read and written
-/// every turn, is paced at half that.
-const PACE: Duration = Duration::from_millis(20);
+/// Audit once, while the next turn speaks: ~10 s for the session, longer
+/// than the tests' 8-second tokens); Memory, read on every turn's critical
+/// path and written, is paced at a quarter of that.
+const PACE: Duration = Duration::from_millis(40);
 
 /// Starts the orchestrator on `mesh` for a 100-turn session, reaching
 /// `paced` through `proxy`.
@@ -71,7 +72,7 @@ async fn fault_run(
     down_for: Duration,
 ) -> (Option<i32>, String) {
     let (paced, pace) = if service == "audit" {
-        ("memory", PACE / 2)
+        ("memory", PACE / 4)
     } else {
         ("audit", PACE)
     };

@@ -137,6 +137,66 @@ async fn an_inline_tool_call_is_run_recorded_and_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_row_audit_refuses_costs_that_row_and_not_the_turns_message() {
+    let mesh = TestMesh::start().await;
+    // Arguments over Audit's 64 KiB field limit: the calculator refuses
+    // them, and Audit refuses to store them, so the turn's one StoreTurn
+    // write is refused and the orchestrator stores its rows one by one.
+    let huge = vec!["1"; 40_000].join("+");
+    let fake = FakeServer::start(vec![(
+        CHAT,
+        vec![
+            said("We go in at 02:10."),
+            said(&format!("Let me add it all up. [TOOL:calculator:{huge}]")),
+            said("Too long to add up by hand; we round it."),
+        ],
+    )])
+    .await;
+    let outcome = run(
+        two_agent_config(&mesh, ToolCallMode::Inline),
+        fake.backend(),
+        "heist_refused_row",
+        2,
+    )
+    .await;
+    assert_eq!(outcome.status, "completed");
+    assert_eq!(outcome.turns[1].tool_calls.len(), 1);
+    assert!(!outcome.turns[1].tool_calls[0].success);
+    assert_eq!(outcome.audit_failures, 0, "the message was stored");
+    let mut audit = audit_client(&mesh).await;
+    let messages = audit
+        .list_messages(ListMessagesRequest {
+            session_id: "heist_refused_row".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let said: Vec<_> = messages
+        .iter()
+        .map(|m| (m.turn_id, m.message.as_str()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (1, "We go in at 02:10."),
+            (2, "Too long to add up by hand; we round it.")
+        ]
+    );
+    let usage = audit
+        .list_tool_usage(ListToolUsageRequest {
+            session_id: "heist_refused_row".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tool_usage;
+    assert!(usage.is_empty(), "the refused row is not stored: {usage:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_tool_calls_declare_the_tools_and_send_results_back() {
     let mesh = TestMesh::start().await;
     let fake = FakeServer::start(vec![(

@@ -619,7 +619,7 @@ fn the_span_tree_has_the_designed_shape(session: &SessionTrace) {
     for (service, name) in [
         ("heist-oauth", "oauth.authenticate_and_sign"),
         ("heist-tools", "tool.work"),
-        ("heist-audit", "store_message"),
+        ("heist-audit", "store_turn"),
         ("heist-memory", "store_memory"),
     ] {
         let span = session
@@ -636,8 +636,7 @@ fn the_span_tree_has_the_designed_shape(session: &SessionTrace) {
         );
     }
     for method in [
-        "StoreMessage",
-        "StoreToolUsage",
+        "StoreTurn",
         "StoreMemory",
         "GetCompressedMemory",
         "IssueToken",
@@ -719,12 +718,7 @@ fn audit_commits_link_every_write_they_commit(session: &SessionTrace) {
             "a batch spans sessions: it is a trace of its own"
         );
     }
-    for write in [
-        "CreateSession",
-        "StoreMessage",
-        "StoreToolUsage",
-        "EndSession",
-    ] {
+    for write in ["CreateSession", "StoreTurn", "EndSession"] {
         let servers = session.trace.iter().filter(|span| {
             span.service == "heist-audit"
                 && span.kind() == SpanKind::Server
@@ -766,8 +760,7 @@ fn service_log_lines_name_the_session(session_id: &str, logs: &[(String, String)
     let mark = format!("{SESSION_FIELD}={session_id}");
     let session_only = [
         "rpc.method=CreateSession",
-        "rpc.method=StoreMessage",
-        "rpc.method=StoreToolUsage",
+        "rpc.method=StoreTurn",
         "rpc.method=EndSession",
         "rpc.method=StoreMemory",
         "rpc.method=GetCompressedMemory",

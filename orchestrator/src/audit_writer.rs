@@ -132,8 +132,8 @@ impl AuditWriter {
         let mut turns = std::collections::BTreeSet::new();
         for (_, write) in spool.pending_for(session_id) {
             writes += 1;
-            if let SpooledWrite::StoreMessage(message) = write {
-                turns.insert(message.turn_id);
+            if let Some(turn) = write.turn_id() {
+                turns.insert(turn);
             }
         }
         (writes, turns.len())
@@ -169,6 +169,10 @@ impl AuditWriter {
                         .map(drop),
                     SpooledWrite::StoreSessionEvent(body) => client
                         .store_session_event(request(body, token, deadline))
+                        .await
+                        .map(drop),
+                    SpooledWrite::StoreTurn(body) => client
+                        .store_turn(request(body, token, deadline))
                         .await
                         .map(drop),
                 }

@@ -3,9 +3,9 @@
 //! A turn: pick the speaker ([`TurnOrder`]); gather its context (the last few
 //! messages and its compressed memory from Memory); ask the LLM; run the tool
 //! calls it makes with the agent's own token and ask again for the final
-//! answer; then store the message in Memory and Audit, and each tool call in
-//! Audit's `tool_usage` (success or not), all at once (the tool rows and the
-//! message share one of Audit's group commits).
+//! answer; then store the message in Memory and, at the same time, the
+//! message with each tool call (success or not) in Audit, in one
+//! `StoreTurn` write (one transaction).
 //!
 //! A turn's writes run while the next turn speaks (write-behind, one turn
 //! deep): turn N+1 reads its agent's memory and calls the LLM and tools
@@ -26,7 +26,7 @@ use std::{
 use heist_plumbing::propagation::with_session;
 use heist_proto::v1::{
     CallToolRequest, CreateSessionRequest, EndSessionRequest, GetCompressedMemoryRequest,
-    SessionStatus, StoreMessageRequest, StoreToolUsageRequest,
+    SessionStatus, StoreMessageRequest, StoreToolUsageRequest, StoreTurnRequest,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -223,7 +223,7 @@ struct TurnLog {
     /// The tool calls made.
     records: Vec<ToolRecord>,
     /// Their audit rows, written with the turn's message.
-    writes: Vec<SpooledWrite>,
+    writes: Vec<StoreToolUsageRequest>,
     /// The time the LLM calls took.
     llm: Duration,
 }
@@ -240,7 +240,7 @@ struct SpokenTurn {
 /// A turn's writes, made while the next turn speaks.
 struct TurnWrites {
     /// Its tool calls' audit rows, written with its message.
-    tool_rows: Vec<SpooledWrite>,
+    tool_rows: Vec<StoreToolUsageRequest>,
     /// The turn's span: the writes belong to the turn in the trace.
     span: tracing::Span,
 }
@@ -479,7 +479,12 @@ impl Orchestrator {
             };
             let turn_id = i64::try_from(turn).unwrap_or(i64::MAX);
             let (stored, spoken) = tokio::join!(
-                self.store_last_turn(session_id, &outcome.turns, unstored.take(), &mut memory_sync),
+                self.store_last_turn(
+                    session_id,
+                    &outcome.turns,
+                    unstored.take(),
+                    &mut memory_sync
+                ),
                 self.run_turn(session_id, agent, turn_id, &outcome.turns),
             );
             if let Some(stored) = stored {
@@ -998,7 +1003,7 @@ impl Orchestrator {
         round: u32,
         index: usize,
         call: &ToolCall,
-    ) -> (ToolRecord, SpooledWrite) {
+    ) -> (ToolRecord, StoreToolUsageRequest) {
         let started = Instant::now();
         let params = serde_json::to_string(&call.arguments).unwrap_or_default();
         let span = tracing::info_span!(target: "heist_orchestrator", "tool.call", tool.name = %call.name, otel.status_code = tracing::field::Empty);
@@ -1020,7 +1025,7 @@ impl Orchestrator {
             success,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        let write = SpooledWrite::StoreToolUsage(StoreToolUsageRequest {
+        let write = StoreToolUsageRequest {
             session_id: session_id.to_owned(),
             turn_id,
             agent_name: agent.name.clone(),
@@ -1030,7 +1035,7 @@ impl Orchestrator {
             success: record.success,
             duration_ms: i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
             idempotency_key: format!("{session_id}/turn/{turn_id}/tool/{round}/{index}"),
-        });
+        };
         (record, write)
     }
 
@@ -1084,14 +1089,14 @@ impl Orchestrator {
         Ok(answer.into_inner().text)
     }
 
-    /// Stores the turn's message in Memory and Audit, and its tool rows in
-    /// Audit, all at once; returns whether the memory write and the message
-    /// write succeeded (a tool row that fails is logged).
+    /// Stores the turn's message in Memory and, at the same time, the
+    /// message with its tool rows in Audit (one `StoreTurn`); returns
+    /// whether the memory write and the audit write succeeded.
     async fn persist(
         &self,
         session_id: &str,
         record: &TurnRecord,
-        tool_rows: Vec<SpooledWrite>,
+        tool_rows: Vec<StoreToolUsageRequest>,
         history: &[TurnRecord],
         memory_sync: &mut MemorySync,
         token: Option<&str>,
@@ -1111,26 +1116,51 @@ impl Orchestrator {
                 )
                 .await
         };
-        let audit = async {
-            let write = SpooledWrite::StoreMessage(StoreMessageRequest {
-                session_id: session_id.to_owned(),
-                turn_id: record.turn,
-                agent_name: record.agent.clone(),
-                agent_role: record.role.clone(),
-                message: record.message.clone(),
-                is_error: record.is_error,
-                idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
-            });
-            self.audit.write(write, token).await
+        let message = StoreMessageRequest {
+            session_id: session_id.to_owned(),
+            turn_id: record.turn,
+            agent_name: record.agent.clone(),
+            agent_role: record.role.clone(),
+            message: record.message.clone(),
+            is_error: record.is_error,
+            idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
         };
-        let tools = async {
-            for row in tool_rows {
-                if let Err(error) = self.audit.write(row, token).await {
-                    tracing::error!(%error, "cannot record the tool call in audit");
-                }
-            }
-        };
-        let (memory, audit, ()) = tokio::join!(memory, audit, tools);
+        let (memory, audit) = tokio::join!(memory, self.store_turn(message, tool_rows, token));
         (memory, audit)
+    }
+
+    /// Stores a turn in Audit in one write. Should Audit refuse a turn with
+    /// tool calls (a tool row it will not take, say arguments over its size
+    /// limit), the rows go one by one instead, so that the refusal costs
+    /// that row, not the turn's message.
+    async fn store_turn(
+        &self,
+        message: StoreMessageRequest,
+        tool_calls: Vec<StoreToolUsageRequest>,
+        token: Option<&str>,
+    ) -> Result<Written, AuditWriteError> {
+        let turn = StoreTurnRequest {
+            message: Some(message),
+            tool_calls,
+        };
+        let retry_by_row = !turn.tool_calls.is_empty();
+        let refused = match self.audit.write(turn.clone().into(), token).await {
+            Err(AuditWriteError::Refused(status)) if retry_by_row => status,
+            written => return written,
+        };
+        tracing::warn!(error = %refused.message(), "audit refused the turn; storing its rows one by one");
+        let StoreTurnRequest {
+            message,
+            tool_calls,
+        } = turn;
+        for call in tool_calls {
+            if let Err(error) = self.audit.write(call.into(), token).await {
+                tracing::error!(%error, "cannot record the tool call in audit");
+            }
+        }
+        match message {
+            Some(message) => self.audit.write(message.into(), token).await,
+            None => Err(AuditWriteError::Refused(refused)),
+        }
     }
 }

@@ -389,6 +389,28 @@ mod tests {
                 idempotency_key: "heist_a/event/1".into(),
             }
             .into(),
+            pb::StoreTurnRequest {
+                message: Some(pb::StoreMessageRequest {
+                    session_id: "heist_a".into(),
+                    turn_id: 2,
+                    agent_name: "hacker".into(),
+                    message: "the vault runs on a timer".into(),
+                    idempotency_key: "heist_a/turn/2/message".into(),
+                    ..Default::default()
+                }),
+                tool_calls: vec![pb::StoreToolUsageRequest {
+                    session_id: "heist_a".into(),
+                    turn_id: 2,
+                    agent_name: "hacker".into(),
+                    tool_name: "calculator".into(),
+                    tool_params: "3*4".into(),
+                    tool_result: "12".into(),
+                    success: true,
+                    duration_ms: 1,
+                    idempotency_key: "heist_a/turn/2/tool/0/0".into(),
+                }],
+            }
+            .into(),
         ]
     }
 
@@ -447,7 +469,8 @@ mod tests {
                 "StoreMessage",
                 "StoreToolUsage",
                 "EndSession",
-                "StoreSessionEvent"
+                "StoreSessionEvent",
+                "StoreTurn"
             ]
         );
     }

@@ -19,6 +19,8 @@ pub enum SpooledWrite {
     EndSession(pb::EndSessionRequest),
     /// `AuditService/StoreSessionEvent` (a breaker change, a replay, ...).
     StoreSessionEvent(pb::StoreSessionEventRequest),
+    /// `AuditService/StoreTurn`: a turn's message and tool calls at once.
+    StoreTurn(pb::StoreTurnRequest),
 }
 
 /// One `From` per request type, so `spool.append(request.into())` reads well.
@@ -37,7 +39,8 @@ from_request!(
     StoreMessage(StoreMessageRequest),
     StoreToolUsage(StoreToolUsageRequest),
     EndSession(EndSessionRequest),
-    StoreSessionEvent(StoreSessionEventRequest)
+    StoreSessionEvent(StoreSessionEventRequest),
+    StoreTurn(StoreTurnRequest)
 );
 
 /// The record type of each write on disk; acknowledgements use [`ACK_KIND`].
@@ -46,6 +49,7 @@ const STORE_MESSAGE: u8 = 2;
 const STORE_TOOL_USAGE: u8 = 3;
 const END_SESSION: u8 = 4;
 const STORE_SESSION_EVENT: u8 = 5;
+const STORE_TURN: u8 = 6;
 /// The record type of an acknowledgement.
 pub(super) const ACK_KIND: u8 = 16;
 
@@ -58,10 +62,15 @@ impl SpooledWrite {
             Self::StoreToolUsage(request) => &request.session_id,
             Self::EndSession(request) => &request.session_id,
             Self::StoreSessionEvent(request) => &request.session_id,
+            Self::StoreTurn(request) => request
+                .message
+                .as_ref()
+                .map_or("", |message| &message.session_id),
         }
     }
 
-    /// The write's idempotency key: Audit stores a replayed write once.
+    /// The write's idempotency key: Audit stores a replayed write once. (A
+    /// turn's is its message's; each of its tool calls has its own.)
     pub fn idempotency_key(&self) -> &str {
         match self {
             Self::CreateSession(request) => &request.idempotency_key,
@@ -69,6 +78,19 @@ impl SpooledWrite {
             Self::StoreToolUsage(request) => &request.idempotency_key,
             Self::EndSession(request) => &request.idempotency_key,
             Self::StoreSessionEvent(request) => &request.idempotency_key,
+            Self::StoreTurn(request) => request
+                .message
+                .as_ref()
+                .map_or("", |message| &message.idempotency_key),
+        }
+    }
+
+    /// The turn a message or a turn write belongs to.
+    pub fn turn_id(&self) -> Option<i64> {
+        match self {
+            Self::StoreMessage(request) => Some(request.turn_id),
+            Self::StoreTurn(request) => request.message.as_ref().map(|message| message.turn_id),
+            _ => None,
         }
     }
 
@@ -79,13 +101,24 @@ impl SpooledWrite {
 
     /// Checks that replaying the write can never store it twice. Creating and
     /// ending a session are idempotent by session ID; a message, a tool call
-    /// or a session event is deduplicated only by its key, so it must have one.
+    /// or a session event is deduplicated only by its key, so it must have
+    /// one (a turn: its message and every tool call).
     pub(super) fn check_replayable(&self) -> Result<(), SpoolError> {
         let needs_key = matches!(
             self,
-            Self::StoreMessage(_) | Self::StoreToolUsage(_) | Self::StoreSessionEvent(_)
+            Self::StoreMessage(_)
+                | Self::StoreToolUsage(_)
+                | Self::StoreSessionEvent(_)
+                | Self::StoreTurn(_)
         );
-        if needs_key && self.idempotency_key().is_empty() {
+        let tool_call_without_key = match self {
+            Self::StoreTurn(request) => request
+                .tool_calls
+                .iter()
+                .any(|call| call.idempotency_key.is_empty()),
+            _ => false,
+        };
+        if needs_key && (self.idempotency_key().is_empty() || tool_call_without_key) {
             return Err(SpoolError::MissingIdempotencyKey { kind: self.kind() });
         }
         Ok(())
@@ -99,6 +132,7 @@ impl SpooledWrite {
             Self::StoreToolUsage(_) => STORE_TOOL_USAGE,
             Self::EndSession(_) => END_SESSION,
             Self::StoreSessionEvent(_) => STORE_SESSION_EVENT,
+            Self::StoreTurn(_) => STORE_TURN,
         }
     }
 
@@ -110,6 +144,7 @@ impl SpooledWrite {
             Self::StoreToolUsage(request) => request.encode_to_vec(),
             Self::EndSession(request) => request.encode_to_vec(),
             Self::StoreSessionEvent(request) => request.encode_to_vec(),
+            Self::StoreTurn(request) => request.encode_to_vec(),
         }
     }
 
@@ -127,6 +162,7 @@ impl SpooledWrite {
             STORE_SESSION_EVENT => {
                 pb::StoreSessionEventRequest::decode(payload).map(Self::StoreSessionEvent)
             }
+            STORE_TURN => pb::StoreTurnRequest::decode(payload).map(Self::StoreTurn),
             _ => return Err(RecordProblem::UnknownKind(tag)),
         }
         .map_err(undecodable)
@@ -141,6 +177,7 @@ fn kind_name(tag: u8) -> Option<&'static str> {
         STORE_TOOL_USAGE => Some("StoreToolUsage"),
         END_SESSION => Some("EndSession"),
         STORE_SESSION_EVENT => Some("StoreSessionEvent"),
+        STORE_TURN => Some("StoreTurn"),
         _ => None,
     }
 }
@@ -178,6 +215,39 @@ mod tests {
         message("heist_1/turn/3/message")
             .check_replayable()
             .unwrap();
+    }
+
+    #[test]
+    fn a_turn_is_replayable_only_when_its_message_and_every_tool_call_have_keys() {
+        let SpooledWrite::StoreMessage(message) = message("heist_1/turn/3/message") else {
+            unreachable!("a message")
+        };
+        let call = |key: &str| pb::StoreToolUsageRequest {
+            session_id: "heist_1".into(),
+            turn_id: 3,
+            agent_name: "planner".into(),
+            tool_name: "calculator".into(),
+            idempotency_key: key.into(),
+            ..Default::default()
+        };
+        let turn = |calls: Vec<pb::StoreToolUsageRequest>| {
+            SpooledWrite::from(pb::StoreTurnRequest {
+                message: Some(message.clone()),
+                tool_calls: calls,
+            })
+        };
+        let keyed = turn(vec![call("heist_1/turn/3/tool/0/0")]);
+        keyed.check_replayable().unwrap();
+        assert_eq!(keyed.session_id(), "heist_1");
+        assert_eq!(keyed.turn_id(), Some(3));
+        assert_eq!(keyed.kind(), "StoreTurn");
+        assert!(matches!(
+            turn(vec![call("heist_1/turn/3/tool/0/0"), call("")]).check_replayable(),
+            Err(SpoolError::MissingIdempotencyKey { kind: "StoreTurn" })
+        ));
+        let no_message = SpooledWrite::from(pb::StoreTurnRequest::default());
+        assert!(no_message.check_replayable().is_err());
+        assert_eq!(no_message.turn_id(), None);
     }
 
     #[test]

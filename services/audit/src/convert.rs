@@ -1,8 +1,41 @@
-//! Conversions between the store's rows and the `heist.v1` messages.
+//! Conversions between the store's requests and rows and the `heist.v1` messages.
 
 use heist_proto::v1 as pb;
 
-use crate::store::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
+use crate::store::{
+    MessageRow, NewMessage, NewToolUsage, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow,
+    TurnRows,
+};
+
+/// The store's request for a `StoreMessageRequest`, written under `trace_id`.
+pub(crate) fn new_message(request: pb::StoreMessageRequest, trace_id: String) -> NewMessage {
+    NewMessage {
+        session_id: request.session_id,
+        turn_id: request.turn_id,
+        agent_name: request.agent_name,
+        agent_role: request.agent_role,
+        message: request.message,
+        is_error: request.is_error,
+        idempotency_key: request.idempotency_key,
+        trace_id,
+    }
+}
+
+/// The store's request for a `StoreToolUsageRequest`, written under `trace_id`.
+pub(crate) fn new_tool_usage(request: pb::StoreToolUsageRequest, trace_id: String) -> NewToolUsage {
+    NewToolUsage {
+        session_id: request.session_id,
+        turn_id: request.turn_id,
+        agent_name: request.agent_name,
+        tool_name: request.tool_name,
+        tool_params: request.tool_params,
+        tool_result: request.tool_result,
+        success: request.success,
+        duration_ms: request.duration_ms,
+        idempotency_key: request.idempotency_key,
+        trace_id,
+    }
+}
 
 impl From<SessionStatus> for pb::SessionStatus {
     fn from(status: SessionStatus) -> Self {
@@ -75,6 +108,15 @@ impl From<SessionEventRow> for pb::SessionEvent {
             detail: row.detail,
             timestamp: row.timestamp,
             idempotency_key: row.idempotency_key,
+        }
+    }
+}
+
+impl From<TurnRows> for pb::StoreTurnResponse {
+    fn from(rows: TurnRows) -> Self {
+        Self {
+            message: Some(rows.message.into()),
+            tool_calls: rows.tool_calls.into_iter().map(Into::into).collect(),
         }
     }
 }

@@ -17,9 +17,10 @@ use tonic::{Code, Request, Response, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
+    convert::{new_message, new_tool_usage},
     store::{
-        AuditStore, EndSession, ErrorKind, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
-        PageRequest, SessionStatus, StoreError,
+        AuditStore, EndSession, ErrorKind, NewSession, NewSessionEvent, NewTurn, PageRequest,
+        SessionStatus, StoreError,
     },
     watch::watch_session,
 };
@@ -29,6 +30,7 @@ pub const METHOD_SCOPES: &[(&str, &str)] = &[
     ("CreateSession", "audit:write"),
     ("StoreMessage", "audit:write"),
     ("StoreToolUsage", "audit:write"),
+    ("StoreTurn", "audit:write"),
     ("EndSession", "audit:write"),
     ("GetSession", "audit:read"),
     ("ListSessions", "audit:read"),
@@ -132,19 +134,9 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreMessageRequest>,
     ) -> Result<Response<pb::Message>, Status> {
-        let request = request.into_inner();
         let message = self
             .store
-            .store_message(NewMessage {
-                session_id: request.session_id,
-                turn_id: request.turn_id,
-                agent_name: request.agent_name,
-                agent_role: request.agent_role,
-                message: request.message,
-                is_error: request.is_error,
-                idempotency_key: request.idempotency_key,
-                trace_id: current_trace_id(),
-            })
+            .store_message(new_message(request.into_inner(), current_trace_id()))
             .await?;
         Ok(Response::new(message.into()))
     }
@@ -154,23 +146,36 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreToolUsageRequest>,
     ) -> Result<Response<pb::ToolUsage>, Status> {
-        let request = request.into_inner();
         let usage = self
             .store
-            .store_tool_usage(NewToolUsage {
-                session_id: request.session_id,
-                turn_id: request.turn_id,
-                agent_name: request.agent_name,
-                tool_name: request.tool_name,
-                tool_params: request.tool_params,
-                tool_result: request.tool_result,
-                success: request.success,
-                duration_ms: request.duration_ms,
-                idempotency_key: request.idempotency_key,
-                trace_id: current_trace_id(),
-            })
+            .store_tool_usage(new_tool_usage(request.into_inner(), current_trace_id()))
             .await?;
         Ok(Response::new(usage.into()))
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        session.id = request.get_ref().message.as_ref().map(|m| m.session_id.as_str()),
+        turn.id = request.get_ref().message.as_ref().map(|m| m.turn_id),
+    ))]
+    async fn store_turn(
+        &self,
+        request: Request<pb::StoreTurnRequest>,
+    ) -> Result<Response<pb::StoreTurnResponse>, Status> {
+        let request = request.into_inner();
+        let message = request
+            .message
+            .ok_or_else(|| Status::invalid_argument("message: required"))?;
+        let trace_id = current_trace_id();
+        let turn = NewTurn {
+            tool_calls: request
+                .tool_calls
+                .into_iter()
+                .map(|call| new_tool_usage(call, trace_id.clone()))
+                .collect(),
+            message: new_message(message, trace_id),
+        };
+        let rows = self.store.store_turn(turn).await?;
+        Ok(Response::new(rows.into()))
     }
 
     #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]

@@ -41,11 +41,13 @@ pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
 pub use types::{
-    Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, Page,
-    PageRequest, SessionEventRow, SessionRow, SessionStatus, Synchronous, ToolUsageRow,
+    Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
+    NewTurn, Page, PageRequest, SessionEventRow, SessionRow, SessionStatus, Synchronous,
+    ToolUsageRow, TurnRows,
 };
 pub use validate::{
-    MAX_EVENT_KIND_CHARS, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS, MAX_TRACE_ID_CHARS,
+    MAX_EVENT_KIND_CHARS, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS,
+    MAX_TOOL_CALLS_PER_TURN, MAX_TRACE_ID_CHARS,
 };
 
 use cursor::{IdListing, SessionCursor, into_page, page_size};
@@ -150,6 +152,16 @@ impl AuditStore {
     /// Stores a tool call in an active session, idempotent like [`Self::store_message`].
     pub async fn store_tool_usage(&self, new: NewToolUsage) -> Result<ToolUsageRow, StoreError> {
         validate::new_tool_usage(&new, self.inner.max_message_bytes)?;
+        self.inner.writer.submit(new).await
+    }
+
+    /// Stores a turn's message and tool calls in one savepoint, all or
+    /// nothing: each row is idempotent on its own key as in
+    /// [`Self::store_message`] and [`Self::store_tool_usage`], and if any row
+    /// is refused (e.g. `IdempotencyConflict`, `SessionEnded`) none is stored.
+    /// Watchers see the message as if it came from [`Self::store_message`].
+    pub async fn store_turn(&self, new: NewTurn) -> Result<TurnRows, StoreError> {
+        validate::new_turn(&new, self.inner.max_message_bytes)?;
         self.inner.writer.submit(new).await
     }
 

@@ -950,6 +950,302 @@ async fn subscribers_see_messages_in_commit_order_and_the_session_end() {
     );
 }
 
+// --- turns ----------------------------------------------------------------------------
+
+/// A turn of agent `hacker` in turn 2 (as `tool_usage` names), keyed `key`,
+/// with one tool call per key of `tool_keys`.
+fn turn(session_id: &str, key: &str, tool_keys: &[&str]) -> NewTurn {
+    NewTurn {
+        message: NewMessage {
+            turn_id: 2,
+            agent_name: "hacker".into(),
+            agent_role: "Hacker".into(),
+            ..keyed(session_id, "the vault's firmware is from 2009", key)
+        },
+        tool_calls: tool_keys
+            .iter()
+            .map(|tool_key| tool_usage(session_id, tool_key))
+            .collect(),
+    }
+}
+
+/// Every message and every tool call stored for `session_id`.
+async fn stored_rows(store: &AuditStore, session_id: &str) -> (Vec<MessageRow>, Vec<ToolUsageRow>) {
+    let messages = store
+        .list_messages(session_id, PageRequest::default())
+        .await
+        .unwrap();
+    let tool_usage = store
+        .list_tool_usage(session_id, PageRequest::default())
+        .await
+        .unwrap();
+    (messages.items, tool_usage.items)
+}
+
+#[tokio::test]
+async fn a_turn_with_two_tool_calls_stores_the_message_and_both_rows_in_one_commit() {
+    let fx = started("s1").await;
+    let commits = fx.store.commit_count();
+    let rows = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1", "t2"]))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        fx.store.commit_count(),
+        commits + 1,
+        "one commit for the turn"
+    );
+    assert_eq!(rows.message.idempotency_key, "m1");
+    assert_eq!(
+        (rows.message.turn_id, rows.message.agent_name.as_str()),
+        (2, "hacker")
+    );
+    let keys: Vec<&str> = rows
+        .tool_calls
+        .iter()
+        .map(|row| row.idempotency_key.as_str())
+        .collect();
+    assert_eq!(keys, ["t1", "t2"], "in the order they were sent");
+    assert!(rows.tool_calls[0].id < rows.tool_calls[1].id);
+    assert!(
+        rows.tool_calls
+            .iter()
+            .all(|row| row.timestamp == rows.message.timestamp),
+        "one write, one timestamp"
+    );
+    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+    assert_eq!(messages, [rows.message]);
+    assert_eq!(tool_usage, rows.tool_calls);
+}
+
+#[tokio::test]
+async fn repeating_a_turn_returns_the_same_rows_and_stores_nothing_new() {
+    let fx = started("s1").await;
+    let first = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1", "t2"]))
+        .await
+        .unwrap();
+    let mut retry = turn("s1", "m1", &["t1", "t2"]);
+    retry.message.trace_id = "another-trace".into();
+    let repeat = fx.store.store_turn(retry).await.unwrap();
+
+    assert_eq!(repeat, first);
+    let raw = fx.raw();
+    assert_eq!(count(&raw, "SELECT COUNT(*) FROM messages"), 1);
+    assert_eq!(count(&raw, "SELECT COUNT(*) FROM tool_usage"), 2);
+}
+
+#[tokio::test]
+async fn a_turn_whose_second_tool_call_reuses_a_stored_key_with_other_content_stores_nothing_of_the_turn()
+ {
+    let fx = started("s1").await;
+    let earlier = fx
+        .store
+        .store_tool_usage(tool_usage("s1", "t-earlier"))
+        .await
+        .unwrap();
+    let mut clash = turn("s1", "m1", &["t1", "t-earlier"]);
+    clash.tool_calls[1].tool_result = "5".into();
+    let commits = fx.store.commit_count();
+
+    let error = fx.store.store_turn(clash).await.unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::IdempotencyConflict {
+            session_id: "s1".into(),
+            key: "t-earlier".into()
+        }
+    );
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+    assert!(messages.is_empty(), "the message was rolled back too");
+    assert_eq!(tool_usage, [earlier], "and the first tool call");
+    assert_eq!(
+        fx.store.commit_count(),
+        commits + 1,
+        "the refusal was rolled back within a commit, not by failing it"
+    );
+
+    // Its keys were not taken: the turn without the clash stores.
+    let rows = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1"]))
+        .await
+        .unwrap();
+    assert_eq!(rows.tool_calls.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tool_call_naming_another_session_turn_or_agent_is_refused_naming_the_field() {
+    let fx = started("s1").await;
+    fx.store.create_session(new_session("s2")).await.unwrap();
+    let commits = fx.store.commit_count();
+    /// What the test changes in the second tool call.
+    type Change = fn(&mut NewToolUsage);
+    let cases: [(Change, &str); 3] = [
+        (
+            |call| call.session_id = "s2".into(),
+            r#"[1].session_id: "s2" is not the message's session "s1""#,
+        ),
+        (
+            |call| call.turn_id = 7,
+            "[1].turn_id: 7 is not the message's turn 2",
+        ),
+        (
+            |call| call.agent_name = "mole".into(),
+            r#"[1].agent_name: "mole" is not the message's agent "hacker""#,
+        ),
+    ];
+    for (change, reason) in cases {
+        let mut new = turn("s1", "m1", &["t1", "t2"]);
+        change(&mut new.tool_calls[1]);
+        let error = fx.store.store_turn(new).await.unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::Invalid {
+                field: "tool_calls",
+                reason: reason.into()
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(error.to_string(), format!("tool_calls {reason}"));
+    }
+    assert_eq!(
+        fx.store.commit_count(),
+        commits,
+        "nothing reached the writer"
+    );
+    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+    assert!(messages.is_empty() && tool_usage.is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_row_of_a_turn_is_refused_naming_its_field_and_index() {
+    let fx = started("s1").await;
+    let mut no_tool = turn("s1", "m1", &["t1", "t2", "t3"]);
+    no_tool.tool_calls[2].tool_name = String::new();
+    let error = fx.store.store_turn(no_tool).await.unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tool_calls [2].tool_name must not be empty"
+    );
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+
+    let mut no_agent = turn("s1", "m1", &["t1"]);
+    no_agent.message.agent_name = String::new();
+    assert_eq!(
+        fx.store.store_turn(no_agent).await,
+        Err(StoreError::EmptyField {
+            field: "agent_name"
+        }),
+        "the message's own checks are StoreMessage's"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_with_65_tool_calls_is_refused_and_one_with_64_is_stored() {
+    let fx = started("s1").await;
+    let keys: Vec<String> = (0..=MAX_TOOL_CALLS_PER_TURN)
+        .map(|n| format!("t{n}"))
+        .collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(keys.len(), 65);
+
+    let error = fx
+        .store
+        .store_turn(turn("s1", "m1", &keys))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tool_calls must be at most 64 per turn, got 65"
+    );
+    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+    let (messages, _) = stored_rows(&fx.store, "s1").await;
+    assert!(messages.is_empty());
+
+    let rows = fx
+        .store
+        .store_turn(turn("s1", "m1", &keys[..64]))
+        .await
+        .unwrap();
+    assert_eq!(rows.tool_calls.len(), 64);
+}
+
+#[tokio::test]
+async fn a_turn_without_tool_calls_stores_its_message_alone() {
+    let fx = started("s1").await;
+    let rows = fx.store.store_turn(turn("s1", "m1", &[])).await.unwrap();
+    assert!(rows.tool_calls.is_empty());
+    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+    assert_eq!(messages, [rows.message]);
+    assert!(tool_usage.is_empty());
+}
+
+#[tokio::test]
+async fn a_turn_in_an_ended_session_is_refused_as_session_ended_and_a_retry_still_answers() {
+    let fx = started("s1").await;
+    let stored = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1"]))
+        .await
+        .unwrap();
+    fx.store
+        .end_session(end("s1", 2, SessionStatus::Interrupted))
+        .await
+        .unwrap();
+
+    let error = fx
+        .store
+        .store_turn(turn("s1", "m2", &["t2"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::SessionEnded {
+            session_id: "s1".into(),
+            status: SessionStatus::Interrupted
+        }
+    );
+    assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+    assert_eq!((messages.len(), tool_usage.len()), (1, 1));
+
+    let retry = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        retry, stored,
+        "as StoreMessage: a retry after the end answers"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_receives_the_message_of_a_turn_and_nothing_for_its_tool_calls() {
+    let fx = started("s1").await;
+    let mut feed = fx.store.subscribe();
+    let rows = fx
+        .store
+        .store_turn(turn("s1", "m1", &["t1", "t2"]))
+        .await
+        .unwrap();
+    fx.store
+        .store_turn(turn("s1", "m1", &["t1", "t2"]))
+        .await
+        .unwrap();
+
+    assert_eq!(feed.recv().await.unwrap(), Committed::Message(rows.message));
+    assert!(
+        feed.try_recv().is_err(),
+        "tool calls and the repeat are not published"
+    );
+}
+
 // --- session events -----------------------------------------------------------------
 
 fn event(session_id: &str, kind: &str, key: &str) -> NewSessionEvent {

@@ -114,6 +114,21 @@ pub struct NewToolUsage {
     pub trace_id: String,
 }
 
+/// Asks to store one turn, all or nothing: its message and the tool calls
+/// made during it (the proto's `StoreTurnRequest`).
+///
+/// Each row stays idempotent on its own key, as a [`NewMessage`] or a
+/// [`NewToolUsage`] stored alone; if any row is refused, nothing of the turn
+/// is stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewTurn {
+    /// The turn's message; its session, turn and agent are the turn's.
+    pub message: NewMessage,
+    /// The tool calls, in order (at most `MAX_TOOL_CALLS_PER_TURN`), each
+    /// naming the message's session, turn and agent.
+    pub tool_calls: Vec<NewToolUsage>,
+}
+
 /// Asks to store one session event (the proto's `StoreSessionEventRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewSessionEvent {
@@ -215,6 +230,15 @@ pub struct ToolUsageRow {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write; may be empty.
     pub trace_id: String,
+}
+
+/// One stored turn (the proto's `StoreTurnResponse`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnRows {
+    /// The stored message.
+    pub message: MessageRow,
+    /// The stored tool calls, in the order they were sent.
+    pub tool_calls: Vec<ToolUsageRow>,
 }
 
 /// One stored session event (the proto's `SessionEvent`).

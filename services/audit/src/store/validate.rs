@@ -3,7 +3,7 @@
 //! Validation runs in the caller's task, so bad input never occupies the writer thread.
 
 use super::error::StoreError;
-use super::types::{EndSession, NewMessage, NewSession, NewSessionEvent, NewToolUsage};
+use super::types::{EndSession, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn};
 
 /// The most characters of a session ID, agent name, tool name or idempotency key.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -15,6 +15,8 @@ pub const MAX_TRACE_ID_CHARS: usize = 64;
 pub const MAX_EVENT_KIND_CHARS: usize = 64;
 /// The most bytes of a session's metadata.
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// The most tool calls one turn may carry (`StoreTurn`).
+pub const MAX_TOOL_CALLS_PER_TURN: usize = 64;
 
 /// Checks a session ID: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
 pub(crate) fn session_id(id: &str) -> Result<(), StoreError> {
@@ -66,6 +68,54 @@ pub(crate) fn new_tool_usage(new: &NewToolUsage, max_bytes: usize) -> Result<(),
     non_negative("duration_ms", new.duration_ms)?;
     chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)?;
     chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)
+}
+
+/// Checks a request to store a turn: its message as [`new_message`], at most
+/// [`MAX_TOOL_CALLS_PER_TURN`] tool calls, each as [`new_tool_usage`] and
+/// naming the message's session, turn and agent. A tool call's error names
+/// it by index: `tool_calls [2].turn_id: 7 is not the message's turn 6`.
+pub(crate) fn new_turn(new: &NewTurn, max_bytes: usize) -> Result<(), StoreError> {
+    new_message(&new.message, max_bytes)?;
+    let count = new.tool_calls.len();
+    if count > MAX_TOOL_CALLS_PER_TURN {
+        return Err(StoreError::invalid(
+            "tool_calls",
+            format!("must be at most {MAX_TOOL_CALLS_PER_TURN} per turn, got {count}"),
+        ));
+    }
+    for (index, call) in new.tool_calls.iter().enumerate() {
+        let at_index =
+            |reason: String| StoreError::invalid("tool_calls", format!("[{index}].{reason}"));
+        new_tool_usage(call, max_bytes).map_err(|error| at_index(error.to_string()))?;
+        if let Some(reason) = differs_from_message(call, &new.message) {
+            return Err(at_index(reason));
+        }
+    }
+    Ok(())
+}
+
+/// How `call` names another session, turn or agent than its turn's
+/// `message` (`field: what differs`); `None` when it names the same.
+fn differs_from_message(call: &NewToolUsage, message: &NewMessage) -> Option<String> {
+    if call.session_id != message.session_id {
+        return Some(format!(
+            "session_id: {:?} is not the message's session {:?}",
+            call.session_id, message.session_id
+        ));
+    }
+    if call.turn_id != message.turn_id {
+        return Some(format!(
+            "turn_id: {} is not the message's turn {}",
+            call.turn_id, message.turn_id
+        ));
+    }
+    if call.agent_name != message.agent_name {
+        return Some(format!(
+            "agent_name: {:?} is not the message's agent {:?}",
+            call.agent_name, message.agent_name
+        ));
+    }
+    None
 }
 
 /// Checks a request to store a session event; `max_bytes` bounds the detail.

@@ -4,7 +4,8 @@
 //! Messages, tool calls and session events share one shape: insert unless the
 //! idempotency key is taken ([`insert_keyed`]), else answer the stored row or
 //! refuse ([`repeat_or_refuse`]). Messages and tool calls need an active
-//! session; session events are accepted in any status.
+//! session; session events are accepted in any status. A turn is its message
+//! and its tool calls applied one after the other in the turn's one savepoint.
 //!
 //! Requests arrive here already validated; see `validate`.
 
@@ -14,7 +15,7 @@ use super::error::StoreError;
 use super::queries;
 use super::types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
-    SessionEventRow, SessionRow, SessionStatus, ToolUsageRow,
+    NewTurn, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
 use super::writer::{Applied, Write};
 
@@ -220,6 +221,31 @@ impl NewToolUsage {
             && row.tool_result == self.tool_result
             && row.success == self.success
             && row.duration_ms == self.duration_ms
+    }
+}
+
+impl Write for NewTurn {
+    type Output = TurnRows;
+
+    /// Stores the message, then each tool call, each exactly as if stored
+    /// alone (a repeated key answers its stored row). The first refusal fails
+    /// the turn, and the writer rolls back the turn's whole savepoint with it.
+    /// Publishes what the message publishes: watchers see it as if it came
+    /// from `StoreMessage` (tool calls publish nothing).
+    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<TurnRows>, StoreError> {
+        let message = self.message.apply(conn, now)?;
+        let tool_calls = self
+            .tool_calls
+            .iter()
+            .map(|call| call.apply(conn, now).map(|applied| applied.output))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Applied {
+            output: TurnRows {
+                message: message.output,
+                tool_calls,
+            },
+            event: message.event,
+        })
     }
 }
 
