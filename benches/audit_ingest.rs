@@ -24,6 +24,9 @@ use heist_proto::v1::{
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
+#[global_allocator]
+static ALLOCATOR: heist_plumbing::Allocator = heist_plumbing::Allocator;
+
 const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 3;
 const CONCURRENCY: [usize; 2] = [1, 64];

@@ -26,6 +26,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 
+#[global_allocator]
+static ALLOCATOR: heist_plumbing::Allocator = heist_plumbing::Allocator;
+
 /// What to run.
 #[derive(Debug, Parser)]
 #[command(about = "Mesh cost per turn, against the gRPC floor")]
