@@ -48,8 +48,25 @@ async fn orchestrator_async(args: Vec<String>, dir: std::path::PathBuf) -> Outpu
 fn help_explains_every_command() {
     let dir = TempDir::new().unwrap();
     let help = text(&orchestrator(&["--help"], dir.path()));
-    for word in ["run", "health", "sessions", "tools", "--config"] {
+    for word in [
+        "run",
+        "health",
+        "sessions",
+        "tools",
+        "--config",
+        "--worker-threads",
+    ] {
         assert!(help.contains(word), "{word} missing from --help:\n{help}");
+    }
+    for bad in ["0", "-1", "many", "257"] {
+        let flag = format!("--worker-threads={bad}");
+        let output = orchestrator(&[&flag, "health"], dir.path());
+        assert_eq!(output.status.code(), Some(2), "--worker-threads {bad}");
+        assert!(
+            text(&output).contains("--worker-threads"),
+            "the error names the flag: {}",
+            text(&output)
+        );
     }
     let run_help = text(&orchestrator(&["run", "--help"], dir.path()));
     for flag in [
@@ -294,6 +311,8 @@ async fn several_sessions_run_at_once() {
         [
             "--config",
             "mesh.yaml",
+            "--worker-threads",
+            "2",
             "run",
             "--sessions",
             "3",

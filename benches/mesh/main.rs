@@ -63,7 +63,8 @@ struct Args {
     bench: bool,
 }
 
-#[tokio::main]
+/// One worker thread, as `orchestrator` runs by default (`--worker-threads 1`).
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let args = Args::parse();
     // The orchestrator's own telemetry, as `orchestrator run` sets it up

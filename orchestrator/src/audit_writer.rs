@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use heist_proto::v1::audit_service_client::AuditServiceClient;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tonic::Status;
 
 use crate::{
@@ -44,6 +44,9 @@ pub enum AuditWriteError {
     /// The spool could not keep it.
     #[error("cannot spool the write: {0}")]
     Spool(#[from] SpoolError),
+    /// The thread doing the spool's file work died.
+    #[error("cannot spool the write: the spool's I/O thread failed")]
+    SpoolThread,
 }
 
 /// The audit writes of every session of this process.
@@ -97,7 +100,11 @@ impl AuditWriter {
                 }
             }
         }
-        self.spool.lock().await.append(write)?;
+        let spool = Arc::clone(&self.spool).lock_owned().await;
+        let (_, appended) = off_thread(spool, move |spool| spool.append(write))
+            .await
+            .ok_or(AuditWriteError::SpoolThread)?;
+        appended?;
         self.replay(token).await;
         Ok(Written::Spooled)
     }
@@ -105,7 +112,7 @@ impl AuditWriter {
     /// Replays the spool in order until it is empty or Audit fails again;
     /// returns how many writes still wait.
     pub async fn replay(&self, token: Option<&str>) -> usize {
-        let mut spool = self.spool.lock().await;
+        let mut spool = Arc::clone(&self.spool).lock_owned().await;
         loop {
             let Some((seq, write)) = spool.pending().first().cloned() else {
                 return 0;
@@ -117,7 +124,14 @@ impl AuditWriter {
                 }
                 Err(SendError::Unreachable(_)) => return spool.len(),
             }
-            if let Err(error) = spool.acknowledge(seq) {
+            let Some((back, acknowledged)) =
+                off_thread(spool, move |spool| spool.acknowledge(seq)).await
+            else {
+                tracing::error!("the spool's I/O thread failed; the write will be sent again");
+                return self.pending().await;
+            };
+            spool = back;
+            if let Err(error) = acknowledged {
                 tracing::error!(%error, "cannot mark a spooled write done; it will be sent again");
                 return spool.len();
             }
@@ -198,6 +212,22 @@ impl AuditWriter {
             Err(ResilienceError::Status(status)) => Err(SendError::Refused(status)),
         }
     }
+}
+
+/// Runs `work` on the locked spool on a blocking thread and hands the lock
+/// back: the spool writes and fsyncs its file, which must not stall the
+/// async workers (with one worker, it would stall every session). `None`
+/// when that thread panicked.
+async fn off_thread<T: Send + 'static>(
+    mut spool: OwnedMutexGuard<Spool>,
+    work: impl FnOnce(&mut Spool) -> T + Send + 'static,
+) -> Option<(OwnedMutexGuard<Spool>, T)> {
+    tokio::task::spawn_blocking(move || {
+        let done = work(&mut spool);
+        (spool, done)
+    })
+    .await
+    .ok()
 }
 
 enum SendError {

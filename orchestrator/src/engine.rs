@@ -590,7 +590,7 @@ impl Orchestrator {
                 tracing::error!(error = %status.message(), "audit refused a write");
                 outcome.audit_failures += 1;
             }
-            Err(error @ AuditWriteError::Spool(_)) => {
+            Err(error @ (AuditWriteError::Spool(_) | AuditWriteError::SpoolThread)) => {
                 tracing::error!(%error, "audit write lost: neither audit nor the spool took it");
                 outcome.audit_failures += 1;
             }

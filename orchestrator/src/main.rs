@@ -37,6 +37,13 @@ struct Cli {
     #[arg(long = "log", global = true, env = "RUST_LOG", default_value = "warn")]
     log_filter: String,
 
+    /// Threads that run the sessions. One is plenty: sessions wait on the
+    /// network and the LLM, and a single thread spares the wake-ups between
+    /// threads (a third of the orchestrator's CPU per turn; BENCHMARKS.md).
+    #[arg(long, global = true, env = "HEIST_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: u16,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -128,9 +135,24 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A multi-thread runtime even with one worker: OpenTelemetry's batch
+    // exporter can deadlock on a current-thread one.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(cli.worker_threads))
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let mut config = match load_config(cli.config.as_ref()) {
         Ok(config) => config,
         Err(error) => {
