@@ -37,6 +37,11 @@ fn authenticator(oauth: &TestServer) -> Authenticator {
 impl TestMesh {
     /// Starts every service and waits until each is SERVING.
     pub async fn start() -> Self {
+        Self::start_with_memory_limits(heist_memory::Limits::default()).await
+    }
+
+    /// Like [`TestMesh::start`], with Memory bounded by `memory_limits`.
+    pub async fn start_with_memory_limits(memory_limits: heist_memory::Limits) -> Self {
         let dir = TempDir::new().expect("temp dir");
         let oauth_config = heist_oauth::OAuthConfig {
             clients_file: None,
@@ -59,7 +64,7 @@ impl TestMesh {
         let memory = TestServer::start(move |listener, shutdown| {
             heist_memory::run(
                 listener,
-                heist_memory::Limits::default(),
+                memory_limits,
                 auth,
                 shutdown,
                 ServeOptions::default(),

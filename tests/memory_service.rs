@@ -120,6 +120,44 @@ async fn turns_are_stored_and_served_recent_verbatim_older_summarised() {
 }
 
 #[tokio::test]
+async fn answers_name_the_run_of_the_service_and_its_bound_and_a_restart_changes_the_run() {
+    let limits = Limits {
+        max_per_stream: 7,
+        ..Limits::default()
+    };
+    let memory = start_memory(limits.clone()).await;
+    let mut client = memory.full_client();
+    let stored = client
+        .store_memory(turn("planner", "s1", 1, "we go at dawn"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.instance_id.len(), 16, "{stored:?}");
+    assert_eq!(stored.max_per_stream, 7);
+    let listed = client
+        .list_memory_turns(ListMemoryTurnsRequest {
+            agent_id: "planner".into(),
+            session_id: "s1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.turn_ids, [1]);
+    assert_eq!(listed.instance_id, stored.instance_id, "one run, one ID");
+    assert_eq!(listed.max_per_stream, 7);
+
+    let restarted = start_memory(limits).await;
+    let again = restarted
+        .full_client()
+        .store_memory(turn("planner", "s1", 2, "the vault"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(again.instance_id, stored.instance_id, "another run");
+    assert_eq!(again.memories_count, 1, "the new run lost turn 1");
+}
+
+#[tokio::test]
 async fn a_repeated_turn_is_stored_once_and_a_different_one_conflicts() {
     let memory = start_memory(Limits::default()).await;
     let mut client = memory.full_client();

@@ -227,6 +227,57 @@ async fn the_same_seed_gives_the_same_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
+    const BOUND: usize = 3;
+    let mesh = TestMesh::start_with_memory_limits(heist_memory::Limits {
+        max_per_stream: BOUND,
+        ..heist_memory::Limits::default()
+    })
+    .await;
+    let session_id = "heist_bounded_memory";
+    let outcome = run(mesh.config(), session_id, 40, 9).await;
+    assert_eq!(outcome.status, "completed");
+    assert_eq!(outcome.memory_failures, 0);
+    let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for turn in &outcome.turns {
+        spoken
+            .entry(turn.agent.clone())
+            .or_default()
+            .push(turn.turn);
+    }
+    let token = dev_token(mesh.oauth.addr, "orchestrator", "memory:read")
+        .await
+        .unwrap();
+    let mut memory = MemoryServiceClient::with_interceptor(
+        mesh.memory.channel(),
+        BearerInterceptor::new(&token),
+    );
+    let mut evictions = 0;
+    for (agent, turns) in &spoken {
+        let kept = memory
+            .list_memory_turns(ListMemoryTurnsRequest {
+                agent_id: agent.clone(),
+                session_id: session_id.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .turn_ids;
+        let latest = &turns[turns.len().saturating_sub(BOUND)..];
+        assert_eq!(kept, latest, "memory of {agent}: its latest {BOUND} turns");
+        evictions += turns.len().saturating_sub(BOUND);
+    }
+    let stats = memory
+        .get_stats(heist_proto::v1::GetStatsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    // Each turn beyond the bound evicts exactly one: no evicted turn was
+    // re-sent (which would evict another, every turn).
+    assert_eq!(stats.evicted_memories, i64::try_from(evictions).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_memory_down_the_run_completes_and_counts_the_failed_writes() {
     let mesh = TestMesh::start().await;
     let mut config = mesh.config();

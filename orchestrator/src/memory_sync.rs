@@ -5,10 +5,14 @@
 //!   Memory answers again. (Writes are idempotent on (agent, session, turn),
 //!   so a replay never duplicates.)
 //! - The reconcile: Memory keeps its state in memory, so a restart loses
-//!   it. When Memory reports fewer turns for an agent than the session has
-//!   stored for it, or when the outbox overflowed, the turns Memory lacks
-//!   are re-sent from the session's history. The session's end reconciles
-//!   every agent.
+//!   it. Memory names each of its runs (`instance_id`): when the instance
+//!   changes, or when this session first meets Memory and Memory has fewer
+//!   of its turns than it should, or when the outbox overflowed, the turns
+//!   Memory lacks are re-sent from the session's history. Memory is a
+//!   bounded cache: under the same instance, fewer turns mean evictions it
+//!   made on purpose, and only the latest `max_per_stream` turns of an
+//!   agent are ever re-sent (re-sending evicted turns would only evict
+//!   others, on every turn). The session's end checks every agent.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -40,6 +44,21 @@ pub struct MemorySync {
     /// How many turns of each agent belong in Memory, kept up to date as
     /// the history grows (so a turn costs O(1), not O(history)).
     counts: TurnCounts,
+    /// The Memory run last seen (`None` before the first answer).
+    instance: Option<String>,
+    /// Memory's per-(agent, session) bound, as it last told it.
+    max_per_stream: Option<usize>,
+}
+
+/// Whether Memory lost entries of the session: it is another run than the
+/// one `known` (a restart), or, when none is known yet (this session's first
+/// answer), it keeps fewer than it should (`short`). Fewer turns under the
+/// known run are evictions, made on purpose.
+fn lost_entries(known: Option<&str>, instance: &str, short: bool) -> bool {
+    match known {
+        Some(known) => known != instance,
+        None => short,
+    }
 }
 
 /// The turns of each agent that belong in Memory (failed turns do not),
@@ -90,7 +109,33 @@ impl MemorySync {
             capacity: capacity.max(1),
             reconcile_due: false,
             counts: TurnCounts::default(),
+            instance: None,
+            max_per_stream: None,
         }
+    }
+
+    /// Takes in Memory's bound and tells whether `kept` turns of an agent's
+    /// stream are fewer than Memory should keep of the `stored` ones sent.
+    fn short(&mut self, max_per_stream: i64, kept: i64, stored: usize) -> bool {
+        self.max_per_stream = usize::try_from(max_per_stream).ok().filter(|max| *max > 0);
+        let expected = self.max_per_stream.map_or(stored, |max| stored.min(max));
+        usize::try_from(kept).unwrap_or(0) < expected
+    }
+
+    /// Of an agent's turns, those Memory is meant to keep: the latest
+    /// `max_per_stream`, failed turns left out.
+    fn kept_by_design<'a>(
+        &self,
+        turns: impl Iterator<Item = &'a TurnRecord>,
+        agent: &str,
+    ) -> Vec<&'a TurnRecord> {
+        let mut own: Vec<&TurnRecord> = turns
+            .filter(|turn| turn.agent == agent && !turn.is_error)
+            .collect();
+        if let Some(max) = self.max_per_stream {
+            own.drain(..own.len().saturating_sub(max));
+        }
+        own
     }
 
     /// Writes waiting for Memory.
@@ -133,10 +178,18 @@ impl MemorySync {
             match answer {
                 Ok(answer) => {
                     self.outbox.pop_front();
-                    let kept = answer.into_inner().memories_count;
+                    let answer = answer.into_inner();
                     let stored = self.counts.of(&agent, current);
-                    if usize::try_from(kept).unwrap_or(0) < stored {
-                        tracing::warn!(agent, kept, stored, "memory lost entries; re-sending them");
+                    let short = self.short(answer.max_per_stream, answer.memories_count, stored);
+                    let lost = lost_entries(self.instance.as_deref(), &answer.instance_id, short);
+                    self.instance = Some(answer.instance_id);
+                    if lost {
+                        tracing::warn!(
+                            agent,
+                            kept = answer.memories_count,
+                            stored,
+                            "memory lost entries (restarted); re-sending them"
+                        );
                         self.reconcile_due = true;
                     }
                 }
@@ -168,8 +221,9 @@ impl MemorySync {
         self.reconcile_due || !self.outbox.is_empty()
     }
 
-    /// Re-sends every turn of `turns` that Memory does not have; returns
-    /// how many were sent.
+    /// Asks Memory which turns it keeps for each agent of `turns` and
+    /// re-sends those it lacks, if it lost them (a new instance, an
+    /// overflowed outbox); returns how many were sent.
     pub async fn reconcile<'a>(
         &mut self,
         client: &MemoryClient,
@@ -180,9 +234,10 @@ impl MemorySync {
         let mut agents: Vec<&str> = turns.clone().map(|turn| turn.agent.as_str()).collect();
         agents.sort_unstable();
         agents.dedup();
+        let known = self.instance.clone();
         let mut resent = 0;
         for agent in agents {
-            let kept = client
+            let listed = client
                 .clone()
                 .list_memory_turns(request(
                     ListMemoryTurnsRequest {
@@ -193,12 +248,22 @@ impl MemorySync {
                     deadline,
                 ))
                 .await?
-                .into_inner()
-                .turn_ids;
-            for turn in turns
+                .into_inner();
+            let stored = turns
                 .clone()
                 .filter(|turn| turn.agent == agent && !turn.is_error)
-                .filter(|turn| kept.binary_search(&turn.turn).is_err())
+                .count();
+            let kept = i64::try_from(listed.turn_ids.len()).unwrap_or(i64::MAX);
+            let short = self.short(listed.max_per_stream, kept, stored);
+            let lost = lost_entries(known.as_deref(), &listed.instance_id, short);
+            self.instance = Some(listed.instance_id);
+            if !lost && !self.reconcile_due && self.outbox.is_empty() {
+                continue;
+            }
+            let meant = self.kept_by_design(turns.clone(), agent);
+            for turn in meant
+                .into_iter()
+                .filter(|turn| listed.turn_ids.binary_search(&turn.turn).is_err())
             {
                 client
                     .clone()
@@ -255,6 +320,53 @@ mod tests {
         assert_eq!(counts.of("planner", &current), 2);
         assert_eq!(counts.of("mole", &current), 1);
         assert_eq!(counts.of("hacker", &current), 1);
+    }
+
+    #[test]
+    fn fewer_turns_under_the_same_memory_run_are_evictions_not_losses() {
+        assert!(
+            !lost_entries(Some("run-a"), "run-a", true),
+            "evicted on purpose"
+        );
+        assert!(
+            lost_entries(Some("run-a"), "run-b", false),
+            "a restart loses all"
+        );
+        assert!(
+            lost_entries(None, "run-a", true),
+            "first answer, turns missing"
+        );
+        assert!(!lost_entries(None, "run-a", false));
+    }
+
+    #[test]
+    fn memory_is_short_only_of_what_its_bound_lets_it_keep() {
+        let mut sync = MemorySync::new("heist_x", 8);
+        assert!(!sync.short(3, 3, 10), "3 kept of 10 sent, bound 3");
+        assert!(sync.short(3, 2, 10));
+        assert!(sync.short(0, 9, 10), "no bound told: all 10 are expected");
+        assert!(!sync.short(0, 10, 10));
+    }
+
+    #[test]
+    fn only_the_latest_turns_within_the_bound_are_meant_to_be_kept() {
+        let history: Vec<TurnRecord> = (1..=9)
+            .map(|n| turn(n, if n % 2 == 0 { "mole" } else { "planner" }, n == 7))
+            .collect();
+        let mut sync = MemorySync::new("heist_x", 8);
+        let all: Vec<i64> = sync
+            .kept_by_design(history.iter(), "planner")
+            .iter()
+            .map(|turn| turn.turn)
+            .collect();
+        assert_eq!(all, [1, 3, 5, 9], "failed turn 7 left out");
+        sync.short(2, 0, 0);
+        let latest: Vec<i64> = sync
+            .kept_by_design(history.iter(), "planner")
+            .iter()
+            .map(|turn| turn.turn)
+            .collect();
+        assert_eq!(latest, [5, 9]);
     }
 
     #[test]

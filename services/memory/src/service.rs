@@ -43,12 +43,31 @@ impl From<MemoryError> for Status {
 #[derive(Clone)]
 pub struct MemoryService {
     store: Arc<Mutex<MemoryStore>>,
+    /// This run of the service (see `StoreMemoryResponse.instance_id`).
+    instance_id: Arc<str>,
+    /// The store's per-(agent, session) bound, told to clients.
+    max_per_stream: i64,
 }
 
 impl MemoryService {
-    /// A service over `store`.
+    /// A service over `store`, with a new instance ID.
     pub fn new(store: Arc<Mutex<MemoryStore>>) -> Self {
-        Self { store }
+        let max_per_stream = {
+            let guard = store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            count(u64::try_from(guard.limits().max_per_stream).unwrap_or(u64::MAX))
+        };
+        Self {
+            store,
+            instance_id: new_instance_id().into(),
+            max_per_stream,
+        }
+    }
+
+    /// This run's instance ID.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// The service wrapped for a tonic server.
@@ -63,6 +82,19 @@ impl MemoryService {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A fresh ID for this run of the service: 16 hex digits from the clock,
+/// the process ID and the standard library's per-process random keys.
+fn new_instance_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 /// An empty ID means "every": `None`.
@@ -100,6 +132,8 @@ impl MemoryRpc for MemoryService {
         Ok(Response::new(pb::StoreMemoryResponse {
             stored: outcome.stored,
             memories_count: count(outcome.memories_count),
+            instance_id: self.instance_id.to_string(),
+            max_per_stream: self.max_per_stream,
         }))
     }
 
@@ -139,7 +173,11 @@ impl MemoryRpc for MemoryService {
         let turn_ids = self
             .store()
             .turn_ids(&request.agent_id, &request.session_id)?;
-        Ok(Response::new(pb::ListMemoryTurnsResponse { turn_ids }))
+        Ok(Response::new(pb::ListMemoryTurnsResponse {
+            turn_ids,
+            instance_id: self.instance_id.to_string(),
+            max_per_stream: self.max_per_stream,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
