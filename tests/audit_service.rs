@@ -965,7 +965,7 @@ async fn a_tool_call_of_another_session_is_invalid_and_nothing_of_the_turn_is_st
     let status = client.store_turn(request).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(
-        status.message().contains("[1].session_id"),
+        status.message().starts_with("tool_calls[1].session_id: "),
         "names the field with its index: {status:?}"
     );
     for session_id in ["s1", "s2"] {

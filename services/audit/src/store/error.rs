@@ -76,6 +76,14 @@ pub enum StoreError {
         /// What is wrong with it, e.g. `must be >= 0`.
         reason: String,
     },
+    /// A tool call of a turn is invalid (`tool_calls[2].turn_id: ...`).
+    #[error("tool_calls[{index}].{reason}")]
+    InvalidToolCall {
+        /// The tool call's position in the turn.
+        index: usize,
+        /// What is wrong, starting with the field (`turn_id: 7 is not ...`).
+        reason: String,
+    },
     /// The page size is out of range.
     #[error("page_size must be between 0 and {max} (0 means {default}), got {size}", max = super::cursor::MAX_PAGE_SIZE, default = super::cursor::DEFAULT_PAGE_SIZE)]
     InvalidPageSize {
@@ -184,6 +192,7 @@ impl StoreError {
             | StoreError::Negative { .. }
             | StoreError::NotAFinalStatus { .. }
             | StoreError::Invalid { .. }
+            | StoreError::InvalidToolCall { .. }
             | StoreError::InvalidPageSize { .. }
             | StoreError::InvalidPageToken => ErrorKind::InvalidArgument,
             StoreError::SessionNotFound { .. } => ErrorKind::NotFound,

@@ -1088,15 +1088,15 @@ async fn a_tool_call_naming_another_session_turn_or_agent_is_refused_naming_the_
     let cases: [(Change, &str); 3] = [
         (
             |call| call.session_id = "s2".into(),
-            r#"[1].session_id: "s2" is not the message's session "s1""#,
+            r#"session_id: "s2" is not the message's session "s1""#,
         ),
         (
             |call| call.turn_id = 7,
-            "[1].turn_id: 7 is not the message's turn 2",
+            "turn_id: 7 is not the message's turn 2",
         ),
         (
             |call| call.agent_name = "mole".into(),
-            r#"[1].agent_name: "mole" is not the message's agent "hacker""#,
+            r#"agent_name: "mole" is not the message's agent "hacker""#,
         ),
     ];
     for (change, reason) in cases {
@@ -1105,13 +1105,13 @@ async fn a_tool_call_naming_another_session_turn_or_agent_is_refused_naming_the_
         let error = fx.store.store_turn(new).await.unwrap_err();
         assert_eq!(
             error,
-            StoreError::Invalid {
-                field: "tool_calls",
+            StoreError::InvalidToolCall {
+                index: 1,
                 reason: reason.into()
             }
         );
         assert_eq!(error.kind(), ErrorKind::InvalidArgument);
-        assert_eq!(error.to_string(), format!("tool_calls {reason}"));
+        assert_eq!(error.to_string(), format!("tool_calls[1].{reason}"));
     }
     assert_eq!(
         fx.store.commit_count(),
@@ -1130,7 +1130,7 @@ async fn a_malformed_row_of_a_turn_is_refused_naming_its_field_and_index() {
     let error = fx.store.store_turn(no_tool).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        "tool_calls [2].tool_name must not be empty"
+        "tool_calls[2].tool_name must not be empty"
     );
     assert_eq!(error.kind(), ErrorKind::InvalidArgument);
 

@@ -73,7 +73,7 @@ pub(crate) fn new_tool_usage(new: &NewToolUsage, max_bytes: usize) -> Result<(),
 /// Checks a request to store a turn: its message as [`new_message`], at most
 /// [`MAX_TOOL_CALLS_PER_TURN`] tool calls, each as [`new_tool_usage`] and
 /// naming the message's session, turn and agent. A tool call's error names
-/// it by index: `tool_calls [2].turn_id: 7 is not the message's turn 6`.
+/// it by index: `tool_calls[2].turn_id: 7 is not the message's turn 6`.
 pub(crate) fn new_turn(new: &NewTurn, max_bytes: usize) -> Result<(), StoreError> {
     new_message(&new.message, max_bytes)?;
     let count = new.tool_calls.len();
@@ -84,8 +84,7 @@ pub(crate) fn new_turn(new: &NewTurn, max_bytes: usize) -> Result<(), StoreError
         ));
     }
     for (index, call) in new.tool_calls.iter().enumerate() {
-        let at_index =
-            |reason: String| StoreError::invalid("tool_calls", format!("[{index}].{reason}"));
+        let at_index = |reason: String| StoreError::InvalidToolCall { index, reason };
         new_tool_usage(call, max_bytes).map_err(|error| at_index(error.to_string()))?;
         if let Some(reason) = differs_from_message(call, &new.message) {
             return Err(at_index(reason));
