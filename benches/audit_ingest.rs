@@ -25,7 +25,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 #[global_allocator]
-static ALLOCATOR: heist_plumbing::Allocator = heist_plumbing::Allocator;
+static ALLOCATOR: heist_orchestrator::Allocator = heist_orchestrator::Allocator;
 
 const ROUND: Duration = Duration::from_secs(2);
 const ROUNDS: usize = 3;

@@ -129,6 +129,17 @@ impl Mesh {
             MemoryServiceClient::with_interceptor(self.memory.channel(), bearer.clone());
         let mut tools = ToolServiceClient::with_interceptor(self.tools.channel(), bearer);
         let session = || "heist_auth_matrix".to_owned();
+        let message = || pb::StoreMessageRequest {
+            session_id: session(),
+            agent_name: "planner".into(),
+            ..Default::default()
+        };
+        let tool_call = || pb::StoreToolUsageRequest {
+            session_id: session(),
+            agent_name: "planner".into(),
+            tool_name: "calculator".into(),
+            ..Default::default()
+        };
         match rpc {
             "Audit/CreateSession" => audit
                 .create_session(pb::CreateSessionRequest {
@@ -137,36 +148,12 @@ impl Mesh {
                 })
                 .await
                 .map(drop),
-            "Audit/StoreMessage" => audit
-                .store_message(pb::StoreMessageRequest {
-                    session_id: session(),
-                    agent_name: "planner".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/StoreToolUsage" => audit
-                .store_tool_usage(pb::StoreToolUsageRequest {
-                    session_id: session(),
-                    agent_name: "planner".into(),
-                    tool_name: "calculator".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
+            "Audit/StoreMessage" => audit.store_message(message()).await.map(drop),
+            "Audit/StoreToolUsage" => audit.store_tool_usage(tool_call()).await.map(drop),
             "Audit/StoreTurn" => audit
                 .store_turn(pb::StoreTurnRequest {
-                    message: Some(pb::StoreMessageRequest {
-                        session_id: session(),
-                        agent_name: "planner".into(),
-                        ..Default::default()
-                    }),
-                    tool_calls: vec![pb::StoreToolUsageRequest {
-                        session_id: session(),
-                        agent_name: "planner".into(),
-                        tool_name: "calculator".into(),
-                        ..Default::default()
-                    }],
+                    message: Some(message()),
+                    tool_calls: vec![tool_call()],
                 })
                 .await
                 .map(drop),

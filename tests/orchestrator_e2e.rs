@@ -49,6 +49,40 @@ impl TurnSink for Collected {
     }
 }
 
+/// The turn IDs each agent spoke in a session, in order.
+fn turns_by_agent(outcome: &SessionOutcome) -> BTreeMap<String, Vec<i64>> {
+    let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for turn in &outcome.turns {
+        spoken
+            .entry(turn.agent.clone())
+            .or_default()
+            .push(turn.turn);
+    }
+    spoken
+}
+
+/// The turn IDs Memory keeps for `agent` in `session_id`.
+async fn memory_turns(
+    memory: &mut MemoryServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            tonic::transport::Channel,
+            BearerInterceptor,
+        >,
+    >,
+    agent: &str,
+    session_id: &str,
+) -> Vec<i64> {
+    memory
+        .list_memory_turns(ListMemoryTurnsRequest {
+            agent_id: agent.to_owned(),
+            session_id: session_id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .turn_ids
+}
+
 async fn run(config: Config, session_id: &str, turns: u64, seed: u64) -> SessionOutcome {
     let config = Arc::new(config);
     let mesh = Mesh::connect(&config).unwrap();
@@ -179,23 +213,8 @@ async fn a_twenty_turn_offline_session_lands_in_every_service() {
     );
 
     let mut memory = MemoryServiceClient::with_interceptor(mesh.memory.channel(), bearer);
-    let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for turn in &outcome.turns {
-        spoken
-            .entry(turn.agent.clone())
-            .or_default()
-            .push(turn.turn);
-    }
-    for (agent, turns) in spoken {
-        let kept = memory
-            .list_memory_turns(ListMemoryTurnsRequest {
-                agent_id: agent.clone(),
-                session_id: session_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .turn_ids;
+    for (agent, turns) in turns_by_agent(&outcome) {
+        let kept = memory_turns(&mut memory, &agent, session_id).await;
         assert_eq!(kept, turns, "memory of {agent}");
     }
 
@@ -238,13 +257,6 @@ async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
     let outcome = run(mesh.config(), session_id, 40, 9).await;
     assert_eq!(outcome.status, "completed");
     assert_eq!(outcome.memory_failures, 0);
-    let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for turn in &outcome.turns {
-        spoken
-            .entry(turn.agent.clone())
-            .or_default()
-            .push(turn.turn);
-    }
     let token = dev_token(mesh.oauth.addr, "orchestrator", "memory:read")
         .await
         .unwrap();
@@ -253,16 +265,8 @@ async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
         BearerInterceptor::new(&token),
     );
     let mut evictions = 0;
-    for (agent, turns) in &spoken {
-        let kept = memory
-            .list_memory_turns(ListMemoryTurnsRequest {
-                agent_id: agent.clone(),
-                session_id: session_id.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .turn_ids;
+    for (agent, turns) in turns_by_agent(&outcome) {
+        let kept = memory_turns(&mut memory, &agent, session_id).await;
         let latest = &turns[turns.len().saturating_sub(BOUND)..];
         assert_eq!(kept, latest, "memory of {agent}: its latest {BOUND} turns");
         evictions += turns.len().saturating_sub(BOUND);

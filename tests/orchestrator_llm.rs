@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use heist_mesh::{dev_token, fake_llm::*, mesh::TestMesh};
+use heist_mesh::{audit_trail, dev_token, fake_llm::*, mesh::TestMesh};
 use heist_orchestrator::{
     app,
     config::Config,
@@ -163,17 +163,9 @@ async fn a_tool_row_audit_refuses_costs_that_row_and_not_the_turns_message() {
     assert_eq!(outcome.turns[1].tool_calls.len(), 1);
     assert!(!outcome.turns[1].tool_calls[0].success);
     assert_eq!(outcome.audit_failures, 0, "the message was stored");
-    let mut audit = audit_client(&mesh).await;
-    let messages = audit
-        .list_messages(ListMessagesRequest {
-            session_id: "heist_refused_row".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
-    let said: Vec<_> = messages
+    let trail = audit_trail(mesh.oauth.addr, mesh.audit.addr, "heist_refused_row").await;
+    let said: Vec<_> = trail
+        .messages
         .iter()
         .map(|m| (m.turn_id, m.message.as_str()))
         .collect();
@@ -184,16 +176,11 @@ async fn a_tool_row_audit_refuses_costs_that_row_and_not_the_turns_message() {
             (2, "Too long to add up by hand; we round it.")
         ]
     );
-    let usage = audit
-        .list_tool_usage(ListToolUsageRequest {
-            session_id: "heist_refused_row".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tool_usage;
-    assert!(usage.is_empty(), "the refused row is not stored: {usage:?}");
+    assert!(
+        trail.tool_usage.is_empty(),
+        "the refused row is not stored: {:?}",
+        trail.tool_usage
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,7 @@ use clap::Parser;
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 
 #[global_allocator]
-static ALLOCATOR: heist_plumbing::Allocator = heist_plumbing::Allocator;
+static ALLOCATOR: heist_orchestrator::Allocator = heist_orchestrator::Allocator;
 
 /// What to run.
 #[derive(Debug, Parser)]

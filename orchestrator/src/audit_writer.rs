@@ -38,9 +38,15 @@ pub enum Written {
 /// A write that neither Audit nor the spool took.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditWriteError {
-    /// Audit answered, and refused the write (it can never succeed).
-    #[error("audit refused the write: {0}")]
-    Refused(Status),
+    /// Audit answered, and refused the write (it can never succeed); the
+    /// write comes back, for a caller that can store it another way.
+    #[error("audit refused the write: {status}")]
+    Refused {
+        /// Audit's answer.
+        status: Status,
+        /// The write refused.
+        write: Box<SpooledWrite>,
+    },
     /// The spool could not keep it.
     #[error("cannot spool the write: {0}")]
     Spool(#[from] SpoolError),
@@ -94,7 +100,12 @@ impl AuditWriter {
         if !spooling {
             match self.send(&write, token).await {
                 Ok(()) => return Ok(Written::Stored),
-                Err(SendError::Refused(status)) => return Err(AuditWriteError::Refused(status)),
+                Err(SendError::Refused(status)) => {
+                    return Err(AuditWriteError::Refused {
+                        status,
+                        write: Box::new(write),
+                    });
+                }
                 Err(SendError::Unreachable(reason)) => {
                     tracing::warn!(%reason, kind = write.kind(), "audit unreachable; write spooled");
                 }

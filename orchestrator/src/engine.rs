@@ -586,7 +586,7 @@ impl Orchestrator {
         match self.audit.write(write, token).await {
             Ok(Written::Stored) => {}
             Ok(Written::Spooled) => outcome.audit_spooled_writes += 1,
-            Err(AuditWriteError::Refused(status)) => {
+            Err(AuditWriteError::Refused { status, .. }) => {
                 tracing::error!(error = %status.message(), "audit refused a write");
                 outcome.audit_failures += 1;
             }
@@ -1143,12 +1143,20 @@ impl Orchestrator {
             message: Some(message),
             tool_calls,
         };
-        let retry_by_row = !turn.tool_calls.is_empty();
-        let refused = match self.audit.write(turn.clone().into(), token).await {
-            Err(AuditWriteError::Refused(status)) if retry_by_row => status,
+        // The refused write comes back: nothing is cloned for this rare path.
+        let (status, turn) = match self.audit.write(turn.into(), token).await {
+            Err(AuditWriteError::Refused { status, write }) => match *write {
+                SpooledWrite::StoreTurn(turn) if !turn.tool_calls.is_empty() => (status, turn),
+                write => {
+                    return Err(AuditWriteError::Refused {
+                        status,
+                        write: Box::new(write),
+                    });
+                }
+            },
             written => return written,
         };
-        tracing::warn!(error = %refused.message(), "audit refused the turn; storing its rows one by one");
+        tracing::warn!(error = %status.message(), "audit refused the turn; storing its rows one by one");
         let StoreTurnRequest {
             message,
             tool_calls,
@@ -1160,7 +1168,10 @@ impl Orchestrator {
         }
         match message {
             Some(message) => self.audit.write(message.into(), token).await,
-            None => Err(AuditWriteError::Refused(refused)),
+            None => Err(AuditWriteError::Refused {
+                status,
+                write: Box::new(StoreTurnRequest::default().into()),
+            }),
         }
     }
 }

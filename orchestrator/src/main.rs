@@ -12,7 +12,7 @@ use heist_plumbing::telemetry;
 use heist_proto::v1::SessionStatus;
 
 #[global_allocator]
-static ALLOCATOR: heist_plumbing::Allocator = heist_plumbing::Allocator;
+static ALLOCATOR: heist_orchestrator::Allocator = heist_orchestrator::Allocator;
 
 /// The heist orchestrator: a team of LLM agents plans a heist in turns, each
 /// turn crossing the OAuth, Tool, Memory and Audit services.

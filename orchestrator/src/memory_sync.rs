@@ -15,7 +15,7 @@
 //!   others, on every turn). The session's end checks every agent.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     time::Duration,
 };
 
@@ -59,6 +59,18 @@ fn lost_entries(known: Option<&str>, instance: &str, short: bool) -> bool {
         Some(known) => known != instance,
         None => short,
     }
+}
+
+/// A session's turns that belong in Memory (failed turns do not), by agent,
+/// in order.
+fn memory_turns_by_agent<'a>(
+    turns: impl IntoIterator<Item = &'a TurnRecord>,
+) -> BTreeMap<&'a str, Vec<&'a TurnRecord>> {
+    let mut by_agent: BTreeMap<&str, Vec<&TurnRecord>> = BTreeMap::new();
+    for turn in turns.into_iter().filter(|turn| !turn.is_error) {
+        by_agent.entry(turn.agent.as_str()).or_default().push(turn);
+    }
+    by_agent
 }
 
 /// The turns of each agent that belong in Memory (failed turns do not),
@@ -114,28 +126,25 @@ impl MemorySync {
         }
     }
 
-    /// Takes in Memory's bound and tells whether `kept` turns of an agent's
-    /// stream are fewer than Memory should keep of the `stored` ones sent.
-    fn short(&mut self, max_per_stream: i64, kept: i64, stored: usize) -> bool {
+    /// Takes in the per-(agent, session) bound Memory told (0: none).
+    fn note_bound(&mut self, max_per_stream: i64) {
         self.max_per_stream = usize::try_from(max_per_stream).ok().filter(|max| *max > 0);
+    }
+
+    /// Whether `kept` turns of an agent's stream are fewer than Memory
+    /// should keep of the `stored` ones sent, within its bound.
+    fn short(&self, kept: i64, stored: usize) -> bool {
         let expected = self.max_per_stream.map_or(stored, |max| stored.min(max));
         usize::try_from(kept).unwrap_or(0) < expected
     }
 
-    /// Of an agent's turns, those Memory is meant to keep: the latest
-    /// `max_per_stream`, failed turns left out.
-    fn kept_by_design<'a>(
-        &self,
-        turns: impl Iterator<Item = &'a TurnRecord>,
-        agent: &str,
-    ) -> Vec<&'a TurnRecord> {
-        let mut own: Vec<&TurnRecord> = turns
-            .filter(|turn| turn.agent == agent && !turn.is_error)
-            .collect();
-        if let Some(max) = self.max_per_stream {
-            own.drain(..own.len().saturating_sub(max));
-        }
-        own
+    /// Of an agent's turns for Memory, those it is meant to keep: the
+    /// latest `max_per_stream`.
+    fn within_bound<'t, 'a>(&self, own: &'t [&'a TurnRecord]) -> &'t [&'a TurnRecord] {
+        let skip = self
+            .max_per_stream
+            .map_or(0, |max| own.len().saturating_sub(max));
+        own.get(skip..).unwrap_or_default()
     }
 
     /// Writes waiting for Memory.
@@ -180,7 +189,8 @@ impl MemorySync {
                     self.outbox.pop_front();
                     let answer = answer.into_inner();
                     let stored = self.counts.of(&agent, current);
-                    let short = self.short(answer.max_per_stream, answer.memories_count, stored);
+                    self.note_bound(answer.max_per_stream);
+                    let short = self.short(answer.memories_count, stored);
                     let lost = lost_entries(self.instance.as_deref(), &answer.instance_id, short);
                     self.instance = Some(answer.instance_id);
                     if lost {
@@ -227,16 +237,13 @@ impl MemorySync {
     pub async fn reconcile<'a>(
         &mut self,
         client: &MemoryClient,
-        turns: impl Iterator<Item = &'a TurnRecord> + Clone,
+        turns: impl IntoIterator<Item = &'a TurnRecord>,
         token: Option<&str>,
         deadline: Duration,
     ) -> Result<usize, tonic::Status> {
-        let mut agents: Vec<&str> = turns.clone().map(|turn| turn.agent.as_str()).collect();
-        agents.sort_unstable();
-        agents.dedup();
         let known = self.instance.clone();
         let mut resent = 0;
-        for agent in agents {
+        for (agent, own) in memory_turns_by_agent(turns) {
             let listed = client
                 .clone()
                 .list_memory_turns(request(
@@ -249,20 +256,17 @@ impl MemorySync {
                 ))
                 .await?
                 .into_inner();
-            let stored = turns
-                .clone()
-                .filter(|turn| turn.agent == agent && !turn.is_error)
-                .count();
+            self.note_bound(listed.max_per_stream);
             let kept = i64::try_from(listed.turn_ids.len()).unwrap_or(i64::MAX);
-            let short = self.short(listed.max_per_stream, kept, stored);
+            let short = self.short(kept, own.len());
             let lost = lost_entries(known.as_deref(), &listed.instance_id, short);
             self.instance = Some(listed.instance_id);
             if !lost && !self.reconcile_due && self.outbox.is_empty() {
                 continue;
             }
-            let meant = self.kept_by_design(turns.clone(), agent);
-            for turn in meant
-                .into_iter()
+            for turn in self
+                .within_bound(&own)
+                .iter()
                 .filter(|turn| listed.turn_ids.binary_search(&turn.turn).is_err())
             {
                 client
@@ -342,10 +346,12 @@ mod tests {
     #[test]
     fn memory_is_short_only_of_what_its_bound_lets_it_keep() {
         let mut sync = MemorySync::new("heist_x", 8);
-        assert!(!sync.short(3, 3, 10), "3 kept of 10 sent, bound 3");
-        assert!(sync.short(3, 2, 10));
-        assert!(sync.short(0, 9, 10), "no bound told: all 10 are expected");
-        assert!(!sync.short(0, 10, 10));
+        sync.note_bound(3);
+        assert!(!sync.short(3, 10), "3 kept of 10 sent, bound 3");
+        assert!(sync.short(2, 10));
+        sync.note_bound(0);
+        assert!(sync.short(9, 10), "no bound told: all 10 are expected");
+        assert!(!sync.short(10, 10));
     }
 
     #[test]
@@ -353,19 +359,13 @@ mod tests {
         let history: Vec<TurnRecord> = (1..=9)
             .map(|n| turn(n, if n % 2 == 0 { "mole" } else { "planner" }, n == 7))
             .collect();
+        let by_agent = memory_turns_by_agent(&history);
+        let ids = |turns: &[&TurnRecord]| turns.iter().map(|turn| turn.turn).collect::<Vec<_>>();
         let mut sync = MemorySync::new("heist_x", 8);
-        let all: Vec<i64> = sync
-            .kept_by_design(history.iter(), "planner")
-            .iter()
-            .map(|turn| turn.turn)
-            .collect();
+        let all = ids(sync.within_bound(&by_agent["planner"]));
         assert_eq!(all, [1, 3, 5, 9], "failed turn 7 left out");
-        sync.short(2, 0, 0);
-        let latest: Vec<i64> = sync
-            .kept_by_design(history.iter(), "planner")
-            .iter()
-            .map(|turn| turn.turn)
-            .collect();
+        sync.note_bound(2);
+        let latest = ids(sync.within_bound(&by_agent["planner"]));
         assert_eq!(latest, [5, 9]);
     }
 

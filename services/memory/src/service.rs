@@ -56,7 +56,7 @@ impl MemoryService {
             let guard = store
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            count(u64::try_from(guard.limits().max_per_stream).unwrap_or(u64::MAX))
+            i64::try_from(guard.limits().max_per_stream).unwrap_or(i64::MAX)
         };
         Self {
             store,

@@ -25,12 +25,3 @@ pub mod status;
 pub mod telemetry;
 
 pub use serve::{ServeOptions, serve, serve_protected};
-
-/// The memory allocator of the orchestrator and of the benchmarks' clients
-/// (`#[global_allocator] static ALLOCATOR: Allocator = Allocator;`):
-/// mimalloc, whose per-thread free lists suit the many small, short-lived
-/// allocations of its sessions better than glibc's malloc (64 sessions:
-/// +16% turns/s). The services keep the system allocator: under mimalloc
-/// every blocking thread of the Tool service kept a heap of its own (peak
-/// RSS 17 -> 129 MiB at 64 sessions). See BENCHMARKS.md.
-pub use mimalloc::MiMalloc as Allocator;
