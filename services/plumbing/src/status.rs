@@ -4,6 +4,9 @@
 //! is ([`ServiceError::code`]). Callers' faults travel with their readable
 //! message; our own faults (`INTERNAL`, `UNKNOWN`, `DATA_LOSS`) are logged
 //! with their cause and answered with a plain message, so internals never leak.
+//! Every message is capped at [`crate::quote::MAX_MESSAGE_BYTES`] (the last
+//! guard: the values it quotes should already be cut by [`crate::quote`]), so a
+//! status never exceeds the HTTP/2 header limit whatever a call site forgot.
 
 use tonic::{Code, Status};
 
@@ -21,7 +24,7 @@ pub fn to_status<E: ServiceError>(error: &E) -> Status {
             tracing::error!(error = %error, "internal error");
             Status::new(code, "internal error; see the service log")
         }
-        _ => Status::new(code, error.to_string()),
+        _ => Status::new(code, crate::quote::cap_message(error.to_string())),
     }
 }
 
@@ -51,6 +54,24 @@ mod tests {
         let status = to_status(&Sample::Bad);
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "turn_id must be >= 0, got -1");
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Huge(String);
+
+    impl ServiceError for Huge {
+        fn code(&self) -> Code {
+            Code::InvalidArgument
+        }
+    }
+
+    #[test]
+    fn a_huge_message_is_capped() {
+        let status = to_status(&Huge("x".repeat(1 << 20)));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().len() <= crate::quote::MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with("…(message cut; 1048576 bytes)"));
     }
 
     #[test]
