@@ -26,8 +26,13 @@ fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_and_server_spans_share_the_trace_and_the_session_id() {
     let exporter = InMemorySpanExporter::default();
-    let telemetry =
-        telemetry::init_with_exporter("heist-test", "warn", Some(exporter.clone())).unwrap();
+    let telemetry = telemetry::init_with_exporter(
+        "heist-test",
+        "warn",
+        telemetry::LogFormat::Text,
+        Some(exporter.clone()),
+    )
+    .unwrap();
     let dir = TempDir::new().unwrap();
     let config = StoreConfig::new(dir.path().join("audit.db"));
     let auth = TestAuth::new();

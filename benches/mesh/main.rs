@@ -73,6 +73,7 @@ async fn main() {
     let telemetry = heist_plumbing::telemetry::init_with_exporter::<InMemorySpanExporter>(
         "heist-orchestrator",
         "warn",
+        heist_plumbing::telemetry::LogFormat::Text,
         None,
     )
     .expect("telemetry");

@@ -37,6 +37,12 @@ struct Cli {
     #[arg(long = "log", global = true, env = "RUST_LOG", default_value = "warn")]
     log_filter: String,
 
+    /// Log line format on stderr: `text` (coloured only on a terminal, and
+    /// never with `NO_COLOR` set) or `json` (one JSON object a line, with the
+    /// span fields and `session.id`, for log collectors).
+    #[arg(long, global = true, env = "HEIST_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
+    log_format: telemetry::LogFormat,
+
     /// Threads that run the sessions. One is plenty: sessions wait on the
     /// network and the LLM, and a single thread spares the wake-ups between
     /// threads (a third of the orchestrator's CPU per turn; BENCHMARKS.md).
@@ -166,7 +172,7 @@ async fn run(cli: Cli) -> ExitCode {
         eprintln!("error: {error}");
         return ExitCode::from(exit::CONFIG);
     }
-    let telemetry = match telemetry::init("heist-orchestrator", &cli.log_filter) {
+    let telemetry = match telemetry::init("heist-orchestrator", &cli.log_filter, cli.log_format) {
         Ok(telemetry) => telemetry,
         Err(error) => {
             eprintln!("error: {error}");

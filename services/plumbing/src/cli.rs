@@ -4,12 +4,20 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use tokio::net::TcpListener;
 
+use crate::telemetry::LogFormat;
+
 /// Logging and shutdown flags, flattened into each server's own arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     /// Log filter, e.g. `info` or `heist_audit=debug,info` (tracing EnvFilter syntax).
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+
+    /// Log line format on stderr: `text` (coloured only on a terminal, and
+    /// never with `NO_COLOR` set) or `json` (one JSON object a line, with the
+    /// span fields and `session.id`, for log collectors).
+    #[arg(long, env = "HEIST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// How long to let in-flight calls finish after SIGINT/SIGTERM before
     /// closing connections, e.g. `5s` or `500ms`.
@@ -59,7 +67,7 @@ impl CommonArgs {
         service_name: &str,
         body: F,
     ) -> anyhow::Result<()> {
-        let telemetry = crate::telemetry::init(service_name, &self.log_filter)?;
+        let telemetry = crate::telemetry::init(service_name, &self.log_filter, self.log_format)?;
         let outcome = body.await;
         telemetry.shutdown().await;
         outcome

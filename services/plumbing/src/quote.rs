@@ -59,21 +59,30 @@ fn needs_escape(c: char) -> bool {
             | '\u{fff9}'..='\u{fffb}')
 }
 
+/// What [`write_escaped`] escapes beyond control and format characters.
+#[derive(Clone, Copy)]
+struct Escape {
+    /// Also `\\`, so the escaped text reads back unambiguously.
+    backslash: bool,
+    /// Also `"`, for text written between double quotes.
+    quote: bool,
+}
+
 /// Writes `value` escaped, at most `max_chars` characters of it, then the
-/// size marker if it was cut. `quotes` also escapes `"`.
+/// size marker if it was cut.
 fn write_escaped(
     out: &mut impl fmt::Write,
     value: &str,
     max_chars: usize,
-    quotes: bool,
+    escape: Escape,
 ) -> fmt::Result {
     for (written, c) in value.chars().enumerate() {
         if written == max_chars {
             return write!(out, "…({} bytes)", value.len());
         }
         match c {
-            '\\' => out.write_str("\\\\")?,
-            '"' if quotes => out.write_str("\\\"")?,
+            '\\' if escape.backslash => out.write_str("\\\\")?,
+            '"' if escape.quote => out.write_str("\\\"")?,
             '\n' => out.write_str("\\n")?,
             '\r' => out.write_str("\\r")?,
             '\t' => out.write_str("\\t")?,
@@ -86,14 +95,30 @@ fn write_escaped(
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_escaped(f, self.0, MAX_QUOTED_CHARS, false)
+        write_escaped(
+            f,
+            self.0,
+            MAX_QUOTED_CHARS,
+            Escape {
+                backslash: true,
+                quote: false,
+            },
+        )
     }
 }
 
 impl fmt::Debug for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
-        write_escaped(f, self.0, MAX_QUOTED_CHARS, true)?;
+        write_escaped(
+            f,
+            self.0,
+            MAX_QUOTED_CHARS,
+            Escape {
+                backslash: true,
+                quote: true,
+            },
+        )?;
         f.write_char('"')
     }
 }
@@ -147,12 +172,18 @@ pub fn cap_message(message: String) -> String {
     cut
 }
 
-/// Escapes a whole text (a log message, a field value) and caps it at
-/// `max_chars` characters: the guard the log formatter applies to every field.
-pub fn escape_capped(text: &str, max_chars: usize) -> String {
+/// Escapes control and format characters in a whole text (a log message, a
+/// field value) and caps it at `max_chars` characters: the guard the log
+/// formatter applies to every field. Backslashes are left as they are (the
+/// text may be a `Debug` form, escaped already); `quotes` also escapes `"`.
+pub fn escape_for_log(text: &str, max_chars: usize, quotes: bool) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 32));
+    let escape = Escape {
+        backslash: false,
+        quote: quotes,
+    };
     // Writing into a String cannot fail.
-    let _ = write_escaped(&mut out, text, max_chars, false);
+    let _ = write_escaped(&mut out, text, max_chars, escape);
     out
 }
 
@@ -215,8 +246,9 @@ mod tests {
     }
 
     #[test]
-    fn escape_capped_escapes_and_caps_any_text() {
-        assert_eq!(escape_capped("a\nb", 10), "a\\nb");
-        assert_eq!(escape_capped("abcdef", 3), "abc…(6 bytes)");
+    fn escape_for_log_escapes_and_caps_any_text() {
+        assert_eq!(escape_for_log("a\nb\\n", 10, false), "a\\nb\\n");
+        assert_eq!(escape_for_log("say \"x\"", 10, true), "say \\\"x\\\"");
+        assert_eq!(escape_for_log("abcdef", 3, false), "abc…(6 bytes)");
     }
 }

@@ -1,7 +1,9 @@
 //! Tracing and OpenTelemetry set-up, done once per process.
 //!
-//! [`init`] installs a `tracing` subscriber (human-readable log lines filtered
-//! by `RUST_LOG`/`--log`) and, beside it, an OpenTelemetry layer that turns
+//! [`init`] installs a `tracing` subscriber (log lines on stderr filtered by
+//! `RUST_LOG`/`--log`: text, coloured only on a terminal without `NO_COLOR`,
+//! or one JSON object a line with `--log-format json`; every text field
+//! escaped and capped, see [`EscapingFields`]) and, beside it, an OpenTelemetry layer that turns
 //! this workspace's spans into OTel spans. Spans are exported over OTLP/gRPC
 //! only when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
 //! is set; otherwise nothing is exported and nothing waits on a collector.
@@ -43,6 +45,9 @@ use tracing_subscriber::{
 use crate::session_span::{SessionIdLayer, SessionIdProcessor};
 use reporting::ReportingExporter;
 
+pub use log_format::{EscapingFields, LogFormat, MAX_LOG_FIELD_CHARS, colour_wanted};
+
+mod log_format;
 mod reporting;
 
 /// The environment variables that switch OTLP export on.
@@ -164,7 +169,11 @@ fn heist_info() -> Targets {
 /// Sets up telemetry for a process named `service_name` (e.g. `heist-audit`),
 /// exporting over OTLP/gRPC when the environment asks for it. Call it inside
 /// the multi-thread tokio runtime.
-pub fn init(service_name: &str, log_filter: &str) -> Result<Telemetry, TelemetryError> {
+pub fn init(
+    service_name: &str,
+    log_filter: &str,
+    log_format: LogFormat,
+) -> Result<Telemetry, TelemetryError> {
     let exporter = if otlp_endpoint_configured() {
         Some(
             opentelemetry_otlp::SpanExporter::builder()
@@ -175,7 +184,7 @@ pub fn init(service_name: &str, log_filter: &str) -> Result<Telemetry, Telemetry
     } else {
         None
     };
-    init_with_exporter(service_name, log_filter, exporter)
+    init_with_exporter(service_name, log_filter, log_format, exporter)
 }
 
 /// Like [`init`], with the exporter given (tests pass an in-memory one).
@@ -184,6 +193,7 @@ pub fn init(service_name: &str, log_filter: &str) -> Result<Telemetry, Telemetry
 pub fn init_with_exporter<E: SpanExporter + 'static>(
     service_name: &str,
     log_filter: &str,
+    log_format: LogFormat,
     exporter: Option<E>,
 ) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_new(log_filter).map_err(|source| TelemetryError::Filter {
@@ -219,12 +229,34 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
     // Log lines name their session even when nothing is exported: this layer
     // keeps each span's `session.id` for the client layer to send on.
     let session_layer = SessionIdLayer.with_filter(heist_info());
-    let fmt_layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(filter);
+    // One of the two log layers, by format; the filter goes to that one.
+    let (text_layer, json_layer) = match log_format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .fmt_fields(EscapingFields)
+                    .with_ansi(colour_wanted())
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            ),
+        ),
+    };
     tracing_subscriber::registry()
         .with(session_layer)
-        .with(fmt_layer)
+        .with(text_layer)
+        .with(json_layer)
         .with(otel_layer)
         .try_init()?;
     Ok(Telemetry {

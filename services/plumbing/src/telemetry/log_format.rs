@@ -1,0 +1,197 @@
+//! How log lines look: plain text (colour only on a terminal, `NO_COLOR`
+//! respected) or one JSON object a line, and in both a guard that no field
+//! can forge a line or flood the log.
+//!
+//! Call sites quote caller values with [`crate::quote`]; [`EscapingFields`]
+//! is the last guard for the ones they miss: every field value and message of
+//! a text line has its control characters escaped and is cut at
+//! [`MAX_LOG_FIELD_CHARS`]. JSON lines are escaped by JSON itself.
+
+use std::{fmt, io::IsTerminal as _};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::{
+    field::RecordFields,
+    fmt::{FormatFields, format::Writer},
+};
+
+use crate::quote::escape_for_log;
+
+/// The most characters of one field (or message) a text log line holds.
+pub const MAX_LOG_FIELD_CHARS: usize = 1024;
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; coloured only when stderr is a terminal and
+    /// `NO_COLOR` is unset.
+    #[default]
+    Text,
+    /// One JSON object a line (timestamp, level, target, fields, the current
+    /// span and the list of spans with their fields, `session.id` included).
+    Json,
+}
+
+/// True when log lines may be coloured: stderr is a terminal and `NO_COLOR`
+/// is unset or empty (<https://no-color.org>).
+pub fn colour_wanted() -> bool {
+    colour_allowed(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+/// The rule behind [`colour_wanted`].
+fn colour_allowed(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
+}
+
+/// Formats the fields of text log lines with every value escaped and capped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapingFields;
+
+impl<'writer> FormatFields<'writer> for EscapingFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+/// Writes `name=value` pairs (the message bare), separated by spaces.
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &Field, text: &str, quoted: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        let value = escape_for_log(text, MAX_LOG_FIELD_CHARS, quoted);
+        let name = field.name().trim_start_matches("r#");
+        self.result = match (field.name(), quoted) {
+            ("message", _) => write!(self.writer, "{separator}{value}"),
+            (_, true) => write!(self.writer, "{separator}{name}=\"{value}\""),
+            (_, false) => write!(self.writer, "{separator}{name}={value}"),
+        };
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let quoted = field.name() != "message";
+        self.write(field, value, quoted);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.write(field, &value.to_string(), false);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, &format!("{value:?}"), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        ffi::OsStr,
+        io::Write,
+        sync::{Arc, Mutex},
+    };
+
+    use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
+
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_allowed(true, None));
+        assert!(colour_allowed(true, Some(OsStr::new(""))));
+        assert!(!colour_allowed(true, Some(OsStr::new("1"))));
+        assert!(!colour_allowed(false, None));
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    fn log_with(body: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(EscapingFields)
+                .with_ansi(false)
+                .with_writer(captured.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, body);
+        let bytes = captured.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes).expect("utf-8 log")
+    }
+
+    #[test]
+    fn a_field_cannot_forge_a_line_or_write_an_escape_sequence() {
+        let forged = "x\n2026-12-01T00:00:00Z  INFO token issued scope=oauth:admin\u{1b}[2J";
+        let log = log_with(|| {
+            let span = tracing::info_span!("issue_token", client.id = %forged);
+            let _entered = span.enter();
+            tracing::info!(name = forged, other = ?forged, "refused {}", forged);
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(!log.contains('\u{1b}'), "{log}");
+        assert!(log.contains("client.id=x\\n2026"), "{log}");
+    }
+
+    #[test]
+    fn a_huge_field_is_cut() {
+        let huge = "a".repeat(1 << 20);
+        let log = log_with(|| {
+            let span = tracing::info_span!("issue_token", client.id = %huge);
+            let _entered = span.enter();
+            tracing::info!(name = huge.as_str(), "refused");
+        });
+        assert!(log.len() < 3 * MAX_LOG_FIELD_CHARS + 500, "{}", log.len());
+        assert!(log.contains("…(1048576 bytes)"));
+    }
+
+    #[test]
+    fn plain_fields_look_as_they_did() {
+        let log = log_with(|| tracing::info!(spans = 3, name = "audit", "export recovered"));
+        assert!(
+            log.trim_end()
+                .ends_with("export recovered spans=3 name=\"audit\""),
+            "{log}"
+        );
+    }
+}
