@@ -112,7 +112,7 @@ fn page(page_size: i32, page_token: String) -> PageRequest {
 
 #[tonic::async_trait]
 impl AuditRpc for AuditService {
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,
@@ -129,7 +129,7 @@ impl AuditRpc for AuditService {
         Ok(Response::new(session.into()))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, turn.id = request.get_ref().turn_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id), turn.id = request.get_ref().turn_id))]
     async fn store_message(
         &self,
         request: Request<pb::StoreMessageRequest>,
@@ -141,7 +141,7 @@ impl AuditRpc for AuditService {
         Ok(Response::new(message.into()))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, turn.id = request.get_ref().turn_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id), turn.id = request.get_ref().turn_id))]
     async fn store_tool_usage(
         &self,
         request: Request<pb::StoreToolUsageRequest>,
@@ -178,7 +178,7 @@ impl AuditRpc for AuditService {
         Ok(Response::new(rows.into()))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn end_session(
         &self,
         request: Request<pb::EndSessionRequest>,
@@ -200,7 +200,7 @@ impl AuditRpc for AuditService {
         Ok(Response::new(session.into()))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn get_session(
         &self,
         request: Request<pb::GetSessionRequest>,
@@ -229,7 +229,7 @@ impl AuditRpc for AuditService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn list_messages(
         &self,
         request: Request<pb::ListMessagesRequest>,
@@ -248,7 +248,7 @@ impl AuditRpc for AuditService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn list_tool_usage(
         &self,
         request: Request<pb::ListToolUsageRequest>,
@@ -267,7 +267,7 @@ impl AuditRpc for AuditService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id, event.kind = %request.get_ref().kind))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id), event.kind = %heist_plumbing::quote(&request.get_ref().kind)))]
     async fn store_session_event(
         &self,
         request: Request<pb::StoreSessionEventRequest>,
@@ -285,7 +285,7 @@ impl AuditRpc for AuditService {
         Ok(Response::new(event.into()))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn list_session_events(
         &self,
         request: Request<pb::ListSessionEventsRequest>,
@@ -306,7 +306,7 @@ impl AuditRpc for AuditService {
 
     type WatchSessionStream = Pin<Box<dyn Stream<Item = Result<pb::Message, Status>> + Send>>;
 
-    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id))]
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
     async fn watch_session(
         &self,
         request: Request<pb::WatchSessionRequest>,

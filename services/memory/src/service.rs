@@ -116,7 +116,7 @@ fn count(value: u64) -> i64 {
 
 #[tonic::async_trait]
 impl MemoryRpc for MemoryService {
-    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id, turn.id = request.get_ref().turn_id))]
+    #[tracing::instrument(skip_all, fields(agent.name = %heist_plumbing::quote(&request.get_ref().agent_id), turn.id = request.get_ref().turn_id))]
     async fn store_memory(
         &self,
         request: Request<pb::StoreMemoryRequest>,
@@ -137,7 +137,7 @@ impl MemoryRpc for MemoryService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id))]
+    #[tracing::instrument(skip_all, fields(agent.name = %heist_plumbing::quote(&request.get_ref().agent_id)))]
     async fn get_compressed_memory(
         &self,
         request: Request<pb::GetCompressedMemoryRequest>,
@@ -164,7 +164,7 @@ impl MemoryRpc for MemoryService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(agent.name = %request.get_ref().agent_id))]
+    #[tracing::instrument(skip_all, fields(agent.name = %heist_plumbing::quote(&request.get_ref().agent_id)))]
     async fn list_memory_turns(
         &self,
         request: Request<pb::ListMemoryTurnsRequest>,

@@ -35,7 +35,7 @@ pub enum OAuthError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// A grant type other than `client_credentials`.
-    #[error("unsupported grant_type {0:?}: only \"client_credentials\" is supported")]
+    #[error("unsupported grant_type {:?}: only \"client_credentials\" is supported", heist_plumbing::quote(.0))]
     UnsupportedGrant(String),
     /// No scope asked for.
     #[error(
@@ -155,7 +155,7 @@ fn is_valid_jti(jti: &str) -> bool {
 
 #[tonic::async_trait]
 impl OAuthRpc for OAuthService {
-    #[tracing::instrument(skip_all, fields(client.id = %request.get_ref().client_id))]
+    #[tracing::instrument(skip_all, fields(client.id = %heist_plumbing::quote(&request.get_ref().client_id)))]
     async fn issue_token(
         &self,
         request: Request<pb::IssueTokenRequest>,

@@ -32,6 +32,8 @@ use opentelemetry::{
 };
 use tower::{Layer, Service};
 use tracing::{Instrument, Span, field::Empty};
+
+use crate::quote::quote;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
@@ -193,18 +195,19 @@ where
         let span = tracing::info_span!(
             target: "heist_plumbing::server",
             "grpc.server",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = %quote(path.trim_start_matches('/')),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = %quote(service),
+            rpc.method = %quote(method),
             rpc.grpc.status_code = Empty,
             session.id = Empty,
             client.id = Empty,
         );
         let parent = extract(request.headers());
         if let Some(session_id) = session_id_of(&parent) {
-            span.record(SESSION_ID_KEY, tracing::field::display(session_id));
+            // The caller's value: escaped and capped before it reaches a log line.
+            span.record(SESSION_ID_KEY, tracing::field::display(quote(&session_id)));
         }
         if let Err(error) = span.set_parent(parent) {
             tracing::debug!(%error, "cannot parent the server span");

@@ -89,8 +89,8 @@ impl ToolRpc for ToolService {
     }
 
     #[tracing::instrument(skip_all, fields(
-        tool.name = %request.get_ref().tool_name,
-        agent.name = %request.get_ref().agent_name,
+        tool.name = %heist_plumbing::quote(&request.get_ref().tool_name),
+        agent.name = %heist_plumbing::quote(&request.get_ref().agent_name),
         turn.id = request.get_ref().turn_id,
     ))]
     async fn call_tool(
@@ -100,7 +100,8 @@ impl ToolRpc for ToolService {
         let name = &request.get_ref().tool_name;
         let tool = self.tools.get(name).cloned().ok_or_else(|| {
             Status::not_found(format!(
-                "tool_name: no tool {name:?} here; this service hosts: {}",
+                "tool_name: no tool {:?} here; this service hosts: {}",
+                heist_plumbing::quote(name),
                 self.hosted()
             ))
         })?;

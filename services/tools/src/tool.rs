@@ -135,8 +135,8 @@ pub fn required_argument<'a>(
     if !unknown.is_empty() {
         unknown.sort_unstable();
         return Err(ToolError::invalid(format!(
-            "unknown argument '{}'; this tool takes: {}",
-            unknown.join("', '"),
+            "unknown argument {}; this tool takes: {}",
+            heist_plumbing::quote_list(&unknown),
             known()
         )));
     }

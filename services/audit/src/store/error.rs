@@ -94,20 +94,22 @@ pub enum StoreError {
     #[error("page_token is not a token this listing returned")]
     InvalidPageToken,
     /// No session has this ID.
-    #[error("session {session_id:?} not found")]
+    #[error("session {:?} not found", heist_plumbing::quote(.session_id))]
     SessionNotFound {
         /// The session ID asked for.
         session_id: String,
     },
     /// A session with this ID exists with other metadata.
-    #[error("session {session_id:?} already exists with other metadata")]
+    #[error("session {:?} already exists with other metadata", heist_plumbing::quote(.session_id))]
     SessionExists {
         /// The session ID.
         session_id: String,
     },
     /// The idempotency key was already used in the session for other content.
     #[error(
-        "idempotency_key {key:?} was already used in session {session_id:?} for a different write"
+        "idempotency_key {:?} was already used in session {:?} for a different write",
+        heist_plumbing::quote(.key),
+        heist_plumbing::quote(.session_id)
     )]
     IdempotencyConflict {
         /// The session ID.
@@ -116,7 +118,7 @@ pub enum StoreError {
         key: String,
     },
     /// The session has ended, so nothing more can be written to it.
-    #[error("session {session_id:?} has ended ({status}); it accepts no more writes")]
+    #[error("session {:?} has ended ({status}); it accepts no more writes", heist_plumbing::quote(.session_id))]
     SessionEnded {
         /// The session ID.
         session_id: String,
@@ -125,7 +127,8 @@ pub enum StoreError {
     },
     /// The session already ended with another turn count or status.
     #[error(
-        "session {session_id:?} already ended as {status} after {num_turns} turns; it cannot end differently"
+        "session {:?} already ended as {status} after {num_turns} turns; it cannot end differently",
+        heist_plumbing::quote(.session_id)
     )]
     EndedDifferently {
         /// The session ID.

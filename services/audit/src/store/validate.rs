@@ -99,7 +99,8 @@ fn differs_from_message(call: &NewToolUsage, message: &NewMessage) -> Option<Str
     if call.session_id != message.session_id {
         return Some(format!(
             "session_id: {:?} is not the message's session {:?}",
-            call.session_id, message.session_id
+            heist_plumbing::quote(&call.session_id),
+            heist_plumbing::quote(&message.session_id)
         ));
     }
     if call.turn_id != message.turn_id {
@@ -111,7 +112,8 @@ fn differs_from_message(call: &NewToolUsage, message: &NewMessage) -> Option<Str
     if call.agent_name != message.agent_name {
         return Some(format!(
             "agent_name: {:?} is not the message's agent {:?}",
-            call.agent_name, message.agent_name
+            heist_plumbing::quote(&call.agent_name),
+            heist_plumbing::quote(&message.agent_name)
         ));
     }
     None

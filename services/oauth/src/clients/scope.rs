@@ -48,7 +48,7 @@ fn parse(requested: &str) -> Result<Vec<&str>, ClientError> {
         if !is_valid_scope(scope) {
             return Err(ClientError::InvalidScope(format!(
                 "scope {:?} must be 1 to {MAX_SCOPE_LEN} characters of [A-Za-z0-9:_.-]",
-                excerpt(scope)
+                heist_plumbing::quote(scope)
             )));
         }
         if !scopes.contains(&scope) {
@@ -61,11 +61,6 @@ fn parse(requested: &str) -> Result<Vec<&str>, ClientError> {
         }
     }
     Ok(scopes)
-}
-
-/// At most [`MAX_SCOPE_LEN`] characters of a requested scope, for an error message.
-fn excerpt(scope: &str) -> String {
-    scope.chars().take(MAX_SCOPE_LEN).collect()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub enum CalcErrorKind {
         max: usize,
     },
     /// A character that is no part of the language.
-    #[error("unexpected character '{0}'")]
+    #[error("unexpected character '{}'", .0.escape_debug())]
     UnexpectedChar(char),
     /// A token where it cannot stand, e.g. `2 3` or `2 + * 3`.
     #[error("unexpected {0}")]
@@ -36,16 +36,16 @@ pub enum CalcErrorKind {
     #[error("')' has no matching '('")]
     UnmatchedParen,
     /// A malformed number such as `.` or `1e`.
-    #[error("invalid number '{0}'")]
+    #[error("invalid number '{}'", heist_plumbing::quote(.0))]
     InvalidNumber(String),
     /// A number literal too large for a 64-bit float, e.g. `1e999`.
-    #[error("number '{0}' is too large")]
+    #[error("number '{}' is too large", heist_plumbing::quote(.0))]
     NumberTooLarge(String),
     /// A call to a function that does not exist.
-    #[error("unknown function '{0}'; known functions: {known}", known = super::parser::Function::KNOWN)]
+    #[error("unknown function '{}'; known functions: {known}", heist_plumbing::quote(.0), known = super::parser::Function::KNOWN)]
     UnknownFunction(String),
     /// A name that is neither a constant nor a called function.
-    #[error("unknown name '{0}'; known constants: pi, e (functions need parentheses)")]
+    #[error("unknown name '{}'; known constants: pi, e (functions need parentheses)", heist_plumbing::quote(.0))]
     UnknownName(String),
     /// A function called with the wrong number of arguments.
     #[error("{function} takes {expected}, got {got}")]
