@@ -154,7 +154,7 @@ impl AuditRpc for AuditService {
     }
 
     #[tracing::instrument(skip_all, fields(
-        session.id = request.get_ref().message.as_ref().map(|m| m.session_id.as_str()),
+        session.id = request.get_ref().message.as_ref().map(|m| tracing::field::display(heist_plumbing::quote(&m.session_id))),
         turn.id = request.get_ref().message.as_ref().map(|m| m.turn_id),
     ))]
     async fn store_turn(

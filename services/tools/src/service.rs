@@ -36,6 +36,10 @@ impl From<ToolError> for Status {
     }
 }
 
+/// The longest tool name a call may give: no tool's name comes near it, so a
+/// longer one is malformed, not merely unknown.
+pub const MAX_TOOL_NAME_BYTES: usize = 128;
+
 /// The Tool service: the hosted tools and the per-call time limit.
 #[derive(Clone)]
 pub struct ToolService {
@@ -98,12 +102,21 @@ impl ToolRpc for ToolService {
         request: Request<pb::CallToolRequest>,
     ) -> Result<Response<pb::CallToolResponse>, Status> {
         let name = &request.get_ref().tool_name;
+        if name.len() > MAX_TOOL_NAME_BYTES {
+            return Err(ToolError::invalid(format!(
+                "tool_name is {} bytes long, over the limit of {MAX_TOOL_NAME_BYTES}; \
+                 this service hosts: {}",
+                name.len(),
+                self.hosted()
+            ))
+            .into());
+        }
         let tool = self.tools.get(name).cloned().ok_or_else(|| {
-            Status::not_found(format!(
+            Status::from(ToolError::NotFound(format!(
                 "tool_name: no tool {:?} here; this service hosts: {}",
                 heist_plumbing::quote(name),
                 self.hosted()
-            ))
+            )))
         })?;
         require_scope(&request, tool.required_scope())?;
         let arguments: HashMap<String, String> = request.into_inner().arguments;

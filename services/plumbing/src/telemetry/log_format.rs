@@ -96,7 +96,15 @@ impl Visit for EscapingVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.write(field, &value.to_string(), false);
+        // The error and its causes, `outer: inner: root`.
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.write(field, &text, false);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
