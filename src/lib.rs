@@ -278,6 +278,15 @@ pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> Result<(), S
     ))
 }
 
+/// The documents the repository ships for file_reader (the tools' default
+/// is relative to the working directory, so tests name them explicitly).
+pub fn documents_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/services/tools/documents"
+    ))
+}
+
 /// The directory cargo puts this workspace's binaries in.
 pub fn binary_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");

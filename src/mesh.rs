@@ -73,7 +73,10 @@ impl TestMesh {
         .await;
         let tools = heist_tools::ToolSet::from_names(
             "calculator,file_reader,database_query",
-            &heist_tools::ToolsConfig::default(),
+            &heist_tools::ToolsConfig {
+                documents_dir: crate::documents_dir(),
+                ..heist_tools::ToolsConfig::default()
+            },
         )
         .expect("the tools");
         let auth = authenticator(&oauth);

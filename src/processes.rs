@@ -158,7 +158,15 @@ impl ProcessMesh {
                 ("heist-audit", args)
             }
             "memory" => ("heist-memory", vec!["--oauth-url".into(), oauth]),
-            _ => ("heist-tools", vec!["--oauth-url".into(), oauth]),
+            _ => (
+                "heist-tools",
+                vec![
+                    "--oauth-url".into(),
+                    oauth,
+                    "--documents-dir".into(),
+                    path(&crate::documents_dir()),
+                ],
+            ),
         };
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         // OAuth may log each token it issues (never the token itself).

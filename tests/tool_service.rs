@@ -49,7 +49,10 @@ async fn start_tools_with(names: &str, config: ToolsConfig, call_timeout: Durati
 async fn start_tools() -> Tools {
     start_tools_with(
         "calculator,file_reader,database_query",
-        ToolsConfig::default(),
+        ToolsConfig {
+            documents_dir: heist_mesh::documents_dir(),
+            ..ToolsConfig::default()
+        },
         Duration::from_secs(5),
     )
     .await

@@ -240,7 +240,14 @@ impl Services {
         let memory = start("heist-memory", &["--oauth-url", &oauth_url]);
         let tools = start(
             "heist-tools",
-            &["--intel-db", "intel.db", "--oauth-url", &oauth_url],
+            &[
+                "--intel-db",
+                "intel.db",
+                "--oauth-url",
+                &oauth_url,
+                "--documents-dir",
+                &heist_mesh::documents_dir().to_string_lossy(),
+            ],
         );
         let services = Self {
             oauth,

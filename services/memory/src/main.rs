@@ -46,7 +46,7 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let common = args.common.clone();
     common.run_binary("heist-memory", serve(args)).await

@@ -53,7 +53,7 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let common = args.common.clone();
     common.run_binary("heist-oauth", serve(args)).await

@@ -1,6 +1,6 @@
 //! Flags every server binary shares.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use tokio::net::TcpListener;
 
@@ -61,16 +61,25 @@ impl CommonArgs {
     }
 
     /// Runs a server binary's body with telemetry for `service_name` set up
-    /// first and its spans flushed last, whatever the body returns.
+    /// first and its spans flushed last, whatever the body returns. A failure
+    /// is one readable line on stderr (`error: ` and the error with its causes)
+    /// and exit code 1.
     pub async fn run_binary<F: std::future::Future<Output = anyhow::Result<()>>>(
         &self,
         service_name: &str,
         body: F,
-    ) -> anyhow::Result<()> {
-        let telemetry = crate::telemetry::init(service_name, &self.log_filter, self.log_format)?;
+    ) -> ExitCode {
+        let telemetry =
+            match crate::telemetry::init(service_name, &self.log_filter, self.log_format) {
+                Ok(telemetry) => telemetry,
+                Err(error) => return failure(&error.into()),
+            };
         let outcome = body.await;
         telemetry.shutdown().await;
-        outcome
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => failure(&error),
+        }
     }
 
     /// Binds `address` and, if asked, writes the bound address to `--addr-file`.
@@ -86,6 +95,12 @@ impl CommonArgs {
         }
         Ok(listener)
     }
+}
+
+/// Says why a binary stops, on one line, and gives its exit code.
+fn failure(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
 }
 
 /// Parses `500ms`, `5s`, `2m` or a bare number of seconds.

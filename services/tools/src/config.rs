@@ -3,8 +3,30 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The documents shipped with this crate (`services/tools/documents`).
-pub const BUNDLED_DOCUMENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/documents");
+/// The default documents directory, resolved at run time against the working
+/// directory: the documents shipped in the repository, for a binary started
+/// from the checkout's root (as `scripts/start_services.sh` and `cargo run` do).
+/// Anywhere else, give the directory (`--documents-dir` or [`DOCUMENTS_DIR_ENV`]).
+pub const DEFAULT_DOCUMENTS_DIR: &str = "services/tools/documents";
+
+/// The environment variable that names the documents directory.
+pub const DOCUMENTS_DIR_ENV: &str = "HEIST_DOCUMENTS_DIR";
+
+/// The documents shipped with this crate, where it was built: for this
+/// crate's own tests only, never compiled into a binary.
+#[cfg(test)]
+pub(crate) fn bundled_documents_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/documents"))
+}
+
+/// The default settings with the bundled documents: for this crate's tests.
+#[cfg(test)]
+pub(crate) fn with_bundled_documents() -> ToolsConfig {
+    ToolsConfig {
+        documents_dir: bundled_documents_dir(),
+        ..ToolsConfig::default()
+    }
+}
 
 /// Where the intelligence database is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +59,7 @@ pub struct ToolsConfig {
 impl Default for ToolsConfig {
     fn default() -> Self {
         Self {
-            documents_dir: PathBuf::from(BUNDLED_DOCUMENTS_DIR),
+            documents_dir: PathBuf::from(DEFAULT_DOCUMENTS_DIR),
             max_file_bytes: 64 * 1024,
             intel_db: IntelDbConfig::Temporary,
             max_rows: 200,
@@ -118,6 +140,7 @@ mod tests {
         assert_eq!(config.max_expression_len, 1000);
         assert_eq!(config.max_depth, 64);
         assert!(config.documents_dir.ends_with("documents"));
+        assert!(config.documents_dir.is_relative(), "resolved at run time");
     }
 
     #[test]

@@ -99,7 +99,7 @@ mod tests {
     }
 
     fn bundled() -> FileReader {
-        FileReader::new(&ToolsConfig::default()).unwrap()
+        FileReader::new(&crate::config::with_bundled_documents()).unwrap()
     }
 
     #[test]

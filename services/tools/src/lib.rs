@@ -27,7 +27,9 @@ pub mod tool;
 
 pub use calculator::Calculator;
 pub use clock::{Clock, SystemClock};
-pub use config::{BUNDLED_DOCUMENTS_DIR, ConfigError, IntelDbConfig, ToolsConfig};
+pub use config::{
+    ConfigError, DEFAULT_DOCUMENTS_DIR, DOCUMENTS_DIR_ENV, IntelDbConfig, ToolsConfig,
+};
 pub use database_query::DatabaseQuery;
 pub use file_reader::FileReader;
 pub use registry::ToolSet;

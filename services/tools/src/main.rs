@@ -8,7 +8,9 @@ use heist_plumbing::{
     cli::{AuthArgs, CommonArgs, parse_duration},
     shutdown,
 };
-use heist_tools::{BUNDLED_DOCUMENTS_DIR, IntelDbConfig, ToolSet, ToolsConfig};
+use heist_tools::{
+    ConfigError, DEFAULT_DOCUMENTS_DIR, DOCUMENTS_DIR_ENV, IntelDbConfig, ToolSet, ToolsConfig,
+};
 
 /// The Tool service: calculator, file_reader and database_query.
 ///
@@ -28,8 +30,10 @@ struct Args {
     #[arg(long, default_value = "calculator,file_reader,database_query")]
     tools: String,
 
-    /// The directory file_reader serves (nothing outside it is readable).
-    #[arg(long, default_value = BUNDLED_DOCUMENTS_DIR)]
+    /// The directory file_reader serves (nothing outside it is readable); a
+    /// relative path starts at the working directory. The default is the
+    /// repository's documents, for a binary started from the checkout's root.
+    #[arg(long, env = DOCUMENTS_DIR_ENV, default_value = DEFAULT_DOCUMENTS_DIR)]
     documents_dir: PathBuf,
 
     /// Where database_query builds its intelligence database; a temporary
@@ -61,10 +65,28 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let common = args.common.clone();
     common.run_binary("heist-tools", serve(args)).await
+}
+
+/// Adds to a configuration error what the operator can do about it.
+fn explain(error: ConfigError) -> anyhow::Error {
+    match error {
+        ConfigError::DocumentsDir { path, source } => {
+            let from = match std::env::current_dir() {
+                Ok(dir) if path.is_relative() => format!(" (relative to {})", dir.display()),
+                _ => String::new(),
+            };
+            anyhow::anyhow!(
+                "documents directory {}{from}: {source}; give the directory with \
+                 --documents-dir or {DOCUMENTS_DIR_ENV}",
+                path.display()
+            )
+        }
+        other => other.into(),
+    }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -81,6 +103,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let names = args.tools.clone();
     let tools = tokio::task::spawn_blocking(move || ToolSet::from_names(&names, &config))
         .await?
+        .map_err(explain)
         .with_context(|| format!("cannot set up the tools {:?}", args.tools))?;
     let listener = args.common.bind(args.listen).await?;
     tracing::info!(address = %listener.local_addr()?, tools = %args.tools, "tools listening");

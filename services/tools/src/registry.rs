@@ -91,7 +91,7 @@ mod tests {
     fn listed_tools_are_built_in_order() {
         let set = ToolSet::from_names(
             " database_query, calculator ,file_reader",
-            &ToolsConfig::default(),
+            &crate::config::with_bundled_documents(),
         )
         .unwrap();
         let names: Vec<&str> = set.iter().map(|t| t.name()).collect();
@@ -136,7 +136,7 @@ mod tests {
     fn every_tool_has_a_scope_schema_and_primary_argument() {
         let set = ToolSet::from_names(
             "calculator,file_reader,database_query",
-            &ToolsConfig::default(),
+            &crate::config::with_bundled_documents(),
         )
         .unwrap();
         for tool in set.iter() {
