@@ -37,7 +37,6 @@ async fn run_heist_starts_the_mesh_runs_twenty_turns_and_stops_it() {
                 .env("HEIST_RUN_DIR", &run_dir)
                 .env("HEIST_PROFILE", profile)
                 .env("HEIST_SKIP_BUILD", "1")
-                .env("NO_COLOR", "1")
                 .env_remove("HEIST_CONFIG")
                 .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .output()
@@ -69,6 +68,14 @@ async fn run_heist_starts_the_mesh_runs_twenty_turns_and_stops_it() {
             "{name} was not stopped cleanly: {shown}"
         );
         assert!(!run_dir.path().join(format!("{name}.pid")).exists());
+        // Written to a file, not a terminal: no colour codes (issue 12).
+        let log = std::fs::read(run_dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(!log.is_empty(), "{name}.log is empty");
+        assert!(
+            !log.contains(&0x1b),
+            "{name}.log holds escape codes:\n{}",
+            String::from_utf8_lossy(&log)
+        );
     }
     let session_id = shown
         .lines()
