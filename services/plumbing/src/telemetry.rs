@@ -45,7 +45,9 @@ use tracing_subscriber::{
 use crate::session_span::{SessionIdLayer, SessionIdProcessor};
 use reporting::ReportingExporter;
 
-pub use log_format::{EscapingFields, LogFormat, MAX_LOG_FIELD_CHARS, colour_wanted};
+pub use log_format::{
+    CappedJsonFields, EscapingFields, LogFormat, MAX_LOG_FIELD_CHARS, colour_wanted,
+};
 
 mod log_format;
 mod reporting;
@@ -248,6 +250,7 @@ pub fn init_with_exporter<E: SpanExporter + 'static>(
                     .json()
                     .with_current_span(true)
                     .with_span_list(true)
+                    .fmt_fields(CappedJsonFields)
                     .with_writer(std::io::stderr)
                     .with_filter(filter),
             ),

@@ -5,14 +5,20 @@
 //! Call sites quote caller values with [`crate::quote`]; [`EscapingFields`]
 //! is the last guard for the ones they miss: every field value and message of
 //! a text line has its control characters escaped and is cut at
-//! [`MAX_LOG_FIELD_CHARS`]. JSON lines are escaped by JSON itself.
+//! [`MAX_LOG_FIELD_CHARS`]. JSON lines are escaped by JSON itself, and
+//! [`CappedJsonFields`] caps each span field (the fields spans take from
+//! requests) at the same length.
 
 use std::{fmt, io::IsTerminal as _};
 
-use tracing::field::{Field, Visit};
+use serde_json::{Map, Value};
+use tracing::{
+    field::{Field, Visit},
+    span::Record,
+};
 use tracing_subscriber::{
     field::RecordFields,
-    fmt::{FormatFields, format::Writer},
+    fmt::{FormatFields, FormattedFields, format::Writer},
 };
 
 use crate::quote::escape_for_log;
@@ -112,6 +118,81 @@ impl Visit for EscapingVisitor<'_> {
     }
 }
 
+/// Formats the span fields of JSON log lines as a JSON object whose text
+/// values are cut at [`MAX_LOG_FIELD_CHARS`] (with the size marker).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CappedJsonFields;
+
+impl<'writer> FormatFields<'writer> for CappedJsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut collector = JsonCollector::default();
+        fields.record(&mut collector);
+        write!(writer, "{}", Value::Object(collector.values))
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        // Fields recorded later join the object written when the span began.
+        let mut collector = JsonCollector::default();
+        if let Ok(Value::Object(values)) = serde_json::from_str(&current.fields) {
+            collector.values = values;
+        }
+        fields.record(&mut collector);
+        current.fields = Value::Object(collector.values).to_string();
+        Ok(())
+    }
+}
+
+/// Collects fields as JSON values, text cut at [`MAX_LOG_FIELD_CHARS`].
+#[derive(Default)]
+struct JsonCollector {
+    values: Map<String, Value>,
+}
+
+impl JsonCollector {
+    fn text(&mut self, field: &Field, text: &str) {
+        let capped = match text.char_indices().nth(MAX_LOG_FIELD_CHARS) {
+            Some((end, _)) => format!("{}…({} bytes)", &text[..end], text.len()),
+            None => text.to_owned(),
+        };
+        self.values
+            .insert(field.name().to_owned(), Value::String(capped));
+    }
+}
+
+impl Visit for JsonCollector {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, &format!("{value:?}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.values.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.values.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.values.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.values.insert(field.name().to_owned(), value.into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -191,6 +272,39 @@ mod tests {
         });
         assert!(log.len() < 3 * MAX_LOG_FIELD_CHARS + 500, "{}", log.len());
         assert!(log.contains("…(1048576 bytes)"));
+    }
+
+    #[test]
+    fn json_span_fields_are_capped_and_merge_when_recorded_later() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .fmt_fields(CappedJsonFields)
+                .with_writer(captured.clone()),
+        );
+        let huge = "a".repeat(1 << 20);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "grpc.server",
+                client.id = %huge,
+                turn.id = 7,
+                session.id = tracing::field::Empty
+            );
+            span.record("session.id", "s-1");
+            let _entered = span.enter();
+            tracing::info!("call served");
+        });
+        let bytes = captured.0.lock().expect("not poisoned").clone();
+        let line: serde_json::Value = serde_json::from_slice(&bytes).expect("one JSON line");
+        let span = &line["span"];
+        assert_eq!(span["session.id"], "s-1", "{line}");
+        assert_eq!(span["turn.id"], 7, "{line}");
+        let client_id = span["client.id"].as_str().expect("text");
+        assert!(client_id.ends_with("…(1048576 bytes)"), "{client_id:.100}");
+        assert!(client_id.chars().count() <= MAX_LOG_FIELD_CHARS + 20);
     }
 
     #[test]
