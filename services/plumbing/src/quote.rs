@@ -32,11 +32,28 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 /// A caller's value, formatted escaped and capped (see the module doc).
 #[derive(Clone, Copy)]
-pub struct Quoted<'a>(&'a str);
+pub struct Quoted<'a> {
+    value: &'a str,
+    max_chars: usize,
+}
 
-/// Wraps a caller's value for formatting: escaped and capped.
+/// Wraps a caller's value for formatting: escaped and capped at
+/// [`MAX_QUOTED_CHARS`] characters.
 pub fn quote(value: &str) -> Quoted<'_> {
-    Quoted(value)
+    Quoted {
+        value,
+        max_chars: MAX_QUOTED_CHARS,
+    }
+}
+
+impl Quoted<'_> {
+    /// The same value capped at `max_chars` characters instead, for a text
+    /// that holds a caller's value among others (e.g. an SQL engine's message
+    /// quoting the caller's identifiers).
+    #[must_use]
+    pub fn at_most(self, max_chars: usize) -> Self {
+        Self { max_chars, ..self }
+    }
 }
 
 /// Quotes `value` into an owned string (the `{}` form).
@@ -97,8 +114,8 @@ impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_escaped(
             f,
-            self.0,
-            MAX_QUOTED_CHARS,
+            self.value,
+            self.max_chars,
             Escape {
                 backslash: true,
                 quote: false,
@@ -112,8 +129,8 @@ impl fmt::Debug for Quoted<'_> {
         f.write_char('"')?;
         write_escaped(
             f,
-            self.0,
-            MAX_QUOTED_CHARS,
+            self.value,
+            self.max_chars,
             Escape {
                 backslash: true,
                 quote: true,
@@ -216,6 +233,14 @@ mod tests {
         assert_eq!(text, format!("{}…(1048576 bytes)", "a".repeat(64)));
         let exactly = "b".repeat(MAX_QUOTED_CHARS);
         assert_eq!(quote(&exactly).to_string(), exactly);
+    }
+
+    #[test]
+    fn a_text_may_be_given_a_longer_cap() {
+        let message = format!("no such column: {}", "c".repeat(500));
+        let text = quote(&message).at_most(200).to_string();
+        assert_eq!(text.chars().count(), 200 + "…(516 bytes)".chars().count());
+        assert!(text.starts_with("no such column: ccc"));
     }
 
     #[test]
