@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::caller::Caller;
+
 /// What every tool is.
 ///
 /// Calls are synchronous and may block (file I/O, SQLite); the gRPC layer runs
@@ -27,6 +29,18 @@ pub trait Tool: Send + Sync {
 
     /// Runs the tool on `args`.
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError>;
+
+    /// Runs the tool on `args` for `caller`: a tool that shares something
+    /// between callers or runs long (e.g. `database_query`) uses who calls
+    /// and until when; by default the caller is ignored.
+    fn call_for(
+        &self,
+        args: &HashMap<String, String>,
+        caller: &Caller,
+    ) -> Result<ToolOutput, ToolError> {
+        let _ = caller;
+        self.call(args)
+    }
 
     /// A JSON Schema of the arguments: an object of required string properties.
     fn parameters_schema(&self) -> Value {
@@ -73,6 +87,12 @@ pub enum ToolError {
     /// The call ran out of time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The caller already holds its share of what the tool shares.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The caller went away before the answer was ready.
+    #[error("{0}")]
+    Cancelled(String),
     /// The tool itself failed; not the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
