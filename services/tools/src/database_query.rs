@@ -308,7 +308,10 @@ impl DatabaseQuery {
         output.text = format!("{}:\n{}", canned.title, output.text);
         output.data["topic"] = json!(topic);
         if let Some(reason) = not_sql {
-            let reason = reason.strip_prefix("query: ").unwrap_or(reason);
+            let reason = reason
+                .strip_prefix("query: SQL error: ")
+                .or_else(|| reason.strip_prefix("query: "))
+                .unwrap_or(reason);
             let note = format!("answered as the topic question '{topic}' (as SQL: {reason})");
             output.text = format!("{}\n({note})", output.text);
             output.data["note"] = json!(note);
@@ -511,6 +514,35 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_example_query_finds_the_night_guards() {
+        let output = call(&tool(), "SELECT * FROM guards WHERE shift='night'").unwrap();
+        assert_eq!(output.data["rows"].as_array().unwrap().len(), 2);
+        assert!(output.text.contains("Victor Stahl"), "{}", output.text);
+    }
+
+    #[test]
+    fn a_select_of_a_topic_question_answers_the_topic_and_says_so() {
+        let tool = tool();
+        let output = call(&tool, "SELECT guard schedule").unwrap();
+        assert!(
+            output.text.starts_with("Guard schedule:\nguard "),
+            "{}",
+            output.text
+        );
+        assert!(
+            output.text.ends_with(
+                "(answered as the topic question 'guard schedule' (as SQL: no such column: guard))"
+            ),
+            "{}",
+            output.text
+        );
+        assert_eq!(output.data["topic"], "guard schedule");
+        let levels = call(&tool, "SELECT access levels").unwrap();
+        assert_eq!(levels.data["topic"], "access levels");
+        assert!(levels.data["note"].is_string());
+    }
+
+    #[test]
     fn a_sql_error_is_an_invalid_argument_with_sqlites_reason() {
         let message = invalid_message(call(&tool(), "SELECT nope FROM guards"));
         assert!(
@@ -579,6 +611,20 @@ mod tests {
             },
             ToolsConfig {
                 query_time_limit: Duration::ZERO,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_connections: 0,
+                query_per_client: 0,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_per_client: 0,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_connections: 2,
+                query_per_client: 3,
                 ..ToolsConfig::default()
             },
         ] {
