@@ -118,8 +118,8 @@ impl Tool for Calculator {
     }
 
     fn description(&self) -> &str {
-        "Evaluates an arithmetic expression: numbers, + - * / % ^, parentheses, \
-         min, max, round(x, digits), sqrt, abs, floor, ceil, pi and e."
+        "Evaluates an arithmetic expression, e.g. `45 * 3 + 20`: numbers, + - * / % ^, \
+         parentheses, min, max, round(x, digits), sqrt, abs, floor, ceil, pi and e."
     }
 
     fn required_scope(&self) -> &'static str {
@@ -137,7 +137,7 @@ impl Tool for Calculator {
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError> {
         let expression = required_argument(args, PARAMETERS, "expression")?;
         let result = evaluate(expression, self.limits).map_err(|e| ToolError::InvalidArgument {
-            message: format!("expression: {}", e.kind),
+            message: format!("expression: {}", e.explain(expression)),
             position: Some(e.position),
         })?;
         Ok(ToolOutput {
@@ -238,6 +238,19 @@ mod tests {
             );
             assert_eq!(position, Some(at), "{expression:?}");
         }
+    }
+
+    #[test]
+    fn a_bad_expression_shows_where_and_what_is_allowed() {
+        let err = call("3 x 4").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("expression: unexpected name 'x'"),
+            "{text}"
+        );
+        assert!(text.contains("here: \"3 ⟦x⟧ 4\""), "{text}");
+        assert!(text.contains("allowed: numbers"), "{text}");
+        assert!(text.ends_with("(at position 2)"), "{text}");
     }
 
     #[test]
