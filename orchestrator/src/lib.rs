@@ -14,6 +14,9 @@
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
+// Standard output goes through `stdout` only (quiet when its reader goes away).
+#![deny(clippy::print_stdout)]
+
 pub mod app;
 pub mod audit_writer;
 pub mod config;
