@@ -103,7 +103,8 @@ async fn every_command_piped_into_head_exits_quietly() {
     std::fs::write(dir.path().join("mesh.yaml"), mesh.yaml()).unwrap();
 
     // A session long enough that `sessions show` prints far more than a
-    // pipe holds (64 KiB), so its writes do meet a closed pipe.
+    // pipe holds (64 KiB), so its writes do meet a closed pipe however
+    // slowly `head` is scheduled.
     let long = tokio::task::spawn_blocking({
         let dir = dir.path().to_owned();
         move || {
@@ -113,7 +114,7 @@ async fn every_command_piped_into_head_exits_quietly() {
                     "mesh.yaml",
                     "run",
                     "--turns",
-                    "240",
+                    "500",
                     "--seed",
                     "3",
                 ])
@@ -128,12 +129,19 @@ async fn every_command_piped_into_head_exits_quietly() {
     .unwrap();
     let shown = String::from_utf8_lossy(&long.stdout).into_owned();
     assert_eq!(long.status.code(), Some(0), "{shown}");
-    assert!(long.stdout.len() > 64 * 1024, "{} bytes", long.stdout.len());
+    assert!(
+        long.stdout.len() > 128 * 1024,
+        "{} bytes",
+        long.stdout.len()
+    );
     let long_id = session_id(&shown);
 
     let cases: Vec<Vec<&str>> = vec![
         vec!["--help"],
+        vec!["--version"],
         vec!["run", "--help"],
+        vec!["resume", "--help"],
+        vec!["sessions", "--help"],
         vec!["health"],
         vec!["tools"],
         vec!["sessions", "list"],
