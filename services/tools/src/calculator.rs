@@ -96,6 +96,8 @@ fn json_number(value: f64) -> Value {
 #[derive(Debug, Clone)]
 pub struct Calculator {
     limits: Limits,
+    /// The description, naming what the language allows (as its errors do).
+    description: String,
 }
 
 impl Calculator {
@@ -108,6 +110,10 @@ impl Calculator {
                 max_len: config.max_expression_len,
                 max_depth: config.max_depth,
             },
+            description: format!(
+                "Evaluates an arithmetic expression, e.g. `45 * 3 + 20`. Allowed: {}.",
+                error::ALLOWED
+            ),
         })
     }
 }
@@ -118,8 +124,7 @@ impl Tool for Calculator {
     }
 
     fn description(&self) -> &str {
-        "Evaluates an arithmetic expression, e.g. `45 * 3 + 20`: numbers, + - * / % ^, \
-         parentheses, min, max, round(x, digits), sqrt, abs, floor, ceil, pi and e."
+        &self.description
     }
 
     fn required_scope(&self) -> &'static str {
@@ -303,6 +308,7 @@ mod tests {
     fn the_tool_describes_itself() {
         let calculator = calculator();
         assert_eq!(calculator.name(), "calculator");
+        assert!(calculator.description().contains(error::ALLOWED));
         assert_eq!(calculator.required_scope(), "calculator:use");
         assert_eq!(calculator.primary_argument(), "expression");
         assert_eq!(
