@@ -185,20 +185,39 @@ pub async fn prepare(
 /// `orchestrator health`: prints the report; non-zero if a required service is down.
 pub async fn health(config: &Config) -> anyhow::Result<u8> {
     let mesh = Mesh::connect(config)?;
-    println!("🏥 Checking service health...");
+    crate::outln!("🏥 Checking service health...");
     let report = health_report(config, &mesh).await;
-    print!("{report}");
+    crate::out!("{report}");
     if report.required_down().is_empty() {
         if report.is_degraded() {
-            println!("⚠️  System would start with degraded services");
+            crate::outln!("⚠️  System would start with degraded services");
         } else {
-            println!("✅ All services healthy");
+            crate::outln!("✅ All services healthy");
         }
         Ok(exit::OK)
     } else {
-        println!("❌ Required services are down: a run would refuse to start");
+        crate::outln!("❌ Required services are down: a run would refuse to start");
         Ok(exit::UNAVAILABLE)
     }
+}
+
+/// Tells running sessions to stop after their current turn: on Ctrl-C or
+/// SIGTERM (announced on stderr when `announce`), or, quietly, when standard
+/// output's reader goes away (`orchestrator run | head`).
+fn stop_signal(announce: bool) -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = heist_plumbing::shutdown::signal() => {
+                if announce {
+                    eprintln!("\n⏹  Stopping after the current turn...");
+                }
+            }
+            () = crate::stdout::closed() => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
 }
 
 /// `orchestrator run`.
@@ -230,7 +249,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     console.say("🏥 Checking service health...");
     let report = health_report(&config, &mesh).await;
     if !run.quiet {
-        print!("{report}");
+        crate::out!("{report}");
     }
     let down = report.required_down();
     if !down.is_empty() {
@@ -253,12 +272,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
         }
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        heist_plumbing::shutdown::signal().await;
-        eprintln!("\n⏹  Stopping after the current turn...");
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_signal(true);
 
     let console = Arc::new(console);
     let mut handles = Vec::new();
@@ -409,19 +423,23 @@ pub async fn sessions_list(
             && crate::liveness::owner_is_gone(&session.metadata)
     });
     if sessions.is_empty() {
-        println!("No sessions.");
+        crate::outln!("No sessions.");
         return Ok(exit::OK);
     }
-    println!(
+    crate::outln!(
         "{:<28} {:<12} {:>6} {:>9} {:>6}  STARTED",
-        "SESSION", "STATUS", "TURNS", "MESSAGES", "TOOLS"
+        "SESSION",
+        "STATUS",
+        "TURNS",
+        "MESSAGES",
+        "TOOLS"
     );
     for session in sessions {
         let status = match status_name(session.status) {
             "active" if crate::liveness::owner_is_gone(&session.metadata) => "interrupted*",
             other => other,
         };
-        println!(
+        crate::outln!(
             "{:<28} {:<12} {:>6} {:>9} {:>6}  {}",
             session.session_id,
             status,
@@ -432,7 +450,7 @@ pub async fn sessions_list(
         );
     }
     if listed_crashed {
-        println!(
+        crate::outln!(
             "* left active by an orchestrator that crashed; continue it with `orchestrator resume ID`"
         );
     }
@@ -455,7 +473,9 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
     {
         Ok(session) => session.into_inner(),
         Err(status) if status.code() == tonic::Code::NotFound => {
-            println!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
+            crate::outln!(
+                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
+            );
             return Ok(exit::FAILED);
         }
         Err(status) => {
@@ -465,7 +485,7 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             ));
         }
     };
-    println!(
+    crate::outln!(
         "Session {} ({}), {} turns, started {}{}",
         session.session_id,
         status_name(session.status),
@@ -478,14 +498,14 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         }
     );
     for turn in stored_turns(&mesh, &token, config, session_id).await? {
-        println!("\n[Turn {}] {} ({}):", turn.turn, turn.role, turn.agent);
+        crate::outln!("\n[Turn {}] {} ({}):", turn.turn, turn.role, turn.agent);
         for call in &turn.tool_calls {
             let mark = if call.success { "🛠️ " } else { "⚠️ " };
             let first = call.result.lines().next().unwrap_or_default();
-            println!("  {mark} {} {} -> {first}", call.tool, call.params);
+            crate::outln!("  {mark} {} {} -> {first}", call.tool, call.params);
         }
         let marker = if turn.is_error { "(error) " } else { "" };
-        println!("  {marker}{}", turn.message);
+        crate::outln!("  {marker}{}", turn.message);
     }
     Ok(exit::OK)
 }
@@ -499,14 +519,14 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
     for found in discover(&mesh, token.as_deref(), config.timeouts.tools).await {
         match &found.tools {
             Ok(tools) => {
-                println!("✅ {}", found.url);
+                crate::outln!("✅ {}", found.url);
                 for tool in tools {
                     let scope = found
                         .scopes
                         .get(&tool.name)
                         .map(String::as_str)
                         .unwrap_or("?");
-                    println!(
+                    crate::outln!(
                         "   {:<15} scope {:<20} argument {:<11} {}",
                         tool.name,
                         scope,
@@ -516,7 +536,7 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
                 }
             }
             Err(reason) => {
-                println!("❌ {}: {reason}", found.url);
+                crate::outln!("❌ {}: {reason}", found.url);
                 code = exit::UNAVAILABLE;
             }
         }
@@ -635,13 +655,15 @@ pub async fn resume(
     {
         Ok(session) => session.into_inner(),
         Err(status) if status.code() == tonic::Code::NotFound => {
-            println!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
+            crate::outln!(
+                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
+            );
             return Ok(exit::FAILED);
         }
         Err(status) => anyhow::bail!("cannot read the session from Audit: {}", status.message()),
     };
     if session.status != SessionStatus::Active as i32 {
-        println!(
+        crate::outln!(
             "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
             status_name(session.status)
         );
@@ -653,7 +675,7 @@ pub async fn resume(
         && metadata.get("host").and_then(serde_json::Value::as_str)
             == Some(crate::liveness::host_name().as_str())
     {
-        println!("❌ Session {session_id} is still running (orchestrator pid {pid}).");
+        crate::outln!("❌ Session {session_id} is still running (orchestrator pid {pid}).");
         return Ok(exit::FAILED);
     }
     let seed = metadata
@@ -672,11 +694,7 @@ pub async fn resume(
     ));
     let llm = llm_backend(&config, seed);
     let (orchestrator, _) = prepare(config.clone(), mesh, llm, open_spool(spool_path)?).await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        heist_plumbing::shutdown::signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let stop_rx = stop_signal(false);
     let outcome = orchestrator
         .continue_session(
             session_id,

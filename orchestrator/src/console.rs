@@ -1,7 +1,7 @@
 //! What the user sees: the banner, each turn as `[Turn N] Role (name):`,
 //! and the summary. Colour only on a terminal.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use crate::engine::{SessionOutcome, TurnRecord, TurnSink};
 
@@ -36,13 +36,13 @@ impl Console {
     /// Prints a line unless quiet.
     pub fn say(&self, text: &str) {
         if !self.quiet {
-            println!("{text}");
+            crate::stdout::line(text);
         }
     }
 
     /// Prints a line even when quiet.
     pub fn always(&self, text: &str) {
-        println!("{text}");
+        crate::stdout::line(text);
     }
 
     /// The end-of-session summary.
@@ -94,10 +94,8 @@ impl Console {
                 outcome.memory_pending
             ));
         }
-        let mut out = std::io::stdout().lock();
-        for line in lines {
-            let _ = writeln!(out, "{line}");
-        }
+        lines.push(String::new());
+        crate::stdout::write(&lines.join("\n"));
     }
 }
 
@@ -123,19 +121,19 @@ impl TurnSink for Console {
             "1;36",
             &format!("[Turn {}] {} ({}):", record.turn, record.role, record.agent),
         );
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{tag}{header}");
+        let mut text = format!("{tag}{header}\n");
         for call in &record.tool_calls {
             let mark = if call.success { "🛠️ " } else { "⚠️ " };
             let first = call.result.lines().next().unwrap_or_default();
             let line = format!("  {mark} {} {} -> {}", call.tool, call.params, first);
-            let _ = writeln!(out, "{tag}{}", self.paint("2", &line));
+            text.push_str(&format!("{tag}{}\n", self.paint("2", &line)));
         }
         let body = if record.is_error {
             self.paint("31", &record.message)
         } else {
             record.message.clone()
         };
-        let _ = writeln!(out, "{tag}  {body}\n");
+        text.push_str(&format!("{tag}  {body}\n\n"));
+        crate::stdout::write(&text);
     }
 }

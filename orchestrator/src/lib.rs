@@ -8,10 +8,14 @@
 //! - [`audit_writer`]: audit writes that are spooled, never dropped, while Audit is down.
 //! - [`memory_sync`]: the memory outbox and the reconcile after Memory lost entries.
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
-//! - [`console`] and [`transcript`]: what the user sees and keeps.
+//! - [`console`] and [`transcript`]: what the user sees and keeps; [`stdout`]: every line
+//!   printed, quiet when the reader goes away (`| head`).
 //! - [`spool`]: Audit writes kept on disk while Audit is unreachable.
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
+
+// Standard output goes through `stdout` only (quiet when its reader goes away).
+#![deny(clippy::print_stdout)]
 
 pub mod app;
 pub mod audit_writer;
@@ -28,6 +32,7 @@ pub mod resilience;
 pub mod rpc_timing;
 pub mod session_id;
 pub mod spool;
+pub mod stdout;
 pub mod tokens;
 pub mod transcript;
 pub mod turn_order;

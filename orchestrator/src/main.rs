@@ -207,6 +207,10 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     telemetry.shutdown().await;
+    if heist_orchestrator::stdout::reader_gone() {
+        // As `ls | head`: the reader left, so stop quietly.
+        return ExitCode::from(heist_orchestrator::stdout::EXIT_READER_GONE);
+    }
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {

@@ -39,6 +39,33 @@ impl OfflineBackend {
         Self { seed }
     }
 
+    /// Every (tool, argument) the offline crew may call, whatever the seed
+    /// and persona: the vocabulary to check against the tools' own.
+    pub fn vocabulary() -> Vec<(&'static str, &'static str)> {
+        let kinds = [
+            Kind::Planner,
+            Kind::Hacker,
+            Kind::Safecracker,
+            Kind::Mole,
+            Kind::Crew,
+        ];
+        let mut calls: Vec<(&'static str, &'static str)> = kinds
+            .into_iter()
+            .flat_map(|kind| {
+                ["calculator", "file_reader", "database_query"]
+                    .into_iter()
+                    .flat_map(move |tool| {
+                        tool_arguments(kind, tool)
+                            .iter()
+                            .map(move |argument| (tool, *argument))
+                    })
+            })
+            .collect();
+        calls.sort_unstable();
+        calls.dedup();
+        calls
+    }
+
     /// Builds the answer: its sentences and, on round 0 for an agent with tools, one tool call.
     fn compose<'a>(&self, request: &CompletionRequest<'a>) -> Reply<'a> {
         let persona = request.persona;

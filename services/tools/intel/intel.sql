@@ -69,18 +69,22 @@ CREATE TABLE guards (
     badge_number     TEXT NOT NULL UNIQUE,
     armed            INTEGER NOT NULL,  -- 1 = carries a sidearm
     radio_channel    INTEGER NOT NULL,
-    years_of_service INTEGER NOT NULL
+    years_of_service INTEGER NOT NULL,
+    -- The employee's name and shift again, as the seed's queries expect
+    -- (`SELECT * FROM guards WHERE shift='night'`); any case matches.
+    name             TEXT NOT NULL,
+    shift            TEXT NOT NULL COLLATE NOCASE  -- day, swing, night, weekend day, weekend night
 );
 
-INSERT INTO guards (id, employee_id, badge_number, armed, radio_channel, years_of_service) VALUES
-    (1, 12, 'G-101', 1, 1, 12),
-    (2, 13, 'G-102', 1, 2, 7),
-    (3, 14, 'G-103', 1, 1, 3),
-    (4, 15, 'G-104', 1, 2, 5),
-    (5, 16, 'G-105', 1, 3, 21),
-    (6, 17, 'G-106', 0, 3, 2),
-    (7, 18, 'G-107', 1, 1, 4),
-    (8, 19, 'G-108', 0, 1, 1);
+INSERT INTO guards (id, employee_id, badge_number, armed, radio_channel, years_of_service, name, shift) VALUES
+    (1, 12, 'G-101', 1, 1, 12, 'Marcus Reed',    'day'),
+    (2, 13, 'G-102', 1, 2, 7,  'Elena Kowalski', 'day'),
+    (3, 14, 'G-103', 1, 1, 3,  'James Porter',   'swing'),
+    (4, 15, 'G-104', 1, 2, 5,  'Aisha Bello',    'swing'),
+    (5, 16, 'G-105', 1, 3, 21, 'Victor Stahl',   'night'),
+    (6, 17, 'G-106', 0, 3, 2,  'Ruth Ngata',     'night'),
+    (7, 18, 'G-107', 1, 1, 4,  'Dmitri Volkov',  'weekend day'),
+    (8, 19, 'G-108', 0, 1, 1,  'Hannah Brooks',  'weekend night');
 
 CREATE TABLE guard_schedule (
     id                      INTEGER PRIMARY KEY,

@@ -96,6 +96,8 @@ fn json_number(value: f64) -> Value {
 #[derive(Debug, Clone)]
 pub struct Calculator {
     limits: Limits,
+    /// The description, naming what the language allows (as its errors do).
+    description: String,
 }
 
 impl Calculator {
@@ -108,6 +110,10 @@ impl Calculator {
                 max_len: config.max_expression_len,
                 max_depth: config.max_depth,
             },
+            description: format!(
+                "Evaluates an arithmetic expression, e.g. `45 * 3 + 20`. Allowed: {}.",
+                error::ALLOWED
+            ),
         })
     }
 }
@@ -118,8 +124,7 @@ impl Tool for Calculator {
     }
 
     fn description(&self) -> &str {
-        "Evaluates an arithmetic expression: numbers, + - * / % ^, parentheses, \
-         min, max, round(x, digits), sqrt, abs, floor, ceil, pi and e."
+        &self.description
     }
 
     fn required_scope(&self) -> &'static str {
@@ -137,7 +142,7 @@ impl Tool for Calculator {
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError> {
         let expression = required_argument(args, PARAMETERS, "expression")?;
         let result = evaluate(expression, self.limits).map_err(|e| ToolError::InvalidArgument {
-            message: format!("expression: {}", e.kind),
+            message: format!("expression: {}", e.explain(expression)),
             position: Some(e.position),
         })?;
         Ok(ToolOutput {
@@ -241,6 +246,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_expression_shows_where_and_what_is_allowed() {
+        let err = call("3 x 4").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("expression: unexpected name 'x'"),
+            "{text}"
+        );
+        assert!(text.contains("here: \"3 ⟦x⟧ 4\""), "{text}");
+        assert!(text.contains("allowed: numbers"), "{text}");
+        assert!(text.ends_with("(at position 2)"), "{text}");
+    }
+
+    #[test]
     fn a_missing_expression_argument_is_refused_by_name() {
         let err = calculator().call(&HashMap::new()).unwrap_err();
         assert!(err.to_string().contains("missing argument 'expression'"));
@@ -290,6 +308,7 @@ mod tests {
     fn the_tool_describes_itself() {
         let calculator = calculator();
         assert_eq!(calculator.name(), "calculator");
+        assert!(calculator.description().contains(error::ALLOWED));
         assert_eq!(calculator.required_scope(), "calculator:use");
         assert_eq!(calculator.primary_argument(), "expression");
         assert_eq!(

@@ -50,6 +50,12 @@ pub struct ToolsConfig {
     pub max_rows: usize,
     /// How long one `database_query` query may run (default 2 s).
     pub query_time_limit: Duration,
+    /// How many read-only connections run `database_query` queries at once (default 8).
+    pub query_connections: usize,
+    /// How many of them one client (a token's `sub`) may hold at once (default 2).
+    pub query_per_client: usize,
+    /// How long a query waits for a connection before RESOURCE_EXHAUSTED (default 500 ms).
+    pub query_queue_wait: Duration,
     /// The longest `calculator` expression, in characters (default 1000).
     pub max_expression_len: usize,
     /// The deepest `calculator` nesting (default 64).
@@ -64,6 +70,9 @@ impl Default for ToolsConfig {
             intel_db: IntelDbConfig::Temporary,
             max_rows: 200,
             query_time_limit: Duration::from_secs(2),
+            query_connections: 8,
+            query_per_client: 2,
+            query_queue_wait: Duration::from_millis(500),
             max_expression_len: 1000,
             max_depth: 64,
         }
@@ -137,6 +146,9 @@ mod tests {
         assert_eq!(config.max_file_bytes, 65_536);
         assert_eq!(config.max_rows, 200);
         assert_eq!(config.query_time_limit, Duration::from_secs(2));
+        assert_eq!(config.query_connections, 8);
+        assert_eq!(config.query_per_client, 2);
+        assert_eq!(config.query_queue_wait, Duration::from_millis(500));
         assert_eq!(config.max_expression_len, 1000);
         assert_eq!(config.max_depth, 64);
         assert!(config.documents_dir.ends_with("documents"));

@@ -3,13 +3,20 @@
 //!
 //! A query is either one SQL `SELECT`/`WITH` statement or one of the seed's
 //! keyword questions ("guard schedule", "security employees", "access
-//! levels", ...), which map to [`canned`] queries. The database is built at
-//! start-up ([`intel_db`]) and opened read-only behind an authorizer
-//! ([`policy`]), size limits, a row limit and a time limit.
+//! levels", ...), which map to [`canned`] queries; a query that is not valid
+//! SQL but names a topic (the seed's `SELECT guard schedule`) answers the
+//! topic and says so, and an SQL error names the tables and their columns
+//! ([`schema`]). The database is built at start-up ([`intel_db`]) and opened
+//! read-only by a small [`pool`] of connections shared fairly between
+//! clients, behind an authorizer ([`policy`]), size limits, a row limit and
+//! a time limit; a query also stops when its caller's deadline passes or its
+//! caller goes away.
 
 mod canned;
 mod intel_db;
 mod policy;
+mod pool;
+mod schema;
 mod sql_text;
 mod table;
 
@@ -17,19 +24,25 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use self::intel_db::IntelDb;
+use self::intel_db::{IntelDb, Limits};
+use self::schema::Schema;
+use crate::caller::Caller;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ConfigError, ToolsConfig, require_positive};
-use crate::tool::{Parameter, Tool, ToolError, ToolOutput, required_argument};
+use crate::tool::{Parameter, Tool, ToolError, ToolOutput, parameters_schema, required_argument};
 
-/// The database query's only argument.
+/// The database query's only argument (its description, naming the tables
+/// and topics, is built with the database: see [`DatabaseQuery::query_help`]).
 const PARAMETERS: &[Parameter] = &[Parameter {
     name: "query",
     description: "One SQL SELECT statement, or a question naming a topic such as \
                   `guard schedule`, `security employees` or `access levels`.",
 }];
+
+/// The seed's example query, shown to the LLM.
+const EXAMPLE_QUERY: &str = "SELECT * FROM guards WHERE shift='night'";
 
 /// The longest query accepted, in characters.
 const MAX_QUERY_CHARS: usize = 10_000;
@@ -118,8 +131,12 @@ fn classify(query: &str) -> Result<Request<'_>, ToolError> {
 pub struct DatabaseQuery {
     db: IntelDb,
     max_rows: usize,
+    /// The tables and their columns, for the description and SQL errors.
+    schema: Schema,
     /// The description, naming the tables and their columns.
     description: String,
+    /// The `query` argument's description, naming the tables and topics.
+    query_help: String,
 }
 
 impl DatabaseQuery {
@@ -132,21 +149,38 @@ impl DatabaseQuery {
     pub fn with_clock(config: &ToolsConfig, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         require_positive("max_rows", config.max_rows as u128)?;
         require_positive("query_time_limit", config.query_time_limit.as_nanos())?;
-        let db = IntelDb::open(&config.intel_db, config.query_time_limit, clock)?;
-        let schema = describe_schema(&db).map_err(|e| ConfigError::IntelDb {
+        require_positive("query_connections", config.query_connections as u128)?;
+        require_positive("query_per_client", config.query_per_client as u128)?;
+        if config.query_per_client > config.query_connections {
+            return Err(ConfigError::InvalidLimit {
+                name: "query_per_client",
+                reason: format!(
+                    "{} is more than the {} query_connections",
+                    config.query_per_client, config.query_connections
+                ),
+            });
+        }
+        let db = IntelDb::open(&config.intel_db, Limits::from_config(config), clock)?;
+        let schema = Schema::read(&db).map_err(|e| ConfigError::IntelDb {
             path: db.path().to_owned(),
             reason: format!("reading the schema: {e}"),
         })?;
+        let tables = schema.all();
+        let topics = canned::topics();
         Ok(Self {
             db,
             max_rows: config.max_rows,
             description: format!(
                 "Queries the read-only intelligence database on First National Heist Bank. \
-                 Send one SQLite SELECT statement (at most {} rows come back) or a topic: {}. \
-                 Tables: {schema}.",
+                 Send one SQLite SELECT statement (at most {} rows come back), e.g. \
+                 `{EXAMPLE_QUERY}`, or a topic question: {topics}. Tables: {tables}.",
                 config.max_rows,
-                canned::topics()
             ),
+            query_help: format!(
+                "One SQLite SELECT statement, e.g. `{EXAMPLE_QUERY}`, over the tables \
+                 {tables}; or a topic question: {topics}."
+            ),
+            schema,
         })
     }
 
@@ -154,23 +188,11 @@ impl DatabaseQuery {
     pub fn db_path(&self) -> &Path {
         self.db.path()
     }
-}
 
-/// Lists every table with its columns, e.g. `shifts(id, name, ...)`.
-fn describe_schema(db: &IntelDb) -> Result<String, ToolError> {
-    let tables = db.query(
-        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
-        1_000,
-    )?;
-    let mut described = Vec::with_capacity(tables.rows.len());
-    for name in tables.rows.iter().filter_map(|row| row.first()?.as_str()) {
-        let quoted = name.replace('"', "\"\"");
-        let columns = db
-            .query(&format!("SELECT * FROM \"{quoted}\" LIMIT 0"), 1)?
-            .columns;
-        described.push(format!("{name}({})", columns.join(", ")));
+    /// How many of the database's connections no query holds.
+    pub fn idle_connections(&self) -> usize {
+        self.db.idle_connections()
     }
-    Ok(described.join(", "))
 }
 
 impl Tool for DatabaseQuery {
@@ -194,22 +216,50 @@ impl Tool for DatabaseQuery {
         "query"
     }
 
+    fn parameters_schema(&self) -> Value {
+        let mut schema = parameters_schema(PARAMETERS);
+        schema["properties"]["query"]["description"] = Value::String(self.query_help.clone());
+        schema
+    }
+
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError> {
+        self.call_for(args, &Caller::internal())
+    }
+
+    fn call_for(
+        &self,
+        args: &HashMap<String, String>,
+        caller: &Caller,
+    ) -> Result<ToolOutput, ToolError> {
         let query = required_argument(args, PARAMETERS, "query")?;
         match classify(query)? {
-            Request::Read(sql) => self.answer(sql, None),
-            Request::Canned(canned) => self.answer(canned.sql, Some(canned.title)),
-            Request::OtherSql(text) => match self.answer(text, None) {
+            Request::Read(sql) => match self.answer(sql, caller) {
+                // Not valid SQL, but the seed's way of asking a topic
+                // (`SELECT guard schedule`): answered as that topic.
+                Err(ToolError::InvalidArgument { message, position }) => {
+                    match canned::as_select(sql) {
+                        Some(canned) => self.answer_topic(canned, caller, Some(&message)),
+                        None => Err(ToolError::InvalidArgument {
+                            message: self.teach(message, sql),
+                            position,
+                        }),
+                    }
+                }
+                other => other,
+            },
+            Request::Canned(canned) => self.answer_topic(canned, caller, None),
+            Request::OtherSql(text) => match self.answer(text, caller) {
                 // Not SQL at all: perhaps a question ("Update on the vault?").
                 Err(ToolError::InvalidArgument { message, position })
                     if message.contains("syntax error") =>
                 {
                     match canned::find(text) {
-                        Some(canned) => self.answer(canned.sql, Some(canned.title)),
+                        Some(canned) => self.answer_topic(canned, caller, Some(&message)),
                         None => Err(ToolError::InvalidArgument {
                             message: format!(
-                                "{message}; only SELECT queries are run, or name a topic: {}",
-                                canned::topics()
+                                "{message}; only SELECT queries are run, or name a topic: {}; {}",
+                                canned::topics(),
+                                self.schema.hint(text)
                             ),
                             position,
                         }),
@@ -230,18 +280,56 @@ impl Tool for DatabaseQuery {
 }
 
 impl DatabaseQuery {
-    /// Runs `sql` and renders its rows, under `title` if it has one.
-    fn answer(&self, sql: &str, title: Option<&str>) -> Result<ToolOutput, ToolError> {
-        let result = self.db.query(sql, self.max_rows)?;
+    /// Runs `sql` for `caller` and renders its rows.
+    fn answer(&self, sql: &str, caller: &Caller) -> Result<ToolOutput, ToolError> {
+        let result = self.db.query_for(sql, self.max_rows, caller)?;
         let table = table::render(&result.columns, &result.rows, result.truncated);
         Ok(ToolOutput {
-            text: title.map_or_else(|| table.clone(), |title| format!("{title}:\n{table}")),
+            text: table,
             data: json!({
                 "columns": result.columns,
                 "rows": result.rows,
                 "truncated": result.truncated,
             }),
         })
+    }
+
+    /// Answers the topic `canned` under its title; `not_sql` is why the
+    /// query, tried as SQL first, failed (then the answer says it was taken
+    /// as the topic question).
+    fn answer_topic(
+        &self,
+        canned: &canned::CannedQuery,
+        caller: &Caller,
+        not_sql: Option<&str>,
+    ) -> Result<ToolOutput, ToolError> {
+        let mut output = self.answer(canned.sql, caller)?;
+        let topic = canned.name();
+        output.text = format!("{}:\n{}", canned.title, output.text);
+        output.data["topic"] = json!(topic);
+        if let Some(reason) = not_sql {
+            let reason = reason
+                .strip_prefix("query: SQL error: ")
+                .or_else(|| reason.strip_prefix("query: "))
+                .unwrap_or(reason);
+            let note = format!("answered as the topic question '{topic}' (as SQL: {reason})");
+            output.text = format!("{}\n({note})", output.text);
+            output.data["note"] = json!(note);
+        }
+        Ok(output)
+    }
+
+    /// An SQL error `message` for `sql`, with the tables and their columns
+    /// and the topics, so that the caller can correct the query.
+    fn teach(&self, message: String, sql: &str) -> String {
+        if !message.starts_with("query: SQL error") {
+            return message;
+        }
+        format!(
+            "{message}; {}; or ask a topic: {}",
+            self.schema.hint(sql),
+            canned::topics()
+        )
     }
 }
 
@@ -426,9 +514,42 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_example_query_finds_the_night_guards() {
+        let output = call(&tool(), "SELECT * FROM guards WHERE shift='night'").unwrap();
+        assert_eq!(output.data["rows"].as_array().unwrap().len(), 2);
+        assert!(output.text.contains("Victor Stahl"), "{}", output.text);
+    }
+
+    #[test]
+    fn a_select_of_a_topic_question_answers_the_topic_and_says_so() {
+        let tool = tool();
+        let output = call(&tool, "SELECT guard schedule").unwrap();
+        assert!(
+            output.text.starts_with("Guard schedule:\nguard "),
+            "{}",
+            output.text
+        );
+        assert!(
+            output.text.ends_with(
+                "(answered as the topic question 'guard schedule' (as SQL: no such column: guard))"
+            ),
+            "{}",
+            output.text
+        );
+        assert_eq!(output.data["topic"], "guard schedule");
+        let levels = call(&tool, "SELECT access levels").unwrap();
+        assert_eq!(levels.data["topic"], "access levels");
+        assert!(levels.data["note"].is_string());
+    }
+
+    #[test]
     fn a_sql_error_is_an_invalid_argument_with_sqlites_reason() {
         let message = invalid_message(call(&tool(), "SELECT nope FROM guards"));
-        assert_eq!(message, "query: SQL error: no such column: nope");
+        assert!(
+            message
+                .starts_with("query: SQL error: no such column: nope; the tables are guards(id, "),
+            "{message}"
+        );
     }
 
     #[test]
@@ -490,6 +611,20 @@ mod tests {
             },
             ToolsConfig {
                 query_time_limit: Duration::ZERO,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_connections: 0,
+                query_per_client: 0,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_per_client: 0,
+                ..ToolsConfig::default()
+            },
+            ToolsConfig {
+                query_connections: 2,
+                query_per_client: 3,
                 ..ToolsConfig::default()
             },
         ] {

@@ -1,20 +1,25 @@
 //! The `file_reader` tool: returns one heist document from the documents
-//! directory by its bare file name. The [`sandbox`] refuses everything else.
+//! directory by its bare file name. The [`sandbox`] refuses everything else;
+//! a name it does not find is looked up ([`lookup`]) among the documents it
+//! lists: another extension or case, or the seed's name for a document.
 
+mod lookup;
 mod sandbox;
 
 use std::collections::HashMap;
 
 use serde_json::json;
 
-use self::sandbox::Sandbox;
+use self::lookup::{Lookup, listing, lookup};
+use self::sandbox::{Document, Sandbox};
 use crate::config::{ConfigError, ToolsConfig, require_positive};
-use crate::tool::{Parameter, Tool, ToolError, ToolOutput, required_argument};
+use crate::tool::{Parameter, Tool, ToolError, ToolOutput, clip, required_argument};
 
 /// The file reader's only argument.
 const PARAMETERS: &[Parameter] = &[Parameter {
     name: "filename",
-    description: "The bare name of one document, e.g. `bank_layout.md`.",
+    description: "The bare name of one document, e.g. `bank_layout.md` \
+                  (another extension or case works when only one document fits).",
 }];
 
 /// The `file_reader` tool.
@@ -44,7 +49,8 @@ impl FileReader {
         Ok(Self {
             sandbox,
             description: format!(
-                "Reads one heist document by its file name. Available documents: {available}."
+                "Reads one heist document by its file name, e.g. `vault_specs.md`. \
+                 Available documents: {available}."
             ),
         })
     }
@@ -73,15 +79,58 @@ impl Tool for FileReader {
 
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError> {
         let filename = required_argument(args, PARAMETERS, "filename")?;
-        let document = self.sandbox.read(filename)?;
-        Ok(ToolOutput {
-            data: json!({
-                "filename": filename,
-                "size_bytes": document.size,
-                "content": document.content,
-            }),
-            text: document.content,
-        })
+        let (served, document) = self.read(filename)?;
+        let mut data = json!({
+            "filename": served,
+            "size_bytes": document.size,
+            "content": document.content,
+        });
+        let text = if served == filename {
+            document.content
+        } else {
+            data["requested"] = json!(filename);
+            format!(
+                "(no document is named '{}'; this is {served})\n{}",
+                clip(filename),
+                document.content
+            )
+        };
+        Ok(ToolOutput { data, text })
+    }
+}
+
+impl FileReader {
+    /// Reads the document `filename` names: exactly, or else as [`lookup`]
+    /// finds it among the listed documents. Returns the name served.
+    ///
+    /// Only a name the sandbox accepted and did not find is looked up, so
+    /// every refusal (traversal, absolute paths, hidden files, links out) is
+    /// the sandbox's, unchanged.
+    fn read(&self, filename: &str) -> Result<(String, Document), ToolError> {
+        match self.sandbox.read(filename) {
+            Ok(document) => return Ok((filename.to_owned(), document)),
+            Err(ToolError::NotFound(_)) => {}
+            Err(other) => return Err(other),
+        }
+        let missing = format!("no document named '{}'", clip(filename));
+        let documents = self
+            .sandbox
+            .list()
+            .map_err(|e| ToolError::Internal(format!("listing the documents: {e}")))?;
+        match lookup(filename, &documents) {
+            Lookup::Found(name) => {
+                let document = self.sandbox.read(&name)?;
+                Ok((name, document))
+            }
+            Lookup::Ambiguous(names) => Err(ToolError::NotFound(format!(
+                "{missing}; several documents fit, name one: {}",
+                listing(&names)
+            ))),
+            Lookup::Missing(names) => Err(ToolError::NotFound(format!(
+                "{missing}; documents (closest first): {}",
+                listing(&names)
+            ))),
+        }
     }
 }
 
@@ -149,14 +198,128 @@ mod tests {
         );
     }
 
+    fn not_found(result: Result<ToolOutput, ToolError>) -> String {
+        match result {
+            Err(ToolError::NotFound(message)) => message,
+            other => panic!("expected not found, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn a_missing_document_is_not_found() {
-        assert_eq!(
-            call(&bundled(), "nuclear_codes.txt"),
-            Err(ToolError::NotFound(
-                "no document named 'nuclear_codes.txt'".into()
-            ))
+    fn a_missing_document_is_not_found_and_lists_the_documents_closest_first() {
+        let message = not_found(call(&bundled(), "nuclear_codes.txt"));
+        assert!(
+            message
+                .starts_with("no document named 'nuclear_codes.txt'; documents (closest first): "),
+            "{message}"
         );
+        for name in bundled().sandbox.list().unwrap() {
+            assert!(message.contains(&name), "{message} lacks {name}");
+        }
+        let message = not_found(call(&bundled(), "vault_spec.pdf"));
+        assert!(
+            message.contains("(closest first): vault_specs.md, "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_seeds_document_names_resolve_to_ours_and_say_so() {
+        let reader = bundled();
+        for (seed, ours) in [
+            ("bank_layout.txt", "bank_layout.md"),
+            ("security_system.txt", "security_system.md"),
+            ("timing_specs.txt", "time_lock.md"),
+            ("vault_specs.txt", "vault_specs.md"),
+            ("Vault_Specs.MD", "vault_specs.md"),
+        ] {
+            let output = call(&reader, seed).unwrap();
+            assert_eq!(output.data["filename"], ours, "{seed}");
+            assert_eq!(output.data["requested"], seed, "{seed}");
+            assert!(
+                output.text.starts_with(&format!(
+                    "(no document is named '{seed}'; this is {ours})\n"
+                )),
+                "{seed}: {}",
+                output.text
+            );
+            assert!(
+                output
+                    .text
+                    .ends_with(output.data["content"].as_str().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn an_exact_name_is_served_as_it_is_without_a_note() {
+        let output = call(&bundled(), "time_lock.md").unwrap();
+        assert_eq!(output.text, output.data["content"].as_str().unwrap());
+        assert!(output.data.get("requested").is_none());
+    }
+
+    /// A reader over a temporary directory holding `files`, plus `secret.md` beside it.
+    fn reader_over(files: &[&str]) -> (tempfile::TempDir, FileReader) {
+        let outer = tempfile::tempdir().unwrap();
+        let docs = outer.path().join("docs");
+        fs::create_dir(&docs).unwrap();
+        for file in files {
+            fs::write(docs.join(file), format!("text of {file}")).unwrap();
+        }
+        fs::write(outer.path().join("secret.md"), "outside").unwrap();
+        let config = ToolsConfig {
+            documents_dir: docs,
+            ..ToolsConfig::default()
+        };
+        let reader = FileReader::new(&config).unwrap();
+        (outer, reader)
+    }
+
+    #[test]
+    fn a_stem_shared_by_several_documents_is_not_guessed() {
+        let (_dir, reader) = reader_over(&["plan.md", "plan.txt"]);
+        let message = not_found(call(&reader, "plan.pdf"));
+        assert!(
+            message.ends_with("several documents fit, name one: plan.md, plan.txt"),
+            "{message}"
+        );
+        assert_eq!(
+            call(&reader, "PLAN.TXT").unwrap().data["filename"],
+            "plan.txt"
+        );
+    }
+
+    #[test]
+    fn the_forgiveness_opens_no_hole() {
+        let (dir, reader) = reader_over(&["notes.md", ".env"]);
+        let docs = dir.path().join("docs");
+        std::os::unix::fs::symlink(dir.path().join("secret.md"), docs.join("escape.md")).unwrap();
+        let denied = |name: &str| match call(&reader, name) {
+            Err(ToolError::PermissionDenied(message)) => message,
+            other => panic!("{name}: expected a denial, got {other:?}"),
+        };
+        assert!(denied("../secret.md").contains("path traversal"));
+        assert!(denied("../secret.txt").contains("path traversal"));
+        assert!(denied("../notes.txt").contains("path traversal"));
+        let absolute = docs.join("notes.txt");
+        assert!(denied(&absolute.to_string_lossy()).contains("absolute path"));
+        assert!(denied(".env").contains("hidden file"));
+        assert!(denied(".ENV").contains("hidden file"));
+        assert!(denied(".env.txt").contains("hidden file"));
+        assert!(denied("escape.md").contains("outside the documents directory"));
+        // Variants of the hidden file and the escaping link find nothing.
+        for name in ["env", "env.md", "escape.txt", "ESCAPE.MD", "secret.md"] {
+            let message = not_found(call(&reader, name));
+            assert!(message.ends_with("(closest first): notes.md"), "{message}");
+        }
+    }
+
+    #[test]
+    fn an_overlong_missing_name_is_quoted_short() {
+        let name = format!("{}.md", "x".repeat(240));
+        let message = not_found(call(&bundled(), &name));
+        assert!(message.len() < name.len() + 250, "{}", message.len());
+        assert!(message.contains("…'"), "{message}");
     }
 
     #[test]

@@ -12,11 +12,13 @@
 //!   (`documents/` beside this crate by default).
 //! - [`database_query`]: a read-only SQLite intelligence database built
 //!   from `intel/intel.sql`, with keyword questions mapped to canned queries.
+//! - [`caller`]: who calls a tool and until when ([`Caller`]).
 //! - [`clock`]: the clock behind the query time limit, replaceable in tests.
 //!
 //! Calls are synchronous and may block: run them on a blocking thread.
 
 pub mod calculator;
+pub mod caller;
 pub mod clock;
 pub mod config;
 pub mod database_query;
@@ -26,6 +28,7 @@ pub mod service;
 pub mod tool;
 
 pub use calculator::Calculator;
+pub use caller::Caller;
 pub use clock::{Clock, SystemClock};
 pub use config::{
     ConfigError, DEFAULT_DOCUMENTS_DIR, DOCUMENTS_DIR_ENV, IntelDbConfig, ToolsConfig,

@@ -53,6 +53,19 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     query_time_limit: Duration,
 
+    /// How many read-only connections run database queries at once.
+    #[arg(long, default_value_t = 8)]
+    query_connections: usize,
+
+    /// How many of those connections one client (a token's `sub`) may hold at once.
+    #[arg(long, default_value_t = 2)]
+    query_per_client: usize,
+
+    /// How long a database query waits for a connection before
+    /// RESOURCE_EXHAUSTED, e.g. `500ms`.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    query_queue_wait: Duration,
+
     /// Time limit of any one tool call, e.g. `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     call_timeout: Duration,
@@ -98,6 +111,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             .map_or(IntelDbConfig::Temporary, IntelDbConfig::File),
         max_rows: args.max_rows,
         query_time_limit: args.query_time_limit,
+        query_connections: args.query_connections,
+        query_per_client: args.query_per_client,
+        query_queue_wait: args.query_queue_wait,
         ..ToolsConfig::default()
     };
     let names = args.tools.clone();

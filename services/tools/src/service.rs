@@ -2,7 +2,9 @@
 //!
 //! `ListTools` needs any valid token; `CallTool` needs the tool's own scope
 //! (e.g. `calculator:use`). A call runs on a blocking thread under the
-//! service's time limit; the tool's refusals become precise statuses.
+//! service's time limit or the caller's `grpc-timeout`, whichever is
+//! shorter, and is told who calls and when the caller stops waiting
+//! ([`Caller`]); the tool's refusals become precise statuses.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -16,6 +18,7 @@ use heist_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::caller::{Caller, grpc_timeout};
 use crate::{Tool, ToolError, ToolSet};
 
 impl ServiceError for ToolError {
@@ -25,6 +28,8 @@ impl ServiceError for ToolError {
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotFound(_) => Code::NotFound,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Cancelled(_) => Code::Cancelled,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -118,15 +123,32 @@ impl ToolRpc for ToolService {
                 self.hosted()
             )))
         })?;
-        require_scope(&request, tool.required_scope())?;
+        let client = require_scope(&request, tool.required_scope())?.sub.clone();
+        // The caller's own deadline, if shorter than the service's limit; the
+        // guard cancels the work when this future ends or is dropped (the
+        // caller went away, or tonic enforced its `grpc-timeout`).
+        let caller_budget = grpc_timeout(request.metadata());
+        let started = std::time::Instant::now();
+        let (caller, _cancel_on_drop) = Caller::new(
+            client,
+            caller_budget.and_then(|budget| started.checked_add(budget)),
+        );
+        let limit = caller_budget.map_or(self.call_timeout, |b| b.min(self.call_timeout));
         let arguments: HashMap<String, String> = request.into_inner().arguments;
         let span = tracing::info_span!("tool.work", tool.name = tool.name());
-        let started = std::time::Instant::now();
-        let work = tokio::task::spawn_blocking(move || span.in_scope(|| tool.call(&arguments)));
-        let output = match tokio::time::timeout(self.call_timeout, work).await {
+        let work = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| tool.call_for(&arguments, &caller))
+        });
+        let output = match tokio::time::timeout(limit, work).await {
             Ok(Ok(outcome)) => outcome?,
             Ok(Err(join_error)) => {
                 return Err(ToolError::Internal(format!("the tool failed: {join_error}")).into());
+            }
+            Err(_) if limit < self.call_timeout => {
+                return Err(ToolError::DeadlineExceeded(format!(
+                    "the caller's deadline of {limit:?} passed before the tool answered"
+                ))
+                .into());
             }
             Err(_) => {
                 return Err(ToolError::DeadlineExceeded(format!(

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::caller::Caller;
+
 /// What every tool is.
 ///
 /// Calls are synchronous and may block (file I/O, SQLite); the gRPC layer runs
@@ -27,6 +29,18 @@ pub trait Tool: Send + Sync {
 
     /// Runs the tool on `args`.
     fn call(&self, args: &HashMap<String, String>) -> Result<ToolOutput, ToolError>;
+
+    /// Runs the tool on `args` for `caller`: a tool that shares something
+    /// between callers or runs long (e.g. `database_query`) uses who calls
+    /// and until when; by default the caller is ignored.
+    fn call_for(
+        &self,
+        args: &HashMap<String, String>,
+        caller: &Caller,
+    ) -> Result<ToolOutput, ToolError> {
+        let _ = caller;
+        self.call(args)
+    }
 
     /// A JSON Schema of the arguments: an object of required string properties.
     fn parameters_schema(&self) -> Value {
@@ -73,6 +87,12 @@ pub enum ToolError {
     /// The call ran out of time.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The caller already holds its share of what the tool shares.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The caller went away before the answer was ready.
+    #[error("{0}")]
+    Cancelled(String),
     /// The tool itself failed; not the caller's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,6 +111,19 @@ impl ToolError {
 /// Formats the optional position suffix of an invalid-argument message.
 fn at_position(position: Option<usize>) -> String {
     position.map_or_else(String::new, |p| format!(" (at position {p})"))
+}
+
+/// The most characters of a caller's value quoted back in a message.
+pub(crate) const MAX_QUOTED_CHARS: usize = 100;
+
+/// `value` cut to [`MAX_QUOTED_CHARS`] characters (with `…` when cut), for
+/// quoting a caller's input in a message. A local stand-in until the shared
+/// quoting helper of `heist_plumbing` replaces it.
+pub(crate) fn clip(value: &str) -> String {
+    match value.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
 }
 
 /// Builds the JSON Schema of a tool taking `parameters`, all required strings.
@@ -162,6 +195,19 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn a_quoted_value_is_cut_to_the_limit() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(MAX_QUOTED_CHARS + 5);
+        let clipped = clip(&long);
+        assert_eq!(clipped.chars().count(), MAX_QUOTED_CHARS + 1);
+        assert!(clipped.ends_with('…'));
+        assert_eq!(
+            clip(&"x".repeat(MAX_QUOTED_CHARS)),
+            "x".repeat(MAX_QUOTED_CHARS)
+        );
     }
 
     #[test]

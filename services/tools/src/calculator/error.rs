@@ -84,9 +84,105 @@ pub struct CalcError {
     pub position: usize,
 }
 
+/// What the language allows, for the errors of an expression that does not parse.
+pub(crate) const ALLOWED: &str = "numbers (3, 0.5, 1e3), + - * / % ^, parentheses, \
+                                  min, max, round(x, digits), sqrt, abs, floor, ceil, pi, e";
+
+/// How many characters of the expression are shown on each side of the error.
+const CONTEXT_CHARS: usize = 30;
+
 impl CalcError {
     /// A `kind` error at `position`.
     pub(crate) fn new(kind: CalcErrorKind, position: usize) -> Self {
         Self { kind, position }
+    }
+
+    /// Whether the expression does not parse (rather than parses and cannot
+    /// be computed, or is too big).
+    fn is_syntax(&self) -> bool {
+        matches!(
+            self.kind,
+            CalcErrorKind::UnexpectedChar(_)
+                | CalcErrorKind::UnexpectedToken(_)
+                | CalcErrorKind::UnexpectedEnd
+                | CalcErrorKind::UnclosedParen
+                | CalcErrorKind::UnmatchedParen
+                | CalcErrorKind::InvalidNumber(_)
+                | CalcErrorKind::UnknownFunction(_)
+                | CalcErrorKind::UnknownName(_)
+        )
+    }
+
+    /// What is wrong, where in `expression` (the character at the position
+    /// marked `⟦ ⟧`, at most [`CONTEXT_CHARS`] on each side), and, when it
+    /// does not parse, what is allowed.
+    pub(crate) fn explain(&self, expression: &str) -> String {
+        if matches!(
+            self.kind,
+            CalcErrorKind::Empty | CalcErrorKind::TooLong { .. }
+        ) {
+            return self.kind.to_string();
+        }
+        let chars: Vec<char> = expression.chars().collect();
+        let at = self.position.min(chars.len());
+        let start = at.saturating_sub(CONTEXT_CHARS);
+        let end = (at + 1 + CONTEXT_CHARS).min(chars.len());
+        let before: String = chars[start..at].iter().collect();
+        let marked: String = chars.get(at).map(char::to_string).unwrap_or_default();
+        let after: String = chars[(at + 1).min(end)..end].iter().collect();
+        let lead = if start > 0 { "…" } else { "" };
+        let tail = if end < chars.len() { "…" } else { "" };
+        let mut text = format!(
+            "{}, here: \"{lead}{before}⟦{marked}⟧{after}{tail}\"",
+            self.kind
+        );
+        if self.is_syntax() {
+            text.push_str("; allowed: ");
+            text.push_str(ALLOWED);
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syntax_error_marks_where_and_says_what_is_allowed() {
+        let error = CalcError::new(CalcErrorKind::UnexpectedChar('$'), 2);
+        assert_eq!(
+            error.explain("2 $ 3"),
+            format!("unexpected character '$', here: \"2 ⟦$⟧ 3\"; allowed: {ALLOWED}")
+        );
+    }
+
+    #[test]
+    fn an_error_at_the_end_marks_the_end() {
+        let error = CalcError::new(CalcErrorKind::UnexpectedEnd, 3);
+        assert!(
+            error
+                .explain("2 +")
+                .starts_with("unexpected end of expression, here: \"2 +⟦⟧\"")
+        );
+    }
+
+    #[test]
+    fn a_computation_error_marks_where_without_the_grammar() {
+        let error = CalcError::new(CalcErrorKind::DivisionByZero, 2);
+        assert_eq!(
+            error.explain("1 / 0"),
+            "division by zero, here: \"1 ⟦/⟧ 0\""
+        );
+    }
+
+    #[test]
+    fn a_long_expression_is_shown_only_around_the_error() {
+        let expression = format!("{}$${}", "1+".repeat(500), "+1".repeat(500));
+        let error = CalcError::new(CalcErrorKind::UnexpectedChar('$'), 1000);
+        let text = error.explain(&expression);
+        assert!(text.contains("here: \"…1+1+"), "{text}");
+        assert!(text.contains("⟦$⟧$+1"), "{text}");
+        assert!(text.len() < 400, "{}", text.len());
     }
 }

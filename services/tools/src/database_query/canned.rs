@@ -12,6 +12,13 @@ pub(crate) struct CannedQuery {
     pub(crate) sql: &'static str,
 }
 
+impl CannedQuery {
+    /// The topic's name: its first keyword, e.g. `guard schedule`.
+    pub(crate) fn name(&self) -> &'static str {
+        self.keywords.first().copied().unwrap_or(self.title)
+    }
+}
+
 /// The topics, in the order they are tried.
 pub(crate) const CANNED: &[CannedQuery] = &[
     CannedQuery {
@@ -105,8 +112,8 @@ pub(crate) const CANNED: &[CannedQuery] = &[
     },
 ];
 
-/// The first topic one of whose keywords appears, as whole words, in `question`.
-pub(crate) fn find(question: &str) -> Option<&'static CannedQuery> {
+/// `question` as lowercase words, one space apart, padded with a space on each side.
+fn words(question: &str) -> String {
     let words: String = question
         .chars()
         .map(|c| {
@@ -117,10 +124,15 @@ pub(crate) fn find(question: &str) -> Option<&'static CannedQuery> {
             }
         })
         .collect();
-    let padded = format!(
+    format!(
         " {} ",
         words.split_whitespace().collect::<Vec<_>>().join(" ")
-    );
+    )
+}
+
+/// The first topic one of whose keywords appears, as whole words, in `question`.
+pub(crate) fn find(question: &str) -> Option<&'static CannedQuery> {
+    let padded = words(question);
     CANNED.iter().find(|canned| {
         canned
             .keywords
@@ -129,11 +141,36 @@ pub(crate) fn find(question: &str) -> Option<&'static CannedQuery> {
     })
 }
 
+/// The topic whose keyword `question` is, word for word (case and
+/// punctuation aside), e.g. `Access levels?`.
+pub(crate) fn exact(question: &str) -> Option<&'static CannedQuery> {
+    let padded = words(question);
+    let asked = padded.trim();
+    CANNED
+        .iter()
+        .find(|canned| canned.keywords.contains(&asked))
+}
+
+/// The topic a would-be SELECT asks for, the seed's way: `SELECT guard
+/// schedule`, `SELECT * FROM access levels`. Only a keyword as the whole
+/// rest of the query counts, so a real query naming a table (`SELECT nope
+/// FROM guards`) is never taken for a topic.
+pub(crate) fn as_select(sql: &str) -> Option<&'static CannedQuery> {
+    let padded = words(sql);
+    let rest = padded.trim().strip_prefix("select")?;
+    let rest = rest.trim_start();
+    let rest = rest.strip_prefix("from ").unwrap_or(rest);
+    if rest.is_empty() {
+        return None;
+    }
+    exact(rest)
+}
+
 /// The topics' names, for error messages and the tool's description.
 pub(crate) fn topics() -> String {
     CANNED
         .iter()
-        .map(|canned| canned.keywords.first().copied().unwrap_or(canned.title))
+        .map(CannedQuery::name)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -170,6 +207,26 @@ mod tests {
     fn keywords_match_whole_words_only() {
         assert_eq!(title("vaulting"), None);
         assert_eq!(title("the weather"), None);
+    }
+
+    #[test]
+    fn a_select_of_a_topic_is_that_topic_and_nothing_else_is() {
+        let asked = |sql| as_select(sql).map(|canned| canned.title);
+        assert_eq!(asked("SELECT guard schedule"), Some("Guard schedule"));
+        assert_eq!(asked("select Access Levels;"), Some("Access levels"));
+        assert_eq!(
+            asked("SELECT * FROM security employees"),
+            Some("Security employees")
+        );
+        assert_eq!(asked("SELECT nope FROM guards"), None);
+        assert_eq!(asked("SELECT guard schedule FROM guards"), None);
+        assert_eq!(asked("SELECT"), None);
+        assert_eq!(asked("guard schedule"), None);
+        assert_eq!(
+            exact("Guard schedule?").map(|c| c.title),
+            Some("Guard schedule")
+        );
+        assert_eq!(exact("the guard schedule"), None);
     }
 
     #[test]

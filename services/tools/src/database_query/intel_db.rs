@@ -12,6 +12,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde_json::{Value, json};
 
 use super::policy;
+use super::pool::{Pool, Pooled};
+use crate::caller::Caller;
 use crate::clock::Clock;
 use crate::config::{ConfigError, IntelDbConfig};
 use crate::tool::ToolError;
@@ -42,12 +44,36 @@ pub(crate) struct QueryResult {
     pub(crate) truncated: bool,
 }
 
-/// The built database and its one read-only connection.
+/// How queries share the database: how long one may run, how many run at
+/// once, and each client's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// How long one query may run.
+    pub(crate) time_limit: Duration,
+    /// How many read-only connections run queries at once.
+    pub(crate) connections: usize,
+    /// How many of them one client may hold at once.
+    pub(crate) per_client: usize,
+    /// How long a query waits for a connection.
+    pub(crate) queue_wait: Duration,
+}
+
+impl Limits {
+    /// The limits `config` sets.
+    pub(crate) fn from_config(config: &crate::config::ToolsConfig) -> Self {
+        Self {
+            time_limit: config.query_time_limit,
+            connections: config.query_connections,
+            per_client: config.query_per_client,
+            queue_wait: config.query_queue_wait,
+        }
+    }
+}
+
+/// The built database and its pool of read-only connections.
 pub(crate) struct IntelDb {
-    /// The connection; one query at a time.
-    connection: Mutex<Connection>,
-    /// What the authorizer last refused, to explain the refusal.
-    last_denial: Arc<Mutex<Option<String>>>,
+    /// The read-only connections, shared fairly between clients.
+    pool: Pool,
     /// Tells the time for the deadline.
     clock: Arc<dyn Clock>,
     /// How long one query may run.
@@ -63,15 +89,29 @@ impl std::fmt::Debug for IntelDb {
         f.debug_struct("IntelDb")
             .field("path", &self.path)
             .field("time_limit", &self.time_limit)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
 
+/// Why a running query stopped early: the first of these that holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Nobody waits for the answer any more.
+    CallerGone,
+    /// The caller's deadline passed.
+    CallerDeadline,
+    /// The query's own time limit passed.
+    TimeLimit,
+}
+
 impl IntelDb {
-    /// Builds the database where `config` says and opens it read-only.
+    /// Builds the database where `config` says and opens `limits.connections`
+    /// read-only connections to it (the file is on disk, temporary or not,
+    /// so every connection sees the same built database).
     pub(crate) fn open(
         config: &IntelDbConfig,
-        time_limit: Duration,
+        limits: Limits,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let (path, temp_dir) = match config {
@@ -85,13 +125,20 @@ impl IntelDb {
             }
         };
         build(&path)?;
-        let last_denial = Arc::new(Mutex::new(None));
-        let connection = open_read_only(&path, Arc::clone(&last_denial))?;
+        let connections = (0..limits.connections)
+            .map(|_| {
+                let last_denial = Arc::new(Mutex::new(None));
+                let connection = open_read_only(&path, Arc::clone(&last_denial))?;
+                Ok(Pooled {
+                    connection,
+                    last_denial,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Self {
-            connection: Mutex::new(connection),
-            last_denial,
+            pool: Pool::new(connections, limits.per_client, limits.queue_wait),
             clock,
-            time_limit,
+            time_limit: limits.time_limit,
             path,
             _temp_dir: temp_dir,
         })
@@ -102,54 +149,107 @@ impl IntelDb {
         &self.path
     }
 
-    /// Runs one read-only statement, returning at most `max_rows` rows.
-    pub(crate) fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, ToolError> {
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // A limit too large to add to the clock means no deadline at all.
-        let deadline = self.clock.now().checked_add(self.time_limit);
-        let clock = Arc::clone(&self.clock);
-        let expired = move || deadline.is_some_and(|deadline| clock.now() >= deadline);
-        connection
-            .progress_handler(PROGRESS_STEPS, Some(expired))
-            .map_err(|e| ToolError::Internal(format!("installing the time limit: {e}")))?;
-        *self.denial() = None;
-        let mut statement = connection
-            .prepare(sql)
-            .map_err(|e| self.sql_error(&e, sql))?;
-        if !statement.readonly() {
-            return Err(read_only("statements that write"));
-        }
-        let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
-        let mut rows = statement.query([]).map_err(|e| self.sql_error(&e, sql))?;
-        let mut result = QueryResult {
-            columns,
-            rows: Vec::new(),
-            truncated: false,
-        };
-        let mut budget = MAX_RESULT_BYTES;
-        while let Some(row) = rows.next().map_err(|e| self.sql_error(&e, sql))? {
-            if result.rows.len() == max_rows {
-                result.truncated = true;
-                break;
-            }
-            let mut values = Vec::with_capacity(result.columns.len());
-            for index in 0..result.columns.len() {
-                let value = row.get_ref(index).map_err(|e| self.sql_error(&e, sql))?;
-                budget = budget.saturating_sub(value_size(value));
-                values.push(to_json(value));
-            }
-            if budget == 0 {
-                result.truncated = true;
-                break;
-            }
-            result.rows.push(values);
-        }
-        Ok(result)
+    /// How many connections are free (no query holds them).
+    pub(crate) fn idle_connections(&self) -> usize {
+        self.pool.idle()
     }
 
+    /// Runs one read-only statement for the service itself.
+    pub(crate) fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, ToolError> {
+        self.query_for(sql, max_rows, &Caller::internal())
+    }
+
+    /// Runs one read-only statement for `caller`, returning at most
+    /// `max_rows` rows; it stops at the time limit, at the caller's
+    /// deadline, or when the caller goes away, whichever comes first.
+    pub(crate) fn query_for(
+        &self,
+        sql: &str,
+        max_rows: usize,
+        caller: &Caller,
+    ) -> Result<QueryResult, ToolError> {
+        let mut lease = self.pool.checkout(caller)?;
+        // A limit too large to add to the clock means no time limit at all.
+        let limit = self.clock.now().checked_add(self.time_limit);
+        let clock = Arc::clone(&self.clock);
+        let watched = caller.clone();
+        let stop = move || {
+            if watched.is_cancelled() {
+                Some(Stop::CallerGone)
+            } else if watched.deadline_passed() {
+                Some(Stop::CallerDeadline)
+            } else if limit.is_some_and(|limit| clock.now() >= limit) {
+                Some(Stop::TimeLimit)
+            } else {
+                None
+            }
+        };
+        let stop_reason = stop.clone();
+        lease
+            .connection
+            .progress_handler(PROGRESS_STEPS, Some(move || stop().is_some()))
+            .map_err(|e| ToolError::Internal(format!("installing the time limit: {e}")))?;
+        let pooled: &Pooled = &lease;
+        let errors = SqlErrors {
+            last_denial: &pooled.last_denial,
+            time_limit: self.time_limit,
+            stop_reason: &stop_reason,
+        };
+        *errors.denial() = None;
+        run(&pooled.connection, sql, max_rows, &errors)
+    }
+}
+
+/// Runs `sql` on `connection`, mapping failures with `errors`.
+fn run(
+    connection: &Connection,
+    sql: &str,
+    max_rows: usize,
+    errors: &SqlErrors<'_>,
+) -> Result<QueryResult, ToolError> {
+    let mut statement = connection.prepare(sql).map_err(|e| errors.map(&e, sql))?;
+    if !statement.readonly() {
+        return Err(read_only("statements that write"));
+    }
+    let columns: Vec<String> = statement.column_names().map(str::to_owned).collect();
+    let mut rows = statement.query([]).map_err(|e| errors.map(&e, sql))?;
+    let mut result = QueryResult {
+        columns,
+        rows: Vec::new(),
+        truncated: false,
+    };
+    let mut budget = MAX_RESULT_BYTES;
+    while let Some(row) = rows.next().map_err(|e| errors.map(&e, sql))? {
+        if result.rows.len() == max_rows {
+            result.truncated = true;
+            break;
+        }
+        let mut values = Vec::with_capacity(result.columns.len());
+        for index in 0..result.columns.len() {
+            let value = row.get_ref(index).map_err(|e| errors.map(&e, sql))?;
+            budget = budget.saturating_sub(value_size(value));
+            values.push(to_json(value));
+        }
+        if budget == 0 {
+            result.truncated = true;
+            break;
+        }
+        result.rows.push(values);
+    }
+    Ok(result)
+}
+
+/// What is needed to explain a failure of one query.
+struct SqlErrors<'a> {
+    /// What the connection's authorizer last refused.
+    last_denial: &'a Mutex<Option<String>>,
+    /// The query's time limit.
+    time_limit: Duration,
+    /// Why the query was stopped, if it was.
+    stop_reason: &'a dyn Fn() -> Option<Stop>,
+}
+
+impl SqlErrors<'_> {
     /// The authorizer's last refusal.
     fn denial(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.last_denial
@@ -158,7 +258,7 @@ impl IntelDb {
     }
 
     /// Maps a SQLite failure while running `sql` to the caller's view of it.
-    fn sql_error(&self, error: &rusqlite::Error, sql: &str) -> ToolError {
+    fn map(&self, error: &rusqlite::Error, sql: &str) -> ToolError {
         let code = error.sqlite_error_code();
         match (error, code) {
             (_, Some(ErrorCode::AuthorizationForStatementDenied)) => {
@@ -166,10 +266,18 @@ impl IntelDb {
                 read_only(what.as_deref().unwrap_or("this statement"))
             }
             (_, Some(ErrorCode::ReadOnly)) => read_only("writing"),
-            (_, Some(ErrorCode::OperationInterrupted)) => ToolError::DeadlineExceeded(format!(
-                "query stopped at the time limit of {} ms",
-                self.time_limit.as_millis()
-            )),
+            (_, Some(ErrorCode::OperationInterrupted)) => match (self.stop_reason)() {
+                Some(Stop::CallerGone) => {
+                    ToolError::Cancelled("query stopped: the caller went away".to_owned())
+                }
+                Some(Stop::CallerDeadline) => {
+                    ToolError::DeadlineExceeded("query stopped at the caller's deadline".to_owned())
+                }
+                Some(Stop::TimeLimit) | None => ToolError::DeadlineExceeded(format!(
+                    "query stopped at the time limit of {} ms",
+                    self.time_limit.as_millis()
+                )),
+            },
             (_, Some(ErrorCode::TooBig)) => ToolError::invalid(format!(
                 "query: a value grew past the limit of {MAX_VALUE_BYTES} bytes"
             )),
@@ -177,18 +285,38 @@ impl IntelDb {
                 ToolError::invalid("query: only one statement per query")
             }
             (rusqlite::Error::SqlInputError { msg, offset, .. }, _) => ToolError::InvalidArgument {
-                message: format!("query: SQL error: {msg}"),
+                message: format!("query: SQL error: {}", bounded(msg)),
                 position: usize::try_from(*offset)
                     .ok()
                     .and_then(|offset| sql.get(..offset))
                     .map(|before| before.chars().count()),
             },
             (rusqlite::Error::SqliteFailure(_, Some(msg)), Some(ErrorCode::Unknown)) => {
-                ToolError::invalid(format!("query: SQL error: {msg}"))
+                ToolError::invalid(format!("query: SQL error: {}", bounded(msg)))
             }
-            _ => ToolError::Internal(format!("query failed: {error}")),
+            _ => ToolError::Internal(format!("query failed: {}", bounded(&error.to_string()))),
         }
     }
+}
+
+/// The longest SQLite message quoted back, in characters (it may echo the query).
+const MAX_MESSAGE_CHARS: usize = 200;
+
+/// `message` on one line, control characters escaped, cut to [`MAX_MESSAGE_CHARS`].
+fn bounded(message: &str) -> String {
+    let mut out = String::new();
+    for (count, c) in message.chars().enumerate() {
+        if count == MAX_MESSAGE_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A refusal to do `what` on the read-only database.
@@ -289,10 +417,17 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
 
+    fn limits(time_limit: Duration) -> Limits {
+        Limits {
+            time_limit,
+            ..Limits::from_config(&crate::config::ToolsConfig::default())
+        }
+    }
+
     fn db() -> IntelDb {
         IntelDb::open(
             &IntelDbConfig::Temporary,
-            Duration::from_secs(2),
+            limits(Duration::from_secs(2)),
             Arc::new(SystemClock),
         )
         .unwrap()
@@ -352,6 +487,34 @@ mod tests {
     }
 
     #[test]
+    fn the_guards_names_and_shifts_agree_with_employees_and_shifts() {
+        let db = db();
+        let disagreeing = db
+            .query(
+                "SELECT COUNT(*) FROM guards g JOIN employees e ON e.id = g.employee_id \
+                 JOIN shifts s ON s.id = e.shift_id \
+                 WHERE g.name <> e.name OR lower(g.shift) <> lower(s.name)",
+                1,
+            )
+            .unwrap();
+        assert_eq!(disagreeing.rows, vec![vec![json!(0)]]);
+        let night = db
+            .query(
+                "SELECT name FROM guards WHERE shift='night' ORDER BY id",
+                10,
+            )
+            .unwrap();
+        assert_eq!(
+            night.rows,
+            vec![vec![json!("Victor Stahl")], vec![json!("Ruth Ngata")]]
+        );
+        let any_case = db
+            .query("SELECT COUNT(*) FROM guards WHERE shift = 'Night'", 1)
+            .unwrap();
+        assert_eq!(any_case.rows, vec![vec![json!(2)]]);
+    }
+
+    #[test]
     fn rows_come_back_as_json_with_their_column_names() {
         let result = db()
             .query(
@@ -385,7 +548,7 @@ mod tests {
         let path = dir.path().join("intel.db");
         let db = IntelDb::open(
             &IntelDbConfig::File(path.clone()),
-            Duration::from_secs(2),
+            limits(Duration::from_secs(2)),
             Arc::new(SystemClock),
         )
         .unwrap();
@@ -451,7 +614,7 @@ mod tests {
     fn a_runaway_recursive_query_stops_at_a_100_ms_limit() {
         let db = IntelDb::open(
             &IntelDbConfig::Temporary,
-            Duration::from_millis(100),
+            limits(Duration::from_millis(100)),
             Arc::new(SystemClock),
         )
         .unwrap();
@@ -474,7 +637,7 @@ mod tests {
     fn the_time_limit_follows_the_injected_clock() {
         let db = IntelDb::open(
             &IntelDbConfig::Temporary,
-            Duration::from_millis(2_500),
+            limits(Duration::from_millis(2_500)),
             Arc::new(Racing(Mutex::new(Instant::now()))),
         )
         .unwrap();
@@ -494,7 +657,7 @@ mod tests {
     fn a_time_limit_too_large_for_the_clock_means_no_deadline() {
         let db = IntelDb::open(
             &IntelDbConfig::Temporary,
-            Duration::MAX,
+            limits(Duration::MAX),
             Arc::new(SystemClock),
         )
         .unwrap();
@@ -517,7 +680,7 @@ mod tests {
         std::fs::write(&path, "not a database").unwrap();
         let db = IntelDb::open(
             &IntelDbConfig::File(path.clone()),
-            Duration::from_secs(2),
+            limits(Duration::from_secs(2)),
             Arc::new(SystemClock),
         )
         .unwrap();
@@ -529,8 +692,12 @@ mod tests {
     fn a_path_in_a_missing_directory_is_a_config_error() {
         let dir = tempfile::tempdir().unwrap();
         let config = IntelDbConfig::File(dir.path().join("absent").join("intel.db"));
-        let err =
-            IntelDb::open(&config, Duration::from_secs(2), Arc::new(SystemClock)).unwrap_err();
+        let err = IntelDb::open(
+            &config,
+            limits(Duration::from_secs(2)),
+            Arc::new(SystemClock),
+        )
+        .unwrap_err();
         assert!(matches!(err, ConfigError::IntelDb { .. }), "{err}");
     }
 
