@@ -13,7 +13,8 @@ use serde_json::json;
 use self::lookup::{Lookup, listing, lookup};
 use self::sandbox::{Document, Sandbox};
 use crate::config::{ConfigError, ToolsConfig, require_positive};
-use crate::tool::{Parameter, Tool, ToolError, ToolOutput, clip, required_argument};
+use crate::tool::{Parameter, Tool, ToolError, ToolOutput, required_argument};
+use heist_plumbing::quote;
 
 /// The file reader's only argument.
 const PARAMETERS: &[Parameter] = &[Parameter {
@@ -91,7 +92,7 @@ impl Tool for FileReader {
             data["requested"] = json!(filename);
             format!(
                 "(no document is named '{}'; this is {served})\n{}",
-                clip(filename),
+                quote(filename),
                 document.content
             )
         };
@@ -112,7 +113,7 @@ impl FileReader {
             Err(ToolError::NotFound(_)) => {}
             Err(other) => return Err(other),
         }
-        let missing = format!("no document named '{}'", clip(filename));
+        let missing = format!("no document named '{}'", quote(filename));
         let documents = self
             .sandbox
             .list()
@@ -319,7 +320,7 @@ mod tests {
         let name = format!("{}.md", "x".repeat(240));
         let message = not_found(call(&bundled(), &name));
         assert!(message.len() < name.len() + 250, "{}", message.len());
-        assert!(message.contains("…'"), "{message}");
+        assert!(message.contains("…(243 bytes)'"), "{message}");
     }
 
     #[test]

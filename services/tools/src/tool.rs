@@ -113,19 +113,6 @@ fn at_position(position: Option<usize>) -> String {
     position.map_or_else(String::new, |p| format!(" (at position {p})"))
 }
 
-/// The most characters of a caller's value quoted back in a message.
-pub(crate) const MAX_QUOTED_CHARS: usize = 100;
-
-/// `value` cut to [`MAX_QUOTED_CHARS`] characters (with `…` when cut), for
-/// quoting a caller's input in a message. A local stand-in until the shared
-/// quoting helper of `heist_plumbing` replaces it.
-pub(crate) fn clip(value: &str) -> String {
-    match value.char_indices().nth(MAX_QUOTED_CHARS) {
-        Some((end, _)) => format!("{}…", &value[..end]),
-        None => value.to_owned(),
-    }
-}
-
 /// Builds the JSON Schema of a tool taking `parameters`, all required strings.
 pub fn parameters_schema(parameters: &[Parameter]) -> Value {
     let properties: serde_json::Map<String, Value> = parameters
@@ -195,19 +182,6 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
-    }
-
-    #[test]
-    fn a_quoted_value_is_cut_to_the_limit() {
-        assert_eq!(clip("short"), "short");
-        let long = "é".repeat(MAX_QUOTED_CHARS + 5);
-        let clipped = clip(&long);
-        assert_eq!(clipped.chars().count(), MAX_QUOTED_CHARS + 1);
-        assert!(clipped.ends_with('…'));
-        assert_eq!(
-            clip(&"x".repeat(MAX_QUOTED_CHARS)),
-            "x".repeat(MAX_QUOTED_CHARS)
-        );
     }
 
     #[test]

@@ -285,16 +285,19 @@ impl SqlErrors<'_> {
                 ToolError::invalid("query: only one statement per query")
             }
             (rusqlite::Error::SqlInputError { msg, offset, .. }, _) => ToolError::InvalidArgument {
-                message: format!("query: SQL error: {}", bounded(msg)),
+                message: format!("query: SQL error: {}", sqlite_message(msg)),
                 position: usize::try_from(*offset)
                     .ok()
                     .and_then(|offset| sql.get(..offset))
                     .map(|before| before.chars().count()),
             },
             (rusqlite::Error::SqliteFailure(_, Some(msg)), Some(ErrorCode::Unknown)) => {
-                ToolError::invalid(format!("query: SQL error: {}", bounded(msg)))
+                ToolError::invalid(format!("query: SQL error: {}", sqlite_message(msg)))
             }
-            _ => ToolError::Internal(format!("query failed: {}", bounded(&error.to_string()))),
+            _ => ToolError::Internal(format!(
+                "query failed: {}",
+                sqlite_message(&error.to_string())
+            )),
         }
     }
 }
@@ -302,21 +305,10 @@ impl SqlErrors<'_> {
 /// The longest SQLite message quoted back, in characters (it may echo the query).
 const MAX_MESSAGE_CHARS: usize = 200;
 
-/// `message` on one line, control characters escaped, cut to [`MAX_MESSAGE_CHARS`].
-fn bounded(message: &str) -> String {
-    let mut out = String::new();
-    for (count, c) in message.chars().enumerate() {
-        if count == MAX_MESSAGE_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// `message` on one line, control characters escaped, cut to
+/// [`MAX_MESSAGE_CHARS`] (the shared quoting of caller values).
+fn sqlite_message(message: &str) -> heist_plumbing::quote::Quoted<'_> {
+    heist_plumbing::quote(message).at_most(MAX_MESSAGE_CHARS)
 }
 
 /// A refusal to do `what` on the read-only database.
