@@ -5,6 +5,8 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use heist_plumbing::quote;
+
 use crate::tool::ToolError;
 
 /// The longest file name accepted, in bytes (the usual file-system limit).
@@ -54,6 +56,7 @@ impl Sandbox {
 
     /// Reads the file called `name`.
     pub(crate) fn read(&self, name: &str) -> Result<Document, ToolError> {
+        let quoted = quote(name);
         let path = self.resolve(name)?;
         let file = fs::File::open(&path).map_err(|e| io_error(name, &e))?;
         let mut bytes = Vec::new();
@@ -66,7 +69,7 @@ impl Sandbox {
         }
         let content = String::from_utf8(bytes).map_err(|e| {
             ToolError::invalid(format!(
-                "'{name}' is not a UTF-8 text file (invalid byte at offset {})",
+                "'{quoted}' is not a UTF-8 text file (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
             ))
         })?;
@@ -76,23 +79,24 @@ impl Sandbox {
     /// Checks `name` and returns the canonical path of the regular file it
     /// names inside the directory.
     fn resolve(&self, name: &str) -> Result<PathBuf, ToolError> {
+        let quoted = quote(name);
         check_name(name)?;
         let path = self.root.join(name);
         let canonical = path.canonicalize().map_err(|e| io_error(name, &e))?;
         if !canonical.starts_with(&self.root) {
             return Err(ToolError::PermissionDenied(format!(
-                "'{name}' is a link that leads outside the documents directory"
+                "'{quoted}' is a link that leads outside the documents directory"
             )));
         }
         let metadata = fs::metadata(&canonical).map_err(|e| io_error(name, &e))?;
         if metadata.is_dir() {
             return Err(ToolError::invalid(format!(
-                "'{name}' is a directory, not a document"
+                "'{quoted}' is a directory, not a document"
             )));
         }
         if !metadata.is_file() {
             return Err(ToolError::invalid(format!(
-                "'{name}' is not a regular file"
+                "'{quoted}' is not a regular file"
             )));
         }
         if metadata.len() > self.max_bytes {
@@ -102,8 +106,9 @@ impl Sandbox {
     }
 
     fn too_large(&self, name: &str, size: u64) -> ToolError {
+        let quoted = quote(name);
         ToolError::invalid(format!(
-            "'{name}' is {size} bytes, over the limit of {} bytes",
+            "'{quoted}' is {size} bytes, over the limit of {} bytes",
             self.max_bytes
         ))
     }
@@ -111,6 +116,7 @@ impl Sandbox {
 
 /// Checks that `name` is a plain, visible file name: no path, no pattern.
 fn check_name(name: &str) -> Result<(), ToolError> {
+    let quoted = quote(name);
     let refuse = |why: &str| Err(ToolError::invalid(format!("filename {why}")));
     let deny = |why: &str| Err(ToolError::PermissionDenied(format!("filename {why}")));
     if name.trim().is_empty() {
@@ -127,38 +133,39 @@ fn check_name(name: &str) -> Result<(), ToolError> {
     }
     if name.starts_with(['/', '\\']) {
         return deny(&format!(
-            "'{name}' is an absolute path; give a bare file name"
+            "'{quoted}' is an absolute path; give a bare file name"
         ));
     }
     if name.split(['/', '\\']).any(|part| part == "..") {
         return deny(&format!(
-            "'{name}' tries to leave the documents directory (path traversal)"
+            "'{quoted}' tries to leave the documents directory (path traversal)"
         ));
     }
     if name.contains(['/', '\\']) {
         return refuse(&format!(
-            "'{name}' contains a path separator; give a bare file name"
+            "'{quoted}' contains a path separator; give a bare file name"
         ));
     }
     if name.contains(['*', '?', '[', ']']) {
         return refuse(&format!(
-            "'{name}' is a pattern; wildcards are not supported, name one document"
+            "'{quoted}' is a pattern; wildcards are not supported, name one document"
         ));
     }
     if name.starts_with('.') {
-        return deny(&format!("'{name}' is a hidden file"));
+        return deny(&format!("'{quoted}' is a hidden file"));
     }
     Ok(())
 }
 
 /// Maps an I/O failure on `name` to the caller's view of it.
 fn io_error(name: &str, error: &io::Error) -> ToolError {
+    let quoted = quote(name);
     match error.kind() {
-        io::ErrorKind::NotFound => ToolError::NotFound(format!("no document named '{name}'")),
+        io::ErrorKind::NotFound => ToolError::NotFound(format!("no document named '{quoted}'")),
         io::ErrorKind::PermissionDenied => {
-            ToolError::PermissionDenied(format!("'{name}' may not be read"))
+            ToolError::PermissionDenied(format!("'{quoted}' may not be read"))
         }
-        _ => ToolError::Internal(format!("reading '{name}': {error}")),
+        _ => ToolError::Internal(format!("reading '{quoted}': {error}")),
     }
 }
 
