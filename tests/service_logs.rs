@@ -384,3 +384,37 @@ fn a_missing_documents_directory_stops_heist_tools_with_one_clear_line() {
     assert!(calculator.try_wait().unwrap().is_none());
     calculator.terminate().unwrap();
 }
+
+#[test]
+fn the_orchestrator_writes_json_log_lines_too() {
+    let dir = TempDir::new().unwrap();
+    // Every service at a closed port: health fails, and logs why.
+    let closed = "http://127.0.0.1:9";
+    let config = dir.path().join("heist.yaml");
+    std::fs::write(
+        &config,
+        heist_mesh::mesh::config_yaml(closed, closed, closed, closed),
+    )
+    .unwrap();
+    let output = run_bounded(
+        Command::new(binary("orchestrator"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", "json", "--log", "debug", "health"])
+            .current_dir(dir.path()),
+    );
+    assert!(!output.status.success(), "health with every service down");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+        .collect();
+    assert!(!lines.is_empty(), "no log line at debug");
+    assert!(
+        lines
+            .iter()
+            .all(|line| line["level"].is_string() && line["fields"].is_object()),
+        "{stderr}"
+    );
+    assert!(!stderr.as_bytes().contains(&ESC), "{stderr}");
+}
