@@ -194,7 +194,7 @@ pub fn cap_message(message: String) -> String {
 /// formatter applies to every field. Backslashes are left as they are (the
 /// text may be a `Debug` form, escaped already); `quotes` also escapes `"`.
 pub fn escape_for_log(text: &str, max_chars: usize, quotes: bool) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars + 32));
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(32)));
     let escape = Escape {
         backslash: false,
         quote: quotes,

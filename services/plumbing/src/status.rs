@@ -6,7 +6,8 @@
 //! with their cause and answered with a plain message, so internals never leak.
 //! Every message is capped at [`crate::quote::MAX_MESSAGE_BYTES`] (the last
 //! guard: the values it quotes should already be cut by [`crate::quote`]), so a
-//! status never exceeds the HTTP/2 header limit whatever a call site forgot.
+//! status never exceeds the HTTP/2 header limit whatever a call site forgot, and
+//! its control characters are escaped.
 
 use tonic::{Code, Status};
 
@@ -24,8 +25,16 @@ pub fn to_status<E: ServiceError>(error: &E) -> Status {
             tracing::error!(error = %error, "internal error");
             Status::new(code, "internal error; see the service log")
         }
-        _ => Status::new(code, crate::quote::cap_message(error.to_string())),
+        _ => Status::new(code, guarded(&error.to_string())),
     }
+}
+
+/// The last guard on a message sent to a caller: control characters escaped
+/// (a message may be printed on a terminal or written to a log), and the whole
+/// capped at [`crate::quote::MAX_MESSAGE_BYTES`].
+fn guarded(message: &str) -> String {
+    let escaped = crate::quote::escape_for_log(message, usize::MAX, false);
+    crate::quote::cap_message(escaped)
 }
 
 #[cfg(test)]
@@ -72,6 +81,12 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(status.message().len() <= crate::quote::MAX_MESSAGE_BYTES);
         assert!(status.message().ends_with("…(message cut; 1048576 bytes)"));
+    }
+
+    #[test]
+    fn a_control_character_that_reached_a_message_is_escaped() {
+        let status = to_status(&Huge("no such column: a\nb\u{1b}[2J".into()));
+        assert_eq!(status.message(), "no such column: a\\nb\\u{1b}[2J");
     }
 
     #[test]
