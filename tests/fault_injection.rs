@@ -155,9 +155,13 @@ async fn memory_killed_three_times_loses_no_entry_of_the_session() {
             .or_default()
             .push(message.turn_id);
     }
-    let token = dev_token(mesh.addr("oauth"), "orchestrator", "memory:read")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.addr("oauth"),
+        "orchestrator",
+        "memory:read agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let mut memory = MemoryServiceClient::with_interceptor(
         channel_to(mesh.addr("memory")),
         BearerInterceptor::new(&token),

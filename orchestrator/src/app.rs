@@ -486,7 +486,7 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         }
     };
     crate::outln!(
-        "Session {} ({}), {} turns, started {}{}",
+        "Session {} ({}), {} turns, started {}{}, created by {}",
         session.session_id,
         status_name(session.status),
         session.num_turns,
@@ -495,10 +495,17 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             String::new()
         } else {
             format!(", ended {}", session.end_time)
-        }
+        },
+        writer_name(&session.written_by)
     );
-    for turn in stored_turns(&mesh, &token, config, session_id).await? {
-        crate::outln!("\n[Turn {}] {} ({}):", turn.turn, turn.role, turn.agent);
+    for (turn, written_by) in stored_trail(&mesh, &token, config, session_id).await? {
+        crate::outln!(
+            "\n[Turn {}] {} ({}), written by {}:",
+            turn.turn,
+            turn.role,
+            turn.agent,
+            writer_name(&written_by)
+        );
         for call in &turn.tool_calls {
             let mark = if call.success { "🛠️ " } else { "⚠️ " };
             let first = call.result.lines().next().unwrap_or_default();
@@ -563,6 +570,15 @@ where
     }
 }
 
+/// The client that wrote an Audit row, or a note for rows from before writers were recorded.
+fn writer_name(written_by: &str) -> &str {
+    if written_by.is_empty() {
+        "(not recorded)"
+    } else {
+        written_by
+    }
+}
+
 /// The turns a session has stored in Audit, with their tool calls.
 async fn stored_turns(
     mesh: &Mesh,
@@ -570,6 +586,18 @@ async fn stored_turns(
     config: &Config,
     session_id: &str,
 ) -> anyhow::Result<Vec<TurnRecord>> {
+    let trail = stored_trail(mesh, token, config, session_id).await?;
+    Ok(trail.into_iter().map(|(turn, _)| turn).collect())
+}
+
+/// The turns a session has stored in Audit, with their tool calls, each with
+/// the client that wrote its message (`written_by`).
+async fn stored_trail(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> anyhow::Result<Vec<(TurnRecord, String)>> {
     let deadline = config.timeouts.audit;
     let messages = all_pages(|page_token| {
         let mut audit = mesh.audit.clone();
@@ -620,13 +648,16 @@ async fn stored_turns(
     Ok(messages
         .into_iter()
         .filter(|message| message.turn_id > 0)
-        .map(|message| TurnRecord {
-            tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
-            turn: message.turn_id,
-            agent: message.agent_name,
-            role: message.agent_role,
-            message: message.message,
-            is_error: message.is_error,
+        .map(|message| {
+            let turn = TurnRecord {
+                tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
+                turn: message.turn_id,
+                agent: message.agent_name,
+                role: message.agent_role,
+                message: message.message,
+                is_error: message.is_error,
+            };
+            (turn, message.written_by)
         })
         .collect())
 }

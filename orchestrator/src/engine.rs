@@ -78,9 +78,15 @@ fn single_attempt() -> RetryPolicy {
     .unwrap_or_default()
 }
 
-/// The scopes the orchestrator's own token carries (it writes Audit and Memory).
-pub const ORCHESTRATOR_SCOPES: [&str; 4] =
-    ["audit:read", "audit:write", "memory:read", "memory:write"];
+/// The scopes the orchestrator's own token carries (it writes Audit and Memory
+/// for every agent, hence `agents:act_for_any`).
+pub const ORCHESTRATOR_SCOPES: [&str; 5] = [
+    "audit:read",
+    "audit:write",
+    "memory:read",
+    "memory:write",
+    "agents:act_for_any",
+];
 
 /// The longest pause between two attempts to reach Audit while paused.
 const MAX_PAUSE_STEP: std::time::Duration = std::time::Duration::from_secs(2);
