@@ -3,10 +3,13 @@
 //! The server answers `grpc.health.v1.Health` from the first moment, but says
 //! NOT_SERVING until the service's `ready` future resolves; then SERVING; and
 //! NOT_SERVING again as soon as shutdown starts, before connections drain.
-//! Reflection (v1 and v1alpha, for grpcurl 1.8) lists the service and health.
+//! Reflection (v1 and v1alpha, for grpcurl 1.8) lists exactly the service,
+//! health and reflection: it serves the service's own descriptor set
+//! ([`ServiceDescriptor`]), not every heist file.
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
+use heist_proto::ServiceDescriptor;
 use tokio::net::TcpListener;
 use tonic::{
     body::Body,
@@ -57,6 +60,7 @@ pub async fn serve<S>(
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
+        + ServiceDescriptor
         + Clone
         + Send
         + Sync
@@ -77,8 +81,8 @@ where
 
     let mut routes = Routes::new(health_service);
     routes = routes
-        .add_service(reflection_builder().build_v1()?)
-        .add_service(reflection_builder().build_v1alpha()?)
+        .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1()?)
+        .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1alpha()?)
         .add_service(service);
 
     let draining = {
@@ -129,9 +133,11 @@ async fn set_status(reporter: &HealthReporter, service: &str, status: ServingSta
     reporter.set_service_status("", status).await;
 }
 
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+/// Reflection over the served service's file and health (the reflection
+/// services add their own).
+fn reflection_builder(service: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(heist_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(service)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
@@ -148,6 +154,7 @@ pub async fn serve_protected<S>(
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
+        + ServiceDescriptor
         + Clone
         + Send
         + Sync
