@@ -2,6 +2,8 @@
 //! and reflection), describes no other heist service, and its health knows
 //! its own service by name and no other (issue 11 item 8).
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::{collections::BTreeSet, net::SocketAddr, process::Command};
 
 use heist_mesh::{health_status, mesh::TestMesh};
