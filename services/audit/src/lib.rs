@@ -58,7 +58,14 @@ pub async fn run(
         authenticator,
         service::METHOD_SCOPES,
         shutdown,
-        options,
+        // The writes carry agents' text and tool results.
+        options.with_large_messages(&[
+            "CreateSession",
+            "StoreMessage",
+            "StoreToolUsage",
+            "StoreTurn",
+            "StoreSessionEvent",
+        ]),
     )
     .await;
     store.shutdown();

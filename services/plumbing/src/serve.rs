@@ -6,11 +6,21 @@
 //! Reflection (v1 and v1alpha, for grpcurl 1.8) lists exactly the service,
 //! health and reflection: it serves the service's own descriptor set
 //! ([`ServiceDescriptor`]), not every heist file.
+//!
+//! What one peer can make a server hold is bounded ([`TransportLimits`]):
+//! streams per connection, the size of each request message per method
+//! (refused from its header, before it is read), locally reset streams per
+//! connection (then GOAWAY), keep-alive pings, and an idle timeout that
+//! closes connections with no open call.
+
+mod idle;
+mod message_size;
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
 use heist_proto::ServiceDescriptor;
 use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{
     body::Body,
     server::NamedService,
@@ -38,13 +48,67 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// How long in-flight calls may run after shutdown starts.
     pub grace_period: Duration,
+    /// What one peer may make the server hold.
+    pub limits: TransportLimits,
+    /// The service's methods (names, e.g. `StoreTurn`) whose requests may
+    /// be up to [`TransportLimits::max_large_message_size`]; every other
+    /// method, health and reflection included, takes at most
+    /// [`TransportLimits::max_message_size`]. Set by each service's `run`.
+    pub large_message_methods: &'static [&'static str],
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             grace_period: Duration::from_secs(5),
+            limits: TransportLimits::default(),
+            large_message_methods: &[],
         }
+    }
+}
+
+/// Bounds on what one connection can make a server hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Streams one connection may have open at once (advertised as
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; more are refused).
+    pub max_concurrent_streams: u32,
+    /// Streams the server may reset for the peer's protocol errors on one
+    /// connection before it sends GOAWAY and closes it.
+    pub max_local_error_reset_streams: usize,
+    /// How often to ping a connection (HTTP/2 keep-alive).
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// How long a connection may stay without any open call before it is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// The largest request message of a method not declared large.
+    pub max_message_size: usize,
+    /// The largest request message of a method declared large (at most
+    /// 4 MiB, the generated servers' own limit).
+    pub max_large_message_size: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 64,
+            max_local_error_reset_streams: 64,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_message_size: 16 * 1024,
+            max_large_message_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// These options, with `methods` taking large messages.
+    pub fn with_large_messages(mut self, methods: &'static [&'static str]) -> Self {
+        self.large_message_methods = methods;
+        self
     }
 }
 
@@ -95,13 +159,24 @@ where
         }
     };
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = options.limits;
+    let message_size = message_size::MessageSizeLayer::new(
+        S::NAME,
+        options.large_message_methods,
+        limits.max_message_size,
+        limits.max_large_message_size,
+    );
     let server = Server::builder()
+        // tonic would otherwise pass `None` to hyper, removing its defaults.
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(ServerTraceLayer)
+        .layer(idle::CallTrackingLayer)
+        .layer(message_size)
         .add_routes(routes)
-        // TCP_NODELAY on every accepted connection: without it Nagle holds
-        // a reply's last small segment (the trailers) until the client's
-        // delayed ACK, ~40 ms, whenever the reply goes out in two writes.
-        .serve_with_incoming_shutdown(incoming(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), async move {
             draining.await;
             let _ = drain_started_tx.send(());
         });
@@ -121,9 +196,18 @@ where
     Ok(())
 }
 
-/// The connections `listener` accepts, each with `TCP_NODELAY` set.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The connections `listener` accepts, each with `TCP_NODELAY` set and
+/// closed once idle for `idle_timeout`.
+fn incoming(
+    listener: TcpListener,
+    idle_timeout: Duration,
+) -> impl Stream<Item = std::io::Result<idle::IdleIo>> {
+    // TCP_NODELAY on every accepted connection: without it Nagle holds
+    // a reply's last small segment (the trailers) until the client's
+    // delayed ACK, ~40 ms, whenever the reply goes out in two writes.
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|io| idle::IdleIo::new(io, idle_timeout)))
 }
 
 /// Sets the status of the service and of the whole server (`""`), which is
@@ -176,17 +260,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use tokio_stream::StreamExt as _;
-
     use super::*;
 
     #[tokio::test]
     async fn accepted_connections_have_nagle_switched_off() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut accepted = incoming(listener);
+        let accepted = incoming(listener, Duration::from_secs(60));
+        tokio::pin!(accepted);
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let stream = accepted.next().await.unwrap().unwrap();
-        assert!(stream.nodelay().unwrap());
+        assert!(stream.get_ref().nodelay().unwrap());
     }
 }
