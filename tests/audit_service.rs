@@ -633,6 +633,7 @@ async fn health_goes_not_serving_then_serving_then_not_serving_on_shutdown() {
             shutdown,
             ServeOptions {
                 grace_period: Duration::from_millis(500),
+                ..ServeOptions::default()
             },
         )
     })

@@ -29,7 +29,7 @@ use crate::{
         AuditStore, EndSession, ErrorKind, NewSession, NewSessionEvent, NewTurn, PageRequest,
         SessionStatus, StoreError,
     },
-    watch::watch_session,
+    watch::{WatchLimits, Watchers, watch_session},
 };
 
 /// The scope each RPC needs, for the auth layer.
@@ -71,12 +71,26 @@ impl From<StoreError> for Status {
 #[derive(Clone)]
 pub struct AuditService {
     store: AuditStore,
+    watchers: Watchers,
 }
 
 impl AuditService {
-    /// A service over `store`.
+    /// A service over `store`, with the default [`WatchLimits`].
     pub fn new(store: AuditStore) -> Self {
-        Self { store }
+        Self::with_watch_limits(store, WatchLimits::default())
+    }
+
+    /// A service over `store` with at most `limits` open `WatchSession` streams.
+    pub fn with_watch_limits(store: AuditStore, limits: WatchLimits) -> Self {
+        Self {
+            store,
+            watchers: Watchers::new(limits),
+        }
+    }
+
+    /// How many `WatchSession` streams are live now (shared by every clone).
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.count()
     }
 
     /// The service wrapped for a tonic server.
@@ -342,6 +356,7 @@ impl AuditRpc for AuditService {
         let request = request.into_inner();
         let stream = watch_session(
             self.store.clone(),
+            &self.watchers,
             request.session_id,
             request.after_message_id,
         )

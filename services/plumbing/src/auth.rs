@@ -504,6 +504,10 @@ impl<S: NamedService> NamedService for Authenticated<S> {
     const NAME: &'static str = S::NAME;
 }
 
+impl<S: heist_proto::ServiceDescriptor> heist_proto::ServiceDescriptor for Authenticated<S> {
+    const FILE_DESCRIPTOR_SET: &'static [u8] = S::FILE_DESCRIPTOR_SET;
+}
+
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 
 impl<S> Service<Request<Body>> for Authenticated<S>

@@ -24,4 +24,4 @@ pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 
-pub use serve::{ServeOptions, serve, serve_protected};
+pub use serve::{ServeOptions, TransportLimits, serve, serve_protected};
