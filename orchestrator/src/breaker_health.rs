@@ -7,6 +7,12 @@
 //! with a short backoff while the service is down) and closes the breaker
 //! the moment the service says SERVING. `open_for` stays the upper bound:
 //! a service without a health endpoint is still probed when it is over.
+//!
+//! Only a breaker opened because its service was unreachable is watched.
+//! One opened because calls ran out of time (DEADLINE_EXCEEDED, CANCELLED)
+//! guards a service that is up but too slow: its health says SERVING all
+//! along, and closing on it would cost the deadline again and again; that
+//! breaker keeps its full open period.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -20,7 +26,7 @@ use tonic_health::pb::{
 
 use crate::{
     mesh::{MeshChannel, NamedEndpoint},
-    resilience::{BreakerEvent, BreakerState, Breakers, CircuitBreaker},
+    resilience::{BreakerEvent, BreakerState, Breakers, CircuitBreaker, TransitionReason},
 };
 
 /// The first pause before watching a service's health again (it was down).
@@ -77,7 +83,7 @@ async fn watch_breakers(
             Err(broadcast::error::RecvError::Closed) => return,
         };
         while watches.try_join_next().is_some() {}
-        if event.to != BreakerState::Open {
+        if event.to != BreakerState::Open || opened_for_slowness(&event.reason) {
             continue;
         }
         let Some(channel) = targets.get(&event.service) else {
@@ -93,6 +99,19 @@ async fn watch_breakers(
         let watch = watches.spawn(close_when_serving(breaker, channel.clone()));
         watching.insert(event.service, watch);
     }
+}
+
+/// Whether the breaker opened because calls ran out of time (the service
+/// may be up, only slow), not because the service was unreachable.
+fn opened_for_slowness(reason: &TransitionReason) -> bool {
+    let last = match reason {
+        TransitionReason::FailureThreshold { last, .. }
+        | TransitionReason::ProbeFailed { last } => last,
+        _ => return false,
+    };
+    ["DeadlineExceeded", "Cancelled"]
+        .iter()
+        .any(|code| last.starts_with(code))
 }
 
 /// Follows the health of the service behind `channel` until it says
@@ -131,4 +150,26 @@ async fn serving(channel: &MeshChannel) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_breakers_opened_for_an_unreachable_service_are_watched() {
+        let threshold = |last: &str| TransitionReason::FailureThreshold {
+            failures: 5,
+            last: last.to_owned(),
+        };
+        assert!(!opened_for_slowness(&threshold(
+            "Unavailable: tcp connect error"
+        )));
+        assert!(!opened_for_slowness(&threshold("Unknown: transport error")));
+        assert!(opened_for_slowness(&threshold("DeadlineExceeded: slow")));
+        assert!(opened_for_slowness(&TransitionReason::ProbeFailed {
+            last: "Cancelled: Timeout expired".to_owned()
+        }));
+        assert!(!opened_for_slowness(&TransitionReason::OpenPeriodOver));
+    }
 }
