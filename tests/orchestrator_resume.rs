@@ -386,6 +386,25 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
             history.push(record);
         }
     }
+    let refusals: Vec<(String, i64, String)> = sync
+        .take_refusals()
+        .into_iter()
+        .map(|r| {
+            (
+                r.agent,
+                r.turn,
+                r.reason.split(':').next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            ("planner".to_owned(), 1, "AlreadyExists".to_owned()),
+            ("mole".to_owned(), -2, "InvalidArgument".to_owned())
+        ],
+        "each refusal is kept for the session's record"
+    );
     assert_eq!(
         memory_entries(&mut memory, "mole", session).await,
         [(3, "turn three".to_owned())]

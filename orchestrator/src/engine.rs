@@ -526,6 +526,8 @@ impl Orchestrator {
             if let Some(stored) = stored {
                 count_stored(&mut outcome, stored);
             }
+            self.record_memory_refusals(session_id, &mut memory_sync, &mut outcome)
+                .await;
             outcome.failed_turns += usize::from(spoken.record.is_error);
             outcome.failed_tool_calls += spoken
                 .record
@@ -567,6 +569,8 @@ impl Orchestrator {
                 outcome.memory_pending = outcome.memory_pending.max(1);
             }
         }
+        self.record_memory_refusals(session_id, &mut memory_sync, &mut outcome)
+            .await;
         outcome.memory_failures += memory_sync.refused();
         // Memory may have restarted since the last write: compare once more.
         {
@@ -670,6 +674,34 @@ impl Orchestrator {
                 tracing::warn!(error = %status.message(), "memory could not be aligned with the audit trail; tried again at the end");
                 false
             }
+        }
+    }
+
+    /// Records in Audit, as `memory.refused` session events, the memory
+    /// writes Memory refused for good since the last call (they were
+    /// dropped so as not to block the others).
+    async fn record_memory_refusals(
+        &self,
+        session_id: &str,
+        memory_sync: &mut MemorySync,
+        outcome: &mut SessionOutcome,
+    ) {
+        for refusal in memory_sync.take_refusals() {
+            let write =
+                SpooledWrite::StoreSessionEvent(heist_proto::v1::StoreSessionEventRequest {
+                    session_id: session_id.to_owned(),
+                    kind: "memory.refused".to_owned(),
+                    detail: format!(
+                        "memory write of {} turn {} dropped: {}",
+                        refusal.agent, refusal.turn, refusal.reason
+                    ),
+                    idempotency_key: format!(
+                        "{session_id}/memory_refused/{}/{}",
+                        refusal.agent, refusal.turn
+                    ),
+                });
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
+            self.record_audit(write, token.as_deref(), outcome).await;
         }
     }
 

@@ -62,6 +62,19 @@ pub struct MemorySync {
     max_per_stream: Option<usize>,
     /// Writes Memory refused for good, dropped.
     refused: usize,
+    /// The refusals not yet taken by [`MemorySync::take_refusals`].
+    refusals: Vec<Refusal>,
+}
+
+/// A memory write Memory refused for good (and that was dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The agent of the write.
+    pub agent: String,
+    /// Its turn.
+    pub turn: i64,
+    /// Memory's answer, as `AlreadyExists: ...`.
+    pub reason: String,
 }
 
 /// What [`MemorySync::align`] did.
@@ -158,6 +171,7 @@ impl MemorySync {
             instance: None,
             max_per_stream: None,
             refused: 0,
+            refusals: Vec::new(),
         }
     }
 
@@ -166,9 +180,19 @@ impl MemorySync {
         self.refused
     }
 
+    /// The refusals since the last call, for the session's record (Audit).
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refusals)
+    }
+
     /// Drops `write`, refused for good by Memory, and says so.
     fn drop_refused(&mut self, write: &StoreMemoryRequest, status: &tonic::Status) {
         self.refused += 1;
+        self.refusals.push(Refusal {
+            agent: write.agent_id.clone(),
+            turn: write.turn_id,
+            reason: format!("{:?}: {}", status.code(), status.message()),
+        });
         tracing::error!(
             agent = %write.agent_id,
             turn = write.turn_id,
@@ -538,6 +562,36 @@ mod tests {
         sync.note_bound(2);
         let latest = ids(sync.within_bound(&by_agent["planner"]));
         assert_eq!(latest, [5, 9]);
+    }
+
+    #[test]
+    fn only_refusals_of_the_write_itself_are_final() {
+        for code in [
+            Code::AlreadyExists,
+            Code::InvalidArgument,
+            Code::OutOfRange,
+            Code::FailedPrecondition,
+        ] {
+            assert!(
+                is_permanent_refusal(&tonic::Status::new(code, "x")),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::Internal,
+            Code::Unknown,
+        ] {
+            assert!(
+                !is_permanent_refusal(&tonic::Status::new(code, "x")),
+                "{code:?}"
+            );
+        }
     }
 
     #[test]
