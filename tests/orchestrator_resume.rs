@@ -253,9 +253,13 @@ async fn a_resume_brings_memory_into_line_with_audit_for_a_turn_only_memory_held
     let speaker = order
         .speaker(next as u64, last.map(|m| m.agent_name.as_str()))
         .to_owned();
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "memory:read memory:write")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.oauth.addr,
+        "orchestrator",
+        "memory:read memory:write agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let mut memory = MemoryServiceClient::with_interceptor(
         mesh.memory.channel(),
         BearerInterceptor::new(&token),
@@ -335,9 +339,13 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
         BreakerSettings::default(),
         std::sync::Arc::new(TokioClock),
     );
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "memory:read memory:write")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.oauth.addr,
+        "orchestrator",
+        "memory:read memory:write agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let mut memory = MemoryServiceClient::with_interceptor(
         mesh.memory.channel(),
         BearerInterceptor::new(&token),

@@ -666,7 +666,9 @@ async fn read_session(
     {
         Ok(session) => Ok(Some(session.into_inner())),
         Err(status) if status.code() == tonic::Code::NotFound => {
-            crate::outln!("❌ No session {session_id:?} in Audit (see `orchestrator sessions list`).");
+            crate::outln!(
+                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
+            );
             Ok(None)
         }
         Err(status) => anyhow::bail!("cannot read the session from Audit: {}", status.message()),
