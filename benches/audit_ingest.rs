@@ -134,7 +134,7 @@ async fn main() {
             .await
             .expect("audit serving");
         let channel = channel_to(audit.addr);
-        let token = dev_token(oauth.addr, "orchestrator", "audit:write")
+        let token = dev_token(oauth.addr, "orchestrator", "audit:write agents:act_for_any")
             .await
             .expect("token");
         let bearer = BearerInterceptor::new(&token);

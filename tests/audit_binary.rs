@@ -89,7 +89,7 @@ async fn the_binary_serves_answers_grpcurl_and_stops_on_sigterm_without_losing_r
     assert!(created.contains("SESSION_STATUS_ACTIVE"), "{created}");
 
     // Writers keep writing while SIGTERM arrives; every acknowledged row must survive.
-    let token = dev_token(oauth.addr, "orchestrator", "audit:write")
+    let token = dev_token(oauth.addr, "orchestrator", "audit:write agents:act_for_any")
         .await
         .unwrap();
     let mut client = AuditServiceClient::with_interceptor(

@@ -55,7 +55,7 @@ async fn start_audit_with(configure: impl FnOnce(&mut StoreConfig)) -> Audit {
     .await;
     let client = AuditServiceClient::with_interceptor(
         server.channel(),
-        auth.bearer(&["audit:read", "audit:write"]),
+        auth.bearer(&["audit:read", "audit:write", "agents:act_for_any"]),
     );
     Audit {
         server,
@@ -633,6 +633,7 @@ async fn health_goes_not_serving_then_serving_then_not_serving_on_shutdown() {
             shutdown,
             ServeOptions {
                 grace_period: Duration::from_millis(500),
+                ..ServeOptions::default()
             },
         )
     })

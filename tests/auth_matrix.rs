@@ -1,7 +1,8 @@
 //! The auth matrix: every protected RPC of Audit, Memory and Tool, called
 //! with no token, a garbled, forged, tampered, expired, wrong-audience,
 //! under-scoped, revoked and valid token, against a real OAuth service whose
-//! keys and revocation list the services fetch over gRPC.
+//! keys and revocation list the services fetch over gRPC; and every RPC that
+//! names an agent with another agent's token (bound to its holder).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -46,8 +47,18 @@ const RPCS: &[(&str, Option<&str>)] = &[
     ("Tool/CallTool", Some("calculator:use")),
 ];
 
+/// The RPCs that act as the agent they name (`planner` in [`Mesh::call`]).
+const AGENT_BOUND: &[&str] = &[
+    "Audit/StoreMessage",
+    "Audit/StoreToolUsage",
+    "Audit/StoreTurn",
+    "Memory/StoreMemory",
+    "Memory/GetCompressedMemory",
+    "Memory/ListMemoryTurns",
+];
+
 const ALL_SCOPES: &str = "audit:read audit:write memory:read memory:write memory:admin \
-                          calculator:use file_reader:use database_query:use";
+                          calculator:use file_reader:use database_query:use agents:act_for_any";
 
 struct Mesh {
     oauth: TestServer,
@@ -367,6 +378,23 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
                 "{rpc} refused a valid token: {status:?}"
             );
         }
+    }
+
+    // Another agent's token, with every scope that agent may hold.
+    let hacker = dev_token(
+        mesh.oauth.addr,
+        "hacker",
+        "audit:write memory:read memory:write",
+    )
+    .await
+    .unwrap();
+    for rpc in AGENT_BOUND {
+        let status = mesh.call(rpc, Some(&hacker)).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
+        assert!(
+            status.message().contains("hacker") && status.message().contains("planner"),
+            "{rpc} does not name the client and the agent: {status:?}"
+        );
     }
 
     // Revoked: every service refuses it once it has polled the revocation list.

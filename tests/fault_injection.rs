@@ -17,7 +17,7 @@ use std::{
 
 use heist_mesh::{
     binary, channel_to, dev_token,
-    processes::{ProcessMesh, fault_points},
+    processes::{MeshOptions, ProcessMesh, fault_points},
     proxy::DelayProxy,
 };
 use heist_plumbing::auth::BearerInterceptor;
@@ -71,6 +71,18 @@ async fn fault_run(
     seed: u64,
     down_for: Duration,
 ) -> (Option<i32>, String) {
+    let points = fault_points(seed, 3, Duration::from_millis(300), Duration::from_secs(4));
+    fault_run_at(mesh, service, seed, &points, down_for).await
+}
+
+/// [`fault_run`] with the kill points (from the start of the run) given.
+async fn fault_run_at(
+    mesh: &mut ProcessMesh,
+    service: &str,
+    seed: u64,
+    points: &[Duration],
+    down_for: Duration,
+) -> (Option<i32>, String) {
     let (paced, pace) = if service == "audit" {
         ("memory", PACE / 4)
     } else {
@@ -79,7 +91,7 @@ async fn fault_run(
     let proxy = DelayProxy::start(mesh.addr(paced), pace).await;
     let started = Instant::now();
     let mut run = start_run(mesh, seed, paced, &proxy);
-    for point in fault_points(seed, 3, Duration::from_millis(300), Duration::from_secs(4)) {
+    for point in points.iter().copied() {
         if let Some(wait) = point.checked_sub(started.elapsed()) {
             tokio::time::sleep(wait).await;
         }
@@ -155,9 +167,13 @@ async fn memory_killed_three_times_loses_no_entry_of_the_session() {
             .or_default()
             .push(message.turn_id);
     }
-    let token = dev_token(mesh.addr("oauth"), "orchestrator", "memory:read")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.addr("oauth"),
+        "orchestrator",
+        "memory:read agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let mut memory = MemoryServiceClient::with_interceptor(
         channel_to(mesh.addr("memory")),
         BearerInterceptor::new(&token),
@@ -205,10 +221,27 @@ async fn a_tool_service_killed_fails_its_calls_with_the_reason_and_they_succeed_
     mesh.stop();
 }
 
+/// Tokens live 3 s here: renewed at 60% (1.8 s), usable until 2.7 s. Each
+/// outage lasts 2 s (plus OAuth's restart), longer than the time between
+/// two renewals, so every outage holds a renewal of the orchestrator's own
+/// token (used on every turn): the cached-token fallback must serve, and
+/// once the cached token is no longer usable, calls wait for OAuth instead
+/// of going out without a token.
+const OAUTH_TEST_TOKEN_LIFETIME: &str = "3s";
+const OAUTH_OUTAGE: Duration = Duration::from_secs(2);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
-    let mut mesh = ProcessMesh::start().await;
-    let (code, shown) = fault_run(&mut mesh, "oauth", 37, Duration::from_millis(500)).await;
+    let mut options = MeshOptions::for_tests();
+    options.token_lifetime = Some(OAUTH_TEST_TOKEN_LIFETIME.to_owned());
+    let mut mesh = ProcessMesh::start_with(options).await;
+    // Three outages 3.5 s apart (seeded jitter), all inside the ~10 s run.
+    let points: Vec<Duration> = fault_points(37, 3, Duration::ZERO, Duration::from_millis(500))
+        .into_iter()
+        .enumerate()
+        .map(|(index, jitter)| Duration::from_millis(800 + 3500 * index as u64) + jitter)
+        .collect();
+    let (code, shown) = fault_run_at(&mut mesh, "oauth", 37, &points, OAUTH_OUTAGE).await;
     assert_eq!(code, Some(0), "{shown}");
     // Read before this test asks OAuth for a token of its own.
     let log = std::fs::read_to_string(mesh.dir.path().join("heist-oauth.log")).unwrap();
@@ -222,14 +255,136 @@ async fn oauth_killed_three_times_and_the_turns_go_on_with_cached_tokens() {
     );
     assert!(
         usage.iter().all(|u| u.success),
-        "tool calls use cached tokens: {usage:?}"
+        "tool calls use cached tokens or wait for OAuth: {usage:?}"
     );
-    // Tokens live 8 s here: the run renewed some from the restarted OAuth.
+    // Renewals fell inside the outages and the cached tokens served.
+    let fallbacks = shown.matches("using the cached token").count();
+    assert!(
+        fallbacks > 0,
+        "the cached-token fallback was used:\n{shown}"
+    );
+    // No call went out without a token (or with one that had expired): no
+    // write was refused or spooled as unauthenticated, no tool call failed
+    // for lack of a token.
+    for refused in ["Unauthenticated", "UNAUTHENTICATED"] {
+        assert!(
+            !shown.contains(refused),
+            "no call was refused for lack of a token ({refused}):\n{shown}"
+        );
+    }
+    for refused in ["Unauthenticated", "no token"] {
+        assert!(
+            usage.iter().all(|u| !u.tool_result.contains(refused)),
+            "no tool call failed for lack of a token ({refused})"
+        );
+    }
+    // The run renewed its tokens from the restarted OAuth.
     let since_restart = log.rsplit("oauth listening").next().unwrap_or_default();
     assert!(
         since_restart.contains("token issued"),
         "new tokens are fetched once OAuth is back:\n{since_restart}"
     );
+    eprintln!("oauth fault run: {fallbacks} cached-token fallbacks");
+    mesh.stop();
+}
+
+/// The longest an Audit breaker stays open in the quick-restart test: far
+/// longer than the restart, so a pause that follows the timer shows.
+const LONG_OPEN_FOR: Duration = Duration::from_secs(10);
+
+/// Audit is SIGKILLed and started again as soon as its breaker opens; the
+/// breaker closes when Audit's health says SERVING, not after `open_for`
+/// (10 s here): the conversation's longest pause is far shorter than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quick_audit_restart_pauses_the_conversation_far_less_than_open_for() {
+    const RUN_TURNS: u64 = 60;
+    let mut mesh = ProcessMesh::start().await;
+    let proxy = DelayProxy::start(mesh.addr("memory"), PACE / 4).await;
+    let config = mesh.write_config_with("quick.yaml", &[("memory", &proxy.url())]);
+    let yaml = std::fs::read_to_string(&config).unwrap().replace(
+        "open_for: 1s",
+        &format!("open_for: {}s", LONG_OPEN_FOR.as_secs()),
+    );
+    assert!(yaml.contains("open_for: 10s"));
+    std::fs::write(&config, yaml).unwrap();
+    let log = std::fs::File::create(mesh.dir.path().join("quick.log")).unwrap();
+    let mut run = Command::new(binary("orchestrator"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--turns", &RUN_TURNS.to_string(), "--seed", "41"])
+        .current_dir(mesh.dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = run.stdout.take().unwrap();
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    let limit = Instant::now() + RUN_LIMIT;
+    let mut turn_times: Vec<Instant> = Vec::new();
+    let mut shown = Vec::new();
+    let (mut killed, mut restarted_at) = (None, None);
+    loop {
+        let (at, line) = match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(got) => got,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < limit => continue,
+            Err(_) => break,
+        };
+        if line.starts_with("[Turn ") {
+            turn_times.push(at);
+            if turn_times.len() == 10 && killed.is_none() {
+                mesh.kill("audit");
+                killed = Some(Instant::now());
+            }
+        }
+        // Back as soon as the run knows Audit is gone (its breaker opened,
+        // or the conversation paused with turns spooled).
+        if killed.is_some()
+            && restarted_at.is_none()
+            && (line.contains("circuit audit") || line.contains("Audit is unreachable"))
+        {
+            mesh.restart("audit");
+            restarted_at = Some(Instant::now());
+        }
+        shown.push(line);
+    }
+    let status = run.wait().unwrap();
+    let stderr = std::fs::read_to_string(mesh.dir.path().join("quick.log")).unwrap();
+    let text = format!("{}\n{stderr}", shown.join("\n"));
+    assert_eq!(status.code(), Some(0), "{text}");
+    let (killed, restarted_at) = (killed.unwrap(), restarted_at.expect("the breaker opened"));
+    let longest = turn_times
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap();
+    eprintln!(
+        "audit down {:?} (kill to restart); longest pause between two turns {longest:?} (open_for {LONG_OPEN_FOR:?})",
+        restarted_at - killed
+    );
+    assert!(
+        text.contains("health check says SERVING"),
+        "the breaker closed on Audit's health: {text}"
+    );
+    assert!(
+        longest < LONG_OPEN_FOR / 2,
+        "the pause follows Audit, not open_for: {longest:?}\n{text}"
+    );
+    let session_id = session_id(&text);
+    let (status, messages, _) = audit_trail(&mesh, &session_id).await;
+    assert_eq!(status, SessionStatus::Completed, "{text}");
+    let turns: Vec<i64> = messages.iter().map(|m| m.turn_id).collect();
+    assert_eq!(turns, (1..=RUN_TURNS as i64).collect::<Vec<_>>());
     mesh.stop();
 }
 

@@ -20,12 +20,27 @@ struct Memory {
 }
 
 impl Memory {
+    /// A client whose token is issued to `planner` with `scopes`.
     fn client(&self, scopes: &[&str]) -> Client {
-        MemoryServiceClient::with_interceptor(self.server.channel(), self.auth.bearer(scopes))
+        self.client_of("planner", scopes)
     }
 
+    fn client_of(&self, agent: &str, scopes: &[&str]) -> Client {
+        let bearer = BearerInterceptor::new(&self.auth.token(agent, scopes));
+        MemoryServiceClient::with_interceptor(self.server.channel(), bearer)
+    }
+
+    /// The orchestrator's client: every scope, for every agent.
     fn full_client(&self) -> Client {
-        self.client(&["memory:read", "memory:write", "memory:admin"])
+        self.client_of(
+            "orchestrator",
+            &[
+                "memory:read",
+                "memory:write",
+                "memory:admin",
+                "agents:act_for_any",
+            ],
+        )
     }
 }
 

@@ -17,7 +17,7 @@ use heist_proto::v1::{
 };
 use heist_tokens::{KeySet, SigningKey, TokenIssuer, Verifier, unix_now};
 use tempfile::TempDir;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 async fn start_oauth(dir: &Path) -> TestServer {
     let config = OAuthConfig {
@@ -35,6 +35,21 @@ async fn start_oauth(dir: &Path) -> TestServer {
 
 fn client(server: &TestServer) -> OAuthServiceClient<Channel> {
     OAuthServiceClient::new(server.channel())
+}
+
+type Authorized = OAuthServiceClient<InterceptedService<Channel, BearerInterceptor>>;
+
+/// A client calling with `token` as its bearer token.
+fn client_with(server: &TestServer, token: &str) -> Authorized {
+    OAuthServiceClient::with_interceptor(server.channel(), BearerInterceptor::new(token))
+}
+
+/// A client allowed to introspect: the orchestrator with `oauth:introspect`.
+async fn introspector(server: &TestServer) -> Authorized {
+    let token = dev_token(server.addr, "orchestrator", "oauth:introspect")
+        .await
+        .unwrap();
+    client_with(server, &token)
 }
 
 fn request(client_id: &str, secret: &str, scope: &str) -> IssueTokenRequest {
@@ -173,10 +188,11 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
     let dir = TempDir::new().unwrap();
     let server = start_oauth(dir.path()).await;
     let mut oauth = client(&server);
+    let mut introspector = introspector(&server).await;
     let token = dev_token(server.addr, "hacker", "file_reader:use")
         .await
         .unwrap();
-    let active = oauth
+    let active = introspector
         .introspect_token(IntrospectTokenRequest {
             token: token.clone(),
         })
@@ -193,7 +209,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
         ("a.b", "malformed"),
         ("x.y.z", "malformed"),
     ] {
-        let answer = oauth
+        let answer = introspector
             .introspect_token(IntrospectTokenRequest {
                 token: garbage.into(),
             })
@@ -204,7 +220,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
         assert_eq!(answer.reason, reason, "{garbage:?}");
     }
     let expired = forge(dir.path(), MESH_AUDIENCE, unix_now() - 3600);
-    let answer = oauth
+    let answer = introspector
         .introspect_token(IntrospectTokenRequest { token: expired })
         .await
         .unwrap()
@@ -212,7 +228,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
     assert!(!answer.active);
     assert_eq!(answer.reason, "expired");
     let elsewhere = forge(dir.path(), "another-mesh", unix_now());
-    let answer = oauth
+    let answer = introspector
         .introspect_token(IntrospectTokenRequest { token: elsewhere })
         .await
         .unwrap()
@@ -239,7 +255,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
         .unwrap()
         .into_inner();
     assert!(!again.newly_revoked);
-    let answer = oauth
+    let answer = introspector
         .introspect_token(IntrospectTokenRequest { token })
         .await
         .unwrap()
@@ -334,7 +350,7 @@ async fn tokens_and_revocations_survive_a_restart() {
     server.stop().await.unwrap();
 
     let restarted = start_oauth(dir.path()).await;
-    let mut oauth = client(&restarted);
+    let mut oauth = introspector(&restarted).await;
     let answer = oauth
         .introspect_token(IntrospectTokenRequest { token: kept })
         .await
@@ -350,4 +366,151 @@ async fn tokens_and_revocations_survive_a_restart() {
         .unwrap()
         .into_inner();
     assert_eq!((answer.active, answer.reason.as_str()), (false, "revoked"));
+}
+
+#[tokio::test]
+async fn introspection_needs_a_caller_whose_token_grants_oauth_introspect() {
+    let dir = TempDir::new().unwrap();
+    let server = start_oauth(dir.path()).await;
+    let subject = dev_token(server.addr, "hacker", "file_reader:use")
+        .await
+        .unwrap();
+    let ask = || IntrospectTokenRequest {
+        token: subject.clone(),
+    };
+
+    let status = client(&server).introspect_token(ask()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("authorization"), "{status:?}");
+    for garbage in ["not-a-jwt", "a.b.c"] {
+        let status = client_with(&server, garbage)
+            .introspect_token(ask())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "{garbage}: {status:?}"
+        );
+    }
+    let forged = {
+        let stranger = TokenIssuer::new(
+            SigningKey::generate().unwrap(),
+            "heist-oauth",
+            MESH_AUDIENCE,
+            Duration::from_secs(60),
+        );
+        stranger
+            .issue("orchestrator", &["oauth:introspect"], unix_now())
+            .unwrap()
+            .token
+    };
+    let status = client_with(&server, &forged)
+        .introspect_token(ask())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "forged: {status:?}");
+
+    // A valid token without the scope, even the admin's, is not enough.
+    for (holder, scope) in [("planner", "memory:read"), ("orchestrator", "oauth:admin")] {
+        let token = dev_token(server.addr, holder, scope).await.unwrap();
+        let status = client_with(&server, &token)
+            .introspect_token(ask())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{scope}: {status:?}");
+        assert!(
+            status.message().contains("oauth:introspect"),
+            "{scope}: {status:?}"
+        );
+    }
+
+    let mut introspector = introspector(&server).await;
+    let answer = introspector
+        .introspect_token(ask())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.active);
+    assert_eq!(answer.sub, "hacker");
+
+    // A revoked introspector is refused, here and after a restart.
+    let token = dev_token(server.addr, "orchestrator", "oauth:introspect")
+        .await
+        .unwrap();
+    client(&server)
+        .revoke_token(RevokeTokenRequest {
+            target: Some(Target::Token(token.clone())),
+        })
+        .await
+        .unwrap();
+    let status = client_with(&server, &token)
+        .introspect_token(ask())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "revoked: {status:?}");
+    server.stop().await.unwrap();
+    let restarted = start_oauth(dir.path()).await;
+    let status = client_with(&restarted, &token)
+        .introspect_token(ask())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::Unauthenticated,
+        "revoked, after a restart: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_open_revocation_list_holds_only_opaque_ids_and_expiry_times() {
+    let dir = TempDir::new().unwrap();
+    let server = start_oauth(dir.path()).await;
+    let token = dev_token(server.addr, "planner", "calculator:use memory:read")
+        .await
+        .unwrap();
+    let claims = introspector(&server)
+        .await
+        .introspect_token(IntrospectTokenRequest {
+            token: token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut anonymous = client(&server);
+    anonymous
+        .revoke_token(RevokeTokenRequest {
+            target: Some(Target::Token(token.clone())),
+        })
+        .await
+        .unwrap();
+
+    let list = anonymous
+        .list_revoked_tokens(ListRevokedTokensRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.revoked.len(), 1);
+    let entry = &list.revoked[0];
+    assert_eq!(entry.jti, claims.jti);
+    assert_eq!(entry.exp, claims.exp);
+    assert!(
+        entry.jti.len() == 32 && entry.jti.chars().all(|c| c.is_ascii_hexdigit()),
+        "a random 128-bit id: {entry:?}"
+    );
+    // Every field of every entry, as the Debug form spells them all.
+    let wire = format!("{list:?}");
+    for secret in [
+        token.as_str(),
+        "planner",
+        "calculator:use",
+        "memory:read",
+        "heist-oauth",
+        MESH_AUDIENCE,
+    ] {
+        assert!(
+            !wire.contains(secret),
+            "the list reveals {secret:?}: {list:?}"
+        );
+    }
 }

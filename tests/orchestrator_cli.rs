@@ -207,6 +207,10 @@ async fn a_run_then_sessions_tools_and_health_read_the_mesh() {
         shown.contains("[Turn 6]") && shown.contains("(planner)"),
         "{shown}"
     );
+    assert!(
+        shown.contains("created by orchestrator") && shown.contains("written by orchestrator:"),
+        "sessions show names who wrote the rows: {shown}"
+    );
     let missing = orchestrator_async(
         args(&["sessions", "show", "heist_nope"]),
         dir.path().to_owned(),

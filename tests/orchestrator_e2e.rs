@@ -142,9 +142,13 @@ async fn a_twenty_turn_offline_session_lands_in_every_service() {
         "the offline agents use their tools"
     );
 
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "audit:read memory:read")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.oauth.addr,
+        "orchestrator",
+        "audit:read memory:read agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let bearer = BearerInterceptor::new(&token);
     let mut audit = AuditServiceClient::with_interceptor(mesh.audit.channel(), bearer.clone());
     let session = audit
@@ -257,9 +261,13 @@ async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
     let outcome = run(mesh.config(), session_id, 40, 9).await;
     assert_eq!(outcome.status, "completed");
     assert_eq!(outcome.memory_failures, 0);
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "memory:read")
-        .await
-        .unwrap();
+    let token = dev_token(
+        mesh.oauth.addr,
+        "orchestrator",
+        "memory:read agents:act_for_any",
+    )
+    .await
+    .unwrap();
     let mut memory = MemoryServiceClient::with_interceptor(
         mesh.memory.channel(),
         BearerInterceptor::new(&token),

@@ -460,33 +460,11 @@ pub async fn sessions_list(
 /// `orchestrator sessions show ID`.
 pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<u8> {
     let (mesh, token) = audit_reader(config).await?;
-    let mut audit = mesh.audit.clone();
-    let session = match audit
-        .get_session(request(
-            GetSessionRequest {
-                session_id: session_id.to_owned(),
-            },
-            Some(&token),
-            config.timeouts.audit,
-        ))
-        .await
-    {
-        Ok(session) => session.into_inner(),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            crate::outln!(
-                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
-            );
-            return Ok(exit::FAILED);
-        }
-        Err(status) => {
-            return Err(anyhow::anyhow!(
-                "cannot read the session from Audit: {}",
-                status.message()
-            ));
-        }
+    let Some(session) = read_session(&mesh, &token, config, session_id).await? else {
+        return Ok(exit::FAILED);
     };
     crate::outln!(
-        "Session {} ({}), {} turns, started {}{}",
+        "Session {} ({}), {} turns, started {}{}, created by {}",
         session.session_id,
         status_name(session.status),
         session.num_turns,
@@ -495,10 +473,17 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
             String::new()
         } else {
             format!(", ended {}", session.end_time)
-        }
+        },
+        writer_name(&session.written_by)
     );
-    for turn in stored_turns(&mesh, &token, config, session_id).await? {
-        crate::outln!("\n[Turn {}] {} ({}):", turn.turn, turn.role, turn.agent);
+    for (turn, written_by) in stored_trail(&mesh, &token, config, session_id).await? {
+        crate::outln!(
+            "\n[Turn {}] {} ({}), written by {}:",
+            turn.turn,
+            turn.role,
+            turn.agent,
+            writer_name(&written_by)
+        );
         for call in &turn.tool_calls {
             let mark = if call.success { "🛠️ " } else { "⚠️ " };
             let first = call.result.lines().next().unwrap_or_default();
@@ -563,6 +548,15 @@ where
     }
 }
 
+/// The client that wrote an Audit row, or a note for rows from before writers were recorded.
+fn writer_name(written_by: &str) -> &str {
+    if written_by.is_empty() {
+        "(not recorded)"
+    } else {
+        written_by
+    }
+}
+
 /// The turns a session has stored in Audit, with their tool calls.
 async fn stored_turns(
     mesh: &Mesh,
@@ -570,6 +564,18 @@ async fn stored_turns(
     config: &Config,
     session_id: &str,
 ) -> anyhow::Result<Vec<TurnRecord>> {
+    let trail = stored_trail(mesh, token, config, session_id).await?;
+    Ok(trail.into_iter().map(|(turn, _)| turn).collect())
+}
+
+/// The turns a session has stored in Audit, with their tool calls, each with
+/// the client that wrote its message (`written_by`).
+async fn stored_trail(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> anyhow::Result<Vec<(TurnRecord, String)>> {
     let deadline = config.timeouts.audit;
     let messages = all_pages(|page_token| {
         let mut audit = mesh.audit.clone();
@@ -620,19 +626,59 @@ async fn stored_turns(
     Ok(messages
         .into_iter()
         .filter(|message| message.turn_id > 0)
-        .map(|message| TurnRecord {
-            tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
-            turn: message.turn_id,
-            agent: message.agent_name,
-            role: message.agent_role,
-            message: message.message,
-            is_error: message.is_error,
+        .map(|message| {
+            let turn = TurnRecord {
+                tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
+                turn: message.turn_id,
+                agent: message.agent_name,
+                role: message.agent_role,
+                message: message.message,
+                is_error: message.is_error,
+            };
+            (turn, message.written_by)
         })
         .collect())
 }
 
-/// `orchestrator resume ID`: rebuilds a session from Audit (its messages,
-/// turn counter, last speaker, seed) and runs it on to its `max_turns`.
+/// How long a resume waits for Audit to take the writes of the session
+/// that a crashed run left in the spool.
+const RESUME_SPOOL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads a session from Audit; `Ok(None)` (after saying so) when Audit has
+/// no such session.
+async fn read_session(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> anyhow::Result<Option<heist_proto::v1::Session>> {
+    match mesh
+        .audit
+        .clone()
+        .get_session(request(
+            GetSessionRequest {
+                session_id: session_id.to_owned(),
+            },
+            Some(token),
+            config.timeouts.audit,
+        ))
+        .await
+    {
+        Ok(session) => Ok(Some(session.into_inner())),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            crate::outln!(
+                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
+            );
+            Ok(None)
+        }
+        Err(status) => anyhow::bail!("cannot read the session from Audit: {}", status.message()),
+    }
+}
+
+/// `orchestrator resume ID`: replays what the spool holds of the session
+/// (the turns a crashed run could not deliver), then rebuilds the session
+/// from Audit (its messages, turn counter, last speaker, seed) and runs it
+/// on to its `max_turns`.
 pub async fn resume(
     config: Config,
     session_id: &str,
@@ -641,26 +687,8 @@ pub async fn resume(
 ) -> anyhow::Result<u8> {
     let config = Arc::new(config);
     let (mesh, token) = audit_reader(&config).await?;
-    let session = match mesh
-        .audit
-        .clone()
-        .get_session(request(
-            GetSessionRequest {
-                session_id: session_id.to_owned(),
-            },
-            Some(&token),
-            config.timeouts.audit,
-        ))
-        .await
-    {
-        Ok(session) => session.into_inner(),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            crate::outln!(
-                "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
-            );
-            return Ok(exit::FAILED);
-        }
-        Err(status) => anyhow::bail!("cannot read the session from Audit: {}", status.message()),
+    let Some(session) = read_session(&mesh, &token, &config, session_id).await? else {
+        return Ok(exit::FAILED);
     };
     if session.status != SessionStatus::Active as i32 {
         crate::outln!(
@@ -686,14 +714,49 @@ pub async fn resume(
         .get("max_turns")
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(config.session.max_turns);
-    let history = stored_turns(&mesh, &token, &config, session_id).await?;
     let console = Console::new(quiet, false);
+    let spool = open_spool(spool_path)?;
+    if let Some(theirs) = metadata.get("spool").and_then(serde_json::Value::as_str) {
+        let ours = std::path::absolute(spool.path()).unwrap_or_else(|_| spool.path().to_owned());
+        if std::path::Path::new(theirs) != ours {
+            console.always(&format!(
+                "⚠️  The session's first run spooled to {theirs}; this resume replays {} (pass --spool {theirs} to replay that one)",
+                ours.display()
+            ));
+        }
+    }
+    let llm = llm_backend(&config, seed);
+    let (orchestrator, _) = prepare(config.clone(), mesh.clone(), llm, spool).await;
+    // The spool first: turns the crashed run spooled go to Audit before
+    // Audit is asked where the session stands, or they would be spoken again.
+    match orchestrator
+        .settle_spool(session_id, RESUME_SPOOL_LIMIT)
+        .await
+    {
+        Ok(0) => {}
+        Ok(replayed) => console.always(&format!(
+            "📤 Replayed {replayed} spooled writes of {session_id} into Audit"
+        )),
+        Err(left) => anyhow::bail!(
+            "the spool still holds {left} writes of {session_id} that Audit did not take within {RESUME_SPOOL_LIMIT:?}; resume again once Audit is back"
+        ),
+    }
+    // The replay may have ended the session (a run that spooled its end).
+    let Some(session) = read_session(&mesh, &token, &config, session_id).await? else {
+        return Ok(exit::FAILED);
+    };
+    if session.status != SessionStatus::Active as i32 {
+        crate::outln!(
+            "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
+            status_name(session.status)
+        );
+        return Ok(exit::FAILED);
+    }
+    let history = stored_turns(&mesh, &token, &config, session_id).await?;
     console.always(&format!(
         "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
         history.len()
     ));
-    let llm = llm_backend(&config, seed);
-    let (orchestrator, _) = prepare(config.clone(), mesh, llm, open_spool(spool_path)?).await;
     let stop_rx = stop_signal(false);
     let outcome = orchestrator
         .continue_session(

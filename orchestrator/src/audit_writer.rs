@@ -164,12 +164,29 @@ impl AuditWriter {
         (writes, turns.len())
     }
 
+    /// The spool's file, absolute when it can be told (for a session's
+    /// metadata: where a resume finds what this run spooled).
+    pub async fn spool_path(&self) -> String {
+        let path = self.spool.lock().await.path().to_owned();
+        std::path::absolute(&path)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// Every write waiting, of any session.
     pub async fn pending(&self) -> usize {
         self.spool.lock().await.len()
     }
 
     async fn send(&self, write: &SpooledWrite, token: Option<&str>) -> Result<(), SendError> {
+        // Never a call without a token: without one (OAuth unreachable and
+        // the cached token expired) the write waits, as if Audit were down.
+        if token.is_none() {
+            return Err(SendError::Unreachable(
+                "no token (OAuth unreachable)".to_owned(),
+            ));
+        }
         let outcome = call_with_resilience(&self.breaker, &self.policy, true, |_| {
             let mut client = self.client.clone();
             let deadline = self.deadline;

@@ -66,6 +66,19 @@ fn count_stored(outcome: &mut SessionOutcome, stored: Stored) {
     }
 }
 
+/// Returns when the breaker of `service` closes (never, once the events end).
+async fn closed(events: &mut tokio::sync::broadcast::Receiver<BreakerEvent>, service: &str) {
+    loop {
+        match events.recv().await {
+            Ok(event) if event.service == service && event.to == BreakerState::Closed => return,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// A policy of one attempt, for calls whose failure costs nothing to skip.
 fn single_attempt() -> RetryPolicy {
     RetryPolicy::new(
@@ -78,9 +91,19 @@ fn single_attempt() -> RetryPolicy {
     .unwrap_or_default()
 }
 
-/// The scopes the orchestrator's own token carries (it writes Audit and Memory).
-pub const ORCHESTRATOR_SCOPES: [&str; 4] =
-    ["audit:read", "audit:write", "memory:read", "memory:write"];
+/// The scopes the orchestrator's own token carries (it writes Audit and Memory
+/// for every agent, hence `agents:act_for_any`).
+pub const ORCHESTRATOR_SCOPES: [&str; 5] = [
+    "audit:read",
+    "audit:write",
+    "memory:read",
+    "memory:write",
+    "agents:act_for_any",
+];
+
+/// The scope that lets the orchestrator clear a Memory stream (on resume,
+/// to bring Memory into line with Audit).
+pub const MEMORY_ADMIN_SCOPE: &str = "memory:admin";
 
 /// The longest pause between two attempts to reach Audit while paused.
 const MAX_PAUSE_STEP: std::time::Duration = std::time::Duration::from_secs(2);
@@ -310,6 +333,8 @@ pub struct Orchestrator {
     breakers: Breakers,
     policy: RetryPolicy,
     audit: AuditWriter,
+    /// Closes open breakers when their service's health says SERVING.
+    _health: crate::breaker_health::HealthWatcher,
 }
 
 impl Orchestrator {
@@ -347,6 +372,7 @@ impl Orchestrator {
             .iter()
             .map(|agent| (agent.name.clone(), PreparedAgent::new(agent, &tools, mode)))
             .collect();
+        let health = crate::breaker_health::HealthWatcher::spawn(&breakers, &mesh.endpoints);
         Self {
             config,
             mesh,
@@ -358,6 +384,7 @@ impl Orchestrator {
             breakers,
             policy,
             audit,
+            _health: health,
         }
     }
 
@@ -376,12 +403,17 @@ impl Orchestrator {
         &self.tokens
     }
 
-    async fn own_token(&self) -> Result<Arc<str>, tonic::Status> {
+    /// The orchestrator's own token; while OAuth is unreachable (and the
+    /// cached token no longer valid) waits for it up to `wait`, the deadline
+    /// of the call it is for. A call whose token could not be had is not
+    /// sent (an audit write is spooled, a memory write waits in the outbox).
+    async fn own_token(&self, wait: Duration) -> Result<Arc<str>, tonic::Status> {
         self.tokens
-            .token(
+            .token_within(
                 &self.config.oauth.client_id,
                 self.config.oauth.client_secret.expose(),
                 &self.own_scopes,
+                wait,
             )
             .await
     }
@@ -432,7 +464,10 @@ impl Orchestrator {
         sink: &dyn TurnSink,
     ) -> Result<SessionOutcome, RunError> {
         let started = Instant::now();
-        let token = self.own_token().await.map_err(RunError::Token)?;
+        let token = self
+            .own_token(self.config.timeouts.oauth)
+            .await
+            .map_err(RunError::Token)?;
         if history.is_empty() {
             self.create_session(session_id, options, &token).await?;
         }
@@ -456,6 +491,13 @@ impl Orchestrator {
             elapsed_ms: 0,
         };
         let mut memory_sync = MemorySync::new(session_id, MEMORY_OUTBOX_CAPACITY);
+        // A resumed session: Memory may hold turns of the crashed run that
+        // Audit does not; bring it into line before the first new turn (and
+        // again at the end if Memory could not be reached now).
+        let mut align_due = first_turn > 1
+            && !self
+                .align_memory(session_id, &outcome.turns, &mut memory_sync)
+                .await;
         let mut breaker_events = self.breakers.subscribe();
         // The last turn of `outcome.turns` until its writes are made, and
         // its timing until the next turn has spoken.
@@ -490,6 +532,8 @@ impl Orchestrator {
             if let Some(stored) = stored {
                 count_stored(&mut outcome, stored);
             }
+            self.record_memory_refusals(session_id, &mut memory_sync, &mut outcome)
+                .await;
             outcome.failed_turns += usize::from(spoken.record.is_error);
             outcome.failed_tool_calls += spoken
                 .record
@@ -523,9 +567,20 @@ impl Orchestrator {
             timing.total += flush_started.elapsed();
             sink.timing(session_id, turn, timing);
         }
+        if align_due {
+            align_due = !self
+                .align_memory(session_id, &outcome.turns, &mut memory_sync)
+                .await;
+            if align_due {
+                outcome.memory_pending = outcome.memory_pending.max(1);
+            }
+        }
+        self.record_memory_refusals(session_id, &mut memory_sync, &mut outcome)
+            .await;
+        outcome.memory_failures += memory_sync.refused();
         // Memory may have restarted since the last write: compare once more.
         {
-            let token = self.own_token().await.ok();
+            let token = self.own_token(self.config.timeouts.memory).await.ok();
             match memory_sync
                 .reconcile(
                     &self.mesh.memory,
@@ -553,7 +608,11 @@ impl Orchestrator {
             "failed" => SessionStatus::Failed,
             _ => SessionStatus::Completed,
         };
-        let token = self.own_token().await.ok().unwrap_or(token);
+        let token = self
+            .own_token(self.config.timeouts.audit)
+            .await
+            .ok()
+            .unwrap_or(token);
         let end = SpooledWrite::EndSession(EndSessionRequest {
             session_id: session_id.to_owned(),
             num_turns: i64::try_from(outcome.turns.len()).unwrap_or(i64::MAX),
@@ -574,6 +633,82 @@ impl Orchestrator {
         outcome.audit_spooled = self.audit.pending_for(session_id).await.0;
         outcome.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(outcome)
+    }
+
+    /// Brings Memory into line with Audit's `history` (see
+    /// [`MemorySync::align`]); false when Memory could not be reached.
+    async fn align_memory(
+        &self,
+        session_id: &str,
+        history: &[TurnRecord],
+        memory_sync: &mut MemorySync,
+    ) -> bool {
+        let deadline = self.config.timeouts.memory;
+        let token = self.own_token(deadline).await.ok();
+        let admin = self
+            .tokens
+            .token_within(
+                &self.config.oauth.client_id,
+                self.config.oauth.client_secret.expose(),
+                &[MEMORY_ADMIN_SCOPE.to_owned()],
+                deadline,
+            )
+            .await
+            .ok();
+        let roster = self.config.agents.iter().map(|agent| agent.name.as_str());
+        match memory_sync
+            .align(
+                &self.mesh.memory,
+                roster,
+                history,
+                token.as_deref(),
+                admin.as_deref(),
+                deadline,
+            )
+            .await
+        {
+            Ok(aligned) => {
+                tracing::info!(
+                    session.id = session_id,
+                    cleared_streams = aligned.cleared_streams,
+                    resent = aligned.resent,
+                    "memory aligned with the audit trail"
+                );
+                true
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "memory could not be aligned with the audit trail; tried again at the end");
+                false
+            }
+        }
+    }
+
+    /// Records in Audit, as `memory.refused` session events, the memory
+    /// writes Memory refused for good since the last call (they were
+    /// dropped so as not to block the others).
+    async fn record_memory_refusals(
+        &self,
+        session_id: &str,
+        memory_sync: &mut MemorySync,
+        outcome: &mut SessionOutcome,
+    ) {
+        for refusal in memory_sync.take_refusals() {
+            let write =
+                SpooledWrite::StoreSessionEvent(heist_proto::v1::StoreSessionEventRequest {
+                    session_id: session_id.to_owned(),
+                    kind: "memory.refused".to_owned(),
+                    detail: format!(
+                        "memory write of {} turn {} dropped: {}",
+                        refusal.agent, refusal.turn, refusal.reason
+                    ),
+                    idempotency_key: format!(
+                        "{session_id}/memory_refused/{}/{}",
+                        refusal.agent, refusal.turn
+                    ),
+                });
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
+            self.record_audit(write, token.as_deref(), outcome).await;
+        }
     }
 
     /// Sends an audit write, or spools it; counts what happened.
@@ -597,6 +732,30 @@ impl Orchestrator {
         }
     }
 
+    /// Replays the spool until it holds no write of `session_id` (Audit
+    /// refusing one drops it), waiting for Audit with backoff up to `limit`;
+    /// `Err` with the writes still spooled when Audit did not take them in
+    /// time. A resume calls this before it reads the session from Audit, so
+    /// that turns a crashed run spooled are in Audit, not spoken again.
+    pub async fn settle_spool(&self, session_id: &str, limit: Duration) -> Result<usize, usize> {
+        let started = Instant::now();
+        let mut step = Duration::from_millis(100);
+        let before = self.audit.pending_for(session_id).await.0;
+        loop {
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
+            self.audit.replay(token.as_deref()).await;
+            let (writes, _) = self.audit.pending_for(session_id).await;
+            if writes == 0 {
+                return Ok(before);
+            }
+            if started.elapsed() >= limit {
+                return Err(writes);
+            }
+            tokio::time::sleep(step.min(limit.saturating_sub(started.elapsed()))).await;
+            step = (step * 2).min(MAX_PAUSE_STEP);
+        }
+    }
+
     /// Replays the spool; while more than `max_turns` turns of this session
     /// wait in it, pauses the conversation until Audit takes them (or until
     /// `stop`, or, at the end of a session, a time limit).
@@ -608,7 +767,7 @@ impl Orchestrator {
         outcome: &mut SessionOutcome,
         sink: &dyn TurnSink,
     ) {
-        let token = self.own_token().await.ok();
+        let token = self.own_token(self.config.timeouts.audit).await.ok();
         if self.audit.replay(token.as_deref()).await == 0 {
             return;
         }
@@ -622,13 +781,19 @@ impl Orchestrator {
         );
         let started = Instant::now();
         let mut step = std::time::Duration::from_millis(100);
+        let mut events = self.breakers.subscribe();
         loop {
             if *stop.borrow() || (max_turns == 0 && started.elapsed() > END_DRAIN_LIMIT) {
                 break;
             }
-            tokio::time::sleep(step).await;
+            // The next attempt comes after the backoff step, or as soon as
+            // Audit's breaker closes (its health said SERVING).
+            tokio::select! {
+                () = tokio::time::sleep(step) => {}
+                () = closed(&mut events, AUDIT) => {}
+            }
             step = (step * 2).min(MAX_PAUSE_STEP);
-            let token = self.own_token().await.ok();
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
             self.audit.replay(token.as_deref()).await;
             let (writes, turns) = self.audit.pending_for(session_id).await;
             if turns <= max_turns && (max_turns > 0 || writes == 0) {
@@ -685,7 +850,7 @@ impl Orchestrator {
                     detail: text.clone(),
                     idempotency_key: format!("{session_id}/breaker/{}/{nanos}", event.service),
                 });
-            let token = self.own_token().await.ok();
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
             self.record_audit(write, token.as_deref(), outcome).await;
             outcome.breaker_events.push(text);
         }
@@ -708,6 +873,7 @@ impl Orchestrator {
             "framing": if self.config.session.warmup { FRAMING } else { "" },
             "pid": std::process::id(),
             "host": crate::liveness::host_name(),
+            "spool": self.audit.spool_path().await,
         });
         let create = CreateSessionRequest {
             session_id: session_id.to_owned(),
@@ -741,7 +907,7 @@ impl Orchestrator {
         let writes = writes?;
         let (record, history) = turns.split_last()?;
         async {
-            let token = self.own_token().await.ok();
+            let token = self.own_token(self.config.timeouts.audit).await.ok();
             let (memory, audit) = self
                 .persist(
                     session_id,
@@ -775,7 +941,7 @@ impl Orchestrator {
             turn.id = turn_id,
         );
         async {
-            let token = self.own_token().await.ok();
+            let token = self.own_token(self.config.timeouts.memory).await.ok();
             let memory = self
                 .memory_context(session_id, agent, token.as_deref())
                 .await;
@@ -824,6 +990,11 @@ impl Orchestrator {
         agent: &AgentConfig,
         token: Option<&str>,
     ) -> Option<String> {
+        // Never a call without a token: no token, no memory this turn.
+        let Some(token) = token else {
+            tracing::warn!("no token for Memory (OAuth unreachable); turn goes on without memory");
+            return None;
+        };
         let body = GetCompressedMemoryRequest {
             agent_id: agent.name.clone(),
             session_id: session_id.to_owned(),
@@ -834,7 +1005,7 @@ impl Orchestrator {
         let answer =
             call_with_resilience(&self.breakers.get(MEMORY), &single_attempt(), true, |_| {
                 let mut memory = self.mesh.memory.clone();
-                let request = request(body.clone(), token, self.config.timeouts.memory);
+                let request = request(body.clone(), Some(token), self.config.timeouts.memory);
                 async move { memory.get_compressed_memory(request).await }
             })
             .await
@@ -1057,10 +1228,11 @@ impl Orchestrator {
         } else {
             Some(
                 self.tokens
-                    .token(
+                    .token_within(
                         &agent.name,
                         agent.client_secret.expose(),
                         &agent.oauth_scopes,
+                        self.config.timeouts.tools,
                     )
                     .await
                     .map_err(|status| {

@@ -10,6 +10,7 @@
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps; [`stdout`]: every line
 //!   printed, quiet when the reader goes away (`| head`).
+//! - [`breaker_health`]: open breakers closed as soon as their service's health says SERVING.
 //! - [`spool`]: Audit writes kept on disk while Audit is unreachable.
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
@@ -19,6 +20,7 @@
 
 pub mod app;
 pub mod audit_writer;
+pub mod breaker_health;
 pub mod config;
 pub mod console;
 pub mod discovery;

@@ -13,6 +13,16 @@
 //!   made on purpose, and only the latest `max_per_stream` turns of an
 //!   agent are ever re-sent (re-sending evicted turns would only evict
 //!   others, on every turn). The session's end checks every agent.
+//! - Refusals: a write Memory refuses for good (ALREADY_EXISTS: the turn is
+//!   held with other text; INVALID_ARGUMENT, ...) can never succeed, so it
+//!   is dropped, logged and counted ([`MemorySync::refused`]) instead of
+//!   blocking the writes behind it.
+//! - The alignment ([`MemorySync::align`], on resume): Audit is the source
+//!   of truth. A crashed run may have stored in Memory a turn Audit never
+//!   got, which the resumed run speaks again with other text; so before the
+//!   first resumed turn, an agent's stream holding any turn Audit does not
+//!   is cleared (`ClearMemory`, with `memory:admin`) and stored again from
+//!   Audit's turns (the latest `max_per_stream`).
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -20,8 +30,10 @@ use std::{
 };
 
 use heist_proto::v1::{
-    ListMemoryTurnsRequest, StoreMemoryRequest, memory_service_client::MemoryServiceClient,
+    ClearMemoryRequest, ListMemoryTurnsRequest, StoreMemoryRequest,
+    memory_service_client::MemoryServiceClient,
 };
+use tonic::Code;
 
 use crate::{
     engine::TurnRecord,
@@ -48,6 +60,41 @@ pub struct MemorySync {
     instance: Option<String>,
     /// Memory's per-(agent, session) bound, as it last told it.
     max_per_stream: Option<usize>,
+    /// Writes Memory refused for good, dropped.
+    refused: usize,
+    /// The refusals not yet taken by [`MemorySync::take_refusals`].
+    refusals: Vec<Refusal>,
+}
+
+/// A memory write Memory refused for good (and that was dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The agent of the write.
+    pub agent: String,
+    /// Its turn.
+    pub turn: i64,
+    /// Memory's answer, as `AlreadyExists: ...`.
+    pub reason: String,
+}
+
+/// What [`MemorySync::align`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Aligned {
+    /// Agents' streams that held turns Audit does not, cleared.
+    pub cleared_streams: usize,
+    /// Turns stored again from Audit's history.
+    pub resent: usize,
+}
+
+/// Whether Memory's refusal of a write is final: the write itself is wrong
+/// for Memory (a turn held with other text, bad input), so sending it again
+/// would get the same answer. Unreachable, slow, or no permission (a token
+/// problem, which a new token may fix) are not final.
+pub fn is_permanent_refusal(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        Code::AlreadyExists | Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition
+    )
 }
 
 /// Whether Memory lost entries of the session: it is another run than the
@@ -123,7 +170,36 @@ impl MemorySync {
             counts: TurnCounts::default(),
             instance: None,
             max_per_stream: None,
+            refused: 0,
+            refusals: Vec::new(),
         }
+    }
+
+    /// Writes Memory refused for good (dropped, so they block nothing).
+    pub fn refused(&self) -> usize {
+        self.refused
+    }
+
+    /// The refusals since the last call, for the session's record (Audit).
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        std::mem::take(&mut self.refusals)
+    }
+
+    /// Drops `write`, refused for good by Memory, and says so.
+    fn drop_refused(&mut self, write: &StoreMemoryRequest, status: &tonic::Status) {
+        self.refused += 1;
+        self.refusals.push(Refusal {
+            agent: write.agent_id.clone(),
+            turn: write.turn_id,
+            reason: format!("{:?}: {}", status.code(), status.message()),
+        });
+        tracing::error!(
+            agent = %write.agent_id,
+            turn = write.turn_id,
+            code = ?status.code(),
+            error = %status.message(),
+            "memory refused a write for good; dropped, the writes behind it go on"
+        );
     }
 
     /// Takes in the per-(agent, session) bound Memory told (0: none).
@@ -173,6 +249,15 @@ impl MemorySync {
         }
         self.outbox.push_back(write);
         self.counts.catch_up(history);
+        // Never a call without a token: the write waits for one.
+        let Some(token) = token else {
+            tracing::warn!(
+                waiting = self.outbox.len(),
+                "no token for Memory (OAuth unreachable); write kept in the outbox"
+            );
+            return false;
+        };
+        let token = Some(token);
         while let Some(next) = self.outbox.front() {
             let agent = next.agent_id.clone();
             // While Memory's breaker is open, the write just waits here.
@@ -201,6 +286,11 @@ impl MemorySync {
                             "memory lost entries (restarted); re-sending them"
                         );
                         self.reconcile_due = true;
+                    }
+                }
+                Err(status) if is_permanent_refusal(&status) => {
+                    if let Some(refused) = self.outbox.pop_front() {
+                        self.drop_refused(&refused, &status);
                     }
                 }
                 Err(status) => {
@@ -241,22 +331,11 @@ impl MemorySync {
         token: Option<&str>,
         deadline: Duration,
     ) -> Result<usize, tonic::Status> {
+        let token = Some(token.ok_or_else(no_token)?);
         let known = self.instance.clone();
         let mut resent = 0;
         for (agent, own) in memory_turns_by_agent(turns) {
-            let listed = client
-                .clone()
-                .list_memory_turns(request(
-                    ListMemoryTurnsRequest {
-                        agent_id: agent.to_owned(),
-                        session_id: self.session_id.clone(),
-                    },
-                    token,
-                    deadline,
-                ))
-                .await?
-                .into_inner();
-            self.note_bound(listed.max_per_stream);
+            let listed = self.list(client, agent, token, deadline).await?;
             let kept = i64::try_from(listed.turn_ids.len()).unwrap_or(i64::MAX);
             let short = self.short(kept, own.len());
             let lost = lost_entries(known.as_deref(), &listed.instance_id, short);
@@ -264,22 +343,138 @@ impl MemorySync {
             if !lost && !self.reconcile_due && self.outbox.is_empty() {
                 continue;
             }
-            for turn in self
-                .within_bound(&own)
-                .iter()
-                .filter(|turn| listed.turn_ids.binary_search(&turn.turn).is_err())
-            {
-                client
-                    .clone()
-                    .store_memory(request(entry(&self.session_id, turn), token, deadline))
-                    .await?;
-                resent += 1;
-            }
+            resent += self
+                .resend_missing(client, &own, &listed.turn_ids, token, deadline)
+                .await?;
         }
         self.outbox.clear();
         self.reconcile_due = false;
         Ok(resent)
     }
+
+    /// Brings Memory into line with Audit's `history` (on resume, before
+    /// the first new turn): for every agent of `roster` and of the history,
+    /// a stream holding a turn the history does not (a crashed run stored
+    /// it in Memory, Audit never got it) is cleared with `admin_token`
+    /// (`memory:admin`) and stored again from the history; a stream only
+    /// missing turns gets them.
+    pub async fn align<'a>(
+        &mut self,
+        client: &MemoryClient,
+        roster: impl IntoIterator<Item = &'a str>,
+        history: &'a [TurnRecord],
+        token: Option<&str>,
+        admin_token: Option<&str>,
+        deadline: Duration,
+    ) -> Result<Aligned, tonic::Status> {
+        let token = Some(token.ok_or_else(no_token)?);
+        let mut by_agent = memory_turns_by_agent(history);
+        for agent in roster {
+            by_agent.entry(agent).or_default();
+        }
+        let mut aligned = Aligned::default();
+        for (agent, own) in by_agent {
+            let listed = self.list(client, agent, token, deadline).await?;
+            self.instance = Some(listed.instance_id);
+            let foreign = foreign_turns(&own, &listed.turn_ids);
+            let mut kept = listed.turn_ids;
+            if !foreign.is_empty() {
+                tracing::warn!(
+                    agent,
+                    turns = ?foreign,
+                    "memory holds turns the audit trail does not (a crashed run); clearing the stream and storing it again from audit"
+                );
+                let clear = ClearMemoryRequest {
+                    agent_id: agent.to_owned(),
+                    session_id: self.session_id.clone(),
+                    idempotency_key: format!("{}/align/{agent}", self.session_id),
+                };
+                client
+                    .clone()
+                    .clear_memory(request(
+                        clear,
+                        Some(admin_token.ok_or_else(no_token)?),
+                        deadline,
+                    ))
+                    .await?;
+                aligned.cleared_streams += 1;
+                kept.clear();
+            }
+            aligned.resent += self
+                .resend_missing(client, &own, &kept, token, deadline)
+                .await?;
+        }
+        Ok(aligned)
+    }
+
+    /// The turn IDs Memory keeps for `agent` in this session (noting its bound).
+    async fn list(
+        &mut self,
+        client: &MemoryClient,
+        agent: &str,
+        token: Option<&str>,
+        deadline: Duration,
+    ) -> Result<heist_proto::v1::ListMemoryTurnsResponse, tonic::Status> {
+        let listed = client
+            .clone()
+            .list_memory_turns(request(
+                ListMemoryTurnsRequest {
+                    agent_id: agent.to_owned(),
+                    session_id: self.session_id.clone(),
+                },
+                token,
+                deadline,
+            ))
+            .await?
+            .into_inner();
+        self.note_bound(listed.max_per_stream);
+        Ok(listed)
+    }
+
+    /// Stores the turns of `own` (within Memory's bound) that `kept` lacks;
+    /// a turn refused for good is dropped, not retried. Returns how many
+    /// were stored.
+    async fn resend_missing(
+        &mut self,
+        client: &MemoryClient,
+        own: &[&TurnRecord],
+        kept: &[i64],
+        token: Option<&str>,
+        deadline: Duration,
+    ) -> Result<usize, tonic::Status> {
+        let missing: Vec<StoreMemoryRequest> = self
+            .within_bound(own)
+            .iter()
+            .filter(|turn| kept.binary_search(&turn.turn).is_err())
+            .map(|turn| entry(&self.session_id, turn))
+            .collect();
+        let mut resent = 0;
+        for write in missing {
+            match client
+                .clone()
+                .store_memory(request(write.clone(), token, deadline))
+                .await
+            {
+                Ok(_) => resent += 1,
+                Err(status) if is_permanent_refusal(&status) => self.drop_refused(&write, &status),
+                Err(status) => return Err(status),
+            }
+        }
+        Ok(resent)
+    }
+}
+
+/// The turns Memory keeps (`kept`, ascending) that are not among `own`.
+fn foreign_turns(own: &[&TurnRecord], kept: &[i64]) -> Vec<i64> {
+    kept.iter()
+        .copied()
+        .filter(|id| !own.iter().any(|turn| turn.turn == *id))
+        .collect()
+}
+
+/// The error of a Memory call that was not sent for lack of a token.
+fn no_token() -> tonic::Status {
+    tonic::Status::unavailable("no token for Memory (OAuth unreachable); not sent")
 }
 
 #[cfg(test)]
@@ -367,6 +562,36 @@ mod tests {
         sync.note_bound(2);
         let latest = ids(sync.within_bound(&by_agent["planner"]));
         assert_eq!(latest, [5, 9]);
+    }
+
+    #[test]
+    fn only_refusals_of_the_write_itself_are_final() {
+        for code in [
+            Code::AlreadyExists,
+            Code::InvalidArgument,
+            Code::OutOfRange,
+            Code::FailedPrecondition,
+        ] {
+            assert!(
+                is_permanent_refusal(&tonic::Status::new(code, "x")),
+                "{code:?}"
+            );
+        }
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Cancelled,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::Internal,
+            Code::Unknown,
+        ] {
+            assert!(
+                !is_permanent_refusal(&tonic::Status::new(code, "x")),
+                "{code:?}"
+            );
+        }
     }
 
     #[test]

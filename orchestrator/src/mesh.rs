@@ -70,6 +70,8 @@ pub struct NamedEndpoint {
     pub channel: MeshChannel,
     /// Whether a run refuses to start without it.
     pub required: bool,
+    /// The name of its circuit breaker (`audit`, `tool:calculator`, ...).
+    pub breaker: String,
 }
 
 /// Makes channels, timed into `timings` when there is one.
@@ -125,18 +127,21 @@ impl Mesh {
                 url: config.oauth.endpoint.url.clone(),
                 channel: oauth.clone(),
                 required: true,
+                breaker: crate::resilience::OAUTH.to_owned(),
             },
             NamedEndpoint {
                 name: "Audit Service".into(),
                 url: config.audit.url.clone(),
                 channel: audit.clone(),
                 required: true,
+                breaker: crate::resilience::AUDIT.to_owned(),
             },
             NamedEndpoint {
                 name: "Memory Service".into(),
                 url: config.memory.url.clone(),
                 channel: memory.clone(),
                 required: false,
+                breaker: crate::resilience::MEMORY.to_owned(),
             },
         ];
         let mut by_url: BTreeMap<String, MeshChannel> = BTreeMap::new();
@@ -156,6 +161,7 @@ impl Mesh {
                 url: endpoint.url.clone(),
                 channel: shared.clone(),
                 required: false,
+                breaker: crate::resilience::tool_service(tool),
             });
             tools.insert(
                 tool.clone(),

@@ -1,7 +1,14 @@
 //! Access tokens for agents and for the orchestrator itself, bought once
-//! with client credentials and cached. A token is renewed when 80% of its
+//! with client credentials and cached. A token is renewed when 60% of its
 //! lifetime has passed; if OAuth is down then, the cached token is used
-//! until shortly before it expires, so turns go on while OAuth restarts.
+//! until shortly before it expires (a margin of a tenth of the lifetime, at
+//! most 5 s), so turns go on while OAuth restarts, whatever the lifetime:
+//! the fallback window is always 30% of it or more. Each such fallback is
+//! logged and counted ([`TokenCache::fallbacks`]).
+//!
+//! A caller with no usable token waits for OAuth
+//! ([`TokenCache::token_within`], retrying with backoff within the call's
+//! deadline) instead of sending its call without one.
 //!
 //! One purchase per token at a time: callers that need a token while it is
 //! being bought wait for that purchase and share its outcome (or, while
@@ -11,19 +18,32 @@
 
 use std::{
     future::Future,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use heist_proto::v1::{IssueTokenRequest, o_auth_service_client::OAuthServiceClient};
 use tonic::Status;
 
-use crate::mesh::{MeshChannel, request};
+use crate::{
+    mesh::{MeshChannel, request},
+    resilience::is_retryable,
+};
 
-/// A token is renewed when less than this share of its lifetime is left.
-const RENEW_FRACTION: f64 = 0.2;
-/// The margin kept before a token's expiry, for clock skew and the call in flight.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+/// A token is renewed once this share of its lifetime has passed.
+const RENEW_AFTER: f64 = 0.6;
+/// The most margin kept before a token's expiry, for clock skew and the call in flight.
+const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+/// The margin's share of a short lifetime (so the renewal point always
+/// comes well before the end of the usable life).
+const EXPIRY_MARGIN_SHARE: f64 = 0.1;
+/// The first pause between two purchases while OAuth is unreachable.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// The longest pause between two purchases while OAuth is unreachable.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// A token and when to renew it.
 #[derive(Debug, Clone)]
@@ -36,10 +56,11 @@ struct Cached {
 impl Cached {
     /// A token bought at `now`, valid for `lifetime`.
     fn new(token: Arc<str>, lifetime: Duration, now: Instant) -> Self {
+        let margin = lifetime.mul_f64(EXPIRY_MARGIN_SHARE).min(MAX_EXPIRY_MARGIN);
         Self {
             token,
-            renew_at: now + lifetime.mul_f64(1.0 - RENEW_FRACTION),
-            expires_at: now + lifetime.saturating_sub(EXPIRY_MARGIN),
+            renew_at: now + lifetime.mul_f64(RENEW_AFTER),
+            expires_at: now + lifetime.saturating_sub(margin),
         }
     }
 }
@@ -65,6 +86,8 @@ pub struct TokenCache {
     /// A handful of entries (one per agent and the orchestrator), searched
     /// in place: a cache hit allocates nothing.
     entries: Arc<Mutex<Vec<Entry>>>,
+    /// How many times a failed renewal fell back to the cached token.
+    fallbacks: Arc<AtomicU64>,
 }
 
 impl TokenCache {
@@ -74,7 +97,29 @@ impl TokenCache {
             oauth,
             deadline,
             entries: Arc::default(),
+            fallbacks: Arc::default(),
         }
+    }
+
+    /// How many times a renewal failed (OAuth unreachable) and the cached
+    /// token, still valid, was used instead.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Like [`TokenCache::token`], but while OAuth is unreachable (and no
+    /// cached token is still valid) buys again with backoff until `wait`
+    /// has passed: a caller gets a token or an error, and never has to send
+    /// its call without one. A refusal (bad secret, scope not allowed) is
+    /// returned at once.
+    pub async fn token_within(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scopes: &[String],
+        wait: Duration,
+    ) -> Result<Arc<str>, Status> {
+        retry_within(wait, || self.token(client_id, secret, scopes)).await
     }
 
     /// A valid token for `client_id` with `scopes`: cached, or bought now.
@@ -155,7 +200,13 @@ impl TokenCache {
                 // OAuth is down while the cached token is still valid: keep using it.
                 match cached {
                     Some(cached) if now < cached.expires_at => {
-                        tracing::warn!(error = %status.message(), "token renewal failed; using the cached token");
+                        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            client.id = client_id,
+                            error = %status.message(),
+                            valid_for_ms = cached.expires_at.saturating_duration_since(now).as_millis() as u64,
+                            "token renewal failed; using the cached token"
+                        );
                         Ok(cached.token)
                     }
                     _ => Err(status),
@@ -227,9 +278,33 @@ impl TokenCache {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails for good, or `wait` has passed
+/// (then the last failure is returned); pauses with backoff in between.
+async fn retry_within<F, Fut>(wait: Duration, mut attempt: F) -> Result<Arc<str>, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Arc<str>, Status>>,
+{
+    let started = Instant::now();
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        match attempt().await {
+            Err(status) if is_retryable(&status, true) => {
+                let left = wait.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(status);
+                }
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+            done => return done,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use heist_plumbing::propagation::traced;
     use tokio::sync::oneshot;
@@ -399,6 +474,97 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&*token, "old");
+    }
+
+    #[test]
+    fn every_lifetime_leaves_a_fallback_window_after_the_renewal_point() {
+        let now = Instant::now();
+        for secs in [1, 2, 5, 8, 10, 20, 25, 60, 300, 3600] {
+            let lifetime = Duration::from_secs(secs);
+            let cached = Cached::new("t".into(), lifetime, now);
+            let window = cached.expires_at - cached.renew_at;
+            assert!(
+                window >= lifetime.mul_f64(0.3) - Duration::from_millis(1),
+                "{secs} s: renewal at {:?}, usable until {:?}",
+                cached.renew_at - now,
+                cached.expires_at - now
+            );
+            assert!(cached.expires_at - now <= lifetime);
+        }
+        // Long tokens keep the full 5 s margin.
+        let long = Cached::new("t".into(), Duration::from_secs(300), now);
+        assert_eq!(long.expires_at - now, Duration::from_secs(295));
+        assert_eq!(long.renew_at - now, Duration::from_secs(180));
+    }
+
+    #[tokio::test]
+    async fn an_eight_second_token_renewed_during_an_outage_falls_back_and_is_counted() {
+        let cache = cache();
+        let start = Instant::now();
+        cache.state("planner", &scopes(), |entry| {
+            // Bought 5 s ago with an 8 s lifetime: past its renewal point.
+            entry.cached = Some(Cached::new(
+                "old".into(),
+                Duration::from_secs(8),
+                start - Duration::from_secs(5),
+            ));
+        });
+        let token = cache
+            .get_or_buy("planner", &scopes(), || async {
+                Err(Status::unavailable("oauth down"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(&*token, "old");
+        assert_eq!(cache.fallbacks(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_a_token_waits_for_oauth_within_its_deadline() {
+        let attempts = AtomicUsize::new(0);
+        let token = retry_within(Duration::from_secs(2), || {
+            let n = attempts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 3 {
+                    Err(Status::unavailable("oauth restarting"))
+                } else {
+                    Ok(Arc::<str>::from("fresh"))
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(&*token, "fresh");
+        assert_eq!(attempts.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_token_ends_at_the_deadline_or_at_a_refusal() {
+        let started = Instant::now();
+        let status = retry_within(Duration::from_millis(300), || async {
+            Err(Status::unavailable("oauth down"))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
+        let attempts = AtomicUsize::new(0);
+        let refused = retry_within(Duration::from_secs(10), || {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            async { Err(Status::unauthenticated("bad client secret")) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            attempts.load(Ordering::SeqCst),
+            1,
+            "a refusal is not retried"
+        );
     }
 
     #[tokio::test]

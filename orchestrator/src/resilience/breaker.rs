@@ -6,6 +6,10 @@
 //! over the breaker is half-open: one probe call at a time may go through; its success closes the
 //! breaker, its failure opens it again for a full period.
 //!
+//! The open period is an upper bound: a health signal ([`CircuitBreaker::service_serving`], the
+//! service's gRPC health saying SERVING) closes an open breaker at once, so recovery follows the
+//! service rather than a timer.
+//!
 //! A call takes a [`Permit`] from [`CircuitBreaker::try_acquire`] and hands its [`Outcome`] back
 //! through [`Permit::record`]. A permit dropped unrecorded (the call was abandoned) frees the
 //! probe slot; an outcome that arrives after the breaker changed state is ignored.
@@ -240,6 +244,20 @@ impl CircuitBreaker {
             probe,
             recorded: false,
         })
+    }
+
+    /// The service's health says SERVING: an open or half-open breaker closes now, without
+    /// waiting for the end of its open period; true when it did. A closed breaker is left as it
+    /// is (its count of failures too).
+    pub fn service_serving(&self) -> bool {
+        let mut machine = self.machine();
+        if matches!(machine.phase, Phase::Closed { .. }) {
+            return false;
+        }
+        let now = self.shared.clock.now();
+        let closed = Phase::Closed { failures: 0 };
+        self.move_to(&mut machine, closed, TransitionReason::HealthServing, now);
+        true
     }
 
     /// Whether a call would be let through now, without taking the probe slot.
@@ -528,6 +546,45 @@ mod tests {
         call(&breaker, Outcome::Healthy);
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert!(breaker.try_acquire().is_ok());
+    }
+
+    #[test]
+    fn a_health_signal_closes_an_open_breaker_before_its_open_period_is_over() {
+        let (breaker, clock) = breaker(2);
+        open(&breaker);
+        clock.advance(Duration::from_millis(200));
+        assert!(breaker.try_acquire().is_err(), "still open, 4.8 s to go");
+        assert!(breaker.service_serving());
+        assert_eq!(breaker.state(), BreakerState::Closed);
+        let permit = breaker.try_acquire().expect("calls go through at once");
+        permit.record(Outcome::Healthy);
+        let last = breaker.history().pop().unwrap();
+        assert_eq!(last.reason, TransitionReason::HealthServing);
+        assert_eq!(
+            (last.from, last.to),
+            (BreakerState::Open, BreakerState::Closed)
+        );
+        assert!(last.elapsed < OPEN_FOR);
+        // A closed breaker is left alone, and a health signal does not hide
+        // later failures: it opens again at the threshold.
+        assert!(!breaker.service_serving());
+        open(&breaker);
+        assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_health_signal_closes_a_half_open_breaker_and_ignores_its_late_probe() {
+        let (breaker, clock) = breaker(1);
+        open(&breaker);
+        clock.advance(OPEN_FOR);
+        let probe = breaker.try_acquire().unwrap();
+        assert!(breaker.service_serving());
+        probe.record(unavailable());
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "the probe was of the old state"
+        );
     }
 
     #[test]

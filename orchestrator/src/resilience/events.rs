@@ -57,6 +57,9 @@ pub enum TransitionReason {
         /// The probe's failure, as text.
         last: String,
     },
+    /// Open (or half-open) to closed: the service's health check says it
+    /// is SERVING again, before the open period is over.
+    HealthServing,
 }
 
 impl fmt::Display for TransitionReason {
@@ -68,6 +71,7 @@ impl fmt::Display for TransitionReason {
             Self::OpenPeriodOver => f.write_str("open period over, probing"),
             Self::ProbeSucceeded => f.write_str("probe succeeded"),
             Self::ProbeFailed { last } => write!(f, "probe failed: {last}"),
+            Self::HealthServing => f.write_str("health check says SERVING"),
         }
     }
 }

@@ -7,8 +7,17 @@ use crate::store::{
     TurnRows,
 };
 
-/// The store's request for a `StoreMessageRequest`, written under `trace_id`.
-pub(crate) fn new_message(request: pb::StoreMessageRequest, trace_id: String) -> NewMessage {
+/// Who writes a row and under which trace: the same for every row of one call.
+#[derive(Clone, Debug)]
+pub(crate) struct Write {
+    /// The OpenTelemetry trace ID of the call (hex), or empty.
+    pub(crate) trace_id: String,
+    /// The client (token `sub`) that makes the call.
+    pub(crate) written_by: String,
+}
+
+/// The store's request for a `StoreMessageRequest`, written by `write`.
+pub(crate) fn new_message(request: pb::StoreMessageRequest, write: Write) -> NewMessage {
     NewMessage {
         session_id: request.session_id,
         turn_id: request.turn_id,
@@ -17,12 +26,13 @@ pub(crate) fn new_message(request: pb::StoreMessageRequest, trace_id: String) ->
         message: request.message,
         is_error: request.is_error,
         idempotency_key: request.idempotency_key,
-        trace_id,
+        trace_id: write.trace_id,
+        written_by: write.written_by,
     }
 }
 
-/// The store's request for a `StoreToolUsageRequest`, written under `trace_id`.
-pub(crate) fn new_tool_usage(request: pb::StoreToolUsageRequest, trace_id: String) -> NewToolUsage {
+/// The store's request for a `StoreToolUsageRequest`, written by `write`.
+pub(crate) fn new_tool_usage(request: pb::StoreToolUsageRequest, write: Write) -> NewToolUsage {
     NewToolUsage {
         session_id: request.session_id,
         turn_id: request.turn_id,
@@ -33,7 +43,8 @@ pub(crate) fn new_tool_usage(request: pb::StoreToolUsageRequest, trace_id: Strin
         success: request.success,
         duration_ms: request.duration_ms,
         idempotency_key: request.idempotency_key,
-        trace_id,
+        trace_id: write.trace_id,
+        written_by: write.written_by,
     }
 }
 
@@ -59,6 +70,7 @@ impl From<SessionRow> for pb::Session {
             metadata: row.metadata,
             message_count: row.message_count,
             tool_usage_count: row.tool_usage_count,
+            written_by: row.written_by,
         }
     }
 }
@@ -76,6 +88,7 @@ impl From<MessageRow> for pb::Message {
             is_error: row.is_error,
             idempotency_key: row.idempotency_key,
             trace_id: row.trace_id,
+            written_by: row.written_by,
         }
     }
 }
@@ -95,6 +108,7 @@ impl From<ToolUsageRow> for pb::ToolUsage {
             duration_ms: row.duration_ms,
             idempotency_key: row.idempotency_key,
             trace_id: row.trace_id,
+            written_by: row.written_by,
         }
     }
 }
@@ -108,6 +122,7 @@ impl From<SessionEventRow> for pb::SessionEvent {
             detail: row.detail,
             timestamp: row.timestamp,
             idempotency_key: row.idempotency_key,
+            written_by: row.written_by,
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub use service::AuditService;
 pub use store::{AuditStore, StoreConfig, StoreError};
+pub use watch::WatchLimits;
 
 /// Why the Audit service stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -46,17 +47,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), AuditError> {
+    let watch_limits = config.watchers;
     let store = tokio::task::spawn_blocking(move || AuditStore::open(config))
         .await
         .map_err(|error| StoreError::internal(format!("opening the store panicked: {error}")))??;
-    let service = AuditService::new(store.clone()).into_server();
+    let service = AuditService::with_watch_limits(store.clone(), watch_limits).into_server();
     let outcome = heist_plumbing::serve_protected(
         listener,
         service,
         authenticator,
         service::METHOD_SCOPES,
         shutdown,
-        options,
+        // The writes carry agents' text and tool results.
+        options.with_large_messages(&[
+            "CreateSession",
+            "StoreMessage",
+            "StoreToolUsage",
+            "StoreTurn",
+            "StoreSessionEvent",
+        ]),
     )
     .await;
     store.shutdown();

@@ -37,6 +37,14 @@ struct Args {
     #[arg(long, default_value_t = 64 * 1024)]
     max_message_bytes: usize,
 
+    /// Most `WatchSession` streams open at once on one session.
+    #[arg(long, default_value_t = heist_audit::WatchLimits::default().per_session)]
+    max_watchers_per_session: usize,
+
+    /// Most `WatchSession` streams open at once on the whole service.
+    #[arg(long, default_value_t = heist_audit::WatchLimits::default().total)]
+    max_watchers: usize,
+
     #[command(flatten)]
     auth: AuthArgs,
 
@@ -57,6 +65,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut config = StoreConfig::new(args.db);
     config.max_message_bytes = args.max_message_bytes;
     config.synchronous = args.synchronous;
+    config.watchers = heist_audit::WatchLimits {
+        per_session: args.max_watchers_per_session,
+        total: args.max_watchers,
+    };
     heist_audit::run(
         listener,
         config,

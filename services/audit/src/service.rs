@@ -3,10 +3,17 @@
 //! Thin by design: each RPC converts its request into the store's types,
 //! calls the store, and converts the answer back. Errors are mapped to gRPC
 //! codes once, in [`StoreError`]'s `ServiceError` impl.
+//!
+//! Every row records the client (token `sub`) that wrote it, and a row that
+//! names an agent (a message, a tool call) may be written only by that agent
+//! or by a client whose token grants `agents:act_for_any` (PERMISSION_DENIED).
 
 use std::pin::Pin;
 
-use heist_plumbing::status::{ServiceError, to_status};
+use heist_plumbing::{
+    auth,
+    status::{ServiceError, to_status},
+};
 use heist_proto::v1::{
     self as pb,
     audit_service_server::{AuditService as AuditRpc, AuditServiceServer},
@@ -17,12 +24,12 @@ use tonic::{Code, Request, Response, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
-    convert::{new_message, new_tool_usage},
+    convert::{Write, new_message, new_tool_usage},
     store::{
         AuditStore, EndSession, ErrorKind, NewSession, NewSessionEvent, NewTurn, PageRequest,
         SessionStatus, StoreError,
     },
-    watch::watch_session,
+    watch::{WatchLimits, Watchers, watch_session},
 };
 
 /// The scope each RPC needs, for the auth layer.
@@ -64,12 +71,26 @@ impl From<StoreError> for Status {
 #[derive(Clone)]
 pub struct AuditService {
     store: AuditStore,
+    watchers: Watchers,
 }
 
 impl AuditService {
-    /// A service over `store`.
+    /// A service over `store`, with the default [`WatchLimits`].
     pub fn new(store: AuditStore) -> Self {
-        Self { store }
+        Self::with_watch_limits(store, WatchLimits::default())
+    }
+
+    /// A service over `store` with at most `limits` open `WatchSession` streams.
+    pub fn with_watch_limits(store: AuditStore, limits: WatchLimits) -> Self {
+        Self {
+            store,
+            watchers: Watchers::new(limits),
+        }
+    }
+
+    /// How many `WatchSession` streams are live now (shared by every clone).
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.count()
     }
 
     /// The service wrapped for a tonic server.
@@ -87,6 +108,14 @@ fn current_trace_id() -> String {
     } else {
         String::new()
     }
+}
+
+/// Who writes the rows of `request`: its verified caller, under the current trace.
+fn write_of<T>(request: &Request<T>) -> Result<Write, Status> {
+    Ok(Write {
+        trace_id: current_trace_id(),
+        written_by: auth::caller_id(request)?,
+    })
 }
 
 /// Parses a status field: `UNSPECIFIED` is `None`, an unknown number is an error.
@@ -117,6 +146,7 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
+        let written_by = auth::caller_id(&request)?;
         let request = request.into_inner();
         let session = self
             .store
@@ -124,6 +154,7 @@ impl AuditRpc for AuditService {
                 session_id: request.session_id,
                 metadata: request.metadata,
                 idempotency_key: request.idempotency_key,
+                written_by,
             })
             .await?;
         Ok(Response::new(session.into()))
@@ -134,9 +165,11 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreMessageRequest>,
     ) -> Result<Response<pb::Message>, Status> {
+        auth::require_agent(&request, &request.get_ref().agent_name)?;
+        let write = write_of(&request)?;
         let message = self
             .store
-            .store_message(new_message(request.into_inner(), current_trace_id()))
+            .store_message(new_message(request.into_inner(), write))
             .await?;
         Ok(Response::new(message.into()))
     }
@@ -146,9 +179,11 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreToolUsageRequest>,
     ) -> Result<Response<pb::ToolUsage>, Status> {
+        auth::require_agent(&request, &request.get_ref().agent_name)?;
+        let write = write_of(&request)?;
         let usage = self
             .store
-            .store_tool_usage(new_tool_usage(request.into_inner(), current_trace_id()))
+            .store_tool_usage(new_tool_usage(request.into_inner(), write))
             .await?;
         Ok(Response::new(usage.into()))
     }
@@ -161,18 +196,23 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreTurnRequest>,
     ) -> Result<Response<pb::StoreTurnResponse>, Status> {
+        let body = request.get_ref();
+        let agents = body.message.iter().map(|message| &message.agent_name);
+        for agent in agents.chain(body.tool_calls.iter().map(|call| &call.agent_name)) {
+            auth::require_agent(&request, agent)?;
+        }
+        let write = write_of(&request)?;
         let request = request.into_inner();
         let message = request
             .message
             .ok_or_else(|| Status::invalid_argument("message: required"))?;
-        let trace_id = current_trace_id();
         let turn = NewTurn {
             tool_calls: request
                 .tool_calls
                 .into_iter()
-                .map(|call| new_tool_usage(call, trace_id.clone()))
+                .map(|call| new_tool_usage(call, write.clone()))
                 .collect(),
-            message: new_message(message, trace_id),
+            message: new_message(message, write),
         };
         let rows = self.store.store_turn(turn).await?;
         Ok(Response::new(rows.into()))
@@ -272,6 +312,7 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreSessionEventRequest>,
     ) -> Result<Response<pb::SessionEvent>, Status> {
+        let written_by = auth::caller_id(&request)?;
         let request = request.into_inner();
         let event = self
             .store
@@ -280,6 +321,7 @@ impl AuditRpc for AuditService {
                 kind: request.kind,
                 detail: request.detail,
                 idempotency_key: request.idempotency_key,
+                written_by,
             })
             .await?;
         Ok(Response::new(event.into()))
@@ -314,6 +356,7 @@ impl AuditRpc for AuditService {
         let request = request.into_inner();
         let stream = watch_session(
             self.store.clone(),
+            &self.watchers,
             request.session_id,
             request.after_message_id,
         )

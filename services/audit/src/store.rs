@@ -76,6 +76,9 @@ pub struct StoreConfig {
     pub clock: Clock,
     /// Whether each commit fsyncs (FULL, the default) or not (NORMAL).
     pub synchronous: Synchronous,
+    /// How many `WatchSession` streams the service serves at once (the
+    /// service enforces it; it travels here with the rest of the config).
+    pub watchers: crate::WatchLimits,
 }
 
 impl StoreConfig {
@@ -88,6 +91,7 @@ impl StoreConfig {
             read_connections: DEFAULT_READ_CONNECTIONS,
             clock: Clock::system(),
             synchronous: Synchronous::Full,
+            watchers: crate::WatchLimits::default(),
         }
     }
 }

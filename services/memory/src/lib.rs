@@ -57,7 +57,8 @@ pub async fn run(
         authenticator,
         service::METHOD_SCOPES,
         shutdown,
-        options,
+        // Turns carry agents' text.
+        options.with_large_messages(&["StoreMemory"]),
     )
     .await;
     sweeper.abort();

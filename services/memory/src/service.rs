@@ -2,11 +2,16 @@
 //!
 //! The store sits behind one `Mutex`; every operation on it is O(log n) and
 //! answers copy no text while it is held. Scopes: `memory:write` to store,
-//! `memory:read` to read, `memory:admin` to clear.
+//! `memory:read` to read, `memory:admin` to clear. An agent stores and reads
+//! only its own memory: the token's `sub` must be the request's `agent_id`,
+//! unless the token grants `agents:act_for_any` (the orchestrator's).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use heist_plumbing::status::{ServiceError, to_status};
+use heist_plumbing::{
+    auth,
+    status::{ServiceError, to_status},
+};
 use heist_proto::v1::{
     self as pb,
     memory_service_server::{MemoryService as MemoryRpc, MemoryServiceServer},
@@ -121,6 +126,7 @@ impl MemoryRpc for MemoryService {
         &self,
         request: Request<pb::StoreMemoryRequest>,
     ) -> Result<Response<pb::StoreMemoryResponse>, Status> {
+        auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
         let outcome = self.store().store(
             &request.agent_id,
@@ -142,6 +148,7 @@ impl MemoryRpc for MemoryService {
         &self,
         request: Request<pb::GetCompressedMemoryRequest>,
     ) -> Result<Response<pb::GetCompressedMemoryResponse>, Status> {
+        auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
         let compressed = self.store().compressed(
             &request.agent_id,
@@ -169,6 +176,7 @@ impl MemoryRpc for MemoryService {
         &self,
         request: Request<pb::ListMemoryTurnsRequest>,
     ) -> Result<Response<pb::ListMemoryTurnsResponse>, Status> {
+        auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
         let turn_ids = self
             .store()

@@ -3,11 +3,16 @@
 //! Issue (client credentials), public keys, introspection, revocation. Client
 //! secrets are checked with Argon2 on a blocking thread; tokens are signed
 //! with the service's Ed25519 key.
+//!
+//! Who may call what: `IssueToken`, `GetPublicKeys`, `ListRevokedTokens` (it
+//! holds only random token IDs and expiry times) and revoking a token one
+//! holds are open; introspection needs a bearer token with `oauth:introspect`
+//! (RFC 7662 section 2.1), revoking by `jti` one with `oauth:admin`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use heist_plumbing::{
-    auth::Authenticator,
+    auth::{AuthError, Authenticator},
     status::{ServiceError, to_status},
 };
 use heist_proto::v1::{
@@ -27,6 +32,8 @@ use crate::{
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// The scope that may revoke any token by its `jti`.
 pub const ADMIN_SCOPE: &str = "oauth:admin";
+/// The scope that may introspect tokens.
+pub const INTROSPECT_SCOPE: &str = "oauth:introspect";
 
 /// What an OAuth call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +132,27 @@ impl OAuthService {
 
     fn is_revoked(&self, jti: &str) -> bool {
         self.revocations().contains(jti)
+    }
+
+    /// The claims of the caller of `request`, if its bearer token is valid,
+    /// not revoked (the list on disk, which survives a restart) and grants
+    /// `scope`: else UNAUTHENTICATED, or PERMISSION_DENIED naming the scope.
+    async fn caller_with_scope<T>(
+        &self,
+        request: &Request<T>,
+        scope: &str,
+    ) -> Result<Claims, Status> {
+        let claims = self
+            .authenticator
+            .authenticate(&request.metadata().clone().into_headers())
+            .await?;
+        if self.is_revoked(&claims.jti) {
+            return Err(AuthError::Revoked.into());
+        }
+        if !claims.has_scope(scope) {
+            return Err(AuthError::MissingScope(scope.into()).into());
+        }
+        Ok(claims)
     }
 
     /// Verifies one of our tokens; `leeway` 0 for introspection.
@@ -229,6 +257,7 @@ impl OAuthRpc for OAuthService {
         &self,
         request: Request<pb::IntrospectTokenRequest>,
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
+        self.caller_with_scope(&request, INTROSPECT_SCOPE).await?;
         let response = match self.verify(&request.get_ref().token, 0) {
             Ok(claims) if self.is_revoked(&claims.jti) => pb::IntrospectTokenResponse {
                 reason: "revoked".into(),
@@ -260,15 +289,7 @@ impl OAuthRpc for OAuthService {
                 Err(error) => Err(OAuthError::NotOurToken(error).into()),
             },
             Some(Target::Jti(jti)) => {
-                let claims = self
-                    .authenticator
-                    .authenticate(&request.metadata().clone().into_headers())
-                    .await?;
-                if !claims.has_scope(ADMIN_SCOPE) {
-                    return Err(
-                        heist_plumbing::auth::AuthError::MissingScope(ADMIN_SCOPE.into()).into(),
-                    );
-                }
+                self.caller_with_scope(&request, ADMIN_SCOPE).await?;
                 if !is_valid_jti(&jti) {
                     return Err(OAuthError::InvalidField {
                         field: "jti",

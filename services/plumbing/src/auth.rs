@@ -13,6 +13,10 @@
 //! Statuses: no, garbled, forged, expired, wrong-audience or revoked token:
 //! `UNAUTHENTICATED`; valid token without the scope: `PERMISSION_DENIED`
 //! naming the scope; keys not loaded yet: `UNAVAILABLE`.
+//!
+//! Tokens are bound to their holder: a handler that acts for an agent (Memory,
+//! Audit) checks [`act_as`], so a client acts only as itself (`sub`) unless
+//! its token grants `agents:act_for_any` (`PERMISSION_DENIED` naming both).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -24,7 +28,7 @@ use std::{
 use heist_proto::v1::{
     GetPublicKeysRequest, ListRevokedTokensRequest, o_auth_service_client::OAuthServiceClient,
 };
-use heist_tokens::{Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier};
+use heist_tokens::{ACT_FOR_ANY_SCOPE, Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier};
 use http::{HeaderMap, Request, Response};
 use tonic::{Code, Status, body::Body, server::NamedService};
 use tower::{Layer, Service};
@@ -66,12 +70,24 @@ pub enum AuthError {
     /// The public keys are not loaded yet.
     #[error("public keys are not loaded yet; the OAuth service may be down")]
     KeysUnavailable,
+    /// The token's holder asked to act as another agent.
+    #[error(
+        "client {client:?} may act only as itself, not as agent {agent:?} \
+         (acting for any agent needs scope `{scope}`)",
+        scope = ACT_FOR_ANY_SCOPE
+    )]
+    NotTheAgent {
+        /// The client the token was issued to (`sub`).
+        client: String,
+        /// The agent the request names.
+        agent: String,
+    },
 }
 
 impl ServiceError for AuthError {
     fn code(&self) -> Code {
         match self {
-            Self::MissingScope(_) => Code::PermissionDenied,
+            Self::MissingScope(_) | Self::NotTheAgent { .. } => Code::PermissionDenied,
             Self::KeysUnavailable => Code::Unavailable,
             _ => Code::Unauthenticated,
         }
@@ -381,6 +397,35 @@ pub fn require_scope<'a, T>(
     }
 }
 
+/// Checks that `claims` may act as `agent` ([`Claims::may_act_as`]): the token
+/// was issued to that agent or grants `agents:act_for_any`; else
+/// PERMISSION_DENIED naming the client and the agent.
+pub fn act_as(claims: &Claims, agent: &str) -> Result<(), AuthError> {
+    if claims.may_act_as(agent) {
+        Ok(())
+    } else {
+        Err(AuthError::NotTheAgent {
+            client: claims.sub.clone(),
+            agent: agent.to_owned(),
+        })
+    }
+}
+
+/// The caller's claims, if it may act as `agent` ([`act_as`]); else PERMISSION_DENIED.
+pub fn require_agent<'a, T>(
+    request: &'a tonic::Request<T>,
+    agent: &str,
+) -> Result<&'a Claims, Status> {
+    let claims = claims(request)?;
+    act_as(claims, agent)?;
+    Ok(claims)
+}
+
+/// The client ID (`sub`) of the verified caller of `request`: who wrote what it stores.
+pub fn caller_id<T>(request: &tonic::Request<T>) -> Result<String, Status> {
+    Ok(claims(request)?.sub.clone())
+}
+
 /// A client interceptor that sends `authorization: Bearer <token>` on every call.
 #[derive(Debug, Clone)]
 pub struct BearerInterceptor {
@@ -457,6 +502,10 @@ pub struct Authenticated<S> {
 
 impl<S: NamedService> NamedService for Authenticated<S> {
     const NAME: &'static str = S::NAME;
+}
+
+impl<S: heist_proto::ServiceDescriptor> heist_proto::ServiceDescriptor for Authenticated<S> {
+    const FILE_DESCRIPTOR_SET: &'static [u8] = S::FILE_DESCRIPTOR_SET;
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -572,5 +621,30 @@ mod tests {
             Status::from(AuthError::KeysUnavailable).code(),
             Code::Unavailable
         );
+    }
+
+    fn claims_of(sub: &str, scope: &str) -> Claims {
+        Claims {
+            iss: "heist-test".into(),
+            sub: sub.into(),
+            aud: MESH_AUDIENCE.into(),
+            scope: scope.into(),
+            iat: 0,
+            exp: u64::MAX,
+            jti: "j".into(),
+        }
+    }
+
+    #[test]
+    fn acting_as_another_agent_is_denied_naming_the_client_and_the_agent() {
+        let planner = claims_of("planner", "memory:write");
+        assert!(act_as(&planner, "planner").is_ok());
+        let denied = Status::from(act_as(&planner, "hacker").unwrap_err());
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        for needle in ["\"planner\"", "\"hacker\"", ACT_FOR_ANY_SCOPE] {
+            assert!(denied.message().contains(needle), "{needle}: {denied:?}");
+        }
+        let orchestrator = claims_of("orchestrator", ACT_FOR_ANY_SCOPE);
+        assert!(act_as(&orchestrator, "hacker").is_ok());
     }
 }

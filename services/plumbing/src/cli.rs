@@ -28,6 +28,62 @@ pub struct CommonArgs {
     /// handy with `--listen 127.0.0.1:0`, which picks a free port.
     #[arg(long, value_name = "PATH")]
     pub addr_file: Option<PathBuf>,
+
+    /// What one peer may make the server hold.
+    #[command(flatten, next_help_heading = "Transport limits")]
+    pub transport: TransportArgs,
+}
+
+/// What one peer may make the server hold (see [`crate::TransportLimits`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransportArgs {
+    /// HTTP/2 streams one connection may have open at once (advertised to
+    /// the peer; streams beyond it are refused).
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrent_streams: u32,
+
+    /// Streams reset for the peer's protocol errors (e.g. malformed headers)
+    /// on one connection before it is closed with GOAWAY.
+    #[arg(long, default_value_t = 64)]
+    pub max_reset_streams: usize,
+
+    /// How often to send an HTTP/2 keep-alive ping on each connection.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub keepalive_interval: Duration,
+
+    /// How long a keep-alive ping may go unanswered before the connection
+    /// is closed (a dead or half-open peer).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Close a connection that has had no open call for this long.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// The largest request message of most methods (health, reflection,
+    /// reads, token requests), e.g. `16KiB`.
+    #[arg(long, default_value = "16KiB", value_parser = parse_size)]
+    pub max_message_size: usize,
+
+    /// The largest request message of the methods that carry content
+    /// (Audit's writes, StoreMemory, CallTool), e.g. `4MiB` (the most).
+    #[arg(long, default_value = "4MiB", value_parser = parse_size)]
+    pub max_large_message_size: usize,
+}
+
+impl TransportArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> crate::TransportLimits {
+        crate::TransportLimits {
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_local_error_reset_streams: self.max_reset_streams,
+            keepalive_interval: self.keepalive_interval,
+            keepalive_timeout: self.keepalive_timeout,
+            idle_timeout: self.idle_timeout,
+            max_message_size: self.max_message_size,
+            max_large_message_size: self.max_large_message_size.min(4 * 1024 * 1024),
+        }
+    }
 }
 
 /// How a protected service reaches OAuth to verify tokens.
@@ -57,6 +113,8 @@ impl CommonArgs {
     pub fn serve_options(&self) -> crate::ServeOptions {
         crate::ServeOptions {
             grace_period: self.grace_period,
+            limits: self.transport.limits(),
+            ..crate::ServeOptions::default()
         }
     }
 
@@ -127,9 +185,70 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
 
+/// Parses `16KiB`, `4MiB`, `512B` or a bare number of bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "B"),
+    };
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size; write e.g. 16KiB, 4MiB or 512"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1024,
+        "MiB" | "M" => 1024 * 1024,
+        _ => return Err(format!("`{text}` has unknown unit; use B, KiB or MiB")),
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    #[test]
+    fn transport_flags_default_to_the_documented_limits() {
+        let flags = Flags::try_parse_from(["server"]).unwrap();
+        assert_eq!(
+            flags.common.serve_options().limits,
+            crate::TransportLimits::default()
+        );
+        let flags = Flags::try_parse_from([
+            "server",
+            "--max-concurrent-streams",
+            "3",
+            "--idle-timeout",
+            "2s",
+            "--max-message-size",
+            "1KiB",
+        ])
+        .unwrap();
+        let limits = flags.common.serve_options().limits;
+        assert_eq!(limits.max_concurrent_streams, 3);
+        assert_eq!(limits.idle_timeout, Duration::from_secs(2));
+        assert_eq!(limits.max_message_size, 1024);
+    }
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
+        assert_eq!(parse_size("4MiB"), Ok(4 * 1024 * 1024));
+        assert!(parse_size("big").unwrap_err().contains("16KiB"));
+        assert!(parse_size("3GiB").unwrap_err().contains("unknown unit"));
+    }
 
     #[test]
     fn durations_parse_with_and_without_units() {

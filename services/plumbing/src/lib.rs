@@ -27,4 +27,4 @@ pub mod status;
 pub mod telemetry;
 
 pub use quote::{quote, quote_list};
-pub use serve::{ServeOptions, serve, serve_protected};
+pub use serve::{ServeOptions, TransportLimits, serve, serve_protected};

@@ -3,11 +3,24 @@
 //! The server answers `grpc.health.v1.Health` from the first moment, but says
 //! NOT_SERVING until the service's `ready` future resolves; then SERVING; and
 //! NOT_SERVING again as soon as shutdown starts, before connections drain.
-//! Reflection (v1 and v1alpha, for grpcurl 1.8) lists the service and health.
+//! Reflection (v1 and v1alpha, for grpcurl 1.8) lists exactly the service,
+//! health and reflection: it serves the service's own descriptor set
+//! ([`ServiceDescriptor`]), not every heist file.
+//!
+//! What one peer can make a server hold is bounded ([`TransportLimits`]):
+//! streams per connection, the size of each request message per method
+//! (refused from its header, before it is read), locally reset streams per
+//! connection (then GOAWAY), keep-alive pings, and an idle timeout that
+//! closes connections with no open call.
+
+mod idle;
+mod message_size;
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
+use heist_proto::ServiceDescriptor;
 use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{
     body::Body,
     server::NamedService,
@@ -35,13 +48,67 @@ pub enum ServeError {
 pub struct ServeOptions {
     /// How long in-flight calls may run after shutdown starts.
     pub grace_period: Duration,
+    /// What one peer may make the server hold.
+    pub limits: TransportLimits,
+    /// The service's methods (names, e.g. `StoreTurn`) whose requests may
+    /// be up to [`TransportLimits::max_large_message_size`]; every other
+    /// method, health and reflection included, takes at most
+    /// [`TransportLimits::max_message_size`]. Set by each service's `run`.
+    pub large_message_methods: &'static [&'static str],
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             grace_period: Duration::from_secs(5),
+            limits: TransportLimits::default(),
+            large_message_methods: &[],
         }
+    }
+}
+
+/// Bounds on what one connection can make a server hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Streams one connection may have open at once (advertised as
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; more are refused).
+    pub max_concurrent_streams: u32,
+    /// Streams the server may reset for the peer's protocol errors on one
+    /// connection before it sends GOAWAY and closes it.
+    pub max_local_error_reset_streams: usize,
+    /// How often to ping a connection (HTTP/2 keep-alive).
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// How long a connection may stay without any open call before it is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// The largest request message of a method not declared large.
+    pub max_message_size: usize,
+    /// The largest request message of a method declared large (at most
+    /// 4 MiB, the generated servers' own limit).
+    pub max_large_message_size: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 64,
+            max_local_error_reset_streams: 64,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_message_size: 16 * 1024,
+            max_large_message_size: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// These options, with `methods` taking large messages.
+    pub fn with_large_messages(mut self, methods: &'static [&'static str]) -> Self {
+        self.large_message_methods = methods;
+        self
     }
 }
 
@@ -57,6 +124,7 @@ pub async fn serve<S>(
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
+        + ServiceDescriptor
         + Clone
         + Send
         + Sync
@@ -77,8 +145,8 @@ where
 
     let mut routes = Routes::new(health_service);
     routes = routes
-        .add_service(reflection_builder().build_v1()?)
-        .add_service(reflection_builder().build_v1alpha()?)
+        .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1()?)
+        .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1alpha()?)
         .add_service(service);
 
     let draining = {
@@ -91,13 +159,24 @@ where
         }
     };
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let limits = options.limits;
+    let message_size = message_size::MessageSizeLayer::new(
+        S::NAME,
+        options.large_message_methods,
+        limits.max_message_size,
+        limits.max_large_message_size,
+    );
     let server = Server::builder()
+        // tonic would otherwise pass `None` to hyper, removing its defaults.
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(ServerTraceLayer)
+        .layer(idle::CallTrackingLayer)
+        .layer(message_size)
         .add_routes(routes)
-        // TCP_NODELAY on every accepted connection: without it Nagle holds
-        // a reply's last small segment (the trailers) until the client's
-        // delayed ACK, ~40 ms, whenever the reply goes out in two writes.
-        .serve_with_incoming_shutdown(incoming(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), async move {
             draining.await;
             let _ = drain_started_tx.send(());
         });
@@ -117,9 +196,18 @@ where
     Ok(())
 }
 
-/// The connections `listener` accepts, each with `TCP_NODELAY` set.
-fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The connections `listener` accepts, each with `TCP_NODELAY` set and
+/// closed once idle for `idle_timeout`.
+fn incoming(
+    listener: TcpListener,
+    idle_timeout: Duration,
+) -> impl Stream<Item = std::io::Result<idle::IdleIo>> {
+    // TCP_NODELAY on every accepted connection: without it Nagle holds
+    // a reply's last small segment (the trailers) until the client's
+    // delayed ACK, ~40 ms, whenever the reply goes out in two writes.
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |accepted| accepted.map(|io| idle::IdleIo::new(io, idle_timeout)))
 }
 
 /// Sets the status of the service and of the whole server (`""`), which is
@@ -129,9 +217,11 @@ async fn set_status(reporter: &HealthReporter, service: &str, status: ServingSta
     reporter.set_service_status("", status).await;
 }
 
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+/// Reflection over the served service's file and health (the reflection
+/// services add their own).
+fn reflection_builder(service: &'static [u8]) -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(heist_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(service)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
@@ -148,6 +238,7 @@ pub async fn serve_protected<S>(
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
         + NamedService
+        + ServiceDescriptor
         + Clone
         + Send
         + Sync
@@ -169,17 +260,16 @@ where
 
 #[cfg(test)]
 mod tests {
-    use tokio_stream::StreamExt as _;
-
     use super::*;
 
     #[tokio::test]
     async fn accepted_connections_have_nagle_switched_off() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut accepted = incoming(listener);
+        let accepted = incoming(listener, Duration::from_secs(60));
+        tokio::pin!(accepted);
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let stream = accepted.next().await.unwrap().unwrap();
-        assert!(stream.nodelay().unwrap());
+        assert!(stream.get_ref().nodelay().unwrap());
     }
 }

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{TokenError, TokenPart};
 use crate::fields::Fields;
 
+/// The scope that lets a client act for any agent (the orchestrator writes
+/// every agent's memory and audit rows); without it a client acts only as itself.
+pub const ACT_FOR_ANY_SCOPE: &str = "agents:act_for_any";
+
 /// The claims of an access token (RFC 7519 and RFC 8693's space-separated `scope`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -33,6 +37,12 @@ impl Claims {
     /// True when the token grants exactly this scope (no prefix or wildcard matching).
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes().any(|granted| granted == scope)
+    }
+
+    /// True when the holder may act as `agent`: the token was issued to that
+    /// agent (`sub` equals it), or it grants [`ACT_FOR_ANY_SCOPE`].
+    pub fn may_act_as(&self, agent: &str) -> bool {
+        self.sub == agent || self.has_scope(ACT_FOR_ANY_SCOPE)
     }
 }
 
@@ -135,6 +145,21 @@ mod tests {
         assert!(!claims.has_scope("memory:read audit:write"));
         assert!(!claims.has_scope(""));
         assert_eq!(claims.scopes().count(), 2);
+    }
+
+    #[test]
+    fn a_token_acts_as_its_subject_only_unless_it_may_act_for_any_agent() {
+        let planner = check_at(valid(100, 200), 150).unwrap();
+        assert!(planner.may_act_as("planner"));
+        assert!(!planner.may_act_as("hacker"));
+        assert!(!planner.may_act_as("Planner"), "names are compared exactly");
+        assert!(!planner.may_act_as(""));
+        let mut json = valid(100, 200);
+        json["sub"] = "orchestrator".into();
+        json["scope"] = format!("audit:write {ACT_FOR_ANY_SCOPE}").into();
+        let orchestrator = check_at(json, 150).unwrap();
+        assert!(orchestrator.may_act_as("hacker"));
+        assert!(orchestrator.may_act_as("orchestrator"));
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod verify;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use claims::Claims;
+pub use claims::{ACT_FOR_ANY_SCOPE, Claims};
 pub use error::{IssueError, JwkError, KeyError, TokenError, TokenPart};
 pub use issue::{IssuedToken, TokenIssuer};
 pub use jwk::{ALGORITHM, Jwk};

@@ -58,5 +58,7 @@ pub async fn run(
     // Scopes differ per tool, so CallTool checks them itself; every method
     // needs a valid token.
     let service = ToolService::new(tools, call_timeout).into_server();
+    // Tool arguments (paths, queries, expressions) may be long.
+    let options = options.with_large_messages(&["CallTool"]);
     heist_plumbing::serve_protected(listener, service, authenticator, &[], shutdown, options).await
 }

@@ -203,6 +203,7 @@ mod tests {
             metadata: String::new(),
             message_count: 0,
             tool_usage_count: 0,
+            written_by: String::new(),
         };
         let token = SessionCursor::token(&row);
         assert_eq!(

@@ -11,18 +11,18 @@ use super::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolU
 const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_time, ''), \
      s.num_turns, s.status, s.metadata, \
      (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id), \
-     (SELECT COUNT(*) FROM tool_usage t WHERE t.session_id = s.session_id) \
-     FROM sessions s";
+     (SELECT COUNT(*) FROM tool_usage t WHERE t.session_id = s.session_id), \
+     COALESCE(s.written_by, '') FROM sessions s";
 
 const MESSAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, agent_role, message, \
-     timestamp, is_error, idempotency_key, trace_id FROM messages";
+     timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, '') FROM messages";
 
 const TOOL_USAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, tool_name, \
-     tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id \
-     FROM tool_usage";
+     tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id, \
+     COALESCE(written_by, '') FROM tool_usage";
 
-const SESSION_EVENT_SELECT: &str =
-    "SELECT id, session_id, kind, detail, timestamp, idempotency_key FROM session_events";
+const SESSION_EVENT_SELECT: &str = "SELECT id, session_id, kind, detail, timestamp, \
+     idempotency_key, COALESCE(written_by, '') FROM session_events";
 
 impl ToSql for SessionStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -228,6 +228,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         metadata: row.get(5)?,
         message_count: row.get(6)?,
         tool_usage_count: row.get(7)?,
+        written_by: row.get(8)?,
     })
 }
 
@@ -243,6 +244,7 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         is_error: row.get(7)?,
         idempotency_key: row.get(8)?,
         trace_id: row.get(9)?,
+        written_by: row.get(10)?,
     })
 }
 
@@ -260,6 +262,7 @@ fn tool_usage_row(row: &Row<'_>) -> rusqlite::Result<ToolUsageRow> {
         duration_ms: row.get(9)?,
         idempotency_key: row.get(10)?,
         trace_id: row.get(11)?,
+        written_by: row.get(12)?,
     })
 }
 
@@ -271,5 +274,6 @@ fn session_event_row(row: &Row<'_>) -> rusqlite::Result<SessionEventRow> {
         detail: row.get(3)?,
         timestamp: row.get(4)?,
         idempotency_key: row.get(5)?,
+        written_by: row.get(6)?,
     })
 }

@@ -18,7 +18,7 @@ use super::types::Synchronous;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -83,6 +83,15 @@ CREATE TABLE session_events (
 CREATE INDEX session_events_by_session ON session_events (session_id, id);
 CREATE UNIQUE INDEX session_events_idempotency ON session_events (session_id, idempotency_key)
     WHERE idempotency_key <> '';
+";
+
+/// Version 3: `written_by` on every table, the client (token `sub`) that wrote
+/// the row (for a session: created it). Rows from before stay NULL (unknown).
+const V3: &str = "
+ALTER TABLE sessions ADD COLUMN written_by TEXT;
+ALTER TABLE messages ADD COLUMN written_by TEXT;
+ALTER TABLE tool_usage ADD COLUMN written_by TEXT;
+ALTER TABLE session_events ADD COLUMN written_by TEXT;
 ";
 
 /// The schema version this build creates and reads.
@@ -197,7 +206,7 @@ mod tests {
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), 3);
         assert_eq!(
             table_names(&conn),
             [
@@ -234,7 +243,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), 3);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
@@ -247,13 +256,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 3)
+            .pragma_update(None, "user_version", 4)
             .unwrap();
         assert_eq!(
             open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             })
         );
     }
@@ -273,7 +282,7 @@ mod tests {
         drop(v1);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 2);
+        assert_eq!(user_version(&conn), 3);
         assert!(table_names(&conn).contains(&"session_events".to_owned()));
         let session: String = conn
             .query_row("SELECT session_id FROM sessions", [], |row| row.get(0))
@@ -288,6 +297,67 @@ mod tests {
             conn.execute(insert, ["k1"]).is_err(),
             "keys are unique per session"
         );
+    }
+
+    fn column_names(conn: &Connection, table: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    const TABLES: [&str; 4] = ["sessions", "messages", "tool_usage", "session_events"];
+
+    #[test]
+    fn a_version_2_file_gains_written_by_everywhere_and_keeps_its_rows_with_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        create_at_version(&path, 2).unwrap();
+        let v2 = Connection::open(&path).unwrap();
+        for table in TABLES {
+            assert!(!column_names(&v2, table).contains(&"written_by".to_owned()));
+        }
+        v2.execute_batch(
+            "INSERT INTO sessions (session_id, start_time) VALUES ('s1', 'now');
+             INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp)
+                 VALUES ('s1', 1, 'planner', 'r', 'we go at dawn', 't');
+             INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, tool_params,
+                 tool_result, timestamp, success) VALUES ('s1', 1, 'planner', 'calculator', '1+1', '2', 't', 1);
+             INSERT INTO session_events (session_id, kind, detail, timestamp)
+                 VALUES ('s1', 'breaker.open', '', 't');",
+        )
+        .unwrap();
+        drop(v2);
+
+        let conn = open_writer(&path, None, Synchronous::Full).unwrap();
+        assert_eq!(user_version(&conn), 3);
+        for table in TABLES {
+            assert!(
+                column_names(&conn, table).contains(&"written_by".to_owned()),
+                "{table}"
+            );
+            let (rows, unknown): (i64, i64) = conn
+                .query_row(
+                    &format!(
+                        "SELECT COUNT(*), COUNT(*) FILTER (WHERE written_by IS NULL) FROM {table}"
+                    ),
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(
+                (rows, unknown),
+                (1, 1),
+                "{table}: the old row stays, writer unknown"
+            );
+        }
+        let message: String = conn
+            .query_row("SELECT message FROM messages", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(message, "we go at dawn");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn new_session(id: &str) -> NewSession {
     NewSession {
         session_id: id.into(),
         metadata: r#"{"config":"default"}"#.into(),
-        idempotency_key: String::new(),
+        ..NewSession::default()
     }
 }
 
@@ -88,7 +88,7 @@ fn tool_usage(session_id: &str, key: &str) -> NewToolUsage {
         success: true,
         duration_ms: 12,
         idempotency_key: key.into(),
-        trace_id: String::new(),
+        ..NewToolUsage::default()
     }
 }
 
@@ -116,7 +116,7 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 async fn opening_an_empty_file_creates_the_schema_and_sets_user_version() {
     let fx = fixture();
     let raw = fx.raw();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 2);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 3);
     assert_eq!(
         count(
             &raw,
@@ -158,7 +158,7 @@ async fn a_file_with_a_newer_schema_version_refuses_to_open() {
         error,
         StoreError::SchemaTooNew {
             found: 7,
-            supported: 2
+            supported: 3
         }
     );
 }
@@ -1254,6 +1254,7 @@ fn event(session_id: &str, kind: &str, key: &str) -> NewSessionEvent {
         kind: kind.into(),
         detail: r#"{"service":"memory","cause":"unavailable"}"#.into(),
         idempotency_key: key.into(),
+        ..NewSessionEvent::default()
     }
 }
 
@@ -1554,7 +1555,7 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
 
     let store = AuditStore::open(config(&path)).unwrap();
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 2);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 3);
     assert_eq!(
         count(
             &raw,
@@ -1584,4 +1585,165 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
             .items,
         [stored]
     );
+}
+
+// --- writers --------------------------------------------------------------------------
+
+fn by<T>(written_by: &str, new: T, set: impl FnOnce(&mut T, String)) -> T {
+    let mut new = new;
+    set(&mut new, written_by.to_owned());
+    new
+}
+
+#[tokio::test]
+async fn every_row_reads_back_with_the_client_that_wrote_it() {
+    let fx = fixture();
+    let session = fx
+        .store
+        .create_session(by("orchestrator", new_session("s1"), |n, w| {
+            n.written_by = w
+        }))
+        .await
+        .unwrap();
+    assert_eq!(session.written_by, "orchestrator");
+    fx.store
+        .store_message(by("planner", keyed("s1", "hello", "m1"), |n, w| {
+            n.written_by = w
+        }))
+        .await
+        .unwrap();
+    fx.store
+        .store_tool_usage(by("hacker", tool_usage("s1", "t1"), |n, w| {
+            n.written_by = w
+        }))
+        .await
+        .unwrap();
+    fx.store
+        .store_session_event(by("mole", event("s1", "breaker.open", "e1"), |n, w| {
+            n.written_by = w
+        }))
+        .await
+        .unwrap();
+
+    let page = PageRequest::default;
+    assert_eq!(
+        fx.store.get_session("s1").await.unwrap().written_by,
+        "orchestrator"
+    );
+    let messages = fx.store.list_messages("s1", page()).await.unwrap().items;
+    assert_eq!(messages[0].written_by, "planner");
+    let calls = fx.store.list_tool_usage("s1", page()).await.unwrap().items;
+    assert_eq!(calls[0].written_by, "hacker");
+    let events = fx
+        .store
+        .list_session_events("s1", page())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(events[0].written_by, "mole");
+    let raw = fx.raw();
+    assert_eq!(
+        count(
+            &raw,
+            "SELECT COUNT(*) FROM messages WHERE written_by = 'planner'"
+        ),
+        1,
+        "the writer is in the table, for SQL readers too"
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_by_another_client_keeps_the_stored_writer() {
+    let fx = fixture();
+    let first = by("orchestrator", new_session("s1"), |n, w| n.written_by = w);
+    fx.store.create_session(first.clone()).await.unwrap();
+    let again = fx
+        .store
+        .create_session(by("planner", first, |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    assert_eq!(again.written_by, "orchestrator");
+
+    let message = keyed("s1", "hello", "m1");
+    let stored = fx
+        .store
+        .store_message(by("orchestrator", message.clone(), |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    let repeat = fx
+        .store
+        .store_message(by("planner", message, |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    assert_eq!(repeat, stored, "the repeat answers the stored row");
+    assert_eq!(repeat.written_by, "orchestrator");
+
+    let call = tool_usage("s1", "t1");
+    fx.store
+        .store_tool_usage(by("orchestrator", call.clone(), |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    let repeat = fx
+        .store
+        .store_tool_usage(by("hacker", call, |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    assert_eq!(repeat.written_by, "orchestrator");
+
+    let turn = NewTurn {
+        message: by("orchestrator", keyed("s1", "turn two", "m2"), |n, w| {
+            n.written_by = w
+        }),
+        tool_calls: Vec::new(),
+    };
+    fx.store.store_turn(turn.clone()).await.unwrap();
+    let mut other = turn;
+    other.message.written_by = "planner".into();
+    let repeat = fx.store.store_turn(other).await.unwrap();
+    assert_eq!(repeat.message.written_by, "orchestrator");
+
+    let event = event("s1", "breaker.open", "e1");
+    fx.store
+        .store_session_event(by("orchestrator", event.clone(), |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    let repeat = fx
+        .store
+        .store_session_event(by("mole", event, |n, w| n.written_by = w))
+        .await
+        .unwrap();
+    assert_eq!(repeat.written_by, "orchestrator");
+
+    let stored = fx
+        .store
+        .list_messages("s1", PageRequest::default())
+        .await
+        .unwrap()
+        .items;
+    let writers: Vec<&str> = stored.iter().map(|row| row.written_by.as_str()).collect();
+    assert_eq!(
+        writers,
+        ["orchestrator", "orchestrator"],
+        "nothing was rewritten"
+    );
+}
+
+#[tokio::test]
+async fn a_write_with_no_known_writer_is_stored_as_null_and_read_as_empty() {
+    let fx = started("s1").await;
+    let row = fx.store.store_message(message("s1", "hi")).await.unwrap();
+    assert_eq!(row.written_by, "");
+    assert_eq!(
+        count(
+            &fx.raw(),
+            "SELECT COUNT(*) FROM messages WHERE written_by IS NULL"
+        ),
+        1
+    );
+    let listed = fx
+        .store
+        .list_messages("s1", PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, [row]);
 }

@@ -66,6 +66,8 @@ pub struct NewSession {
     /// The client's idempotency key (at most 128 characters); creation is
     /// already idempotent by session ID, so it is only checked, not stored.
     pub idempotency_key: String,
+    /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
+    pub written_by: String,
 }
 
 /// Asks to store one agent message (the proto's `StoreMessageRequest`).
@@ -87,6 +89,8 @@ pub struct NewMessage {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write (hex); may be empty.
     pub trace_id: String,
+    /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
+    pub written_by: String,
 }
 
 /// Asks to store one tool call (the proto's `StoreToolUsageRequest`).
@@ -112,6 +116,8 @@ pub struct NewToolUsage {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write (hex); may be empty.
     pub trace_id: String,
+    /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
+    pub written_by: String,
 }
 
 /// Asks to store one turn, all or nothing: its message and the tool calls
@@ -140,6 +146,8 @@ pub struct NewSessionEvent {
     pub detail: String,
     /// Unique within the session; empty means "do not deduplicate".
     pub idempotency_key: String,
+    /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
+    pub written_by: String,
 }
 
 /// Asks to end a session (the proto's `EndSessionRequest`).
@@ -176,6 +184,8 @@ pub struct SessionRow {
     pub message_count: i64,
     /// How many tool calls are stored for the session.
     pub tool_usage_count: i64,
+    /// The client (token `sub`) that created it; empty for rows from before writers were recorded.
+    pub written_by: String,
 }
 
 /// One stored agent message (the proto's `Message`).
@@ -201,6 +211,8 @@ pub struct MessageRow {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write; may be empty.
     pub trace_id: String,
+    /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
+    pub written_by: String,
 }
 
 /// One stored tool call (the proto's `ToolUsage`).
@@ -230,6 +242,8 @@ pub struct ToolUsageRow {
     pub idempotency_key: String,
     /// The OpenTelemetry trace ID of the write; may be empty.
     pub trace_id: String,
+    /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
+    pub written_by: String,
 }
 
 /// One stored turn (the proto's `StoreTurnResponse`).
@@ -256,6 +270,8 @@ pub struct SessionEventRow {
     pub timestamp: String,
     /// The idempotency key it was stored with.
     pub idempotency_key: String,
+    /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
+    pub written_by: String,
 }
 
 /// What the writer publishes to watchers after each commit, in commit order.

@@ -227,6 +227,7 @@ mod tests {
             kind: kind.into(),
             detail: r#"{"service":"memory"}"#.into(),
             idempotency_key: "breaker-1".into(),
+            written_by: String::new(),
         }
     }
 
@@ -457,7 +458,7 @@ mod tests {
         let new = NewSession {
             session_id: "s1".into(),
             metadata: "m".repeat(MAX_METADATA_BYTES + 1),
-            idempotency_key: String::new(),
+            ..NewSession::default()
         };
         assert_eq!(
             new_session(&new),

@@ -34,10 +34,16 @@ impl Write for NewSession {
         }
         let status = SessionStatus::Active;
         conn.prepare_cached(
-            "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata) \
-             VALUES (?1, ?2, NULL, 0, ?3, ?4)",
+            "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata, \
+             written_by) VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''))",
         )?
-        .execute(params![self.session_id, now, status, self.metadata])?;
+        .execute(params![
+            self.session_id,
+            now,
+            status,
+            self.metadata,
+            self.written_by
+        ])?;
         Ok(Applied::quiet(SessionRow {
             session_id: self.session_id.clone(),
             start_time: now.to_owned(),
@@ -47,6 +53,7 @@ impl Write for NewSession {
             metadata: self.metadata.clone(),
             message_count: 0,
             tool_usage_count: 0,
+            written_by: self.written_by.clone(),
         }))
     }
 }
@@ -95,8 +102,8 @@ impl Write for NewMessage {
             let inserted = insert_keyed(
                 conn,
                 "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 timestamp, is_error, idempotency_key, trace_id, written_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''))",
                 params![
                     self.session_id,
                     self.turn_id,
@@ -106,7 +113,8 @@ impl Write for NewMessage {
                     now,
                     self.is_error,
                     self.idempotency_key,
-                    self.trace_id
+                    self.trace_id,
+                    self.written_by
                 ],
             )?;
             if let Some(id) = inserted {
@@ -140,10 +148,12 @@ impl NewMessage {
             is_error: self.is_error,
             idempotency_key: self.idempotency_key.clone(),
             trace_id: self.trace_id.clone(),
+            written_by: self.written_by.clone(),
         }
     }
 
-    /// Whether `row` stores this request (the trace ID of a retry may differ).
+    /// Whether `row` stores this request (the trace ID and writer of a retry
+    /// may differ; the stored writer stays).
     fn same_content(&self, row: &MessageRow) -> bool {
         row.turn_id == self.turn_id
             && row.agent_name == self.agent_name
@@ -164,8 +174,8 @@ impl Write for NewToolUsage {
                 conn,
                 "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
                  tool_params, tool_result, timestamp, success, duration_ms, \
-                 idempotency_key, trace_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 idempotency_key, trace_id, written_by) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULLIF(?12, ''))",
                 params![
                     self.session_id,
                     self.turn_id,
@@ -177,7 +187,8 @@ impl Write for NewToolUsage {
                     self.success,
                     self.duration_ms,
                     self.idempotency_key,
-                    self.trace_id
+                    self.trace_id,
+                    self.written_by
                 ],
             )?;
             if let Some(id) = inserted {
@@ -209,10 +220,12 @@ impl NewToolUsage {
             duration_ms: self.duration_ms,
             idempotency_key: self.idempotency_key.clone(),
             trace_id: self.trace_id.clone(),
+            written_by: self.written_by.clone(),
         }
     }
 
-    /// Whether `row` stores this request (the trace ID of a retry may differ).
+    /// Whether `row` stores this request (the trace ID and writer of a retry
+    /// may differ; the stored writer stays).
     fn same_content(&self, row: &ToolUsageRow) -> bool {
         row.turn_id == self.turn_id
             && row.agent_name == self.agent_name
@@ -258,14 +271,15 @@ impl Write for NewSessionEvent {
         queries::session_status(conn, &self.session_id)?;
         let inserted = insert_keyed(
             conn,
-            "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
+             written_by) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''))",
             params![
                 self.session_id,
                 self.kind,
                 self.detail,
                 now,
-                self.idempotency_key
+                self.idempotency_key,
+                self.written_by
             ],
         )?;
         if let Some(id) = inserted {
@@ -290,6 +304,7 @@ impl NewSessionEvent {
             detail: self.detail.clone(),
             timestamp: now.to_owned(),
             idempotency_key: self.idempotency_key.clone(),
+            written_by: self.written_by.clone(),
         }
     }
 }
