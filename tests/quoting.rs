@@ -19,7 +19,16 @@ use heist_proto::v1::{
 use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
 
 /// One mebibyte: the issue's example size, 64 times the 16 KiB header limit.
+/// Methods that take content accept it (4 MiB messages); the others refuse
+/// any request over 16 KiB before reading it (RESOURCE_EXHAUSTED).
 const MIB: usize = 1 << 20;
+
+/// 6,000 two-byte characters: a value that fits a 16 KiB request, and whose
+/// echo, percent-encoded in `grpc-message` (three bytes a byte), would be a
+/// 36,000-byte header, over the client's 16 KiB limit.
+fn wide(c: char) -> String {
+    c.to_string().repeat(6000)
+}
 
 /// The longest message a refusal may have here: a few quoted values and a
 /// list of what is allowed, far under the 16 KiB header limit.
@@ -29,7 +38,7 @@ const SHORT: usize = 1024;
 const HOSTILE: &str = "x\n2026-12-01T00:00:00Z INFO token issued scope=oauth:admin\u{1b}[2J\u{7}";
 
 const SCOPES: &str = "audit:read audit:write memory:read memory:write calculator:use \
-                      file_reader:use database_query:use";
+                      file_reader:use database_query:use agents:act_for_any";
 
 type Authed = InterceptedService<Channel, BearerInterceptor>;
 
@@ -204,15 +213,25 @@ async fn huge_ids_keys_and_names_in_audit_are_refused_briefly() {
     let mesh = TestMesh::start().await;
     let mut client = audit(&mesh).await;
     let huge = "s".repeat(MIB);
-    let message = assert_short_refusal(
+    assert_short_refusal(
         client
             .get_session(GetSessionRequest {
                 session_id: huge.clone(),
                 ..GetSessionRequest::default()
             })
             .await,
-        Code::InvalidArgument,
+        Code::ResourceExhausted,
         "GetSession with a 1 MiB session_id",
+    );
+    let message = assert_short_refusal(
+        client
+            .get_session(GetSessionRequest {
+                session_id: wide('é'),
+                ..GetSessionRequest::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "GetSession with a 12,000-byte session_id",
     );
     assert!(message.contains("session_id"), "{message}");
     assert_short_refusal(
@@ -287,24 +306,48 @@ async fn huge_agent_and_session_ids_in_memory_are_refused_briefly() {
             case,
         );
     }
+    let list = |agent_id: String| ListMemoryTurnsRequest {
+        agent_id,
+        session_id: "s".into(),
+        ..ListMemoryTurnsRequest::default()
+    };
     assert_short_refusal(
-        client
-            .list_memory_turns(ListMemoryTurnsRequest {
-                agent_id: huge.clone(),
-                session_id: "s".into(),
-                ..ListMemoryTurnsRequest::default()
-            })
-            .await,
-        Code::InvalidArgument,
+        client.list_memory_turns(list(huge.clone())).await,
+        Code::ResourceExhausted,
         "ListMemoryTurns with a 1 MiB agent_id",
     );
+    assert_short_refusal(
+        client.list_memory_turns(list(wide('é'))).await,
+        Code::InvalidArgument,
+        "ListMemoryTurns with a 12,000-byte agent_id",
+    );
+
+    // An agent acting as another: the refusal names both, briefly.
+    let planner = BearerInterceptor::new(
+        &dev_token(mesh.oauth.addr, "planner", "memory:write")
+            .await
+            .unwrap(),
+    );
+    let mut planner = MemoryServiceClient::with_interceptor(mesh.memory.channel(), planner);
+    let message = assert_short_refusal(
+        planner.store_memory(store(&huge, "s")).await,
+        Code::PermissionDenied,
+        "planner storing as a 1 MiB agent",
+    );
+    assert!(message.contains("…(1048576 bytes)"), "{message}");
+    let message = assert_short_refusal(
+        planner.store_memory(store(HOSTILE, "s")).await,
+        Code::PermissionDenied,
+        "planner storing as a hostile agent",
+    );
+    assert!(message.contains(r"x\n2026"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_client_ids_scopes_and_grant_types_in_oauth_are_refused_briefly() {
     let mesh = TestMesh::start().await;
     let mut client = OAuthServiceClient::new(channel_to(mesh.oauth.addr));
-    let huge = "c".repeat(MIB);
+    let huge = wide('ç');
     let issue = |client_id: &str, scope: &str, grant_type: &str| IssueTokenRequest {
         grant_type: grant_type.into(),
         client_id: client_id.into(),
@@ -317,7 +360,7 @@ async fn huge_client_ids_scopes_and_grant_types_in_oauth_are_refused_briefly() {
             .issue_token(issue(&huge, "calculator:use", "client_credentials"))
             .await,
         Code::Unauthenticated,
-        "1 MiB client_id",
+        "12,000-byte client_id",
     );
     assert_short_refusal(
         client
@@ -331,7 +374,7 @@ async fn huge_client_ids_scopes_and_grant_types_in_oauth_are_refused_briefly() {
             .issue_token(issue("planner", &huge, "client_credentials"))
             .await,
         Code::InvalidArgument,
-        "1 MiB scope",
+        "12,000-byte scope",
     );
     let message = assert_short_refusal(
         client
@@ -350,7 +393,18 @@ async fn huge_client_ids_scopes_and_grant_types_in_oauth_are_refused_briefly() {
             .issue_token(issue("planner", "calculator:use", &huge))
             .await,
         Code::InvalidArgument,
-        "1 MiB grant_type",
+        "12,000-byte grant_type",
     );
-    assert!(message.contains("…(1048576 bytes)"), "{message}");
+    assert!(message.contains("…(12000 bytes)"), "{message}");
+    assert_short_refusal(
+        client
+            .issue_token(issue(
+                &"c".repeat(MIB),
+                "calculator:use",
+                "client_credentials",
+            ))
+            .await,
+        Code::ResourceExhausted,
+        "1 MiB client_id",
+    );
 }

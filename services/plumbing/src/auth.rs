@@ -72,8 +72,10 @@ pub enum AuthError {
     KeysUnavailable,
     /// The token's holder asked to act as another agent.
     #[error(
-        "client {client:?} may act only as itself, not as agent {agent:?} \
+        "client {:?} may act only as itself, not as agent {:?} \
          (acting for any agent needs scope `{scope}`)",
+        crate::quote(.client),
+        crate::quote(.agent),
         scope = ACT_FOR_ANY_SCOPE
     )]
     NotTheAgent {
