@@ -63,7 +63,7 @@ fn request(query: &str) -> CallToolRequest {
         tool_name: "database_query".into(),
         arguments: [("query".to_owned(), query.to_owned())].into(),
         session_id: "heist_test".into(),
-        agent_name: "planner".into(),
+        agent_name: String::new(), // anonymous: the clients are not agents
         turn_id: 1,
     }
 }

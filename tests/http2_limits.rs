@@ -317,7 +317,9 @@ async fn methods_declared_large_take_messages_past_the_small_limit() {
     let audit = start_audit(test_limits()).await;
     let mut client = AuditServiceClient::with_interceptor(
         audit.server.channel(),
-        audit.auth.bearer(&["audit:read", "audit:write", "agents:act_for_any"]),
+        audit
+            .auth
+            .bearer(&["audit:read", "audit:write", "agents:act_for_any"]),
     );
     client
         .create_session(CreateSessionRequest {

@@ -89,7 +89,7 @@ fn tool_call(tool: &str, arguments: HashMap<String, String>) -> CallToolRequest 
         tool_name: tool.into(),
         arguments,
         session_id: "quoting".into(),
-        agent_name: "hacker".into(),
+        agent_name: String::new(),
         ..CallToolRequest::default()
     }
 }

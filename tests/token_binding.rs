@@ -2,7 +2,8 @@
 //! 127.0.0.1:0: a client reads and writes only its own agent's memory and
 //! audit rows unless its token grants `agents:act_for_any`, and every audit
 //! row read back names the client that wrote it (`written_by`), also in a
-//! file migrated from schema version 2.
+//! file migrated from schema version 2. A tool call that names an agent must
+//! come from that agent's own token too.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -17,7 +18,7 @@ use heist_mesh::{TestAuth, TestServer};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     self as pb, audit_service_client::AuditServiceClient,
-    memory_service_client::MemoryServiceClient,
+    memory_service_client::MemoryServiceClient, tool_service_client::ToolServiceClient,
 };
 use heist_tokens::ACT_FOR_ANY_SCOPE;
 use tempfile::TempDir;
@@ -582,4 +583,67 @@ async fn a_version_2_database_is_migrated_and_its_rows_read_back_with_no_writer(
         )
         .unwrap();
     assert_eq!(nulls, 1, "the old row keeps a NULL writer");
+}
+
+async fn start_calculator(auth: &TestAuth) -> TestServer {
+    let authenticator = auth.authenticator.clone();
+    let tools =
+        heist_tools::ToolSet::from_names("calculator", &heist_tools::ToolsConfig::default())
+            .unwrap();
+    TestServer::start(move |listener, shutdown| {
+        heist_tools::run(
+            listener,
+            tools,
+            std::time::Duration::from_secs(5),
+            authenticator,
+            shutdown,
+            ServeOptions::default(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_tool_call_names_only_the_agent_that_holds_the_token() {
+    let auth = TestAuth::new();
+    let server = start_calculator(&auth).await;
+    let call = |client: &str, scopes: &[&str], agent: &str| {
+        let bearer = BearerInterceptor::new(&auth.token(client, scopes));
+        let mut tools = ToolServiceClient::with_interceptor(server.channel(), bearer);
+        let request = pb::CallToolRequest {
+            tool_name: "calculator".into(),
+            arguments: [("expression".to_owned(), "6 * 7".to_owned())].into(),
+            session_id: SESSION.into(),
+            agent_name: agent.into(),
+            turn_id: 1,
+        };
+        async move {
+            tools
+                .call_tool(request)
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+
+    let refused = call("planner", &["calculator:use"], "hacker")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("\"planner\""), "{refused:?}");
+    assert!(refused.message().contains("\"hacker\""), "{refused:?}");
+
+    let own = call("planner", &["calculator:use"], "planner")
+        .await
+        .unwrap();
+    assert!(own.text.contains("42"), "{own:?}");
+    let anonymous = call("planner", &["calculator:use"], "").await.unwrap();
+    assert!(anonymous.text.contains("42"), "{anonymous:?}");
+    let for_any = call(
+        "orchestrator",
+        &["calculator:use", ACT_FOR_ANY_SCOPE],
+        "hacker",
+    )
+    .await
+    .unwrap();
+    assert!(for_any.text.contains("42"), "{for_any:?}");
 }

@@ -68,7 +68,7 @@ async fn call(
             tool_name: tool.into(),
             arguments: [(argument.0.to_owned(), argument.1.to_owned())].into(),
             session_id: "heist_test".into(),
-            agent_name: "planner".into(),
+            agent_name: String::new(), // anonymous: the token is the tester's
             turn_id: 1,
         })
         .await

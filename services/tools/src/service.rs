@@ -9,7 +9,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use heist_plumbing::{
-    auth::require_scope,
+    auth::{act_as, require_scope},
     status::{ServiceError, to_status},
 };
 use heist_proto::v1::{
@@ -123,7 +123,14 @@ impl ToolRpc for ToolService {
                 self.hosted()
             )))
         })?;
-        let client = require_scope(&request, tool.required_scope())?.sub.clone();
+        let claims = require_scope(&request, tool.required_scope())?;
+        // An agent calls tools as itself: a named agent must be the token's
+        // holder (or the token acts for any agent); an empty name is anonymous.
+        let agent = &request.get_ref().agent_name;
+        if !agent.is_empty() {
+            act_as(claims, agent)?;
+        }
+        let client = claims.sub.clone();
         // The caller's own deadline, if shorter than the service's limit; the
         // guard cancels the work when this future ends or is dropped (the
         // caller went away, or tonic enforced its `grpc-timeout`).
