@@ -46,7 +46,7 @@ async fn start_audit(limits: WatchLimits) -> Audit {
     .await;
     let client = AuditServiceClient::with_interceptor(
         server.channel(),
-        auth.bearer(&["audit:read", "audit:write"]),
+        auth.bearer(&["audit:read", "audit:write", "agents:act_for_any"]),
     );
     Audit {
         service,

@@ -39,7 +39,7 @@ pub struct CommonArgs {
 pub struct TransportArgs {
     /// HTTP/2 streams one connection may have open at once (advertised to
     /// the peer; streams beyond it are refused).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub max_concurrent_streams: u32,
 
     /// Streams reset for the peer's protocol errors (e.g. malformed headers)

@@ -93,7 +93,7 @@ pub struct TransportLimits {
 impl Default for TransportLimits {
     fn default() -> Self {
         Self {
-            max_concurrent_streams: 64,
+            max_concurrent_streams: 256,
             max_local_error_reset_streams: 64,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
