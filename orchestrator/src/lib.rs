@@ -4,14 +4,16 @@
 //! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache;
 //!   [`rpc_timing`]: per-call latency on those channels, for the benchmark.
 //! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
-//! - [`llm`]: the LLM backends (OpenAI-compatible HTTP, offline) and tool-call parsing.
+//! - [`llm`] (crate `heist-llm`): the LLM backends (OpenAI-compatible HTTP, offline) and
+//!   tool-call parsing.
 //! - [`audit_writer`]: audit writes that are spooled, never dropped, while Audit is down.
 //! - [`memory_sync`]: the memory outbox and the reconcile after Memory lost entries.
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps; [`stdout`]: every line
 //!   printed, quiet when the reader goes away (`| head`).
 //! - [`breaker_health`]: open breakers closed as soon as their service's health says SERVING.
-//! - [`spool`]: Audit writes kept on disk while Audit is unreachable.
+//! - [`spool`] (crate `heist-spool`): Audit writes kept on disk while Audit is unreachable;
+//!   [`resilience`] (crate `heist-resilience`): retries, deadlines and circuit breakers.
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
@@ -27,17 +29,20 @@ pub mod discovery;
 pub mod engine;
 pub mod health;
 pub mod liveness;
-pub mod llm;
 pub mod memory_sync;
 pub mod mesh;
-pub mod resilience;
 pub mod rpc_timing;
 pub mod session_id;
-pub mod spool;
 pub mod stdout;
 pub mod tokens;
 pub mod transcript;
 pub mod turn_order;
+
+// The orchestrator's separable parts, crates of their own (they import
+// nothing from the rest of it), under the module names they always had.
+pub use heist_llm as llm;
+pub use heist_resilience as resilience;
+pub use heist_spool as spool;
 
 /// The memory allocator of the orchestrator and of the benchmarks' clients
 /// (`#[global_allocator] static ALLOCATOR: Allocator = Allocator;`):

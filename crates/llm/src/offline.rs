@@ -390,8 +390,8 @@ fn looks_failed(result: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::inline::tool_result_message;
-    use crate::llm::types::{AgentPersona, ToolSpec};
+    use crate::inline::tool_result_message;
+    use crate::types::{AgentPersona, ToolSpec};
 
     fn persona(name: &str, role: &str, tools: &[&str], is_saboteur: bool) -> AgentPersona {
         AgentPersona {
