@@ -5,6 +5,8 @@
 //! for turn `t` depends only on the seed, `t` and the last speaker, so a
 //! resumed session picks the same speakers as an uninterrupted one.
 
+pub use crate::resilience::rng::mix;
+
 /// Picks speakers from a fixed order.
 #[derive(Debug, Clone)]
 pub struct TurnOrder {
@@ -36,14 +38,6 @@ impl TurnOrder {
         let draw = mix(self.seed ^ turn.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         candidates[(draw % candidates.len() as u64) as usize]
     }
-}
-
-/// SplitMix64: a good 64-bit mix for a counter-based draw.
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -88,6 +82,29 @@ mod tests {
         let one = speakers(&TurnOrder::new(seed_agents(), 7), 40);
         assert_eq!(one, speakers(&TurnOrder::new(seed_agents(), 7), 40));
         assert_ne!(one, speakers(&TurnOrder::new(seed_agents(), 8), 40));
+    }
+
+    #[test]
+    fn seed_7_keeps_its_speakers() {
+        // Pinned: a seed's turn order must never change, or stored sessions resume differently.
+        let names = speakers(&TurnOrder::new(seed_agents(), 7), 12);
+        assert_eq!(
+            names,
+            [
+                "planner",
+                "hacker",
+                "safecracker",
+                "hacker",
+                "safecracker",
+                "mole",
+                "safecracker",
+                "mole",
+                "safecracker",
+                "hacker",
+                "mole",
+                "safecracker"
+            ]
+        );
     }
 
     #[test]

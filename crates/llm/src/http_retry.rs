@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use heist_resilience::exponential_backoff;
 use reqwest::header::RETRY_AFTER;
 use reqwest::{RequestBuilder, Response, StatusCode};
 
@@ -35,8 +36,7 @@ impl Default for Backoff {
 impl Backoff {
     /// The wait before retry number `retry` (0 for the first retry).
     pub fn delay(&self, retry: u32) -> Duration {
-        let factor = 1_u32.checked_shl(retry).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
+        exponential_backoff(self.initial, 2.0, self.max, retry)
     }
 
     /// The wait before retry `retry` of a 429/5xx answer, or `None` if the server's `Retry-After`
@@ -181,6 +181,25 @@ mod tests {
             .map(|retry| backoff().delay(retry).as_millis())
             .collect();
         assert_eq!(delays, [200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn backoff_doubles_exactly_from_any_start() {
+        // The shared formula works in floating point: doubling must still land on the
+        // nanosecond that integer doubling gives (whole milliseconds and odd nanoseconds).
+        let max = Duration::from_secs(24 * 3600);
+        let starts = (1..=10_000).step_by(7).map(Duration::from_millis).chain(
+            (1..=1_000_000_007)
+                .step_by(9_999_991)
+                .map(Duration::from_nanos),
+        );
+        for initial in starts {
+            let backoff = Backoff { initial, max };
+            for retry in 0..=24 {
+                let doubled = initial.saturating_mul(1 << retry).min(max);
+                assert_eq!(backoff.delay(retry), doubled, "{initial:?} retry {retry}");
+            }
+        }
     }
 
     #[test]

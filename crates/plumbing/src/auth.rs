@@ -22,13 +22,15 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, RwLock},
     task::{Context as TaskContext, Poll},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use heist_proto::v1::{
     GetPublicKeysRequest, ListRevokedTokensRequest, o_auth_service_client::OAuthServiceClient,
 };
-use heist_tokens::{ACT_FOR_ANY_SCOPE, Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier};
+use heist_tokens::{
+    ACT_FOR_ANY_SCOPE, Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier, unix_now,
+};
 use http::{HeaderMap, Request, Response};
 use tonic::{Code, Status, body::Body, server::NamedService};
 use tower::{Layer, Service};
@@ -152,13 +154,6 @@ impl std::fmt::Debug for Authenticator {
             .field("keys_loaded", &self.keys_loaded())
             .finish_non_exhaustive()
     }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 impl Authenticator {
@@ -309,7 +304,7 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let now = now_secs();
+        let now = unix_now();
         let cached = self.inner.verified.lock().ok().and_then(|verified| {
             verified
                 .get(token)

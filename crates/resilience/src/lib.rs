@@ -1,6 +1,8 @@
 //! Retries and circuit breakers for the orchestrator's calls to the mesh.
 //!
-//! - [`policy`]: [`RetryPolicy`], exponential backoff with jitter; [`rng`]: the jitter's source.
+//! - [`policy`]: [`RetryPolicy`], exponential backoff with jitter ([`exponential_backoff`], the
+//!   formula without it, also serves the LLM client); [`rng`]: SplitMix64, the jitter's source
+//!   and the turn order's draw.
 //! - [`classify`]: which failures are retried and which mean a service is unwell.
 //! - [`breaker`]: [`CircuitBreaker`] for one service; [`registry`]: [`Breakers`], one per service.
 //! - [`events`]: the breakers' state changes ([`BreakerEvent`]), kept and broadcast.
@@ -23,6 +25,6 @@ pub use call::{ResilienceError, call_with_resilience};
 pub use classify::{is_health_failure, is_retryable};
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use events::{BreakerEvent, BreakerState, TransitionReason};
-pub use policy::{Jitter, RetryPolicy};
+pub use policy::{Jitter, RetryPolicy, exponential_backoff};
 pub use registry::{AUDIT, Breakers, MEMORY, OAUTH, tool_service};
 pub use settings_error::SettingsError;

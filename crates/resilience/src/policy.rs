@@ -1,5 +1,5 @@
 //! The retry policy: how many attempts, and how long to wait between them (exponential
-//! backoff with jitter, capped).
+//! backoff with jitter, capped); [`exponential_backoff`], the formula without jitter.
 
 use std::time::Duration;
 
@@ -130,14 +130,31 @@ impl RetryPolicy {
 
     /// The backoff after failed attempt `attempt`, before jitter.
     fn ceiling(&self, attempt: u32) -> Duration {
-        if self.initial_backoff.is_zero() {
-            return Duration::ZERO;
-        }
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let seconds = self.initial_backoff.as_secs_f64() * self.multiplier.powi(exponent);
-        Duration::try_from_secs_f64(seconds)
-            .map_or(self.max_backoff, |backoff| backoff.min(self.max_backoff))
+        exponential_backoff(
+            self.initial_backoff,
+            self.multiplier,
+            self.max_backoff,
+            attempt.saturating_sub(1),
+        )
     }
+}
+
+/// Exponential backoff without jitter: `initial * multiplier^growths`, capped at `max`.
+///
+/// The one backoff formula of the mesh: [`RetryPolicy`] jitters it, the LLM client's HTTP
+/// retries use it as it is. Zero when `initial` is zero; never overflows, whatever `growths`.
+pub fn exponential_backoff(
+    initial: Duration,
+    multiplier: f64,
+    max: Duration,
+    growths: u32,
+) -> Duration {
+    if initial.is_zero() {
+        return Duration::ZERO;
+    }
+    let exponent = i32::try_from(growths).unwrap_or(i32::MAX);
+    let seconds = initial.as_secs_f64() * multiplier.powi(exponent);
+    Duration::try_from_secs_f64(seconds).map_or(max, |backoff| backoff.min(max))
 }
 
 #[cfg(test)]
