@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use heist_audit::StoreConfig;
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, services};
 use heist_plumbing::{
     ServeOptions,
     propagation::{traced, with_session},
@@ -37,16 +37,7 @@ async fn client_and_server_spans_share_the_trace_and_the_session_id() {
     let config = StoreConfig::new(dir.path().join("audit.db"));
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_audit::run(
-            listener,
-            config,
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
+    let server = services::audit(config, authenticator, ServeOptions::default()).await;
 
     let session_id = "heist_20261124_101500_beef";
     let mut client = AuditServiceClient::with_interceptor(

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use heist_audit::{AuditService, AuditStore, StoreConfig};
-use heist_e2e::{TestAuth, TestServer, channel_to, health_status};
+use heist_e2e::{TestAuth, TestServer, channel_to, health_status, services};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CreateSessionRequest, EndSessionRequest, GetSessionRequest, ListMessagesRequest,
@@ -43,16 +43,7 @@ async fn start_audit_with(configure: impl FnOnce(&mut StoreConfig)) -> Audit {
     configure(&mut config);
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_audit::run(
-            listener,
-            config,
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
+    let server = services::audit(config, authenticator, ServeOptions::default()).await;
     let client = AuditServiceClient::with_interceptor(
         server.channel(),
         auth.bearer(&["audit:read", "audit:write", "agents:act_for_any"]),

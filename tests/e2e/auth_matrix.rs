@@ -6,22 +6,16 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
-use heist_e2e::{TestServer, channel_to, dev_token, wait_until_serving};
-use heist_memory::Limits;
-use heist_oauth::OAuthConfig;
-use heist_plumbing::{
-    ServeOptions,
-    auth::{AuthConfig, Authenticator, BearerInterceptor, MESH_AUDIENCE},
-};
+use heist_e2e::{dev_token, mesh::TestMesh};
+use heist_plumbing::auth::{BearerInterceptor, MESH_AUDIENCE};
 use heist_proto::v1::{
     self as pb, audit_service_client::AuditServiceClient,
-    memory_service_client::MemoryServiceClient, o_auth_service_client::OAuthServiceClient,
-    revoke_token_request::Target, tool_service_client::ToolServiceClient,
+    memory_service_client::MemoryServiceClient, revoke_token_request::Target,
+    tool_service_client::ToolServiceClient,
 };
 use heist_tokens::{SigningKey, TokenIssuer, unix_now};
-use tempfile::TempDir;
 use tonic::{Code, Status};
 
 /// Every protected RPC, with the scope it needs (`None`: any valid token).
@@ -47,7 +41,7 @@ const RPCS: &[(&str, Option<&str>)] = &[
     ("Tool/CallTool", Some("calculator:use")),
 ];
 
-/// The RPCs that act as the agent they name (`planner` in [`Mesh::call`]).
+/// The RPCs that act as the agent they name (`planner` in [`call`]).
 const AGENT_BOUND: &[&str] = &[
     "Audit/StoreMessage",
     "Audit/StoreToolUsage",
@@ -60,212 +54,148 @@ const AGENT_BOUND: &[&str] = &[
 const ALL_SCOPES: &str = "audit:read audit:write memory:read memory:write memory:admin \
                           calculator:use file_reader:use database_query:use agents:act_for_any";
 
-struct Mesh {
-    oauth: TestServer,
-    audit: TestServer,
-    memory: TestServer,
-    tools: TestServer,
-    dir: TempDir,
+/// The mesh with the calculator alone, polling revocations every 100 ms.
+async fn start_mesh() -> TestMesh {
+    TestMesh::builder()
+        .tools("calculator")
+        .revocation_poll(Duration::from_millis(100))
+        .tool_call_timeout(Duration::from_secs(5))
+        .start()
+        .await
 }
 
-fn authenticator(oauth: SocketAddr) -> Authenticator {
-    let mut config = AuthConfig::new(format!("http://{oauth}"));
-    config.revocation_poll = Duration::from_millis(100);
-    Authenticator::new(&config).unwrap()
-}
-
-async fn start_mesh() -> Mesh {
-    let dir = TempDir::new().unwrap();
-    let config = OAuthConfig {
-        clients_file: None,
-        key_file: dir.path().join("signing.key"),
-        revocations_file: dir.path().join("revoked.log"),
-        issuer: "heist-oauth".into(),
-        token_lifetime: Duration::from_secs(300),
+/// Calls `rpc` on `mesh` with `token` (`None`: no authorization metadata).
+async fn call(mesh: &TestMesh, rpc: &str, token: Option<&str>) -> Result<(), Status> {
+    let bearer = BearerInterceptor::new(token.unwrap_or("\n"));
+    let mut audit = AuditServiceClient::with_interceptor(mesh.audit.channel(), bearer.clone());
+    let mut memory = MemoryServiceClient::with_interceptor(mesh.memory.channel(), bearer.clone());
+    let mut tools = ToolServiceClient::with_interceptor(mesh.tools.channel(), bearer);
+    let session = || "heist_auth_matrix".to_owned();
+    let message = || pb::StoreMessageRequest {
+        session_id: session(),
+        agent_name: "planner".into(),
+        ..Default::default()
     };
-    let oauth = TestServer::start(move |listener, shutdown| {
-        heist_oauth::run(listener, config, shutdown, ServeOptions::default())
-    })
-    .await;
-    let store = heist_audit::StoreConfig::new(dir.path().join("audit.db"));
-    let auth = authenticator(oauth.addr);
-    let audit = TestServer::start(move |listener, shutdown| {
-        heist_audit::run(listener, store, auth, shutdown, ServeOptions::default())
-    })
-    .await;
-    let auth = authenticator(oauth.addr);
-    let memory = TestServer::start(move |listener, shutdown| {
-        heist_memory::run(
-            listener,
-            Limits::default(),
-            auth,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
-    let tools =
-        heist_tools::ToolSet::from_names("calculator", &heist_tools::ToolsConfig::default())
-            .unwrap();
-    let auth = authenticator(oauth.addr);
-    let tools = TestServer::start(move |listener, shutdown| {
-        heist_tools::run(
-            listener,
-            tools,
-            Duration::from_secs(5),
-            auth,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
-    for server in [&audit, &memory, &tools] {
-        wait_until_serving(server.addr, "").await.unwrap();
-    }
-    Mesh {
-        oauth,
-        audit,
-        memory,
-        tools,
-        dir,
-    }
-}
-
-impl Mesh {
-    /// Calls `rpc` with `token` (`None`: no authorization metadata).
-    async fn call(&self, rpc: &str, token: Option<&str>) -> Result<(), Status> {
-        let bearer = BearerInterceptor::new(token.unwrap_or("\n"));
-        let mut audit = AuditServiceClient::with_interceptor(self.audit.channel(), bearer.clone());
-        let mut memory =
-            MemoryServiceClient::with_interceptor(self.memory.channel(), bearer.clone());
-        let mut tools = ToolServiceClient::with_interceptor(self.tools.channel(), bearer);
-        let session = || "heist_auth_matrix".to_owned();
-        let message = || pb::StoreMessageRequest {
-            session_id: session(),
-            agent_name: "planner".into(),
-            ..Default::default()
-        };
-        let tool_call = || pb::StoreToolUsageRequest {
-            session_id: session(),
-            agent_name: "planner".into(),
-            tool_name: "calculator".into(),
-            ..Default::default()
-        };
-        match rpc {
-            "Audit/CreateSession" => audit
-                .create_session(pb::CreateSessionRequest {
-                    session_id: session(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/StoreMessage" => audit.store_message(message()).await.map(drop),
-            "Audit/StoreToolUsage" => audit.store_tool_usage(tool_call()).await.map(drop),
-            "Audit/StoreTurn" => audit
-                .store_turn(pb::StoreTurnRequest {
-                    message: Some(message()),
-                    tool_calls: vec![tool_call()],
-                })
-                .await
-                .map(drop),
-            "Audit/EndSession" => audit
-                .end_session(pb::EndSessionRequest {
-                    session_id: "heist_never_created".into(),
-                    status: pb::SessionStatus::Completed as i32,
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/GetSession" => audit
-                .get_session(pb::GetSessionRequest {
-                    session_id: session(),
-                })
-                .await
-                .map(drop),
-            "Audit/ListSessions" => audit
-                .list_sessions(pb::ListSessionsRequest::default())
-                .await
-                .map(drop),
-            "Audit/ListMessages" => audit
-                .list_messages(pb::ListMessagesRequest {
-                    session_id: session(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/ListToolUsage" => audit
-                .list_tool_usage(pb::ListToolUsageRequest {
-                    session_id: session(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/WatchSession" => audit
-                .watch_session(pb::WatchSessionRequest {
-                    session_id: session(),
-                    after_message_id: 0,
-                })
-                .await
-                .map(drop),
-            "Audit/StoreSessionEvent" => audit
-                .store_session_event(pb::StoreSessionEventRequest {
-                    session_id: session(),
-                    kind: "breaker.open".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Audit/ListSessionEvents" => audit
-                .list_session_events(pb::ListSessionEventsRequest {
-                    session_id: session(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Memory/StoreMemory" => memory
-                .store_memory(pb::StoreMemoryRequest {
-                    agent_id: "planner".into(),
-                    session_id: session(),
-                    turn_id: 1,
-                    message: "hello".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Memory/GetCompressedMemory" => memory
-                .get_compressed_memory(pb::GetCompressedMemoryRequest {
-                    agent_id: "planner".into(),
-                    session_id: session(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Memory/ListMemoryTurns" => memory
-                .list_memory_turns(pb::ListMemoryTurnsRequest {
-                    agent_id: "planner".into(),
-                    session_id: session(),
-                })
-                .await
-                .map(drop),
-            "Memory/GetStats" => memory.get_stats(pb::GetStatsRequest {}).await.map(drop),
-            "Memory/ClearMemory" => memory
-                .clear_memory(pb::ClearMemoryRequest {
-                    session_id: "nothing".into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            "Tool/ListTools" => tools.list_tools(pb::ListToolsRequest {}).await.map(drop),
-            "Tool/CallTool" => tools
-                .call_tool(pb::CallToolRequest {
-                    tool_name: "calculator".into(),
-                    arguments: [("expression".to_owned(), "1 + 1".to_owned())].into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop),
-            other => panic!("unknown rpc {other}"),
-        }
+    let tool_call = || pb::StoreToolUsageRequest {
+        session_id: session(),
+        agent_name: "planner".into(),
+        tool_name: "calculator".into(),
+        ..Default::default()
+    };
+    match rpc {
+        "Audit/CreateSession" => audit
+            .create_session(pb::CreateSessionRequest {
+                session_id: session(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/StoreMessage" => audit.store_message(message()).await.map(drop),
+        "Audit/StoreToolUsage" => audit.store_tool_usage(tool_call()).await.map(drop),
+        "Audit/StoreTurn" => audit
+            .store_turn(pb::StoreTurnRequest {
+                message: Some(message()),
+                tool_calls: vec![tool_call()],
+            })
+            .await
+            .map(drop),
+        "Audit/EndSession" => audit
+            .end_session(pb::EndSessionRequest {
+                session_id: "heist_never_created".into(),
+                status: pb::SessionStatus::Completed as i32,
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/GetSession" => audit
+            .get_session(pb::GetSessionRequest {
+                session_id: session(),
+            })
+            .await
+            .map(drop),
+        "Audit/ListSessions" => audit
+            .list_sessions(pb::ListSessionsRequest::default())
+            .await
+            .map(drop),
+        "Audit/ListMessages" => audit
+            .list_messages(pb::ListMessagesRequest {
+                session_id: session(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/ListToolUsage" => audit
+            .list_tool_usage(pb::ListToolUsageRequest {
+                session_id: session(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/WatchSession" => audit
+            .watch_session(pb::WatchSessionRequest {
+                session_id: session(),
+                after_message_id: 0,
+            })
+            .await
+            .map(drop),
+        "Audit/StoreSessionEvent" => audit
+            .store_session_event(pb::StoreSessionEventRequest {
+                session_id: session(),
+                kind: "breaker.open".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/ListSessionEvents" => audit
+            .list_session_events(pb::ListSessionEventsRequest {
+                session_id: session(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Memory/StoreMemory" => memory
+            .store_memory(pb::StoreMemoryRequest {
+                agent_id: "planner".into(),
+                session_id: session(),
+                turn_id: 1,
+                message: "hello".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Memory/GetCompressedMemory" => memory
+            .get_compressed_memory(pb::GetCompressedMemoryRequest {
+                agent_id: "planner".into(),
+                session_id: session(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Memory/ListMemoryTurns" => memory
+            .list_memory_turns(pb::ListMemoryTurnsRequest {
+                agent_id: "planner".into(),
+                session_id: session(),
+            })
+            .await
+            .map(drop),
+        "Memory/GetStats" => memory.get_stats(pb::GetStatsRequest {}).await.map(drop),
+        "Memory/ClearMemory" => memory
+            .clear_memory(pb::ClearMemoryRequest {
+                session_id: "nothing".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Tool/ListTools" => tools.list_tools(pb::ListToolsRequest {}).await.map(drop),
+        "Tool/CallTool" => tools
+            .call_tool(pb::CallToolRequest {
+                tool_name: "calculator".into(),
+                arguments: [("expression".to_owned(), "1 + 1".to_owned())].into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
+        other => panic!("unknown rpc {other}"),
     }
 }
 
@@ -323,53 +253,53 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
 
     for (rpc, scope) in RPCS {
         assert_refused(
-            mesh.call(rpc, None).await,
+            call(&mesh, rpc, None).await,
             Code::Unauthenticated,
             rpc,
             "missing",
         );
         assert_refused(
-            mesh.call(rpc, Some("not-a-jwt")).await,
+            call(&mesh, rpc, Some("not-a-jwt")).await,
             Code::Unauthenticated,
             rpc,
             "garbled",
         );
         assert_refused(
-            mesh.call(rpc, Some(&forged)).await,
+            call(&mesh, rpc, Some(&forged)).await,
             Code::Unauthenticated,
             rpc,
             "forged",
         );
         assert_refused(
-            mesh.call(rpc, Some(&tampered)).await,
+            call(&mesh, rpc, Some(&tampered)).await,
             Code::Unauthenticated,
             rpc,
             "tampered",
         );
         assert_refused(
-            mesh.call(rpc, Some(&expired)).await,
+            call(&mesh, rpc, Some(&expired)).await,
             Code::Unauthenticated,
             rpc,
             "expired",
         );
         assert_refused(
-            mesh.call(rpc, Some(&wrong_audience)).await,
+            call(&mesh, rpc, Some(&wrong_audience)).await,
             Code::Unauthenticated,
             rpc,
             "wrong-audience",
         );
         match scope {
             Some(scope) => {
-                let status = mesh.call(rpc, Some(&under_scoped)).await.unwrap_err();
+                let status = call(&mesh, rpc, Some(&under_scoped)).await.unwrap_err();
                 assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
                 assert!(
                     status.message().contains(scope),
                     "{rpc} does not name {scope}: {status:?}"
                 );
             }
-            None => mesh.call(rpc, Some(&under_scoped)).await.unwrap(),
+            None => call(&mesh, rpc, Some(&under_scoped)).await.unwrap(),
         }
-        if let Err(status) = mesh.call(rpc, Some(&valid)).await {
+        if let Err(status) = call(&mesh, rpc, Some(&valid)).await {
             assert!(
                 !matches!(
                     status.code(),
@@ -389,7 +319,7 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
     .await
     .unwrap();
     for rpc in AGENT_BOUND {
-        let status = mesh.call(rpc, Some(&hacker)).await.unwrap_err();
+        let status = call(&mesh, rpc, Some(&hacker)).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");
         assert!(
             status.message().contains("hacker") && status.message().contains("planner"),
@@ -401,15 +331,15 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
     let revoked = dev_token(mesh.oauth.addr, "orchestrator", ALL_SCOPES)
         .await
         .unwrap();
-    mesh.call("Tool/ListTools", Some(&revoked)).await.unwrap();
-    OAuthServiceClient::new(channel_to(mesh.oauth.addr))
+    call(&mesh, "Tool/ListTools", Some(&revoked)).await.unwrap();
+    mesh.oauth_client()
         .revoke_token(pb::RevokeTokenRequest {
             target: Some(Target::Token(revoked.clone())),
         })
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while mesh.call("Tool/ListTools", Some(&revoked)).await.is_ok() {
+    while call(&mesh, "Tool/ListTools", Some(&revoked)).await.is_ok() {
         assert!(
             std::time::Instant::now() < deadline,
             "revocation never reached the tool service"
@@ -419,7 +349,7 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (rpc, _) in RPCS {
         assert_refused(
-            mesh.call(rpc, Some(&revoked)).await,
+            call(&mesh, rpc, Some(&revoked)).await,
             Code::Unauthenticated,
             rpc,
             "revoked",

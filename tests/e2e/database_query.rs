@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, TestServer, services};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ListToolsRequest, tool_service_client::ToolServiceClient,
@@ -44,16 +44,12 @@ async fn start(config: ToolsConfig) -> Tools {
     let tools = ToolSet::from_names("database_query", &config).unwrap();
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_tools::run(
-            listener,
-            tools,
-            Duration::from_secs(60),
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
+    let server = services::tools(
+        tools,
+        Duration::from_secs(60),
+        authenticator,
+        ServeOptions::default(),
+    )
     .await;
     Tools { server, auth }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use heist_audit::StoreConfig;
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, TestServer, services};
 use heist_plumbing::{ServeOptions, TransportLimits};
 use heist_proto::v1::{
     CreateSessionRequest, GetSessionRequest, StoreMessageRequest,
@@ -44,18 +44,14 @@ async fn start_audit(limits: TransportLimits) -> Audit {
     let config = StoreConfig::new(dir.path().join("audit.db"));
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_audit::run(
-            listener,
-            config,
-            authenticator,
-            shutdown,
-            ServeOptions {
-                limits,
-                ..ServeOptions::default()
-            },
-        )
-    })
+    let server = services::audit(
+        config,
+        authenticator,
+        ServeOptions {
+            limits,
+            ..ServeOptions::default()
+        },
+    )
     .await;
     Audit {
         server,

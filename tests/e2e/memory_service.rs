@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, TestServer, services};
 use heist_memory::Limits;
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
@@ -47,16 +47,7 @@ impl Memory {
 async fn start_memory(limits: Limits) -> Memory {
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_memory::run(
-            listener,
-            limits,
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
+    let server = services::memory(limits, authenticator, ServeOptions::default()).await;
     Memory { server, auth }
 }
 

@@ -5,8 +5,7 @@
 
 use std::{path::Path, time::Duration};
 
-use heist_e2e::{TestServer, channel_to, dev_token};
-use heist_oauth::OAuthConfig;
+use heist_e2e::{TestServer, channel_to, dev_token, services};
 use heist_plumbing::{
     ServeOptions,
     auth::{BearerInterceptor, MESH_AUDIENCE},
@@ -20,17 +19,7 @@ use tempfile::TempDir;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
 
 async fn start_oauth(dir: &Path) -> TestServer {
-    let config = OAuthConfig {
-        clients_file: None,
-        key_file: dir.join("signing.key"),
-        revocations_file: dir.join("revoked.log"),
-        issuer: "heist-oauth".into(),
-        token_lifetime: Duration::from_secs(300),
-    };
-    TestServer::start(move |listener, shutdown| {
-        heist_oauth::run(listener, config, shutdown, ServeOptions::default())
-    })
-    .await
+    services::oauth(services::oauth_config(dir), ServeOptions::default()).await
 }
 
 fn client(server: &TestServer) -> OAuthServiceClient<Channel> {

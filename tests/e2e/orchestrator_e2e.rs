@@ -252,11 +252,13 @@ async fn the_same_seed_gives_the_same_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
     const BOUND: usize = 3;
-    let mesh = TestMesh::start_with_memory_limits(heist_memory::Limits {
-        max_per_stream: BOUND,
-        ..heist_memory::Limits::default()
-    })
-    .await;
+    let mesh = TestMesh::builder()
+        .memory_limits(heist_memory::Limits {
+            max_per_stream: BOUND,
+            ..heist_memory::Limits::default()
+        })
+        .start()
+        .await;
     let session_id = "heist_bounded_memory";
     let outcome = run(mesh.config(), session_id, 40, 9).await;
     assert_eq!(outcome.status, "completed");

@@ -13,10 +13,9 @@ use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     CallToolRequest, CreateSessionRequest, GetSessionRequest, IssueTokenRequest,
     ListMemoryTurnsRequest, StoreMemoryRequest, StoreMessageRequest,
-    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
-    o_auth_service_client::OAuthServiceClient, tool_service_client::ToolServiceClient,
+    memory_service_client::MemoryServiceClient, o_auth_service_client::OAuthServiceClient,
 };
-use tonic::{Code, Status, service::interceptor::InterceptedService, transport::Channel};
+use tonic::{Code, Status};
 
 /// One mebibyte: the issue's example size, 64 times the 16 KiB header limit.
 /// Methods that take content accept it (4 MiB messages); the others refuse
@@ -39,28 +38,6 @@ const HOSTILE: &str = "x\n2026-12-01T00:00:00Z INFO token issued scope=oauth:adm
 
 const SCOPES: &str = "audit:read audit:write memory:read memory:write calculator:use \
                       file_reader:use database_query:use agents:act_for_any";
-
-type Authed = InterceptedService<Channel, BearerInterceptor>;
-
-async fn bearer(mesh: &TestMesh) -> BearerInterceptor {
-    BearerInterceptor::new(
-        &dev_token(mesh.oauth.addr, "orchestrator", SCOPES)
-            .await
-            .unwrap(),
-    )
-}
-
-async fn tools(mesh: &TestMesh) -> ToolServiceClient<Authed> {
-    ToolServiceClient::with_interceptor(mesh.tools.channel(), bearer(mesh).await)
-}
-
-async fn audit(mesh: &TestMesh) -> AuditServiceClient<Authed> {
-    AuditServiceClient::with_interceptor(mesh.audit.channel(), bearer(mesh).await)
-}
-
-async fn memory(mesh: &TestMesh) -> MemoryServiceClient<Authed> {
-    MemoryServiceClient::with_interceptor(mesh.memory.channel(), bearer(mesh).await)
-}
 
 /// Asserts `outcome` is refused with `code`, and its message is short and
 /// holds no raw control character; returns the message.
@@ -101,7 +78,7 @@ fn one_argument(name: &str, value: &str) -> HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_tool_name_is_invalid_with_a_short_message() {
     let mesh = TestMesh::start().await;
-    let mut client = tools(&mesh).await;
+    let mut client = mesh.tool_client(SCOPES).await;
     let huge = "t".repeat(MIB);
     let message = assert_short_refusal(
         client
@@ -120,7 +97,7 @@ async fn a_huge_tool_name_is_invalid_with_a_short_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_thousand_unknown_arguments_are_named_a_few_and_counted() {
     let mesh = TestMesh::start().await;
-    let mut client = tools(&mesh).await;
+    let mut client = mesh.tool_client(SCOPES).await;
     let mut arguments: HashMap<String, String> = (0..40_000)
         .map(|n| (format!("unknown_argument_{n:05}"), "v".to_owned()))
         .collect();
@@ -141,7 +118,7 @@ async fn forty_thousand_unknown_arguments_are_named_a_few_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_quoted_values_are_escaped() {
     let mesh = TestMesh::start().await;
-    let mut client = tools(&mesh).await;
+    let mut client = mesh.tool_client(SCOPES).await;
     let message = assert_short_refusal(
         client
             .call_tool(tool_call(HOSTILE, one_argument("expression", "1")))
@@ -182,7 +159,7 @@ async fn control_characters_in_quoted_values_are_escaped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_expression_or_file_name_is_refused_briefly() {
     let mesh = TestMesh::start().await;
-    let mut client = tools(&mesh).await;
+    let mut client = mesh.tool_client(SCOPES).await;
     let huge = "1+".repeat(MIB / 2);
     let message = assert_short_refusal(
         client
@@ -211,7 +188,7 @@ async fn a_huge_expression_or_file_name_is_refused_briefly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_ids_keys_and_names_in_audit_are_refused_briefly() {
     let mesh = TestMesh::start().await;
-    let mut client = audit(&mesh).await;
+    let mut client = mesh.audit_client(SCOPES).await;
     let huge = "s".repeat(MIB);
     assert_short_refusal(
         client
@@ -286,7 +263,7 @@ async fn huge_ids_keys_and_names_in_audit_are_refused_briefly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_agent_and_session_ids_in_memory_are_refused_briefly() {
     let mesh = TestMesh::start().await;
-    let mut client = memory(&mesh).await;
+    let mut client = mesh.memory_client(SCOPES).await;
     let huge = "m".repeat(MIB);
     // (Memory's idempotency_key is not read, so never quoted: turns are keyed by turn_id.)
     let store = |agent_id: &str, session_id: &str| StoreMemoryRequest {

@@ -13,7 +13,7 @@ use heist_audit::{
     AuditStore, StoreConfig,
     store::{NewMessage, NewSession},
 };
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, TestServer, services};
 use heist_memory::Limits;
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
@@ -33,31 +33,13 @@ const SESSION: &str = "heist_binding";
 
 async fn start_memory(auth: &TestAuth) -> TestServer {
     let authenticator = auth.authenticator.clone();
-    TestServer::start(move |listener, shutdown| {
-        heist_memory::run(
-            listener,
-            Limits::default(),
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await
+    services::memory(Limits::default(), authenticator, ServeOptions::default()).await
 }
 
 async fn start_audit(auth: &TestAuth, path: &Path) -> TestServer {
     let authenticator = auth.authenticator.clone();
     let config = StoreConfig::new(path);
-    TestServer::start(move |listener, shutdown| {
-        heist_audit::run(
-            listener,
-            config,
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await
+    services::audit(config, authenticator, ServeOptions::default()).await
 }
 
 fn memory_as(server: &TestServer, auth: &TestAuth, client: &str, scopes: &[&str]) -> Memory {
@@ -590,16 +572,12 @@ async fn start_calculator(auth: &TestAuth) -> TestServer {
     let tools =
         heist_tools::ToolSet::from_names("calculator", &heist_tools::ToolsConfig::default())
             .unwrap();
-    TestServer::start(move |listener, shutdown| {
-        heist_tools::run(
-            listener,
-            tools,
-            std::time::Duration::from_secs(5),
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
+    services::tools(
+        tools,
+        std::time::Duration::from_secs(5),
+        authenticator,
+        ServeOptions::default(),
+    )
     .await
 }
 

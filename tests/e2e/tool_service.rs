@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use heist_e2e::{TestAuth, TestServer};
+use heist_e2e::{TestAuth, TestServer, services};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ListToolsRequest, tool_service_client::ToolServiceClient,
@@ -32,17 +32,7 @@ async fn start_tools_with(names: &str, config: ToolsConfig, call_timeout: Durati
     let tools = ToolSet::from_names(names, &config).unwrap();
     let auth = TestAuth::new();
     let authenticator = auth.authenticator.clone();
-    let server = TestServer::start(move |listener, shutdown| {
-        heist_tools::run(
-            listener,
-            tools,
-            call_timeout,
-            authenticator,
-            shutdown,
-            ServeOptions::default(),
-        )
-    })
-    .await;
+    let server = services::tools(tools, call_timeout, authenticator, ServeOptions::default()).await;
     Tools { server, auth }
 }
 

@@ -13,8 +13,10 @@
 //! - [`processes::ProcessMesh`]: every service as a real process on fixed
 //!   free ports, to kill and restart in fault tests.
 //! - [`proxy::DelayProxy`]: a TCP proxy that makes a service slow on demand.
-//! - [`mesh::TestMesh`]: every service in-process and an orchestrator config
-//!   pointing at them.
+//! - [`mesh::TestMesh`]: every service in-process (started through
+//!   [`mesh::TestMesh::builder`]), an orchestrator config pointing at them and
+//!   clients that call them with a token.
+//! - [`services`]: one start helper per service, for tests of one service.
 //!
 //! The end-to-end tests (`e2e/`, one module per area) and the benches are
 //! built on these.
@@ -23,6 +25,7 @@ pub mod fake_llm;
 pub mod mesh;
 pub mod processes;
 pub mod proxy;
+pub mod services;
 
 use std::{
     future::Future,

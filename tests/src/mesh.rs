@@ -1,17 +1,29 @@
 //! The whole mesh in this process: OAuth, Audit, Memory and one Tool service
-//! hosting all three tools, each on its own `127.0.0.1:0` port, and an
-//! orchestrator config that points at them.
+//! hosting the tools, each on its own `127.0.0.1:0` port, an orchestrator
+//! config that points at them, and clients that call them with a token.
+//!
+//! [`TestMesh::start`] starts the defaults; [`TestMesh::builder`] changes
+//! them (`TestMesh::builder().tools("calculator").revocation_poll(..).start()`).
+//! A new knob (TLS, say) is one more builder method and one more field.
 
 use std::time::Duration;
 
 use heist_orchestrator::config::{Config, Endpoint};
 use heist_plumbing::{
     ServeOptions,
-    auth::{AuthConfig, Authenticator},
+    auth::{AuthConfig, Authenticator, BearerInterceptor},
+};
+use heist_proto::v1::{
+    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
+    o_auth_service_client::OAuthServiceClient, tool_service_client::ToolServiceClient,
 };
 use tempfile::TempDir;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-use crate::{TestServer, wait_until_serving};
+use crate::{TestServer, dev_token, services, wait_until_serving};
+
+/// A channel that sends a bearer token with every call.
+pub type Bearer = InterceptedService<Channel, BearerInterceptor>;
 
 /// Every service of the mesh, running in-process.
 #[derive(Debug)]
@@ -22,81 +34,99 @@ pub struct TestMesh {
     pub audit: TestServer,
     /// Memory.
     pub memory: TestServer,
-    /// One Tool service with calculator, file_reader and database_query.
+    /// One Tool service with the builder's tools (by default calculator,
+    /// file_reader and database_query).
     pub tools: TestServer,
     /// Where the key, revocations and databases live.
     pub dir: TempDir,
 }
 
-fn authenticator(oauth: &TestServer) -> Authenticator {
-    let mut config = AuthConfig::new(oauth.url());
-    config.revocation_poll = Duration::from_millis(200);
-    Authenticator::new(&config).expect("valid oauth url")
+/// How a [`TestMesh`] is started; [`TestMesh::builder`] makes one.
+#[derive(Debug, Clone)]
+pub struct TestMeshBuilder {
+    memory_limits: heist_memory::Limits,
+    revocation_poll: Duration,
+    tools: String,
+    tool_call_timeout: Duration,
 }
 
-impl TestMesh {
-    /// Starts every service and waits until each is SERVING.
-    pub async fn start() -> Self {
-        Self::start_with_memory_limits(heist_memory::Limits::default()).await
+impl Default for TestMeshBuilder {
+    fn default() -> Self {
+        Self {
+            memory_limits: heist_memory::Limits::default(),
+            revocation_poll: Duration::from_millis(200),
+            tools: "calculator,file_reader,database_query".into(),
+            tool_call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TestMeshBuilder {
+    /// Memory bounded by `limits` (default: [`heist_memory::Limits::default`]).
+    pub fn memory_limits(mut self, limits: heist_memory::Limits) -> Self {
+        self.memory_limits = limits;
+        self
     }
 
-    /// Like [`TestMesh::start`], with Memory bounded by `memory_limits`.
-    pub async fn start_with_memory_limits(memory_limits: heist_memory::Limits) -> Self {
+    /// How often Audit, Memory and Tool fetch OAuth's revocation list
+    /// (default 200 ms).
+    pub fn revocation_poll(mut self, every: Duration) -> Self {
+        self.revocation_poll = every;
+        self
+    }
+
+    /// The tools the Tool service hosts, comma-separated
+    /// (default `calculator,file_reader,database_query`).
+    pub fn tools(mut self, names: &str) -> Self {
+        names.clone_into(&mut self.tools);
+        self
+    }
+
+    /// How long one tool call may run (default 10 s).
+    pub fn tool_call_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_call_timeout = timeout;
+        self
+    }
+
+    /// Starts every service and waits until each is SERVING.
+    pub async fn start(self) -> TestMesh {
         let dir = TempDir::new().expect("temp dir");
-        let oauth_config = heist_oauth::OAuthConfig {
-            clients_file: None,
-            key_file: dir.path().join("signing.key"),
-            revocations_file: dir.path().join("revoked.log"),
-            issuer: "heist-oauth".into(),
-            token_lifetime: Duration::from_secs(300),
+        let oauth =
+            services::oauth(services::oauth_config(dir.path()), ServeOptions::default()).await;
+        let authenticator = || {
+            let mut config = AuthConfig::new(oauth.url());
+            config.revocation_poll = self.revocation_poll;
+            Authenticator::new(&config).expect("valid oauth url")
         };
-        let oauth = TestServer::start(move |listener, shutdown| {
-            heist_oauth::run(listener, oauth_config, shutdown, ServeOptions::default())
-        })
+        let audit = services::audit(
+            heist_audit::StoreConfig::new(dir.path().join("audit.db")),
+            authenticator(),
+            ServeOptions::default(),
+        )
         .await;
-        let store = heist_audit::StoreConfig::new(dir.path().join("audit.db"));
-        let auth = authenticator(&oauth);
-        let audit = TestServer::start(move |listener, shutdown| {
-            heist_audit::run(listener, store, auth, shutdown, ServeOptions::default())
-        })
-        .await;
-        let auth = authenticator(&oauth);
-        let memory = TestServer::start(move |listener, shutdown| {
-            heist_memory::run(
-                listener,
-                memory_limits,
-                auth,
-                shutdown,
-                ServeOptions::default(),
-            )
-        })
-        .await;
+        let memory =
+            services::memory(self.memory_limits, authenticator(), ServeOptions::default()).await;
         let tools = heist_tools::ToolSet::from_names(
-            "calculator,file_reader,database_query",
+            &self.tools,
             &heist_tools::ToolsConfig {
                 documents_dir: crate::documents_dir(),
                 ..heist_tools::ToolsConfig::default()
             },
         )
         .expect("the tools");
-        let auth = authenticator(&oauth);
-        let tools = TestServer::start(move |listener, shutdown| {
-            heist_tools::run(
-                listener,
-                tools,
-                Duration::from_secs(10),
-                auth,
-                shutdown,
-                ServeOptions::default(),
-            )
-        })
+        let tools = services::tools(
+            tools,
+            self.tool_call_timeout,
+            authenticator(),
+            ServeOptions::default(),
+        )
         .await;
         for server in [&oauth, &audit, &memory, &tools] {
             wait_until_serving(server.addr, "")
                 .await
                 .expect("service serving");
         }
-        Self {
+        TestMesh {
             oauth,
             audit,
             memory,
@@ -104,7 +134,50 @@ impl TestMesh {
             dir,
         }
     }
+}
 
+impl TestMesh {
+    /// Starts every service with the defaults and waits until each is SERVING.
+    pub async fn start() -> Self {
+        Self::builder().start().await
+    }
+
+    /// A builder to start a mesh with other settings.
+    pub fn builder() -> TestMeshBuilder {
+        TestMeshBuilder::default()
+    }
+
+    /// A token from this mesh's OAuth for the built-in `orchestrator` client
+    /// with `scopes` (space-separated).
+    pub async fn token(&self, scopes: &str) -> String {
+        dev_token(self.oauth.addr, "orchestrator", scopes)
+            .await
+            .unwrap_or_else(|status| panic!("a token for {scopes:?}: {status}"))
+    }
+
+    /// An OAuth client (its RPCs take no token).
+    pub fn oauth_client(&self) -> OAuthServiceClient<Channel> {
+        OAuthServiceClient::new(self.oauth.channel())
+    }
+
+    /// An Audit client calling with an orchestrator token for `scopes`.
+    pub async fn audit_client(&self, scopes: &str) -> AuditServiceClient<Bearer> {
+        AuditServiceClient::with_interceptor(self.audit.channel(), self.bearer(scopes).await)
+    }
+
+    /// A Memory client calling with an orchestrator token for `scopes`.
+    pub async fn memory_client(&self, scopes: &str) -> MemoryServiceClient<Bearer> {
+        MemoryServiceClient::with_interceptor(self.memory.channel(), self.bearer(scopes).await)
+    }
+
+    /// A Tool client calling with an orchestrator token for `scopes`.
+    pub async fn tool_client(&self, scopes: &str) -> ToolServiceClient<Bearer> {
+        ToolServiceClient::with_interceptor(self.tools.channel(), self.bearer(scopes).await)
+    }
+
+    async fn bearer(&self, scopes: &str) -> BearerInterceptor {
+        BearerInterceptor::new(&self.token(scopes).await)
+    }
     /// The built-in orchestrator config, pointed at these services, offline.
     pub fn config(&self) -> Config {
         let mut config = Config::default_config();
