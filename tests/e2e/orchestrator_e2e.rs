@@ -6,10 +6,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use heist_e2e::{
-    dev_token,
-    mesh::{TestMesh, closed_endpoint},
-};
+use heist_e2e::mesh::{TestMesh, closed_endpoint};
 use heist_orchestrator::{
     app,
     config::Config,
@@ -21,8 +18,7 @@ use heist_orchestrator::{
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     GetSessionRequest, ListMemoryTurnsRequest, ListMessagesRequest, ListToolUsageRequest,
-    SessionStatus, audit_service_client::AuditServiceClient,
-    memory_service_client::MemoryServiceClient,
+    SessionStatus, memory_service_client::MemoryServiceClient,
 };
 use tokio::sync::watch;
 
@@ -142,15 +138,8 @@ async fn a_twenty_turn_offline_session_lands_in_every_service() {
         "the offline agents use their tools"
     );
 
-    let token = dev_token(
-        mesh.oauth.addr,
-        "orchestrator",
-        "audit:read memory:read agents:act_for_any",
-    )
-    .await
-    .unwrap();
-    let bearer = BearerInterceptor::new(&token);
-    let mut audit = AuditServiceClient::with_interceptor(mesh.audit.channel(), bearer.clone());
+    const SCOPES: &str = "audit:read memory:read agents:act_for_any";
+    let mut audit = mesh.audit_client(SCOPES).await;
     let session = audit
         .get_session(GetSessionRequest {
             session_id: session_id.into(),
@@ -216,7 +205,7 @@ async fn a_twenty_turn_offline_session_lands_in_every_service() {
         "every tool is up: {usage:?}"
     );
 
-    let mut memory = MemoryServiceClient::with_interceptor(mesh.memory.channel(), bearer);
+    let mut memory = mesh.memory_client(SCOPES).await;
     for (agent, turns) in turns_by_agent(&outcome) {
         let kept = memory_turns(&mut memory, &agent, session_id).await;
         assert_eq!(kept, turns, "memory of {agent}");
@@ -263,17 +252,7 @@ async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
     let outcome = run(mesh.config(), session_id, 40, 9).await;
     assert_eq!(outcome.status, "completed");
     assert_eq!(outcome.memory_failures, 0);
-    let token = dev_token(
-        mesh.oauth.addr,
-        "orchestrator",
-        "memory:read agents:act_for_any",
-    )
-    .await
-    .unwrap();
-    let mut memory = MemoryServiceClient::with_interceptor(
-        mesh.memory.channel(),
-        BearerInterceptor::new(&token),
-    );
+    let mut memory = mesh.memory_client("memory:read agents:act_for_any").await;
     let mut evictions = 0;
     for (agent, turns) in turns_by_agent(&outcome) {
         let kept = memory_turns(&mut memory, &agent, session_id).await;
@@ -317,11 +296,7 @@ async fn with_a_tool_service_down_its_calls_are_recorded_as_failed() {
     assert_eq!(outcome.status, "completed");
     assert!(outcome.tool_calls() > 0);
     assert_eq!(outcome.failed_tool_calls, outcome.tool_calls());
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "audit:read")
-        .await
-        .unwrap();
-    let mut audit =
-        AuditServiceClient::with_interceptor(mesh.audit.channel(), BearerInterceptor::new(&token));
+    let mut audit = mesh.audit_client("audit:read").await;
     let usage = audit
         .list_tool_usage(ListToolUsageRequest {
             session_id: session_id.into(),
