@@ -16,6 +16,7 @@ mod auth_matrix;
 mod database_query;
 mod fault_injection;
 mod grpcurl_demo;
+mod harness;
 mod http2_limits;
 mod llm_openai;
 mod memory_service;
