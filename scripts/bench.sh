@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins -p heist-oauth -p heist-audit -p heist-memory -p heist-tools
-cargo bench -p heist-mesh --bench mesh -- "$@"
+cargo bench -p heist-e2e --bench mesh -- "$@"

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p heist-audit -p heist-oauth
-cargo bench -p heist-mesh --bench audit_ingest
+cargo bench -p heist-e2e --bench audit_ingest

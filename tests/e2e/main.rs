@@ -1,0 +1,37 @@
+//! The end-to-end tests: one binary, one module per area (each links the
+//! whole workspace, so one binary links it once). Run one area with a
+//! filter, e.g. `cargo test -p heist-e2e --test e2e -- quoting::`.
+//!
+//! Tests run in parallel threads of this one process: none may change
+//! process-wide state (environment, current directory, global telemetry).
+//! The one test that installs global telemetry is its own binary
+//! (`alone/audit_tracing.rs`).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod audit_binary;
+mod audit_service;
+mod audit_watch_limits;
+mod auth_matrix;
+mod database_query;
+mod fault_injection;
+mod grpcurl_demo;
+mod harness;
+mod http2_limits;
+mod llm_openai;
+mod memory_service;
+mod oauth_service;
+mod orchestrator_cli;
+mod orchestrator_e2e;
+mod orchestrator_llm;
+mod orchestrator_pipe;
+mod orchestrator_resume;
+mod quoting;
+mod reflection_per_server;
+mod scripts_e2e;
+mod seed_vocabulary;
+mod service_logs;
+mod slow_service;
+mod token_binding;
+mod tool_service;
+mod tracing_e2e;

@@ -1,0 +1,68 @@
+//! One start helper per service: its `run` in-process on `127.0.0.1:0`
+//! through [`TestServer`], for tests that want one service with their own
+//! settings (a test authenticator, limits, serve options) rather than the
+//! whole [`TestMesh`](crate::mesh::TestMesh).
+
+use std::{path::Path, time::Duration};
+
+use heist_plumbing::{ServeOptions, auth::Authenticator};
+
+use crate::TestServer;
+
+/// OAuth's test settings: built-in development clients, key and revocation
+/// list in `dir`, issuer `heist-oauth`, 5-minute tokens.
+pub fn oauth_config(dir: &Path) -> heist_oauth::OAuthConfig {
+    heist_oauth::OAuthConfig {
+        clients_file: None,
+        key_file: dir.join("signing.key"),
+        revocations_file: dir.join("revoked.log"),
+        issuer: "heist-oauth".into(),
+        token_lifetime: Duration::from_secs(300),
+    }
+}
+
+/// Starts OAuth with `config`.
+pub async fn oauth(config: heist_oauth::OAuthConfig, options: ServeOptions) -> TestServer {
+    TestServer::start(move |listener, shutdown| {
+        heist_oauth::run(listener, config, shutdown, options)
+    })
+    .await
+}
+
+/// Starts Audit on `store`, trusting `auth`.
+pub async fn audit(
+    store: heist_audit::StoreConfig,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start(move |listener, shutdown| {
+        heist_audit::run(listener, store, auth, shutdown, options)
+    })
+    .await
+}
+
+/// Starts Memory bounded by `limits`, trusting `auth`.
+pub async fn memory(
+    limits: heist_memory::Limits,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start(move |listener, shutdown| {
+        heist_memory::run(listener, limits, auth, shutdown, options)
+    })
+    .await
+}
+
+/// Starts a Tool service hosting `tools`, each call bounded by
+/// `call_timeout`, trusting `auth`.
+pub async fn tools(
+    tools: heist_tools::ToolSet,
+    call_timeout: Duration,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start(move |listener, shutdown| {
+        heist_tools::run(listener, tools, call_timeout, auth, shutdown, options)
+    })
+    .await
+}
