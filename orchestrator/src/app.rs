@@ -307,11 +307,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     console.always(&"=".repeat(60));
     for outcome in &outcomes {
         console.summary(outcome);
-        match outcome.status {
-            "interrupted" => code = code.max(exit::INTERRUPTED),
-            "failed" => code = code.max(exit::FAILED),
-            _ => {}
-        }
+        code = code.max(outcome.status.exit_code());
         if let Some(path) = &run.transcript {
             let path = if outcomes.len() > 1 {
                 with_suffix(path, &outcome.session_id)
@@ -365,16 +361,19 @@ fn status_name(value: i32) -> &'static str {
     }
 }
 
+/// A `sessions list` status filter that names no status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}; use active, completed, failed or interrupted")]
+pub struct UnknownStatus(String);
+
 /// Parses a status filter for `sessions list`.
-pub fn parse_status(text: &str) -> Result<SessionStatus, String> {
+pub fn parse_status(text: &str) -> Result<SessionStatus, UnknownStatus> {
     match text.to_ascii_lowercase().as_str() {
         "active" => Ok(SessionStatus::Active),
         "completed" => Ok(SessionStatus::Completed),
         "failed" => Ok(SessionStatus::Failed),
         "interrupted" => Ok(SessionStatus::Interrupted),
-        other => Err(format!(
-            "unknown status {other:?}; use active, completed, failed or interrupted"
-        )),
+        other => Err(UnknownStatus(other.to_owned())),
     }
 }
 
@@ -768,9 +767,5 @@ pub async fn resume(
         )
         .await?;
     console.summary(&outcome);
-    Ok(match outcome.status {
-        "interrupted" => exit::INTERRUPTED,
-        "failed" => exit::FAILED,
-        _ => exit::OK,
-    })
+    Ok(outcome.status.exit_code())
 }

@@ -26,17 +26,21 @@ use std::{
 use heist_plumbing::propagation::with_session;
 use heist_proto::v1::{
     CallToolRequest, CreateSessionRequest, EndSessionRequest, GetCompressedMemoryRequest,
-    SessionStatus, StoreMessageRequest, StoreToolUsageRequest, StoreTurnRequest,
+    StoreMessageRequest, StoreToolUsageRequest, StoreTurnRequest,
 };
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+mod ending;
+
+pub use ending::SessionEnd;
+
 use crate::{
     audit_writer::{AuditWriteError, AuditWriter, Written},
     config::{AgentConfig, Config},
     llm::{
-        AgentPersona, ChatMessage, Completion, CompletionRequest, LlmBackend, ToolCall,
+        AgentPersona, ChatMessage, Completion, CompletionRequest, LlmBackend, LlmError, ToolCall,
         ToolCallMode, ToolSpec, tool_result_message,
     },
     memory_sync::MemorySync,
@@ -156,8 +160,8 @@ pub struct TurnRecord {
 pub struct SessionOutcome {
     /// The session ID.
     pub session_id: String,
-    /// `completed`, `failed` or `interrupted`.
-    pub status: &'static str,
+    /// How it ended.
+    pub status: SessionEnd,
     /// Every turn that ran.
     pub turns: Vec<TurnRecord>,
     /// Turns whose LLM call failed.
@@ -196,6 +200,36 @@ pub enum RunError {
     /// The session could not be created in Audit.
     #[error("cannot create the session in Audit (the source of truth): {0}")]
     CreateSession(tonic::Status),
+}
+
+/// Why a turn has no answer (its message is then the error).
+#[derive(Debug, thiserror::Error)]
+enum TurnError {
+    /// The speaker is not among the prepared agents.
+    #[error("agent {0} is not configured")]
+    NotConfigured(String),
+    /// The LLM did not answer.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+}
+
+/// Why a tool call has no result (the text is what the LLM and Audit get).
+#[derive(Debug, thiserror::Error)]
+enum ToolError {
+    /// No tool service offers the tool.
+    #[error("tool {0:?} is not configured (no tool_services entry)")]
+    NotConfigured(String),
+    /// The agent's token could not be had.
+    #[error("no token for {agent}: {}", status.message())]
+    NoToken {
+        /// The agent.
+        agent: String,
+        /// Why OAuth did not give it.
+        status: tonic::Status,
+    },
+    /// The tool service refused or failed the call.
+    #[error("{:?}: {}", .0.code(), .0.message())]
+    Call(tonic::Status),
 }
 
 /// How a session runs.
@@ -478,7 +512,7 @@ impl Orchestrator {
             .map_or(1, |turn| u64::try_from(turn.turn).unwrap_or(0) + 1);
         let mut outcome = SessionOutcome {
             session_id: session_id.to_owned(),
-            status: "completed",
+            status: SessionEnd::Completed,
             turns: history,
             failed_turns: 0,
             failed_tool_calls: 0,
@@ -512,7 +546,7 @@ impl Orchestrator {
             self.drain_spool(session_id, max_spooled, &stop, &mut outcome, sink)
                 .await;
             if *stop.borrow() {
-                outcome.status = "interrupted";
+                outcome.status = SessionEnd::Interrupted;
                 break;
             }
             let speaker = order.speaker(turn, last.as_deref()).to_owned();
@@ -597,17 +631,11 @@ impl Orchestrator {
                 }
             }
         }
-        if outcome.status == "completed"
-            && outcome.failed_turns == outcome.turns.len()
-            && !outcome.turns.is_empty()
-        {
-            outcome.status = "failed";
-        }
-        let status = match outcome.status {
-            "interrupted" => SessionStatus::Interrupted,
-            "failed" => SessionStatus::Failed,
-            _ => SessionStatus::Completed,
-        };
+        outcome.status = SessionEnd::of(
+            outcome.status == SessionEnd::Interrupted,
+            outcome.failed_turns,
+            outcome.turns.len(),
+        );
         let token = self
             .own_token(self.config.timeouts.audit)
             .await
@@ -616,7 +644,7 @@ impl Orchestrator {
         let end = SpooledWrite::EndSession(EndSessionRequest {
             session_id: session_id.to_owned(),
             num_turns: i64::try_from(outcome.turns.len()).unwrap_or(i64::MAX),
-            status: status as i32,
+            status: outcome.status.proto().into(),
             idempotency_key: format!("{session_id}/end"),
         });
         self.record_audit(end, Some(&token), &mut outcome).await;
@@ -952,7 +980,7 @@ impl Orchestrator {
                     self.converse(session_id, agent, prepared, turn_id, messages, &mut log)
                         .await
                 }
-                None => Err(format!("agent {} is not configured", agent.name)),
+                None => Err(TurnError::NotConfigured(agent.name.clone())),
             };
             let (message, is_error) = match answer {
                 Ok(message) => (message, false),
@@ -1074,7 +1102,7 @@ impl Orchestrator {
         turn_id: i64,
         mut messages: Vec<ChatMessage>,
         log: &mut TurnLog,
-    ) -> Result<String, String> {
+    ) -> Result<String, TurnError> {
         let mut round = 0;
         loop {
             let asked = Instant::now();
@@ -1123,7 +1151,7 @@ impl Orchestrator {
         tools: &[ToolSpec],
         turn_id: i64,
         round: u32,
-    ) -> Result<Completion, String> {
+    ) -> Result<Completion, LlmError> {
         let span = tracing::info_span!(
             target: "heist_orchestrator",
             "llm.chat",
@@ -1157,8 +1185,7 @@ impl Orchestrator {
                 Ok(completion)
             }
             Err(error) => {
-                let error = error.to_string();
-                heist_plumbing::telemetry::record_error(&span, "llm.error", &error);
+                heist_plumbing::telemetry::record_error(&span, "llm.error", &error.to_string());
                 Err(error)
             }
         }
@@ -1182,12 +1209,13 @@ impl Orchestrator {
             .invoke_tool(session_id, agent, turn_id, call)
             .instrument(span.clone())
             .await;
-        if let Err(reason) = &outcome {
-            heist_plumbing::telemetry::record_error(&span, "tool.error", reason);
-        }
         let (result, success) = match outcome {
             Ok(text) => (text, true),
-            Err(reason) => (reason, false),
+            Err(error) => {
+                let reason = error.to_string();
+                heist_plumbing::telemetry::record_error(&span, "tool.error", &reason);
+                (reason, false)
+            }
         };
         let record = ToolRecord {
             tool: call.name.clone(),
@@ -1216,13 +1244,12 @@ impl Orchestrator {
         agent: &AgentConfig,
         turn_id: i64,
         call: &ToolCall,
-    ) -> Result<String, String> {
-        let route = self.mesh.tools.get(&call.name).ok_or_else(|| {
-            format!(
-                "tool {:?} is not configured (no tool_services entry)",
-                call.name
-            )
-        })?;
+    ) -> Result<String, ToolError> {
+        let route = self
+            .mesh
+            .tools
+            .get(&call.name)
+            .ok_or_else(|| ToolError::NotConfigured(call.name.clone()))?;
         let token = if agent.oauth_scopes.is_empty() {
             None
         } else {
@@ -1235,8 +1262,9 @@ impl Orchestrator {
                         self.config.timeouts.tools,
                     )
                     .await
-                    .map_err(|status| {
-                        format!("no token for {}: {}", agent.name, status.message())
+                    .map_err(|status| ToolError::NoToken {
+                        agent: agent.name.clone(),
+                        status,
                     })?,
             )
         };
@@ -1254,10 +1282,7 @@ impl Orchestrator {
             async move { client.call_tool(request).await }
         })
         .await
-        .map_err(|error| {
-            let status = error.into_status();
-            format!("{:?}: {}", status.code(), status.message())
-        })?;
+        .map_err(|error| ToolError::Call(error.into_status()))?;
         Ok(answer.into_inner().text)
     }
 
