@@ -1,26 +1,22 @@
 //! The orchestrator's commands: `run`, `health`, `sessions`, `tools`.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use heist_proto::v1::{
-    GetSessionRequest, ListMessagesRequest, ListSessionsRequest, ListToolUsageRequest,
-    SessionStatus,
-};
+use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
 use tokio::sync::watch;
 
 use crate::{
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
-    engine::{
-        ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, ToolRecord, TurnRecord,
-    },
+    engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, TurnRecord},
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
     mesh::{Mesh, request},
     session_id::new_session_id,
     tokens::TokenCache,
+    trail::{StoredTurn, session_trail},
     transcript,
 };
 
@@ -475,7 +471,8 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
-    for (turn, written_by) in stored_trail(&mesh, &token, config, session_id).await? {
+    let trail = session_trail(&mesh.audit, &token, config.timeouts.audit, session_id).await?;
+    for StoredTurn { turn, written_by } in trail {
         crate::outln!(
             "\n[Turn {}] {} ({}), written by {}:",
             turn.turn,
@@ -528,25 +525,6 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Reads every page of a listing.
-async fn all_pages<T, Fut>(mut page: impl FnMut(String) -> Fut) -> anyhow::Result<Vec<T>>
-where
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut items = Vec::new();
-    let mut token = String::new();
-    loop {
-        let (found, next) = page(token)
-            .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
-        items.extend(found);
-        if next.is_empty() {
-            return Ok(items);
-        }
-        token = next;
-    }
-}
-
 /// The client that wrote an Audit row, or a note for rows from before writers were recorded.
 fn writer_name(written_by: &str) -> &str {
     if written_by.is_empty() {
@@ -554,89 +532,6 @@ fn writer_name(written_by: &str) -> &str {
     } else {
         written_by
     }
-}
-
-/// The turns a session has stored in Audit, with their tool calls.
-async fn stored_turns(
-    mesh: &Mesh,
-    token: &str,
-    config: &Config,
-    session_id: &str,
-) -> anyhow::Result<Vec<TurnRecord>> {
-    let trail = stored_trail(mesh, token, config, session_id).await?;
-    Ok(trail.into_iter().map(|(turn, _)| turn).collect())
-}
-
-/// The turns a session has stored in Audit, with their tool calls, each with
-/// the client that wrote its message (`written_by`).
-async fn stored_trail(
-    mesh: &Mesh,
-    token: &str,
-    config: &Config,
-    session_id: &str,
-) -> anyhow::Result<Vec<(TurnRecord, String)>> {
-    let deadline = config.timeouts.audit;
-    let messages = all_pages(|page_token| {
-        let mut audit = mesh.audit.clone();
-        let request = request(
-            ListMessagesRequest {
-                session_id: session_id.to_owned(),
-                page_size: 1000,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_messages(request).await?.into_inner();
-            Ok((page.messages, page.next_page_token))
-        }
-    })
-    .await
-    .context("cannot read the session's messages from Audit")?;
-    let usage = all_pages(|page_token| {
-        let mut audit = mesh.audit.clone();
-        let request = request(
-            ListToolUsageRequest {
-                session_id: session_id.to_owned(),
-                page_size: 1000,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_tool_usage(request).await?.into_inner();
-            Ok((page.tool_usage, page.next_page_token))
-        }
-    })
-    .await
-    .context("cannot read the session's tool calls from Audit")?;
-    let mut calls: BTreeMap<i64, Vec<ToolRecord>> = BTreeMap::new();
-    for usage in usage {
-        calls.entry(usage.turn_id).or_default().push(ToolRecord {
-            tool: usage.tool_name,
-            params: usage.tool_params,
-            result: usage.tool_result,
-            success: usage.success,
-            duration_ms: u64::try_from(usage.duration_ms).unwrap_or(0),
-        });
-    }
-    Ok(messages
-        .into_iter()
-        .filter(|message| message.turn_id > 0)
-        .map(|message| {
-            let turn = TurnRecord {
-                tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
-                turn: message.turn_id,
-                agent: message.agent_name,
-                role: message.agent_role,
-                message: message.message,
-                is_error: message.is_error,
-            };
-            (turn, message.written_by)
-        })
-        .collect())
 }
 
 /// How long a resume waits for Audit to take the writes of the session
@@ -751,7 +646,12 @@ pub async fn resume(
         );
         return Ok(exit::FAILED);
     }
-    let history = stored_turns(&mesh, &token, &config, session_id).await?;
+    let history: Vec<TurnRecord> =
+        session_trail(&mesh.audit, &token, config.timeouts.audit, session_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.turn)
+            .collect();
     console.always(&format!(
         "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
         history.len()

@@ -41,10 +41,11 @@ pub use ending::SessionEnd;
 
 use crate::{
     audit_writer::AuditWriter,
+    clients::{AuditClient, CallGuard, MemoryClient, ToolClient},
     config::Config,
     llm::{LlmBackend, ToolCallMode, ToolSpec},
     mesh::Mesh,
-    resilience::{AUDIT, BreakerSettings, Breakers, RetryPolicy},
+    resilience::{AUDIT, BreakerSettings, Breakers, MEMORY, RetryPolicy, tool_service},
     spool::Spool,
     tokens::TokenCache,
 };
@@ -53,6 +54,18 @@ use turn::PreparedAgent;
 
 /// The seed's warm-up framing, given to every agent as the first message.
 pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
+
+/// A policy of one attempt, for calls whose failure costs nothing to skip.
+fn single_attempt() -> RetryPolicy {
+    RetryPolicy::new(
+        1,
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+        1.0,
+        Default::default(),
+    )
+    .unwrap_or_default()
+}
 
 /// The scopes the orchestrator's own token carries (it writes Audit and Memory
 /// for every agent, hence `agents:act_for_any`).
@@ -202,7 +215,11 @@ pub struct Orchestrator {
     agents: Arc<BTreeMap<String, PreparedAgent>>,
     mode: ToolCallMode,
     breakers: Breakers,
-    policy: RetryPolicy,
+    /// Audit's calls (its writes go through [`Orchestrator::audit`]).
+    audit_client: AuditClient,
+    memory: MemoryClient,
+    /// The tool services, by tool name.
+    tool_clients: Arc<BTreeMap<String, ToolClient>>,
     audit: AuditWriter,
     /// Closes open breakers when their service's health says SERVING.
     _health: crate::breaker_health::HealthWatcher,
@@ -231,13 +248,26 @@ impl Orchestrator {
             Default::default(),
         )
         .unwrap_or_default();
-        let audit = AuditWriter::new(
+        let timeouts = &config.timeouts;
+        let audit_client = AuditClient::new(
             mesh.audit.clone(),
-            spool,
-            breakers.get(AUDIT),
-            policy.clone(),
-            config.timeouts.audit,
+            CallGuard::new(breakers.get(AUDIT), policy.clone(), timeouts.audit),
         );
+        let audit = AuditWriter::new(audit_client.clone(), spool);
+        // Memory is optional context: one attempt, and none while its breaker is open.
+        let memory = MemoryClient::new(
+            mesh.memory.clone(),
+            CallGuard::new(breakers.get(MEMORY), single_attempt(), timeouts.memory),
+        );
+        let tool_clients = mesh
+            .tools
+            .iter()
+            .map(|(tool, route)| {
+                let breaker = breakers.get(&tool_service(tool));
+                let guard = CallGuard::new(breaker, policy.clone(), timeouts.tools);
+                (tool.clone(), ToolClient::new(route.client.clone(), guard))
+            })
+            .collect();
         let agents = config
             .agents
             .iter()
@@ -253,7 +283,9 @@ impl Orchestrator {
             agents: Arc::new(agents),
             mode,
             breakers,
-            policy,
+            audit_client,
+            memory,
+            tool_clients: Arc::new(tool_clients),
             audit,
             _health: health,
         }

@@ -21,6 +21,7 @@
 pub mod app;
 pub mod audit_writer;
 pub mod breaker_health;
+pub mod clients;
 pub mod config;
 pub mod console;
 pub mod discovery;
@@ -36,6 +37,7 @@ pub mod session_id;
 pub mod spool;
 pub mod stdout;
 pub mod tokens;
+pub mod trail;
 pub mod transcript;
 pub mod turn_order;
 

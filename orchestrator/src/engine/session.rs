@@ -17,8 +17,7 @@ use super::{
 use crate::{
     audit_writer::{AuditWriteError, Written},
     memory_sync::MemorySync,
-    mesh::request,
-    resilience::{AUDIT, BreakerEvent, BreakerState, call_with_resilience},
+    resilience::{AUDIT, BreakerEvent, BreakerState},
     spool::SpooledWrite,
     turn_order::TurnOrder,
 };
@@ -145,18 +144,10 @@ impl Orchestrator {
             idempotency_key: format!("{session_id}/create"),
         };
         // A session starts only once Audit has it: nothing is spooled yet.
-        call_with_resilience(&self.breakers.get(AUDIT), &self.policy, true, |_| {
-            let mut audit = self.mesh.audit.clone();
-            let body = create.clone();
-            async move {
-                audit
-                    .create_session(request(body, Some(token), self.config.timeouts.audit))
-                    .await
-            }
-        })
-        .await
-        .map_err(|error| RunError::CreateSession(error.into_status()))?;
-        Ok(())
+        self.audit_client
+            .send(&SpooledWrite::CreateSession(create), Some(token))
+            .await
+            .map_err(|error| RunError::CreateSession(error.into_status()))
     }
 
     /// Brings Memory into line with Audit's `history` (see

@@ -20,8 +20,6 @@ use crate::{
         AgentPersona, ChatMessage, Completion, CompletionRequest, LlmError, ToolCall, ToolCallMode,
         ToolSpec, tool_result_message,
     },
-    mesh::request,
-    resilience::{MEMORY, RetryPolicy, call_with_resilience, tool_service},
 };
 
 /// How many times one turn may go back to the LLM with tool results.
@@ -59,18 +57,6 @@ enum ToolError {
     /// The tool service refused or failed the call.
     #[error("{:?}: {}", .0.code(), .0.message())]
     Call(tonic::Status),
-}
-
-/// A policy of one attempt, for calls whose failure costs nothing to skip.
-fn single_attempt() -> RetryPolicy {
-    RetryPolicy::new(
-        1,
-        std::time::Duration::ZERO,
-        std::time::Duration::ZERO,
-        1.0,
-        Default::default(),
-    )
-    .unwrap_or_default()
 }
 
 /// What a turn gathers while it talks to the LLM and the tools.
@@ -288,17 +274,9 @@ impl Orchestrator {
             recent_count: i32::try_from(self.config.session.memory_recent_count).unwrap_or(3),
             max_chars: i32::try_from(self.config.session.memory_max_chars).unwrap_or(1000),
         };
-        // Memory is optional context: one attempt, and none while its breaker is open.
-        let answer =
-            call_with_resilience(&self.breakers.get(MEMORY), &single_attempt(), true, |_| {
-                let mut memory = self.mesh.memory.clone();
-                let request = request(body.clone(), Some(token), self.config.timeouts.memory);
-                async move { memory.get_compressed_memory(request).await }
-            })
-            .await
-            .map_err(|error| error.into_status());
-        match answer {
-            Ok(answer) => memory_text(answer.into_inner()),
+        let answer = self.memory.compressed_memory(body, token).await;
+        match answer.map_err(|error| error.into_status()) {
+            Ok(answer) => memory_text(answer),
             Err(status) => {
                 tracing::warn!(error = %status.message(), "memory unavailable; turn goes on without it");
                 None
@@ -438,9 +416,8 @@ impl Speaker<'_> {
         let orchestrator = self.orchestrator;
         let agent = self.agent;
         let deadline = orchestrator.config.timeouts.tools;
-        let route = orchestrator
-            .mesh
-            .tools
+        let client = orchestrator
+            .tool_clients
             .get(&call.name)
             .ok_or_else(|| ToolError::NotConfigured(call.name.clone()))?;
         let token = if agent.oauth_scopes.is_empty() {
@@ -469,15 +446,11 @@ impl Speaker<'_> {
             agent_name: agent.name.clone(),
             turn_id: self.turn_id,
         };
-        let breaker = orchestrator.breakers.get(&tool_service(&call.name));
-        let answer = call_with_resilience(&breaker, &orchestrator.policy, true, |_| {
-            let mut client = route.client.clone();
-            let request = request(body.clone(), token.as_deref(), deadline);
-            async move { client.call_tool(request).await }
-        })
-        .await
-        .map_err(|error| ToolError::Call(error.into_status()))?;
-        Ok(answer.into_inner().text)
+        let answer = client
+            .call_tool(body, token.as_deref())
+            .await
+            .map_err(|error| ToolError::Call(error.into_status()))?;
+        Ok(answer.text)
     }
 }
 
