@@ -1,7 +1,8 @@
 //! One heist session, turn by turn, across every service of the mesh.
 //!
-//! A turn: pick the speaker ([`TurnOrder`]); gather its context (the last few
-//! messages and its compressed memory from Memory); ask the LLM; run the tool
+//! A turn: pick the speaker ([`TurnOrder`](crate::turn_order::TurnOrder));
+//! gather its context (the last few messages and its compressed memory from
+//! Memory); ask the LLM; run the tool
 //! calls it makes with the agent's own token and ask again for the final
 //! answer; then store the message in Memory and, at the same time, the
 //! message with each tool call (success or not) in Audit, in one
@@ -17,9 +18,9 @@
 //! Any failure is caught at the turn: logged, recorded, and the conversation
 //! goes on degraded.
 //!
-//! The engine is split by what happens: [`session`] a session's life (the
-//! turn loop, its end), [`turn`] one turn (context, LLM, tools), [`persist`]
-//! a turn's writes, [`ending`] how a session ended.
+//! The engine is split by what happens: `session` a session's life (the
+//! turn loop, its end), `turn` one turn (context, LLM, tools), `persist`
+//! a turn's writes, `ending` how a session ended.
 
 use std::{
     collections::BTreeMap,
@@ -215,7 +216,7 @@ pub struct Orchestrator {
     agents: Arc<BTreeMap<String, PreparedAgent>>,
     mode: ToolCallMode,
     breakers: Breakers,
-    /// Audit's calls (its writes go through [`Orchestrator::audit`]).
+    /// Audit's calls (creating a session; its writes go through `audit`).
     audit_client: AuditClient,
     memory: MemoryClient,
     /// The tool services, by tool name.
