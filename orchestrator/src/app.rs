@@ -1,26 +1,22 @@
 //! The orchestrator's commands: `run`, `health`, `sessions`, `tools`.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use heist_proto::v1::{
-    GetSessionRequest, ListMessagesRequest, ListSessionsRequest, ListToolUsageRequest,
-    SessionStatus,
-};
+use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
 use tokio::sync::watch;
 
 use crate::{
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
-    engine::{
-        ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, ToolRecord, TurnRecord,
-    },
+    engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, TurnRecord},
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
     mesh::{Mesh, request},
     session_id::new_session_id,
     tokens::TokenCache,
+    trail::{StoredTurn, session_trail},
     transcript,
 };
 
@@ -69,19 +65,29 @@ pub fn open_spool(path: &std::path::Path) -> anyhow::Result<crate::spool::Spool>
 pub fn llm_backend(config: &Config, seed: u64) -> Arc<dyn LlmBackend> {
     match config.llm.backend_kind() {
         LlmBackendKind::Offline => Arc::new(OfflineBackend::new(seed)),
-        LlmBackendKind::OpenAi => Arc::new(OpenAiBackend::new(OpenAiSettings {
-            base_url: config.llm.base_url.clone().unwrap_or_default(),
-            model: config.llm.model.clone(),
-            api_key: config
-                .llm
-                .api_key
-                .as_ref()
-                .map(|key| key.expose().to_owned()),
-            temperature: config.llm.temperature,
-            max_tokens: config.llm.max_tokens,
-            timeout: config.llm.timeout,
-            retries: config.llm.retries,
-        })),
+        LlmBackendKind::OpenAi => Arc::new(OpenAiBackend::new(openai_settings(
+            config,
+            config.llm.timeout,
+            config.llm.retries,
+        ))),
+    }
+}
+
+/// The OpenAI-compatible backend's settings from the config, with a request
+/// `timeout` and `retries` (a run's, or the health probe's).
+fn openai_settings(config: &Config, timeout: std::time::Duration, retries: u32) -> OpenAiSettings {
+    OpenAiSettings {
+        base_url: config.llm.base_url.clone().unwrap_or_default(),
+        model: config.llm.model.clone(),
+        api_key: config
+            .llm
+            .api_key
+            .as_ref()
+            .map(|key| key.expose().to_owned()),
+        temperature: config.llm.temperature,
+        max_tokens: config.llm.max_tokens,
+        timeout,
+        retries,
     }
 }
 
@@ -123,20 +129,9 @@ async fn llm_health(config: &Config) -> HealthLine {
             verdict: Verdict::Healthy("built-in offline backend, no LLM configured".into()),
         },
         LlmBackendKind::OpenAi => {
-            let url = config.llm.base_url.clone().unwrap_or_default();
-            let backend = OpenAiBackend::new(OpenAiSettings {
-                base_url: url.clone(),
-                model: config.llm.model.clone(),
-                api_key: config
-                    .llm
-                    .api_key
-                    .as_ref()
-                    .map(|key| key.expose().to_owned()),
-                temperature: config.llm.temperature,
-                max_tokens: config.llm.max_tokens,
-                timeout: config.timeouts.health,
-                retries: 0,
-            });
+            let settings = openai_settings(config, config.timeouts.health, 0);
+            let url = settings.base_url.clone();
+            let backend = OpenAiBackend::new(settings);
             let verdict = match backend.probe().await {
                 Ok(models) if models.contains(&config.llm.model) => {
                     Verdict::Healthy(format!("model {}", config.llm.model))
@@ -220,7 +215,8 @@ fn stop_signal(announce: bool) -> watch::Receiver<bool> {
     stop_rx
 }
 
-/// `orchestrator run`.
+/// `orchestrator run`: the banner, the health check, the tools, then the
+/// sessions at once, their summaries and transcripts.
 pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let config = Arc::new(config);
     let seed = run.seed.or(config.session.seed).unwrap_or_else(random_seed);
@@ -228,40 +224,11 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let sessions = run.sessions.max(1);
     let console = Console::new(run.quiet, sessions > 1);
     let llm = llm_backend(&config, seed);
-
-    console.always(&format!(
-        "{}\nHeist Mesh: Integrated Multi-Agent System\n{}",
-        "=".repeat(60),
-        "=".repeat(60)
-    ));
-    console.always(&format!("Config: {}", config.source));
-    if llm.is_offline() {
-        console
-            .always("LLM: OFFLINE (built-in deterministic responses, no language model is called)");
-    } else {
-        console.always(&format!("LLM: {}", llm.describe()));
-    }
-    console.always(&format!(
-        "Turns: {max_turns} per session, sessions: {sessions}, seed: {seed}\n"
-    ));
+    banner(&console, &config, llm.as_ref(), max_turns, sessions, seed);
 
     let mesh = Mesh::connect(&config)?;
-    console.say("🏥 Checking service health...");
-    let report = health_report(&config, &mesh).await;
-    if !run.quiet {
-        crate::out!("{report}");
-    }
-    let down = report.required_down();
-    if !down.is_empty() {
-        let names: Vec<_> = down.iter().map(|line| line.name.as_str()).collect();
-        console.always(&format!(
-            "❌ Cannot start: required services are down: {}. Start them (scripts/start_services.sh) and retry.",
-            names.join(", ")
-        ));
+    if !ready_to_start(&console, &config, &mesh, run.quiet).await {
         return Ok(exit::UNAVAILABLE);
-    }
-    if report.is_degraded() {
-        console.say("⚠️  System starting with degraded services");
     }
 
     let spool = open_spool(&run.spool)?;
@@ -305,18 +272,79 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
         }
     }
     console.always(&"=".repeat(60));
-    for outcome in &outcomes {
+    Ok(code.max(report_outcomes(
+        &console,
+        &outcomes,
+        run.transcript.as_deref(),
+    )))
+}
+
+/// What a run is about to do: the config, the LLM, turns, sessions and seed.
+fn banner(
+    console: &Console,
+    config: &Config,
+    llm: &dyn LlmBackend,
+    max_turns: u64,
+    sessions: usize,
+    seed: u64,
+) {
+    console.always(&format!(
+        "{}\nHeist Mesh: Integrated Multi-Agent System\n{}",
+        "=".repeat(60),
+        "=".repeat(60)
+    ));
+    console.always(&format!("Config: {}", config.source));
+    if llm.is_offline() {
+        console
+            .always("LLM: OFFLINE (built-in deterministic responses, no language model is called)");
+    } else {
+        console.always(&format!("LLM: {}", llm.describe()));
+    }
+    console.always(&format!(
+        "Turns: {max_turns} per session, sessions: {sessions}, seed: {seed}\n"
+    ));
+}
+
+/// Checks the services (the report printed unless `quiet`); false, after
+/// saying which, when a required one is down.
+async fn ready_to_start(console: &Console, config: &Config, mesh: &Mesh, quiet: bool) -> bool {
+    console.say("🏥 Checking service health...");
+    let report = health_report(config, mesh).await;
+    if !quiet {
+        crate::out!("{report}");
+    }
+    let down = report.required_down();
+    if !down.is_empty() {
+        let names: Vec<_> = down.iter().map(|line| line.name.as_str()).collect();
+        console.always(&format!(
+            "❌ Cannot start: required services are down: {}. Start them (scripts/start_services.sh) and retry.",
+            names.join(", ")
+        ));
+        return false;
+    }
+    if report.is_degraded() {
+        console.say("⚠️  System starting with degraded services");
+    }
+    true
+}
+
+/// Prints each session's summary and writes its transcript (to `transcript`,
+/// suffixed with the session ID when there are several); the exit code
+/// their endings (and the transcripts) call for.
+fn report_outcomes(
+    console: &Console,
+    outcomes: &[SessionOutcome],
+    transcript: Option<&std::path::Path>,
+) -> u8 {
+    let mut code = exit::OK;
+    for outcome in outcomes {
         console.summary(outcome);
-        match outcome.status {
-            "interrupted" => code = code.max(exit::INTERRUPTED),
-            "failed" => code = code.max(exit::FAILED),
-            _ => {}
-        }
-        if let Some(path) = &run.transcript {
+        code = code.max(outcome.status.exit_code());
+        if let Some(path) = transcript {
             let path = if outcomes.len() > 1 {
                 with_suffix(path, &outcome.session_id)
             } else {
-                path.clone()
+                path.to_owned()
             };
             match transcript::write(&path, outcome) {
                 Ok(written) => {
@@ -331,7 +359,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// `run.json` + `heist_x` -> `run-heist_x.json`.
@@ -365,16 +393,19 @@ fn status_name(value: i32) -> &'static str {
     }
 }
 
+/// A `sessions list` status filter that names no status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}; use active, completed, failed or interrupted")]
+pub struct UnknownStatus(String);
+
 /// Parses a status filter for `sessions list`.
-pub fn parse_status(text: &str) -> Result<SessionStatus, String> {
+pub fn parse_status(text: &str) -> Result<SessionStatus, UnknownStatus> {
     match text.to_ascii_lowercase().as_str() {
         "active" => Ok(SessionStatus::Active),
         "completed" => Ok(SessionStatus::Completed),
         "failed" => Ok(SessionStatus::Failed),
         "interrupted" => Ok(SessionStatus::Interrupted),
-        other => Err(format!(
-            "unknown status {other:?}; use active, completed, failed or interrupted"
-        )),
+        other => Err(UnknownStatus(other.to_owned())),
     }
 }
 
@@ -476,7 +507,8 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
-    for (turn, written_by) in stored_trail(&mesh, &token, config, session_id).await? {
+    let trail = session_trail(&mesh.audit, &token, config.timeouts.audit, session_id).await?;
+    for StoredTurn { turn, written_by } in trail {
         crate::outln!(
             "\n[Turn {}] {} ({}), written by {}:",
             turn.turn,
@@ -529,25 +561,6 @@ pub async fn tools(config: &Config) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Reads every page of a listing.
-async fn all_pages<T, Fut>(mut page: impl FnMut(String) -> Fut) -> anyhow::Result<Vec<T>>
-where
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
-{
-    let mut items = Vec::new();
-    let mut token = String::new();
-    loop {
-        let (found, next) = page(token)
-            .await
-            .map_err(|status| anyhow::anyhow!("{}", status.message()))?;
-        items.extend(found);
-        if next.is_empty() {
-            return Ok(items);
-        }
-        token = next;
-    }
-}
-
 /// The client that wrote an Audit row, or a note for rows from before writers were recorded.
 fn writer_name(written_by: &str) -> &str {
     if written_by.is_empty() {
@@ -555,89 +568,6 @@ fn writer_name(written_by: &str) -> &str {
     } else {
         written_by
     }
-}
-
-/// The turns a session has stored in Audit, with their tool calls.
-async fn stored_turns(
-    mesh: &Mesh,
-    token: &str,
-    config: &Config,
-    session_id: &str,
-) -> anyhow::Result<Vec<TurnRecord>> {
-    let trail = stored_trail(mesh, token, config, session_id).await?;
-    Ok(trail.into_iter().map(|(turn, _)| turn).collect())
-}
-
-/// The turns a session has stored in Audit, with their tool calls, each with
-/// the client that wrote its message (`written_by`).
-async fn stored_trail(
-    mesh: &Mesh,
-    token: &str,
-    config: &Config,
-    session_id: &str,
-) -> anyhow::Result<Vec<(TurnRecord, String)>> {
-    let deadline = config.timeouts.audit;
-    let messages = all_pages(|page_token| {
-        let mut audit = mesh.audit.clone();
-        let request = request(
-            ListMessagesRequest {
-                session_id: session_id.to_owned(),
-                page_size: 1000,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_messages(request).await?.into_inner();
-            Ok((page.messages, page.next_page_token))
-        }
-    })
-    .await
-    .context("cannot read the session's messages from Audit")?;
-    let usage = all_pages(|page_token| {
-        let mut audit = mesh.audit.clone();
-        let request = request(
-            ListToolUsageRequest {
-                session_id: session_id.to_owned(),
-                page_size: 1000,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_tool_usage(request).await?.into_inner();
-            Ok((page.tool_usage, page.next_page_token))
-        }
-    })
-    .await
-    .context("cannot read the session's tool calls from Audit")?;
-    let mut calls: BTreeMap<i64, Vec<ToolRecord>> = BTreeMap::new();
-    for usage in usage {
-        calls.entry(usage.turn_id).or_default().push(ToolRecord {
-            tool: usage.tool_name,
-            params: usage.tool_params,
-            result: usage.tool_result,
-            success: usage.success,
-            duration_ms: u64::try_from(usage.duration_ms).unwrap_or(0),
-        });
-    }
-    Ok(messages
-        .into_iter()
-        .filter(|message| message.turn_id > 0)
-        .map(|message| {
-            let turn = TurnRecord {
-                tool_calls: calls.remove(&message.turn_id).unwrap_or_default(),
-                turn: message.turn_id,
-                agent: message.agent_name,
-                role: message.agent_role,
-                message: message.message,
-                is_error: message.is_error,
-            };
-            (turn, message.written_by)
-        })
-        .collect())
 }
 
 /// How long a resume waits for Audit to take the writes of the session
@@ -752,7 +682,12 @@ pub async fn resume(
         );
         return Ok(exit::FAILED);
     }
-    let history = stored_turns(&mesh, &token, &config, session_id).await?;
+    let history: Vec<TurnRecord> =
+        session_trail(&mesh.audit, &token, config.timeouts.audit, session_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.turn)
+            .collect();
     console.always(&format!(
         "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
         history.len()
@@ -768,9 +703,75 @@ pub async fn resume(
         )
         .await?;
     console.summary(&outcome);
-    Ok(match outcome.status {
-        "interrupted" => exit::INTERRUPTED,
-        "failed" => exit::FAILED,
-        _ => exit::OK,
-    })
+    Ok(outcome.status.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, time::Duration};
+
+    use super::*;
+
+    #[test]
+    fn a_transcript_of_several_sessions_is_named_after_each() {
+        assert_eq!(
+            with_suffix(Path::new("out/run.json"), "heist_x"),
+            Path::new("out/run-heist_x.json")
+        );
+        assert_eq!(
+            with_suffix(Path::new("run"), "heist_x"),
+            Path::new("run-heist_x")
+        );
+    }
+
+    #[test]
+    fn a_status_filter_names_a_status_in_any_case() {
+        assert_eq!(parse_status("active"), Ok(SessionStatus::Active));
+        assert_eq!(parse_status("Completed"), Ok(SessionStatus::Completed));
+        assert_eq!(parse_status("FAILED"), Ok(SessionStatus::Failed));
+        assert_eq!(parse_status("interrupted"), Ok(SessionStatus::Interrupted));
+    }
+
+    #[test]
+    fn an_unknown_status_filter_says_which_there_are() {
+        let error = parse_status("Done").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown status \"done\"; use active, completed, failed or interrupted"
+        );
+    }
+
+    #[test]
+    fn statuses_are_named_and_unknown_ones_said_so() {
+        assert_eq!(status_name(SessionStatus::Active as i32), "active");
+        assert_eq!(status_name(SessionStatus::Completed as i32), "completed");
+        assert_eq!(status_name(SessionStatus::Failed as i32), "failed");
+        assert_eq!(
+            status_name(SessionStatus::Interrupted as i32),
+            "interrupted"
+        );
+        assert_eq!(status_name(99), "unknown");
+    }
+
+    #[test]
+    fn a_row_without_its_writer_says_so() {
+        assert_eq!(writer_name(""), "(not recorded)");
+        assert_eq!(writer_name("orchestrator"), "orchestrator");
+    }
+
+    #[test]
+    fn the_openai_settings_take_the_config_and_the_callers_timeout_and_retries() {
+        let mut config = Config::default_config();
+        config.llm.base_url = Some("http://127.0.0.1:1234/v1".to_owned());
+        let probe = openai_settings(&config, Duration::from_secs(3), 0);
+        assert_eq!(probe.base_url, "http://127.0.0.1:1234/v1");
+        assert_eq!(probe.model, config.llm.model);
+        assert_eq!(probe.timeout, Duration::from_secs(3));
+        assert_eq!(probe.retries, 0);
+        let run = openai_settings(&config, config.llm.timeout, config.llm.retries);
+        assert_eq!(run.timeout, config.llm.timeout);
+        assert_eq!(run.retries, config.llm.retries);
+        assert_eq!(run.temperature, config.llm.temperature);
+        assert_eq!(run.max_tokens, config.llm.max_tokens);
+    }
 }

@@ -9,22 +9,16 @@
 //! the idempotency keys every write carries. What is still spooled when the
 //! process ends is replayed by the next run.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use heist_proto::v1::audit_service_client::AuditServiceClient;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tonic::Status;
 
 use crate::{
-    mesh::{MeshChannel, request},
-    resilience::{
-        CircuitBreaker, ResilienceError, RetryPolicy, call_with_resilience, is_health_failure,
-    },
+    clients::AuditClient,
+    resilience::{ResilienceError, is_health_failure},
     spool::{Spool, SpoolError, SpooledWrite},
 };
-
-/// The Audit client the writer uses.
-pub type AuditClient = AuditServiceClient<MeshChannel>;
 
 /// Where a write went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,26 +54,14 @@ pub enum AuditWriteError {
 pub struct AuditWriter {
     client: AuditClient,
     spool: Arc<Mutex<Spool>>,
-    breaker: CircuitBreaker,
-    policy: RetryPolicy,
-    deadline: Duration,
 }
 
 impl AuditWriter {
-    /// A writer over `client`, spooling to `spool`.
-    pub fn new(
-        client: AuditClient,
-        spool: Spool,
-        breaker: CircuitBreaker,
-        policy: RetryPolicy,
-        deadline: Duration,
-    ) -> Self {
+    /// A writer over `client` (its deadline, retries and breaker), spooling to `spool`.
+    pub fn new(client: AuditClient, spool: Spool) -> Self {
         Self {
             client,
             spool: Arc::new(Mutex::new(spool)),
-            breaker,
-            policy,
-            deadline,
         }
     }
 
@@ -187,40 +169,7 @@ impl AuditWriter {
                 "no token (OAuth unreachable)".to_owned(),
             ));
         }
-        let outcome = call_with_resilience(&self.breaker, &self.policy, true, |_| {
-            let mut client = self.client.clone();
-            let deadline = self.deadline;
-            let write = write.clone();
-            async move {
-                match write {
-                    SpooledWrite::CreateSession(body) => client
-                        .create_session(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                    SpooledWrite::StoreMessage(body) => client
-                        .store_message(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                    SpooledWrite::StoreToolUsage(body) => client
-                        .store_tool_usage(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                    SpooledWrite::EndSession(body) => client
-                        .end_session(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                    SpooledWrite::StoreSessionEvent(body) => client
-                        .store_session_event(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                    SpooledWrite::StoreTurn(body) => client
-                        .store_turn(request(body, token, deadline))
-                        .await
-                        .map(drop),
-                }
-            }
-        })
-        .await;
+        let outcome = self.client.send(write, token).await;
         match outcome {
             Ok(()) => Ok(()),
             Err(ResilienceError::BreakerOpen(open)) => {

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use crate::engine::{SessionOutcome, TurnRecord, TurnSink};
+use crate::engine::{SessionEnd, SessionOutcome, TurnRecord, TurnSink};
 
 /// Prints turns and summaries to standard output.
 #[derive(Debug, Clone)]
@@ -48,8 +48,8 @@ impl Console {
     /// The end-of-session summary.
     pub fn summary(&self, outcome: &SessionOutcome) {
         let status = match outcome.status {
-            "completed" => self.paint("32", "completed"),
-            other => self.paint("33", other),
+            SessionEnd::Completed => self.paint("32", SessionEnd::Completed.as_str()),
+            other => self.paint("33", other.as_str()),
         };
         let mut lines = vec![
             format!("📊 Session {}: {status}", outcome.session_id),

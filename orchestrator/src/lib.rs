@@ -23,6 +23,7 @@
 pub mod app;
 pub mod audit_writer;
 pub mod breaker_health;
+pub mod clients;
 pub mod config;
 pub mod console;
 pub mod discovery;
@@ -35,6 +36,7 @@ pub mod rpc_timing;
 pub mod session_id;
 pub mod stdout;
 pub mod tokens;
+pub mod trail;
 pub mod transcript;
 pub mod turn_order;
 

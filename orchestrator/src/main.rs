@@ -134,9 +134,9 @@ enum SessionsCommand {
     },
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     match path {
-        Some(path) => Config::load(path).map_err(|error| error.to_string()),
+        Some(path) => Ok(Config::load(path)?),
         None => Ok(Config::default_config()),
     }
 }
@@ -221,18 +221,17 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Command-line flags override the config file.
-fn apply_overrides(config: &mut Config, args: &RunArgs) -> Result<(), String> {
+fn apply_overrides(config: &mut Config, args: &RunArgs) -> anyhow::Result<()> {
     if let Some(turns) = args.turns
         && turns == 0
     {
-        return Err("--turns must be at least 1".into());
+        anyhow::bail!("--turns must be at least 1");
     }
-    config
-        .apply_llm_overrides(
-            args.llm_url.clone(),
-            args.model.clone(),
-            args.offline,
-            args.tool_calls.as_deref(),
-        )
-        .map_err(|error| error.to_string())
+    config.apply_llm_overrides(
+        args.llm_url.clone(),
+        args.model.clone(),
+        args.offline,
+        args.tool_calls.as_deref(),
+    )?;
+    Ok(())
 }

@@ -93,7 +93,7 @@ mod tests {
     fn outcome() -> SessionOutcome {
         SessionOutcome {
             session_id: "heist_20250116_143052_a1b2".into(),
-            status: "completed",
+            status: crate::engine::SessionEnd::Completed,
             turns: vec![TurnRecord {
                 turn: 1,
                 agent: "safecracker".into(),

@@ -1,0 +1,256 @@
+//! One typed client per service the engine calls (Audit, Memory, a tool
+//! service), each applying the call's deadline, retries and circuit breaker
+//! and attaching the caller's token in one place, so that a call site reads
+//! as a plain call. OAuth's client is the [`crate::tokens::TokenCache`].
+
+use std::{future::Future, time::Duration};
+
+use heist_proto::v1::{
+    CallToolRequest, CallToolResponse, GetCompressedMemoryRequest, GetCompressedMemoryResponse,
+    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
+    tool_service_client::ToolServiceClient,
+};
+use tonic::{Request, Status};
+
+use crate::{
+    mesh::{MeshChannel, request},
+    resilience::{CircuitBreaker, ResilienceError, RetryPolicy, call_with_resilience},
+    spool::SpooledWrite,
+};
+
+/// How one service's calls are made: through its breaker, retried by a
+/// policy, each attempt within a deadline.
+#[derive(Clone)]
+pub struct CallGuard {
+    breaker: CircuitBreaker,
+    policy: RetryPolicy,
+    deadline: Duration,
+}
+
+impl CallGuard {
+    /// Calls through `breaker`, retried by `policy`, each attempt within `deadline`.
+    pub fn new(breaker: CircuitBreaker, policy: RetryPolicy, deadline: Duration) -> Self {
+        Self {
+            breaker,
+            policy,
+            deadline,
+        }
+    }
+
+    /// Sends `body` with `token` by `send`, once per attempt (idempotent
+    /// calls only: every body carries its idempotency key or only reads).
+    async fn call<B, T, Fut>(
+        &self,
+        body: &B,
+        token: Option<&str>,
+        send: impl Fn(Request<B>) -> Fut,
+    ) -> Result<T, ResilienceError>
+    where
+        B: Clone,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        call_with_resilience(&self.breaker, &self.policy, true, |_| {
+            send(request(body.clone(), token, self.deadline))
+        })
+        .await
+    }
+}
+
+/// Audit's writes.
+#[derive(Clone)]
+pub struct AuditClient {
+    client: AuditServiceClient<MeshChannel>,
+    guard: CallGuard,
+}
+
+impl AuditClient {
+    /// Audit through `client`, its calls guarded by `guard`.
+    pub fn new(client: AuditServiceClient<MeshChannel>, guard: CallGuard) -> Self {
+        Self { client, guard }
+    }
+
+    /// Sends one write (the RPC its kind names).
+    pub async fn send(
+        &self,
+        write: &SpooledWrite,
+        token: Option<&str>,
+    ) -> Result<(), ResilienceError> {
+        self.guard
+            .call(write, token, |request| {
+                let mut client = self.client.clone();
+                async move {
+                    let (metadata, extensions, write) = request.into_parts();
+                    match write {
+                        SpooledWrite::CreateSession(body) => client
+                            .create_session(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                        SpooledWrite::StoreMessage(body) => client
+                            .store_message(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                        SpooledWrite::StoreToolUsage(body) => client
+                            .store_tool_usage(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                        SpooledWrite::EndSession(body) => client
+                            .end_session(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                        SpooledWrite::StoreSessionEvent(body) => client
+                            .store_session_event(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                        SpooledWrite::StoreTurn(body) => client
+                            .store_turn(Request::from_parts(metadata, extensions, body))
+                            .await
+                            .map(drop),
+                    }
+                }
+            })
+            .await
+    }
+}
+
+/// Memory's reads of an agent's compressed memory.
+#[derive(Clone)]
+pub struct MemoryClient {
+    client: MemoryServiceClient<MeshChannel>,
+    guard: CallGuard,
+}
+
+impl MemoryClient {
+    /// Memory through `client`, its calls guarded by `guard`.
+    pub fn new(client: MemoryServiceClient<MeshChannel>, guard: CallGuard) -> Self {
+        Self { client, guard }
+    }
+
+    /// An agent's compressed memory of a session.
+    pub async fn compressed_memory(
+        &self,
+        body: GetCompressedMemoryRequest,
+        token: &str,
+    ) -> Result<GetCompressedMemoryResponse, ResilienceError> {
+        self.guard
+            .call(&body, Some(token), |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.get_compressed_memory(request).await?.into_inner()) }
+            })
+            .await
+    }
+}
+
+/// One tool service's calls.
+#[derive(Clone)]
+pub struct ToolClient {
+    client: ToolServiceClient<MeshChannel>,
+    guard: CallGuard,
+}
+
+impl ToolClient {
+    /// A tool service through `client`, its calls guarded by `guard`.
+    pub fn new(client: ToolServiceClient<MeshChannel>, guard: CallGuard) -> Self {
+        Self { client, guard }
+    }
+
+    /// Calls a tool, with the agent's token (none when it asks for no scope).
+    pub async fn call_tool(
+        &self,
+        body: CallToolRequest,
+        token: Option<&str>,
+    ) -> Result<CallToolResponse, ResilienceError> {
+        self.guard
+            .call(&body, token, |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.call_tool(request).await?.into_inner()) }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::resilience::{BreakerSettings, Breakers};
+
+    fn guard(attempts: u32) -> CallGuard {
+        let breakers = Breakers::new(
+            BreakerSettings::new(100, Duration::from_secs(30)).expect("valid breaker settings"),
+        );
+        let policy = RetryPolicy::new(
+            attempts,
+            Duration::ZERO,
+            Duration::ZERO,
+            1.0,
+            Default::default(),
+        )
+        .expect("valid policy");
+        CallGuard::new(breakers.get("test"), policy, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn every_attempt_carries_the_token_and_the_deadline() {
+        let seen = guard(1)
+            .call(
+                &"body",
+                Some("t0k3n"),
+                |request: Request<&str>| async move {
+                    let metadata = request.metadata();
+                    let auth = metadata
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned());
+                    let timeout = metadata.get("grpc-timeout").is_some();
+                    Ok((auth, timeout, *request.get_ref()))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(seen, (Some("Bearer t0k3n".to_owned()), true, "body"));
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_token_has_no_authorization() {
+        let auth = guard(1)
+            .call(&(), None, |request: Request<()>| async move {
+                Ok(request.metadata().get("authorization").is_some())
+            })
+            .await
+            .unwrap();
+        assert!(!auth);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_service_is_tried_as_often_as_the_policy_says() {
+        let attempts = AtomicU32::new(0);
+        let outcome: Result<(), _> = guard(3)
+            .call(&(), Some("t"), |_request: Request<()>| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(Status::unavailable("down")) }
+            })
+            .await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        match outcome {
+            Err(ResilienceError::Status(status)) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable)
+            }
+            other => panic!("expected the last status, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried() {
+        let attempts = AtomicU32::new(0);
+        let outcome: Result<(), _> = guard(3)
+            .call(&(), Some("t"), |_request: Request<()>| {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                async { Err(Status::invalid_argument("bad")) }
+            })
+            .await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+        assert!(
+            matches!(outcome, Err(ResilienceError::Status(status)) if status.code() == tonic::Code::InvalidArgument)
+        );
+    }
+}
