@@ -1,11 +1,16 @@
 //! A session's trail read back from Audit: its messages and tool calls,
 //! page by page, joined into turns. `sessions show` and `resume` read a
-//! session through [`session_trail`].
+//! session through [`session_trail`]; [`session_messages`] and
+//! [`session_tool_usage`] are its paged listings, for readers (the test
+//! harness) that want the rows as stored, over their own client.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use std::future::Future;
+
 use heist_proto::v1::{
-    ListMessagesRequest, ListToolUsageRequest, audit_service_client::AuditServiceClient,
+    ListMessagesRequest, ListMessagesResponse, ListToolUsageRequest, ListToolUsageResponse,
+    Message, ToolUsage, audit_service_client::AuditServiceClient,
 };
 
 use crate::{
@@ -41,7 +46,7 @@ pub enum TrailError {
 /// the page's items and the next token (empty after the last page).
 async fn all_pages<T, Fut>(mut page: impl FnMut(String) -> Fut) -> Result<Vec<T>, tonic::Status>
 where
-    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+    Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
 {
     let mut items = Vec::new();
     let mut token = String::new();
@@ -55,6 +60,53 @@ where
     }
 }
 
+/// Every message session `session_id` has stored, in order: `list` sends
+/// one page's request (over the caller's client, token and deadline) and
+/// answers the page.
+pub async fn session_messages<Fut>(
+    session_id: &str,
+    mut list: impl FnMut(ListMessagesRequest) -> Fut,
+) -> Result<Vec<Message>, tonic::Status>
+where
+    Fut: Future<Output = Result<ListMessagesResponse, tonic::Status>>,
+{
+    all_pages(|page_token| {
+        let page = list(ListMessagesRequest {
+            session_id: session_id.to_owned(),
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = page.await?;
+            Ok((page.messages, page.next_page_token))
+        }
+    })
+    .await
+}
+
+/// Every tool call session `session_id` has stored, in order: `list` sends
+/// one page's request and answers the page, as for [`session_messages`].
+pub async fn session_tool_usage<Fut>(
+    session_id: &str,
+    mut list: impl FnMut(ListToolUsageRequest) -> Fut,
+) -> Result<Vec<ToolUsage>, tonic::Status>
+where
+    Fut: Future<Output = Result<ListToolUsageResponse, tonic::Status>>,
+{
+    all_pages(|page_token| {
+        let page = list(ListToolUsageRequest {
+            session_id: session_id.to_owned(),
+            page_size: PAGE_SIZE,
+            page_token,
+        });
+        async move {
+            let page = page.await?;
+            Ok((page.tool_usage, page.next_page_token))
+        }
+    })
+    .await
+}
+
 /// The turns session `session_id` has stored in Audit, in order, each with
 /// its tool calls and the client that wrote it; read with `token`, each
 /// page within `deadline`.
@@ -64,39 +116,17 @@ pub async fn session_trail(
     deadline: Duration,
     session_id: &str,
 ) -> Result<Vec<StoredTurn>, TrailError> {
-    let messages = all_pages(|page_token| {
+    let messages = session_messages(session_id, |list| {
         let mut audit = audit.clone();
-        let request = request(
-            ListMessagesRequest {
-                session_id: session_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_messages(request).await?.into_inner();
-            Ok((page.messages, page.next_page_token))
-        }
+        let list = request(list, Some(token), deadline);
+        async move { Ok(audit.list_messages(list).await?.into_inner()) }
     })
     .await
     .map_err(TrailError::Messages)?;
-    let usage = all_pages(|page_token| {
+    let usage = session_tool_usage(session_id, |list| {
         let mut audit = audit.clone();
-        let request = request(
-            ListToolUsageRequest {
-                session_id: session_id.to_owned(),
-                page_size: PAGE_SIZE,
-                page_token,
-            },
-            Some(token),
-            deadline,
-        );
-        async move {
-            let page = audit.list_tool_usage(request).await?.into_inner();
-            Ok((page.tool_usage, page.next_page_token))
-        }
+        let list = request(list, Some(token), deadline);
+        async move { Ok(audit.list_tool_usage(list).await?.into_inner()) }
     })
     .await
     .map_err(TrailError::ToolUsage)?;

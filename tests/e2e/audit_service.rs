@@ -871,25 +871,7 @@ fn turn(session_id: &str, turn_id: i64, key: &str, tool_keys: &[&str]) -> StoreT
 
 /// Every message and every tool call stored for `session_id`.
 async fn stored(client: &mut Client, session_id: &str) -> (Vec<Message>, Vec<ToolUsage>) {
-    let messages = client
-        .list_messages(ListMessagesRequest {
-            session_id: session_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .messages;
-    let tool_usage = client
-        .list_tool_usage(ListToolUsageRequest {
-            session_id: session_id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tool_usage;
-    (messages, tool_usage)
+    heist_e2e::stored_rows(client, session_id).await
 }
 
 #[tokio::test]

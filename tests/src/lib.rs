@@ -190,57 +190,66 @@ pub async fn dev_token(
 pub struct AuditTrail {
     /// The session row.
     pub session: heist_proto::v1::Session,
-    /// Its messages, in storage order (first 1000).
+    /// Its messages, in storage order (every page).
     pub messages: Vec<heist_proto::v1::Message>,
-    /// Its tool calls, in storage order (first 1000).
+    /// Its tool calls, in storage order (every page).
     pub tool_usage: Vec<heist_proto::v1::ToolUsage>,
 }
 
 /// Reads a session's audit trail with an orchestrator token from the OAuth
-/// service at `oauth`.
+/// service at `oauth`, every page, through the orchestrator's paged reader
+/// ([`heist_orchestrator::trail`]).
 pub async fn audit_trail(oauth: SocketAddr, audit: SocketAddr, session_id: &str) -> AuditTrail {
-    use heist_proto::v1::{
-        GetSessionRequest, ListMessagesRequest, ListToolUsageRequest,
-        audit_service_client::AuditServiceClient,
-    };
+    use heist_proto::v1::{GetSessionRequest, audit_service_client::AuditServiceClient};
     let token = dev_token(oauth, "orchestrator", "audit:read")
         .await
         .expect("an audit:read token");
     let mut client =
         AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
-    let session_id = session_id.to_owned();
     let session = client
         .get_session(GetSessionRequest {
-            session_id: session_id.clone(),
+            session_id: session_id.to_owned(),
         })
         .await
         .expect("the session")
         .into_inner();
-    let messages = client
-        .list_messages(ListMessagesRequest {
-            session_id: session_id.clone(),
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .expect("the messages")
-        .into_inner()
-        .messages;
-    let tool_usage = client
-        .list_tool_usage(ListToolUsageRequest {
-            session_id,
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .expect("the tool usage")
-        .into_inner()
-        .tool_usage;
+    let (messages, tool_usage) = stored_rows(&client, session_id).await;
     AuditTrail {
         session,
         messages,
         tool_usage,
     }
+}
+
+/// Every message and every tool call Audit stored for `session_id`, read
+/// page by page over `client` with the orchestrator's paged reader.
+pub async fn stored_rows<T>(
+    client: &heist_proto::v1::audit_service_client::AuditServiceClient<T>,
+    session_id: &str,
+) -> (
+    Vec<heist_proto::v1::Message>,
+    Vec<heist_proto::v1::ToolUsage>,
+)
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    use heist_orchestrator::trail::{session_messages, session_tool_usage};
+    let messages = session_messages(session_id, |list| {
+        let mut client = client.clone();
+        async move { Ok(client.list_messages(list).await?.into_inner()) }
+    })
+    .await
+    .expect("the messages");
+    let tool_usage = session_tool_usage(session_id, |list| {
+        let mut client = client.clone();
+        async move { Ok(client.list_tool_usage(list).await?.into_inner()) }
+    })
+    .await
+    .expect("the tool usage");
+    (messages, tool_usage)
 }
 
 /// A lazily connected channel to `addr`.

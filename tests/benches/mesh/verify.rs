@@ -4,12 +4,12 @@
 use std::net::SocketAddr;
 
 use heist_e2e::{channel_to, dev_token};
-use heist_orchestrator::engine::SessionOutcome;
-use heist_plumbing::auth::BearerInterceptor;
-use heist_proto::v1::{
-    GetSessionRequest, ListMessagesRequest, ListToolUsageRequest, SessionStatus,
-    audit_service_client::AuditServiceClient,
+use heist_orchestrator::{
+    engine::SessionOutcome,
+    trail::{session_messages, session_tool_usage},
 };
+use heist_plumbing::auth::BearerInterceptor;
+use heist_proto::v1::{GetSessionRequest, SessionStatus, audit_service_client::AuditServiceClient};
 use tonic::{codegen::InterceptedService, transport::Channel};
 
 type Audit = AuditServiceClient<InterceptedService<Channel, BearerInterceptor>>;
@@ -57,28 +57,18 @@ async fn session(client: &mut Audit, outcome: &SessionOutcome, turns: u64) -> Re
             stored.status, stored.num_turns
         ));
     }
+    let messages = session_messages(&session_id, |list| {
+        let mut client = client.clone();
+        async move { Ok(client.list_messages(list).await?.into_inner()) }
+    })
+    .await
+    .map_err(|status| format!("cannot list messages: {}", status.message()))?;
     let mut turn_ids = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_messages(ListMessagesRequest {
-                session_id: session_id.clone(),
-                page_size: 1000,
-                page_token,
-            })
-            .await
-            .map_err(|status| format!("cannot list messages: {}", status.message()))?
-            .into_inner();
-        for message in page.messages {
-            if message.is_error {
-                return Err(format!("turn {} stored as an error", message.turn_id));
-            }
-            turn_ids.push(message.turn_id);
+    for message in messages {
+        if message.is_error {
+            return Err(format!("turn {} stored as an error", message.turn_id));
         }
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
+        turn_ids.push(message.turn_id);
     }
     turn_ids.sort_unstable();
     let expected: Vec<i64> = (1..=turns as i64).collect();
@@ -90,24 +80,13 @@ async fn session(client: &mut Audit, outcome: &SessionOutcome, turns: u64) -> Re
             turn_ids.last()
         ));
     }
-    let mut tool_rows = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_tool_usage(ListToolUsageRequest {
-                session_id: session_id.clone(),
-                page_size: 1000,
-                page_token,
-            })
-            .await
-            .map_err(|status| format!("cannot list tool usage: {}", status.message()))?
-            .into_inner();
-        tool_rows += page.tool_usage.len();
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let tool_rows = session_tool_usage(&session_id, |list| {
+        let mut client = client.clone();
+        async move { Ok(client.list_tool_usage(list).await?.into_inner()) }
+    })
+    .await
+    .map_err(|status| format!("cannot list tool usage: {}", status.message()))?
+    .len();
     if tool_rows != outcome.tool_calls() {
         return Err(format!(
             "{tool_rows} tool rows stored for {} tool calls",
