@@ -6,9 +6,10 @@
 use std::{future::Future, time::Duration};
 
 use heist_proto::v1::{
-    CallToolRequest, CallToolResponse, GetCompressedMemoryRequest, GetCompressedMemoryResponse,
-    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
-    tool_service_client::ToolServiceClient,
+    CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
+    GetCompressedMemoryResponse, ListMemoryTurnsRequest, ListMemoryTurnsResponse,
+    StoreMemoryRequest, StoreMemoryResponse, audit_service_client::AuditServiceClient,
+    memory_service_client::MemoryServiceClient, tool_service_client::ToolServiceClient,
 };
 use tonic::{Request, Status};
 
@@ -35,6 +36,28 @@ impl CallGuard {
             policy,
             deadline,
         }
+    }
+
+    /// Calls through `breaker` once (no retry), within `deadline`: for calls
+    /// whose failure costs nothing to skip.
+    pub fn once(breaker: CircuitBreaker, deadline: Duration) -> Self {
+        let policy = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO, 1.0, Default::default())
+            .unwrap_or_default();
+        Self::new(breaker, policy, deadline)
+    }
+
+    /// Sends `body` with `token` by `send` once, within the deadline, past
+    /// the breaker (it neither waits for it nor counts the answer).
+    async fn call_unguarded<B, T, Fut>(
+        &self,
+        body: B,
+        token: &str,
+        send: impl FnOnce(Request<B>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        send(request(body, Some(token), self.deadline)).await
     }
 
     /// Sends `body` with `token` by `send`, once per attempt (idempotent
@@ -112,7 +135,11 @@ impl AuditClient {
     }
 }
 
-/// Memory's reads of an agent's compressed memory.
+/// Memory's calls: an agent's compressed memory and the session's memory
+/// writes through the guard; the reconcile's listings, clears and re-sends
+/// (the `*_unguarded` ones and [`MemoryClient::list_memory_turns`],
+/// [`MemoryClient::clear_memory`]) with the guard's deadline and the token
+/// only, past the breaker, so a reconcile is tried even while it is open.
 #[derive(Clone)]
 pub struct MemoryClient {
     client: MemoryServiceClient<MeshChannel>,
@@ -135,6 +162,60 @@ impl MemoryClient {
             .call(&body, Some(token), |request| {
                 let mut client = self.client.clone();
                 async move { Ok(client.get_compressed_memory(request).await?.into_inner()) }
+            })
+            .await
+    }
+
+    /// Stores one turn in an agent's memory, through the guard.
+    pub async fn store_memory(
+        &self,
+        body: &StoreMemoryRequest,
+        token: &str,
+    ) -> Result<StoreMemoryResponse, ResilienceError> {
+        self.guard
+            .call(body, Some(token), |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.store_memory(request).await?.into_inner()) }
+            })
+            .await
+    }
+
+    /// Stores one turn in an agent's memory, past the breaker (a reconcile's
+    /// re-send).
+    pub async fn store_memory_unguarded(
+        &self,
+        body: StoreMemoryRequest,
+        token: &str,
+    ) -> Result<StoreMemoryResponse, Status> {
+        let mut client = self.client.clone();
+        self.guard
+            .call_unguarded(body, token, |request| async move {
+                Ok(client.store_memory(request).await?.into_inner())
+            })
+            .await
+    }
+
+    /// The turn IDs Memory keeps for an agent's stream, past the breaker.
+    pub async fn list_memory_turns(
+        &self,
+        body: ListMemoryTurnsRequest,
+        token: &str,
+    ) -> Result<ListMemoryTurnsResponse, Status> {
+        let mut client = self.client.clone();
+        self.guard
+            .call_unguarded(body, token, |request| async move {
+                Ok(client.list_memory_turns(request).await?.into_inner())
+            })
+            .await
+    }
+
+    /// Clears an agent's stream (with a `memory:admin` token), past the
+    /// breaker.
+    pub async fn clear_memory(&self, body: ClearMemoryRequest, token: &str) -> Result<(), Status> {
+        let mut client = self.client.clone();
+        self.guard
+            .call_unguarded(body, token, |request| async move {
+                client.clear_memory(request).await.map(drop)
             })
             .await
     }
@@ -176,8 +257,13 @@ mod tests {
     use crate::resilience::{BreakerSettings, Breakers};
 
     fn guard(attempts: u32) -> CallGuard {
+        guard_opening_after(100, attempts)
+    }
+
+    fn guard_opening_after(failures: u32, attempts: u32) -> CallGuard {
         let breakers = Breakers::new(
-            BreakerSettings::new(100, Duration::from_secs(30)).expect("valid breaker settings"),
+            BreakerSettings::new(failures, Duration::from_secs(30))
+                .expect("valid breaker settings"),
         );
         let policy = RetryPolicy::new(
             attempts,
@@ -252,5 +338,40 @@ mod tests {
         assert!(
             matches!(outcome, Err(ResilienceError::Status(status)) if status.code() == tonic::Code::InvalidArgument)
         );
+    }
+
+    #[tokio::test]
+    async fn an_unguarded_call_carries_token_and_deadline_and_leaves_the_breaker_alone() {
+        let guard = guard_opening_after(1, 1);
+        let failed: Result<(), _> = guard
+            .call_unguarded((), "t0k3n", |request: Request<()>| async move {
+                let metadata = request.metadata();
+                assert_eq!(
+                    metadata.get("authorization").unwrap().to_str().unwrap(),
+                    "Bearer t0k3n"
+                );
+                assert!(metadata.get("grpc-timeout").is_some());
+                Err(Status::unavailable("down"))
+            })
+            .await;
+        assert_eq!(failed.unwrap_err().code(), tonic::Code::Unavailable);
+        // One counted failure would have opened this breaker.
+        let guarded = guard
+            .call(&(), Some("t"), |_request: Request<()>| async { Ok(7) })
+            .await;
+        assert!(
+            matches!(guarded, Ok(7)),
+            "breaker still closed: {guarded:?}"
+        );
+        // The same failure through the guard opens it.
+        let _: Result<(), _> = guard
+            .call(&(), Some("t"), |_request: Request<()>| async {
+                Err(Status::unavailable("down"))
+            })
+            .await;
+        let refused: Result<(), _> = guard
+            .call(&(), Some("t"), |_request: Request<()>| async { Ok(()) })
+            .await;
+        assert!(matches!(refused, Err(ResilienceError::BreakerOpen(_))));
     }
 }

@@ -56,18 +56,6 @@ use turn::PreparedAgent;
 /// The seed's warm-up framing, given to every agent as the first message.
 pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
 
-/// A policy of one attempt, for calls whose failure costs nothing to skip.
-fn single_attempt() -> RetryPolicy {
-    RetryPolicy::new(
-        1,
-        std::time::Duration::ZERO,
-        std::time::Duration::ZERO,
-        1.0,
-        Default::default(),
-    )
-    .unwrap_or_default()
-}
-
 /// The scopes the orchestrator's own token carries (it writes Audit and Memory
 /// for every agent, hence `agents:act_for_any`).
 pub const ORCHESTRATOR_SCOPES: [&str; 5] = [
@@ -207,7 +195,6 @@ pub trait TurnSink: Send + Sync {
 #[derive(Clone)]
 pub struct Orchestrator {
     config: Arc<Config>,
-    mesh: Mesh,
     tokens: TokenCache,
     /// [`ORCHESTRATOR_SCOPES`], as the token cache takes them.
     own_scopes: Arc<[String]>,
@@ -258,7 +245,7 @@ impl Orchestrator {
         // Memory is optional context: one attempt, and none while its breaker is open.
         let memory = MemoryClient::new(
             mesh.memory.clone(),
-            CallGuard::new(breakers.get(MEMORY), single_attempt(), timeouts.memory),
+            CallGuard::once(breakers.get(MEMORY), timeouts.memory),
         );
         let tool_clients = mesh
             .tools
@@ -277,7 +264,6 @@ impl Orchestrator {
         let health = crate::breaker_health::HealthWatcher::spawn(&breakers, &mesh.endpoints);
         Self {
             config,
-            mesh,
             tokens,
             own_scopes: ORCHESTRATOR_SCOPES.map(str::to_owned).into(),
             llm,

@@ -24,25 +24,12 @@
 //!   is cleared (`ClearMemory`, with `memory:admin`) and stored again from
 //!   Audit's turns (the latest `max_per_stream`).
 
-use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
-    time::Duration,
-};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use heist_proto::v1::{
-    ClearMemoryRequest, ListMemoryTurnsRequest, StoreMemoryRequest,
-    memory_service_client::MemoryServiceClient,
-};
+use heist_proto::v1::{ClearMemoryRequest, ListMemoryTurnsRequest, StoreMemoryRequest};
 use tonic::Code;
 
-use crate::{
-    engine::TurnRecord,
-    mesh::{MeshChannel, request},
-    resilience::{CircuitBreaker, Outcome},
-};
-
-/// The Memory client the engine uses.
-pub type MemoryClient = MemoryServiceClient<MeshChannel>;
+use crate::{clients::MemoryClient, engine::TurnRecord, resilience::ResilienceError};
 
 /// A session's outbox of memory writes and whether a reconcile is due.
 #[derive(Debug)]
@@ -235,11 +222,9 @@ impl MemorySync {
     pub async fn store(
         &mut self,
         client: &MemoryClient,
-        breaker: &CircuitBreaker,
         history: &[TurnRecord],
         current: &TurnRecord,
         token: Option<&str>,
-        deadline: Duration,
     ) -> bool {
         let write = entry(&self.session_id, current);
         let turns = || history.iter().chain(std::iter::once(current));
@@ -257,22 +242,13 @@ impl MemorySync {
             );
             return false;
         };
-        let token = Some(token);
         while let Some(next) = self.outbox.front() {
             let agent = next.agent_id.clone();
-            // While Memory's breaker is open, the write just waits here.
-            let Ok(permit) = breaker.try_acquire() else {
-                return false;
-            };
-            let answer = client
-                .clone()
-                .store_memory(request(next.clone(), token, deadline))
-                .await;
-            permit.record(Outcome::of(&answer));
-            match answer {
+            match client.store_memory(next, token).await {
+                // While Memory's breaker is open, the write just waits here.
+                Err(ResilienceError::BreakerOpen(_)) => return false,
                 Ok(answer) => {
                     self.outbox.pop_front();
-                    let answer = answer.into_inner();
                     let stored = self.counts.of(&agent, current);
                     self.note_bound(answer.max_per_stream);
                     let short = self.short(answer.memories_count, stored);
@@ -288,19 +264,19 @@ impl MemorySync {
                         self.reconcile_due = true;
                     }
                 }
-                Err(status) if is_permanent_refusal(&status) => {
+                Err(ResilienceError::Status(status)) if is_permanent_refusal(&status) => {
                     if let Some(refused) = self.outbox.pop_front() {
                         self.drop_refused(&refused, &status);
                     }
                 }
-                Err(status) => {
+                Err(ResilienceError::Status(status)) => {
                     tracing::warn!(error = %status.message(), waiting = self.outbox.len(), "memory write failed; kept in the outbox");
                     return false;
                 }
             }
         }
         if self.reconcile_due {
-            match self.reconcile(client, turns(), token, deadline).await {
+            match self.reconcile(client, turns(), Some(token)).await {
                 Ok(resent) => {
                     self.reconcile_due = false;
                     if resent > 0 {
@@ -329,13 +305,12 @@ impl MemorySync {
         client: &MemoryClient,
         turns: impl IntoIterator<Item = &'a TurnRecord>,
         token: Option<&str>,
-        deadline: Duration,
     ) -> Result<usize, tonic::Status> {
-        let token = Some(token.ok_or_else(no_token)?);
+        let token = token.ok_or_else(no_token)?;
         let known = self.instance.clone();
         let mut resent = 0;
         for (agent, own) in memory_turns_by_agent(turns) {
-            let listed = self.list(client, agent, token, deadline).await?;
+            let listed = self.list(client, agent, token).await?;
             let kept = i64::try_from(listed.turn_ids.len()).unwrap_or(i64::MAX);
             let short = self.short(kept, own.len());
             let lost = lost_entries(known.as_deref(), &listed.instance_id, short);
@@ -344,7 +319,7 @@ impl MemorySync {
                 continue;
             }
             resent += self
-                .resend_missing(client, &own, &listed.turn_ids, token, deadline)
+                .resend_missing(client, &own, &listed.turn_ids, token)
                 .await?;
         }
         self.outbox.clear();
@@ -365,16 +340,15 @@ impl MemorySync {
         history: &'a [TurnRecord],
         token: Option<&str>,
         admin_token: Option<&str>,
-        deadline: Duration,
     ) -> Result<Aligned, tonic::Status> {
-        let token = Some(token.ok_or_else(no_token)?);
+        let token = token.ok_or_else(no_token)?;
         let mut by_agent = memory_turns_by_agent(history);
         for agent in roster {
             by_agent.entry(agent).or_default();
         }
         let mut aligned = Aligned::default();
         for (agent, own) in by_agent {
-            let listed = self.list(client, agent, token, deadline).await?;
+            let listed = self.list(client, agent, token).await?;
             self.instance = Some(listed.instance_id);
             let foreign = foreign_turns(&own, &listed.turn_ids);
             let mut kept = listed.turn_ids;
@@ -390,19 +364,12 @@ impl MemorySync {
                     idempotency_key: format!("{}/align/{agent}", self.session_id),
                 };
                 client
-                    .clone()
-                    .clear_memory(request(
-                        clear,
-                        Some(admin_token.ok_or_else(no_token)?),
-                        deadline,
-                    ))
+                    .clear_memory(clear, admin_token.ok_or_else(no_token)?)
                     .await?;
                 aligned.cleared_streams += 1;
                 kept.clear();
             }
-            aligned.resent += self
-                .resend_missing(client, &own, &kept, token, deadline)
-                .await?;
+            aligned.resent += self.resend_missing(client, &own, &kept, token).await?;
         }
         Ok(aligned)
     }
@@ -412,21 +379,13 @@ impl MemorySync {
         &mut self,
         client: &MemoryClient,
         agent: &str,
-        token: Option<&str>,
-        deadline: Duration,
+        token: &str,
     ) -> Result<heist_proto::v1::ListMemoryTurnsResponse, tonic::Status> {
-        let listed = client
-            .clone()
-            .list_memory_turns(request(
-                ListMemoryTurnsRequest {
-                    agent_id: agent.to_owned(),
-                    session_id: self.session_id.clone(),
-                },
-                token,
-                deadline,
-            ))
-            .await?
-            .into_inner();
+        let list = ListMemoryTurnsRequest {
+            agent_id: agent.to_owned(),
+            session_id: self.session_id.clone(),
+        };
+        let listed = client.list_memory_turns(list, token).await?;
         self.note_bound(listed.max_per_stream);
         Ok(listed)
     }
@@ -439,8 +398,7 @@ impl MemorySync {
         client: &MemoryClient,
         own: &[&TurnRecord],
         kept: &[i64],
-        token: Option<&str>,
-        deadline: Duration,
+        token: &str,
     ) -> Result<usize, tonic::Status> {
         let missing: Vec<StoreMemoryRequest> = self
             .within_bound(own)
@@ -450,11 +408,7 @@ impl MemorySync {
             .collect();
         let mut resent = 0;
         for write in missing {
-            match client
-                .clone()
-                .store_memory(request(write.clone(), token, deadline))
-                .await
-            {
+            match client.store_memory_unguarded(write.clone(), token).await {
                 Ok(_) => resent += 1,
                 Err(status) if is_permanent_refusal(&status) => self.drop_refused(&write, &status),
                 Err(status) => return Err(status),

@@ -327,17 +327,22 @@ async fn a_resume_brings_memory_into_line_with_audit_for_a_turn_only_memory_held
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
     use heist_orchestrator::{
+        clients::{CallGuard, MemoryClient},
         engine::TurnRecord,
         memory_sync::MemorySync,
         mesh::Mesh,
         resilience::{BreakerSettings, CircuitBreaker, TokioClock},
     };
     let mesh = TestMesh::start().await;
-    let client = Mesh::connect(&mesh.config()).unwrap().memory;
     let breaker = CircuitBreaker::new(
         "memory",
         BreakerSettings::default(),
         std::sync::Arc::new(TokioClock),
+    );
+    let deadline = std::time::Duration::from_secs(2);
+    let client = MemoryClient::new(
+        Mesh::connect(&mesh.config()).unwrap().memory,
+        CallGuard::once(breaker, deadline),
     );
     let token = dev_token(
         mesh.oauth.addr,
@@ -369,7 +374,6 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
         is_error: false,
         tool_calls: Vec::new(),
     };
-    let deadline = std::time::Duration::from_secs(2);
     let mut sync = MemorySync::new(session, 8);
     let mut history = Vec::new();
     // The invalid write stands for any write Memory refuses as bad input;
@@ -380,9 +384,7 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
         (turn(3, "mole", "turn three"), 2, true),
         (turn(4, "planner", "turn four"), 2, true),
     ] {
-        let done = sync
-            .store(&client, &breaker, &history, &record, Some(&token), deadline)
-            .await;
+        let done = sync.store(&client, &history, &record, Some(&token)).await;
         assert!(
             done,
             "nothing waits behind a refused write (turn {})",

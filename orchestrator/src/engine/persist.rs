@@ -9,7 +9,6 @@ use super::{Orchestrator, TurnRecord};
 use crate::{
     audit_writer::{AuditWriteError, Written},
     memory_sync::MemorySync,
-    resilience::MEMORY,
     spool::SpooledWrite,
 };
 
@@ -76,14 +75,7 @@ impl Orchestrator {
                 return true;
             }
             memory_sync
-                .store(
-                    &self.mesh.memory,
-                    &self.breakers.get(MEMORY),
-                    history,
-                    record,
-                    token,
-                    self.config.timeouts.memory,
-                )
+                .store(&self.memory, history, record, token)
                 .await
         };
         let message = StoreMessageRequest {

@@ -173,12 +173,11 @@ impl Orchestrator {
         let roster = self.config.agents.iter().map(|agent| agent.name.as_str());
         match memory_sync
             .align(
-                &self.mesh.memory,
+                &self.memory,
                 roster,
                 history,
                 token.as_deref(),
                 admin.as_deref(),
-                deadline,
             )
             .await
         {
@@ -330,10 +329,9 @@ impl Session<'_> {
         match self
             .memory_sync
             .reconcile(
-                &orchestrator.mesh.memory,
+                &orchestrator.memory,
                 self.outcome.turns.iter(),
                 token.as_deref(),
-                deadline,
             )
             .await
         {
