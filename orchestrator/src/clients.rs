@@ -1,15 +1,19 @@
 //! One typed client per service the engine calls (Audit, Memory, a tool
 //! service), each applying the call's deadline, retries and circuit breaker
 //! and attaching the caller's token in one place, so that a call site reads
-//! as a plain call. OAuth's client is the [`crate::tokens::TokenCache`].
+//! as a plain call. OAuth's [`OAuthClient`] applies the deadline only: its
+//! one caller, the [`crate::tokens::TokenCache`], retries a purchase within
+//! the waiting caller's deadline and shares it among the callers waiting,
+//! and OAuth has no breaker (without a token no call is sent anyway).
 
 use std::{future::Future, time::Duration};
 
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
-    GetCompressedMemoryResponse, ListMemoryTurnsRequest, ListMemoryTurnsResponse,
-    StoreMemoryRequest, StoreMemoryResponse, audit_service_client::AuditServiceClient,
-    memory_service_client::MemoryServiceClient, tool_service_client::ToolServiceClient,
+    GetCompressedMemoryResponse, IssueTokenRequest, IssueTokenResponse, ListMemoryTurnsRequest,
+    ListMemoryTurnsResponse, StoreMemoryRequest, StoreMemoryResponse,
+    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
+    o_auth_service_client::OAuthServiceClient, tool_service_client::ToolServiceClient,
 };
 use tonic::{Request, Status};
 
@@ -76,6 +80,42 @@ impl CallGuard {
             send(request(body.clone(), token, self.deadline))
         })
         .await
+    }
+}
+
+/// OAuth's token purchases, each within a deadline.
+#[derive(Clone)]
+pub struct OAuthClient {
+    client: OAuthServiceClient<MeshChannel>,
+    deadline: Duration,
+}
+
+impl OAuthClient {
+    /// OAuth through `client`, each call within `deadline`.
+    pub fn new(client: OAuthServiceClient<MeshChannel>, deadline: Duration) -> Self {
+        Self { client, deadline }
+    }
+
+    /// Buys a client-credentials token for `client_id` with `scopes` (one
+    /// attempt; the request carries the credentials, so no bearer token).
+    pub async fn issue_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scopes: &[String],
+    ) -> Result<IssueTokenResponse, Status> {
+        let body = IssueTokenRequest {
+            grant_type: "client_credentials".into(),
+            client_id: client_id.to_owned(),
+            client_secret: secret.to_owned(),
+            scope: scopes.join(" "),
+            session_id: String::new(),
+        };
+        let mut client = self.client.clone();
+        Ok(client
+            .issue_token(request(body, None, self.deadline))
+            .await?
+            .into_inner())
     }
 }
 

@@ -25,13 +25,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heist_proto::v1::{IssueTokenRequest, o_auth_service_client::OAuthServiceClient};
+use heist_proto::v1::o_auth_service_client::OAuthServiceClient;
 use tonic::Status;
 
-use crate::{
-    mesh::{MeshChannel, request},
-    resilience::is_retryable,
-};
+use crate::{clients::OAuthClient, mesh::MeshChannel, resilience::is_retryable};
 
 /// A token is renewed once this share of its lifetime has passed.
 const RENEW_AFTER: f64 = 0.6;
@@ -81,8 +78,7 @@ struct Entry {
 /// The token cache, shared by every session of the process.
 #[derive(Clone)]
 pub struct TokenCache {
-    oauth: OAuthServiceClient<MeshChannel>,
-    deadline: Duration,
+    oauth: OAuthClient,
     /// A handful of entries (one per agent and the orchestrator), searched
     /// in place: a cache hit allocates nothing.
     entries: Arc<Mutex<Vec<Entry>>>,
@@ -91,11 +87,11 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A cache buying tokens from `oauth`, each call within `deadline`.
+    /// A cache buying tokens from `oauth` (through an [`OAuthClient`]), each
+    /// call within `deadline`.
     pub fn new(oauth: OAuthServiceClient<MeshChannel>, deadline: Duration) -> Self {
         Self {
-            oauth,
-            deadline,
+            oauth: OAuthClient::new(oauth, deadline),
             entries: Arc::default(),
             fallbacks: Arc::default(),
         }
@@ -223,21 +219,7 @@ impl TokenCache {
         secret: &str,
         scopes: &[String],
     ) -> Result<Cached, Status> {
-        let mut oauth = self.oauth.clone();
-        let issued = oauth
-            .issue_token(request(
-                IssueTokenRequest {
-                    grant_type: "client_credentials".into(),
-                    client_id: client_id.to_owned(),
-                    client_secret: secret.to_owned(),
-                    scope: scopes.join(" "),
-                    session_id: String::new(),
-                },
-                None,
-                self.deadline,
-            ))
-            .await?
-            .into_inner();
+        let issued = self.oauth.issue_token(client_id, secret, scopes).await?;
         let lifetime = Duration::from_secs(u64::try_from(issued.expires_in).unwrap_or(0));
         Ok(Cached::new(
             issued.access_token.into(),
