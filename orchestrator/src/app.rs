@@ -574,6 +574,27 @@ fn writer_name(written_by: &str) -> &str {
 /// that a crashed run left in the spool.
 const RESUME_SPOOL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Session `session_id` as Audit has it, if it can be resumed: `None`
+/// (said on stdout) when Audit has no such session or it is not active.
+async fn resumable_session(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> anyhow::Result<Option<heist_proto::v1::Session>> {
+    let Some(session) = read_session(mesh, token, config, session_id).await? else {
+        return Ok(None);
+    };
+    if session.status != SessionStatus::Active as i32 {
+        crate::outln!(
+            "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
+            status_name(session.status)
+        );
+        return Ok(None);
+    }
+    Ok(Some(session))
+}
+
 /// Reads a session from Audit; `Ok(None)` (after saying so) when Audit has
 /// no such session.
 async fn read_session(
@@ -617,16 +638,9 @@ pub async fn resume(
 ) -> anyhow::Result<u8> {
     let config = Arc::new(config);
     let (mesh, token) = audit_reader(&config).await?;
-    let Some(session) = read_session(&mesh, &token, &config, session_id).await? else {
+    let Some(session) = resumable_session(&mesh, &token, &config, session_id).await? else {
         return Ok(exit::FAILED);
     };
-    if session.status != SessionStatus::Active as i32 {
-        crate::outln!(
-            "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
-            status_name(session.status)
-        );
-        return Ok(exit::FAILED);
-    }
     let metadata: serde_json::Value = serde_json::from_str(&session.metadata).unwrap_or_default();
     if let Some(pid) = metadata.get("pid").and_then(serde_json::Value::as_u64)
         && !crate::liveness::owner_is_gone(&session.metadata)
@@ -672,14 +686,10 @@ pub async fn resume(
         ),
     }
     // The replay may have ended the session (a run that spooled its end).
-    let Some(session) = read_session(&mesh, &token, &config, session_id).await? else {
-        return Ok(exit::FAILED);
-    };
-    if session.status != SessionStatus::Active as i32 {
-        crate::outln!(
-            "❌ Session {session_id} is {}: only a session left active by a crash can be resumed.",
-            status_name(session.status)
-        );
+    if resumable_session(&mesh, &token, &config, session_id)
+        .await?
+        .is_none()
+    {
         return Ok(exit::FAILED);
     }
     let history: Vec<TurnRecord> =
