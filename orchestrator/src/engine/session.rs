@@ -404,13 +404,19 @@ impl Session<'_> {
                     refusal.agent, refusal.turn
                 ),
             });
-            let orchestrator = self.orchestrator;
-            let token = orchestrator
-                .own_token(orchestrator.config.timeouts.audit)
-                .await
-                .ok();
-            self.record_audit(write, token.as_deref()).await;
+            self.record_own_audit(write).await;
         }
+    }
+
+    /// Sends an audit write with the orchestrator's own token (waited for
+    /// within Audit's deadline), or spools it; counts what happened.
+    async fn record_own_audit(&mut self, write: SpooledWrite) {
+        let orchestrator = self.orchestrator;
+        let token = orchestrator
+            .own_token(orchestrator.config.timeouts.audit)
+            .await
+            .ok();
+        self.record_audit(write, token.as_deref()).await;
     }
 
     /// Sends an audit write, or spools it; counts what happened.
@@ -515,12 +521,7 @@ impl Session<'_> {
                 detail: text.clone(),
                 idempotency_key: format!("{session_id}/breaker/{}/{nanos}", event.service),
             });
-            let orchestrator = self.orchestrator;
-            let token = orchestrator
-                .own_token(orchestrator.config.timeouts.audit)
-                .await
-                .ok();
-            self.record_audit(write, token.as_deref()).await;
+            self.record_own_audit(write).await;
             self.outcome.breaker_events.push(text);
         }
     }
