@@ -15,7 +15,6 @@ use heist_orchestrator::{
     mesh::Mesh,
     transcript,
 };
-use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     GetSessionRequest, ListMemoryTurnsRequest, ListMessagesRequest, ListToolUsageRequest,
     SessionStatus, memory_service_client::MemoryServiceClient,
@@ -59,12 +58,7 @@ fn turns_by_agent(outcome: &SessionOutcome) -> BTreeMap<String, Vec<i64>> {
 
 /// The turn IDs Memory keeps for `agent` in `session_id`.
 async fn memory_turns(
-    memory: &mut MemoryServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
-            BearerInterceptor,
-        >,
-    >,
+    memory: &mut MemoryServiceClient<heist_e2e::mesh::Bearer>,
     agent: &str,
     session_id: &str,
 ) -> Vec<i64> {

@@ -194,12 +194,7 @@ fn audit_turns_by_agent(
 
 /// What Memory holds of `agent` in `session_id`: (turn, text), oldest first.
 async fn memory_entries(
-    memory: &mut MemoryServiceClient<
-        tonic::service::interceptor::InterceptedService<
-            tonic::transport::Channel,
-            BearerInterceptor,
-        >,
-    >,
+    memory: &mut MemoryServiceClient<heist_e2e::mesh::Bearer>,
     agent: &str,
     session_id: &str,
 ) -> Vec<(i64, String)> {
