@@ -73,6 +73,13 @@ pub fn build(
     config: &OAuthConfig,
     revocations: RevocationStore,
 ) -> Result<OAuthService, OAuthServiceError> {
+    let (registry, issuer) = load(config)?;
+    Ok(assemble(registry, issuer, revocations))
+}
+
+/// The client registry and the token issuer (its signing key) of `config`:
+/// the local files, checked before any engine is reached (blocking).
+fn load(config: &OAuthConfig) -> Result<(clients::ClientRegistry, TokenIssuer), OAuthServiceError> {
     let (registry, source) = match &config.clients_file {
         Some(path) => (
             clients::ClientRegistry::load(path)?,
@@ -101,13 +108,16 @@ pub fn build(
         MESH_AUDIENCE,
         config.token_lifetime,
     );
+    Ok((registry, issuer))
+}
+
+fn assemble(
+    registry: clients::ClientRegistry,
+    issuer: TokenIssuer,
+    revocations: RevocationStore,
+) -> OAuthService {
     let authenticator = Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new(""));
-    Ok(OAuthService::new(
-        registry,
-        issuer,
-        revocations,
-        authenticator,
-    ))
+    OAuthService::new(registry, issuer, revocations, authenticator)
 }
 
 /// Serves the OAuth service on `listener` until `shutdown` resolves.
@@ -117,11 +127,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), OAuthServiceError> {
-    let revocations = RevocationStore::open(&config.revocations, unix_now()).await?;
-    tracing::info!(store = %revocations.describe(), "revocation list ready");
-    let service = tokio::task::spawn_blocking(move || build(&config, revocations))
+    let backend = config.revocations.clone();
+    let (registry, issuer) = tokio::task::spawn_blocking(move || load(&config))
         .await
         .map_err(|error| OAuthServiceError::Startup(error.to_string()))??;
+    let revocations = RevocationStore::open(&backend, unix_now()).await?;
+    tracing::info!(store = %revocations.describe(), "revocation list ready");
+    let service = assemble(registry, issuer, revocations);
     heist_plumbing::serve(listener, service.into_server(), async {}, shutdown, options).await?;
     Ok(())
 }
