@@ -179,19 +179,3 @@ async fn bounded<T>(
             })
         })
 }
-
-/// `error` and its sources, `: `-separated, each said once (the drivers put
-/// the server's own message, e.g. a refused password, in a source).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

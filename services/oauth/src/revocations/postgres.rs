@@ -174,6 +174,6 @@ fn seconds(value: u64) -> i64 {
 fn unavailable(store: &str, error: impl std::error::Error + 'static) -> RevocationError {
     RevocationError::Unavailable {
         store: store.to_owned(),
-        reason: super::error_chain(&error),
+        reason: heist_plumbing::status::error_chain(&error),
     }
 }

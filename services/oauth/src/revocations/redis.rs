@@ -118,6 +118,6 @@ impl RedisRevocations {
 fn unavailable(store: &str, error: redis::RedisError) -> RevocationError {
     RevocationError::Unavailable {
         store: store.to_owned(),
-        reason: super::error_chain(&error),
+        reason: heist_plumbing::status::error_chain(&error),
     }
 }
