@@ -8,6 +8,10 @@
 //! holds only random token IDs and expiry times) and revoking a token one
 //! holds are open; introspection needs a bearer token with `oauth:introspect`
 //! (RFC 7662 section 2.1), revoking by `jti` one with `oauth:admin`.
+//!
+//! Revocation checks read the shared store at each call (so a revocation
+//! through another replica holds here at once); a store that cannot answer
+//! makes the call UNAVAILABLE: nothing is revoked, nor declared not revoked.
 
 use std::sync::Arc;
 
