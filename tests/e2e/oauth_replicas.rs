@@ -245,10 +245,15 @@ async fn a_revocation_through_one_replica_holds_at_the_other(mut store: Store) {
     serving(&b).await;
     let tools = tool_service_trusting(&b).await;
 
+    // Every token first (each costs an Argon2 check), so that what follows
+    // the revocation is timed by the poll alone.
     let token = dev_token(a.addr, "planner", "calculator:use")
         .await
         .unwrap();
     let introspector = dev_token(a.addr, "orchestrator", "oauth:introspect")
+        .await
+        .unwrap();
+    let admin = dev_token(a.addr, "orchestrator", "oauth:admin")
         .await
         .unwrap();
     assert_eq!(list_tools(&tools, &token).await, Ok(()));
@@ -262,6 +267,18 @@ async fn a_revocation_through_one_replica_holds_at_the_other(mut store: Store) {
     assert!(revoked.newly_revoked);
     let revoked_at = Instant::now();
 
+    // The Tool service polls B every POLL: refused within it (and a margin).
+    while list_tools(&tools, &token).await.is_ok() {
+        assert!(
+            revoked_at.elapsed() < POLL * 2 + Duration::from_millis(500),
+            "the Tool service still accepts the token {:?} after its revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(list_tools(&tools, &token).await, Err(Code::Unauthenticated));
+
+    // B at once: introspection says revoked, the list names it, a repeat is no news.
     let answer = introspect(&b, &introspector, &token).await.unwrap();
     assert_eq!((answer.active, answer.reason.as_str()), (false, "revoked"));
     let listed = oauth(&b)
@@ -281,9 +298,6 @@ async fn a_revocation_through_one_replica_holds_at_the_other(mut store: Store) {
     assert!(!again.newly_revoked, "revoked already, through A");
 
     // B's own bearer check: the introspector's token, revoked through A by jti.
-    let admin = dev_token(a.addr, "orchestrator", "oauth:admin")
-        .await
-        .unwrap();
     let introspector_jti = introspect(&a, &introspector, &introspector)
         .await
         .unwrap()
@@ -296,17 +310,6 @@ async fn a_revocation_through_one_replica_holds_at_the_other(mut store: Store) {
         .unwrap();
     let refused = introspect(&b, &introspector, &token).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
-
-    // The Tool service polls B every POLL: refused within it (and a margin).
-    while list_tools(&tools, &token).await.is_ok() {
-        assert!(
-            revoked_at.elapsed() < POLL * 2 + Duration::from_millis(500),
-            "the Tool service still accepts the token {:?} after its revocation",
-            revoked_at.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(list_tools(&tools, &token).await, Err(Code::Unauthenticated));
 }
 
 #[tokio::test]
