@@ -20,6 +20,7 @@ mod harness;
 mod http2_limits;
 mod llm_openai;
 mod memory_service;
+mod oauth_replicas;
 mod oauth_service;
 mod orchestrator_cli;
 mod orchestrator_e2e;

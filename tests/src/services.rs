@@ -15,7 +15,7 @@ pub fn oauth_config(dir: &Path) -> heist_oauth::OAuthConfig {
     heist_oauth::OAuthConfig {
         clients_file: None,
         key_file: dir.join("signing.key"),
-        revocations_file: dir.join("revoked.log"),
+        revocations: heist_oauth::revocations::RevocationBackend::File(dir.join("revoked.log")),
         issuer: "heist-oauth".into(),
         token_lifetime: Duration::from_secs(300),
     }

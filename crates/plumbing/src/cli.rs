@@ -157,7 +157,7 @@ impl CommonArgs {
 
 /// Says why a binary stops, on one line, and gives its exit code.
 fn failure(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
+    eprintln!("error: {}", crate::status::error_chain(error.as_ref()));
     ExitCode::FAILURE
 }
 

@@ -37,9 +37,47 @@ fn guarded(message: &str) -> String {
     crate::quote::cap_message(escaped)
 }
 
+/// `error` and its sources, `: `-separated, each said once: a cause whose
+/// text the message already holds (many errors repeat their source in
+/// their own message) is not repeated. For one-line start-up errors and
+/// for reasons that wrap a driver's error.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read key.file: {source}")]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot connect")]
+    struct Wraps(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let io = || std::io::Error::other("is a directory");
+        assert_eq!(
+            error_chain(&Repeats { source: io() }),
+            "cannot read key.file: is a directory"
+        );
+        assert_eq!(error_chain(&Wraps(io())), "cannot connect: is a directory");
+    }
 
     #[derive(Debug, thiserror::Error)]
     enum Sample {

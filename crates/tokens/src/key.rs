@@ -34,14 +34,28 @@ impl SigningKey {
     /// Loads the key stored at `path`, or generates one and stores it there (creating the
     /// parent directory; the file is created with mode 0600 and written atomically) so that
     /// tokens survive a restart. A file that exists but does not hold a key is an error
-    /// ([`KeyError::Corrupt`]): it is never replaced.
+    /// ([`KeyError::Corrupt`]): it is never replaced. Processes sharing `path` (replicas)
+    /// that start at once end up with one key: the first to create the file wins and the
+    /// others load its key.
     pub fn load_or_generate(path: &Path) -> Result<Self, KeyError> {
         if let Some(seed) = key_file::read(path)? {
             return Ok(Self::from_seed(&seed));
         }
         let key = Self::generate()?;
-        key_file::write_new(path, &key.inner.to_bytes())?;
-        Ok(key)
+        match key_file::write_new(path, &key.inner.to_bytes())? {
+            key_file::Written::Created => Ok(key),
+            key_file::Written::AlreadyExists => match key_file::read(path)? {
+                Some(seed) => Ok(Self::from_seed(&seed)),
+                // Created and removed again between our two looks: say so, do not guess.
+                None => Err(KeyError::Read {
+                    path: path.to_owned(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the key file vanished while it was being created",
+                    ),
+                }),
+            },
+        }
     }
 
     /// Builds the key from its 32-byte seed.
@@ -205,6 +219,32 @@ mod tests {
         let second = SigningKey::load_or_generate(&path).unwrap();
         assert_eq!(first.kid(), second.kid());
         assert_eq!(first.public_key(), second.public_key());
+    }
+
+    #[test]
+    fn processes_creating_the_key_file_at_once_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared/oauth.key");
+        let barrier = std::sync::Barrier::new(8);
+        let kids: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        SigningKey::load_or_generate(&path)
+                            .unwrap()
+                            .kid()
+                            .to_owned()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(kids.iter().all(|kid| *kid == kids[0]), "{kids:?}");
+        let on_disk = SigningKey::load_or_generate(&path).unwrap();
+        assert_eq!(on_disk.kid(), kids[0]);
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file is left behind");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The signing key file: one line holding the base64url-encoded 32-byte Ed25519 seed.
 //!
 //! A new file is written to a temporary file in the same directory (mode 0600 from its
-//! creation on), flushed to disk and renamed over the final name, so a reader never sees a
-//! half-written key. The parent directory is created (mode 0700) when missing.
+//! creation on), flushed to disk and hard-linked to the final name, which fails if that name
+//! exists: a reader never sees a half-written key, and of several processes creating the
+//! file at once (replicas sharing one key file) exactly one wins; the others read its key.
+//! The parent directory is created (mode 0700) when missing.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -53,30 +55,44 @@ fn format(seed: &[u8; KEY_LEN]) -> String {
     format!("{}\n", b64::encode(seed))
 }
 
-/// Stores `seed` at `path` atomically, creating the parent directory if needed.
-pub(crate) fn write_new(path: &Path, seed: &[u8; KEY_LEN]) -> Result<(), KeyError> {
-    write_atomically(path, format(seed).as_bytes()).map_err(|source| KeyError::Write {
+/// What [`write_new`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// The file now holds the seed given.
+    Created,
+    /// Another process created the file first; it was left as it is.
+    AlreadyExists,
+}
+
+/// Stores `seed` at `path` atomically unless a file is there already (never replacing one),
+/// creating the parent directory if needed.
+pub(crate) fn write_new(path: &Path, seed: &[u8; KEY_LEN]) -> Result<Written, KeyError> {
+    create_atomically(path, format(seed).as_bytes()).map_err(|source| KeyError::Write {
         path: path.to_owned(),
         source,
     })
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+fn create_atomically(path: &Path, contents: &[u8]) -> io::Result<Written> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     create_private_dir(dir)?;
     let temp = temp_path(path)?;
-    let result = write_private_file(&temp, contents).and_then(|()| fs::rename(&temp, path));
-    if result.is_err() {
-        // Best effort: the temporary file is ours and useless now.
-        let _ = fs::remove_file(&temp);
+    let linked = write_private_file(&temp, contents).and_then(|()| fs::hard_link(&temp, path));
+    // The temporary name is ours and useless now, whatever happened.
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            return Ok(Written::AlreadyExists);
+        }
+        Err(error) => return Err(error),
     }
-    result?;
-    // Best effort: persist the rename itself; some file systems cannot sync a directory.
+    // Best effort: persist the link itself; some file systems cannot sync a directory.
     let _ = File::open(dir).and_then(|dir| dir.sync_all());
-    Ok(())
+    Ok(Written::Created)
 }
 
 /// A fresh name next to `path` for the temporary file.
@@ -123,11 +139,25 @@ mod tests {
     fn a_written_seed_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/signing.key");
-        write_new(&path, &[9; KEY_LEN]).unwrap();
+        assert_eq!(write_new(&path, &[9; KEY_LEN]).unwrap(), Written::Created);
         assert_eq!(read(&path).unwrap(), Some([9; KEY_LEN]));
         // Only the key file is left: no temporary file.
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn an_existing_file_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        assert_eq!(write_new(&path, &[1; KEY_LEN]).unwrap(), Written::Created);
+        assert_eq!(
+            write_new(&path, &[2; KEY_LEN]).unwrap(),
+            Written::AlreadyExists
+        );
+        assert_eq!(read(&path).unwrap(), Some([1; KEY_LEN]));
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the loser's temporary file is removed");
     }
 
     #[cfg(unix)]

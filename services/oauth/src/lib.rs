@@ -1,18 +1,22 @@
 //! The OAuth service: client-credentials grant issuing signed JWT access tokens.
 //!
 //! - [`clients`]: the client registry (YAML file, Argon2 secret hashes, scope rules).
-//! - [`revocations`]: revoked token IDs, kept on disk until they expire.
+//! - [`revocations`]: revoked token IDs until they expire, in a file (one
+//!   process) or in PostgreSQL or Redis (shared by replicas).
 //! - [`service`]: the gRPC handlers.
 //! - [`run`]: load everything and serve until shutdown.
 //!
 //! The signing key (Ed25519) is loaded from its file, or generated and kept
-//! there, so tokens survive a restart.
+//! there, so tokens survive a restart; replicas given the same file sign with
+//! the same key and publish the same public keys.
 
 pub mod clients;
 pub mod revocations;
 pub mod service;
 
 use std::{future::Future, path::PathBuf, time::Duration};
+
+use revocations::{RevocationBackend, RevocationError, RevocationStore};
 
 use heist_plumbing::{
     ServeOptions,
@@ -32,8 +36,8 @@ pub struct OAuthConfig {
     pub clients_file: Option<PathBuf>,
     /// The signing key file (generated if missing).
     pub key_file: PathBuf,
-    /// The revocation list file.
-    pub revocations_file: PathBuf,
+    /// Where the revocation list lives.
+    pub revocations: RevocationBackend,
     /// The issuer (`iss`) tokens carry.
     pub issuer: String,
     /// How long tokens live.
@@ -50,13 +54,8 @@ pub enum OAuthServiceError {
     #[error(transparent)]
     Key(#[from] KeyError),
     /// The revocation list cannot be opened.
-    #[error("cannot open the revocation list {path}: {source}")]
-    Revocations {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     /// Start-up failed on its worker thread.
     #[error("start-up failed: {0}")]
     Startup(String),
@@ -68,8 +67,19 @@ pub enum OAuthServiceError {
 /// The shipped development registry, used when no client file is given.
 pub const DEFAULT_CLIENTS_YAML: &str = include_str!("../clients.yaml");
 
-/// Builds the service from `config` (reads the files, hashes development secrets).
-pub fn build(config: &OAuthConfig) -> Result<OAuthService, OAuthServiceError> {
+/// Builds the service from `config` (reads the files, hashes development
+/// secrets) on the opened `revocations`.
+pub fn build(
+    config: &OAuthConfig,
+    revocations: RevocationStore,
+) -> Result<OAuthService, OAuthServiceError> {
+    let (registry, issuer) = load(config)?;
+    Ok(assemble(registry, issuer, revocations))
+}
+
+/// The client registry and the token issuer (its signing key) of `config`:
+/// the local files, checked before any engine is reached (blocking).
+fn load(config: &OAuthConfig) -> Result<(clients::ClientRegistry, TokenIssuer), OAuthServiceError> {
     let (registry, source) = match &config.clients_file {
         Some(path) => (
             clients::ClientRegistry::load(path)?,
@@ -98,18 +108,16 @@ pub fn build(config: &OAuthConfig) -> Result<OAuthService, OAuthServiceError> {
         MESH_AUDIENCE,
         config.token_lifetime,
     );
-    let revocations = revocations::Revocations::open(&config.revocations_file, unix_now())
-        .map_err(|source| OAuthServiceError::Revocations {
-            path: config.revocations_file.clone(),
-            source,
-        })?;
+    Ok((registry, issuer))
+}
+
+fn assemble(
+    registry: clients::ClientRegistry,
+    issuer: TokenIssuer,
+    revocations: RevocationStore,
+) -> OAuthService {
     let authenticator = Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new(""));
-    Ok(OAuthService::new(
-        registry,
-        issuer,
-        revocations,
-        authenticator,
-    ))
+    OAuthService::new(registry, issuer, revocations, authenticator)
 }
 
 /// Serves the OAuth service on `listener` until `shutdown` resolves.
@@ -119,9 +127,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), OAuthServiceError> {
-    let service = tokio::task::spawn_blocking(move || build(&config))
+    let backend = config.revocations.clone();
+    let (registry, issuer) = tokio::task::spawn_blocking(move || load(&config))
         .await
         .map_err(|error| OAuthServiceError::Startup(error.to_string()))??;
+    let revocations = RevocationStore::open(&backend, unix_now()).await?;
+    tracing::info!(store = %revocations.describe(), "revocation list ready");
+    let service = assemble(registry, issuer, revocations);
     heist_plumbing::serve(listener, service.into_server(), async {}, shutdown, options).await?;
     Ok(())
 }

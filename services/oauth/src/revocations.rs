@@ -1,135 +1,181 @@
-//! The revocation list: token IDs revoked before they expire, kept in an
-//! append-only file (fsynced per revocation) so a restart forgets none.
+//! The revocation list: token IDs revoked before they expire, where every
+//! OAuth replica reads and writes them.
 //!
-//! File format: one `jti exp` line per revocation (`exp` in seconds since
-//! the Unix epoch). Entries past their expiry are dropped at load and from
-//! answers; a malformed line is skipped with a warning, never fatal.
+//! - [`RevocationBackend`]: where the list lives, parsed from `--revocations`:
+//!   a file (one process: `file`), PostgreSQL (`postgres`) or Redis (`redis`),
+//!   the last two shared by every replica pointed at them.
+//! - [`RevocationStore`]: the list itself, one face over the three backends.
+//!   Every call is bounded by [`STORE_TIMEOUT`]; an engine that is down or
+//!   slow is [`RevocationError::Unavailable`], never a silent success.
+//!
+//! Entries past their expiry are never answered, and are dropped: at load
+//! (file), at each revocation (PostgreSQL, Redis) and at each listing (Redis).
 
-use std::{
-    collections::HashMap,
-    fs::{File, OpenOptions},
-    io::{self, Write},
-    path::{Path, PathBuf},
-};
+mod backend;
+mod file;
+mod postgres;
+mod redis;
+#[cfg(test)]
+mod tests;
 
-/// The revoked, not yet expired, token IDs.
-#[derive(Debug)]
-pub struct Revocations {
-    revoked: HashMap<String, u64>,
-    file: Option<(PathBuf, File)>,
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+pub use backend::RevocationBackend;
+pub use file::FileRevocations;
+pub use redis::REDIS_KEY;
+
+/// How long one call to a shared store may take before it counts as down.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the revocation list cannot be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum RevocationError {
+    /// The `--revocations` value names no backend this service knows.
+    #[error("--revocations {value:?}: {reason}")]
+    BadLocation {
+        /// The value given (any password in it replaced by `***`).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The revocation file cannot be read or written.
+    #[error("revocation list {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The shared store is down, refused us or failed.
+    #[error("revocation store {store} unavailable: {reason}")]
+    Unavailable {
+        /// The store, without its password (e.g. `postgres 127.0.0.1:5432/heist`).
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
-impl Revocations {
-    /// A list kept in memory only (tests).
-    pub fn in_memory() -> Self {
-        Self {
-            revoked: HashMap::new(),
-            file: None,
-        }
-    }
+/// The revoked, not yet expired, token IDs; a cheap handle shared by the handlers.
+#[derive(Clone, Debug)]
+pub struct RevocationStore {
+    backend: Arc<Backend>,
+}
 
-    /// Loads `path` (created if missing), dropping entries expired at `now`.
-    pub fn open(path: &Path, now: u64) -> io::Result<Self> {
-        let mut revoked = HashMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for (number, line) in text.lines().enumerate() {
-                    match parse_line(line) {
-                        Some((jti, exp)) if exp > now => {
-                            revoked.insert(jti.to_owned(), exp);
-                        }
-                        Some(_) => {}
-                        None if line.trim().is_empty() => {}
-                        None => tracing::warn!(
-                            file = %path.display(),
-                            line = number + 1,
-                            "skipping malformed revocation line"
-                        ),
-                    }
-                }
+#[derive(Debug)]
+enum Backend {
+    File(FileRevocations),
+    Postgres(postgres::PostgresRevocations),
+    Redis(redis::RedisRevocations),
+}
+
+impl RevocationStore {
+    /// Opens the list at `backend`: loads the file (created if missing), or
+    /// connects to the engine and prepares its table or key. Fails when the
+    /// engine is unreachable or refuses the credentials.
+    pub async fn open(backend: &RevocationBackend, now: u64) -> Result<Self, RevocationError> {
+        let backend = match backend {
+            RevocationBackend::File(path) => {
+                let path = path.clone();
+                let list = tokio::task::spawn_blocking(move || FileRevocations::open(&path, now))
+                    .await
+                    .map_err(|error| RevocationError::Unavailable {
+                        store: "file".into(),
+                        reason: error.to_string(),
+                    })??;
+                Backend::File(list)
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+            RevocationBackend::Postgres(url) => {
+                let store = backend.to_string();
+                Backend::Postgres(
+                    bounded(
+                        &store,
+                        postgres::PostgresRevocations::connect(url, &store, now),
+                    )
+                    .await?,
+                )
+            }
+            RevocationBackend::Redis(url) => {
+                let store = backend.to_string();
+                Backend::Redis(
+                    bounded(&store, redis::RedisRevocations::connect(url, &store)).await?,
+                )
+            }
+        };
         Ok(Self {
-            revoked,
-            file: Some((path.to_owned(), file)),
+            backend: Arc::new(backend),
         })
     }
 
+    /// A list kept in memory only (tests).
+    pub fn in_memory() -> Self {
+        Self {
+            backend: Arc::new(Backend::File(FileRevocations::in_memory())),
+        }
+    }
+
+    /// The store, without secrets, for logs: `file PATH`, `postgres HOST:PORT/DB`, `redis HOST:PORT/DB`.
+    pub fn describe(&self) -> String {
+        match &*self.backend {
+            Backend::File(list) => list.describe(),
+            Backend::Postgres(store) => store.describe().to_owned(),
+            Backend::Redis(store) => store.describe().to_owned(),
+        }
+    }
+
     /// Revokes `jti` until `exp`; false when it was revoked already. The
-    /// revocation is on disk before this returns.
-    pub fn revoke(&mut self, jti: &str, exp: u64) -> io::Result<bool> {
-        if self.revoked.contains_key(jti) {
-            return Ok(false);
+    /// revocation is stored (on disk, or acknowledged by the engine) before
+    /// this returns.
+    pub async fn revoke(&self, jti: &str, exp: u64, now: u64) -> Result<bool, RevocationError> {
+        match &*self.backend {
+            Backend::File(list) => {
+                let list = list.clone();
+                let jti = jti.to_owned();
+                // fsync per revocation: off the async workers.
+                tokio::task::spawn_blocking(move || list.revoke(&jti, exp, now))
+                    .await
+                    .map_err(|error| RevocationError::Unavailable {
+                        store: self.describe(),
+                        reason: error.to_string(),
+                    })?
+            }
+            Backend::Postgres(store) => {
+                bounded(store.describe(), store.revoke(jti, exp, now)).await
+            }
+            Backend::Redis(store) => bounded(store.describe(), store.revoke(jti, exp, now)).await,
         }
-        if let Some((_, file)) = &mut self.file {
-            writeln!(file, "{jti} {exp}")?;
-            file.sync_data()?;
+    }
+
+    /// True when `jti` is revoked and its entry not expired at `now`.
+    pub async fn is_revoked(&self, jti: &str, now: u64) -> Result<bool, RevocationError> {
+        match &*self.backend {
+            Backend::File(list) => Ok(list.contains(jti, now)),
+            Backend::Postgres(store) => bounded(store.describe(), store.is_revoked(jti, now)).await,
+            Backend::Redis(store) => bounded(store.describe(), store.is_revoked(jti, now)).await,
         }
-        self.revoked.insert(jti.to_owned(), exp);
-        Ok(true)
     }
 
-    /// True when `jti` is revoked.
-    pub fn contains(&self, jti: &str) -> bool {
-        self.revoked.contains_key(jti)
-    }
-
-    /// The revoked IDs not expired at `now`, with their expiry.
-    pub fn active(&mut self, now: u64) -> Vec<(String, u64)> {
-        self.revoked.retain(|_, exp| *exp > now);
-        let mut list: Vec<_> = self
-            .revoked
-            .iter()
-            .map(|(jti, exp)| (jti.clone(), *exp))
-            .collect();
-        list.sort();
-        list
-    }
-
-    /// Where the list is kept, if on disk.
-    pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(path, _)| path.as_path())
+    /// The revoked IDs not expired at `now`, with their expiry, sorted by ID.
+    pub async fn active(&self, now: u64) -> Result<Vec<(String, u64)>, RevocationError> {
+        match &*self.backend {
+            Backend::File(list) => Ok(list.active(now)),
+            Backend::Postgres(store) => bounded(store.describe(), store.active(now)).await,
+            Backend::Redis(store) => bounded(store.describe(), store.active(now)).await,
+        }
     }
 }
 
-fn parse_line(line: &str) -> Option<(&str, u64)> {
-    let (jti, exp) = line.trim().split_once(' ')?;
-    if jti.is_empty() {
-        return None;
-    }
-    Some((jti, exp.trim().parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revocations_survive_a_reopen_until_they_expire() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("revoked.log");
-        let mut list = Revocations::open(&path, 100).unwrap();
-        assert!(list.revoke("a", 500).unwrap());
-        assert!(list.revoke("b", 150).unwrap());
-        assert!(!list.revoke("a", 500).unwrap(), "a repeat is not new");
-        drop(list);
-        let mut reopened = Revocations::open(&path, 200).unwrap();
-        assert!(reopened.contains("a"));
-        assert!(!reopened.contains("b"), "expired at load");
-        assert_eq!(reopened.active(200), vec![("a".to_owned(), 500)]);
-        assert!(reopened.active(600).is_empty());
-    }
-
-    #[test]
-    fn malformed_lines_are_skipped() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("revoked.log");
-        std::fs::write(&path, "good 900\ngarbage\n 12\nbad notanumber\n\n").unwrap();
-        let list = Revocations::open(&path, 1).unwrap();
-        assert!(list.contains("good"));
-        assert_eq!(list.revoked.len(), 1);
-    }
+/// `operation`, or [`RevocationError::Unavailable`] if it takes longer than [`STORE_TIMEOUT`].
+async fn bounded<T>(
+    store: &str,
+    operation: impl Future<Output = Result<T, RevocationError>>,
+) -> Result<T, RevocationError> {
+    tokio::time::timeout(STORE_TIMEOUT, operation)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RevocationError::Unavailable {
+                store: store.to_owned(),
+                reason: format!("no answer within {} s", STORE_TIMEOUT.as_secs()),
+            })
+        })
 }

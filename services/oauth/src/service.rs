@@ -8,8 +8,12 @@
 //! holds only random token IDs and expiry times) and revoking a token one
 //! holds are open; introspection needs a bearer token with `oauth:introspect`
 //! (RFC 7662 section 2.1), revoking by `jti` one with `oauth:admin`.
+//!
+//! Revocation checks read the shared store at each call (so a revocation
+//! through another replica holds here at once); a store that cannot answer
+//! makes the call UNAVAILABLE: nothing is revoked, nor declared not revoked.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use heist_plumbing::{
     auth::{AuthError, Authenticator},
@@ -25,7 +29,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::{
     clients::{ClientError, ClientRegistry},
-    revocations::Revocations,
+    revocations::{RevocationError, RevocationStore},
 };
 
 /// The only grant type served.
@@ -63,9 +67,10 @@ pub enum OAuthError {
     /// Signing failed.
     #[error("cannot issue the token: {0}")]
     Issue(#[from] IssueError),
-    /// The revocation list could not be written.
-    #[error("cannot record the revocation: {0}")]
-    Storage(#[from] std::io::Error),
+    /// The revocation list cannot be read or written: nothing is claimed,
+    /// neither a revocation nor that a token is not revoked.
+    #[error(transparent)]
+    Revocations(#[from] RevocationError),
     /// A blocking task failed.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -81,7 +86,7 @@ impl ServiceError for OAuthError {
             | Self::EmptyScope
             | Self::InvalidField { .. }
             | Self::NotOurToken(_) => Code::InvalidArgument,
-            Self::Storage(_) => Code::Unavailable,
+            Self::Revocations(_) => Code::Unavailable,
             Self::Issue(_) | Self::Task(_) => Code::Internal,
         }
     }
@@ -98,7 +103,7 @@ impl From<OAuthError> for Status {
 pub struct OAuthService {
     clients: Arc<ClientRegistry>,
     issuer: Arc<TokenIssuer>,
-    revocations: Arc<Mutex<Revocations>>,
+    revocations: RevocationStore,
     /// Verifies the bearer token of `oauth:admin` callers.
     authenticator: Authenticator,
 }
@@ -108,13 +113,13 @@ impl OAuthService {
     pub fn new(
         clients: ClientRegistry,
         issuer: TokenIssuer,
-        revocations: Revocations,
+        revocations: RevocationStore,
         authenticator: Authenticator,
     ) -> Self {
         Self {
             clients: Arc::new(clients),
             issuer: Arc::new(issuer),
-            revocations: Arc::new(Mutex::new(revocations)),
+            revocations,
             authenticator,
         }
     }
@@ -124,19 +129,17 @@ impl OAuthService {
         OAuthServiceServer::new(self)
     }
 
-    fn revocations(&self) -> MutexGuard<'_, Revocations> {
-        self.revocations
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn is_revoked(&self, jti: &str) -> bool {
-        self.revocations().contains(jti)
+    /// True when `jti` is revoked in the shared list (whichever replica
+    /// revoked it); an error when the list cannot be read.
+    async fn is_revoked(&self, jti: &str) -> Result<bool, OAuthError> {
+        Ok(self.revocations.is_revoked(jti, unix_now()).await?)
     }
 
     /// The claims of the caller of `request`, if its bearer token is valid,
-    /// not revoked (the list on disk, which survives a restart) and grants
-    /// `scope`: else UNAUTHENTICATED, or PERMISSION_DENIED naming the scope.
+    /// not revoked (the stored list, which survives a restart and is shared
+    /// by replicas on an engine) and grants `scope`: else UNAUTHENTICATED, or
+    /// PERMISSION_DENIED naming the scope; UNAVAILABLE when the list cannot
+    /// be read (fail closed).
     async fn caller_with_scope<T>(
         &self,
         request: &Request<T>,
@@ -146,7 +149,7 @@ impl OAuthService {
             .authenticator
             .authenticate(&request.metadata().clone().into_headers())
             .await?;
-        if self.is_revoked(&claims.jti) {
+        if self.is_revoked(&claims.jti).await? {
             return Err(AuthError::Revoked.into());
         }
         if !claims.has_scope(scope) {
@@ -162,8 +165,12 @@ impl OAuthService {
             .verify(token, self.issuer.audience(), unix_now(), leeway)
     }
 
-    fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
-        let newly_revoked = self.revocations().revoke(jti, exp)?;
+    async fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
+        let newly_revoked = self
+            .revocations
+            .revoke(jti, exp, unix_now())
+            .await
+            .inspect_err(|error| tracing::warn!(%error, jti, "revocation not recorded"))?;
         self.authenticator.revoke_locally(jti);
         tracing::info!(jti, newly_revoked, "token revoked");
         Ok(pb::RevokeTokenResponse {
@@ -259,7 +266,7 @@ impl OAuthRpc for OAuthService {
     ) -> Result<Response<pb::IntrospectTokenResponse>, Status> {
         self.caller_with_scope(&request, INTROSPECT_SCOPE).await?;
         let response = match self.verify(&request.get_ref().token, 0) {
-            Ok(claims) if self.is_revoked(&claims.jti) => pb::IntrospectTokenResponse {
+            Ok(claims) if self.is_revoked(&claims.jti).await? => pb::IntrospectTokenResponse {
                 reason: "revoked".into(),
                 ..claims_response(claims, false)
             },
@@ -280,7 +287,7 @@ impl OAuthRpc for OAuthService {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         match request.get_ref().target.clone() {
             Some(Target::Token(token)) => match self.verify(&token, 0) {
-                Ok(claims) => Ok(Response::new(self.revoke(&claims.jti, claims.exp)?)),
+                Ok(claims) => Ok(Response::new(self.revoke(&claims.jti, claims.exp).await?)),
                 // An expired token needs no revocation.
                 Err(TokenError::Expired { .. }) => Ok(Response::new(pb::RevokeTokenResponse {
                     jti: String::new(),
@@ -299,7 +306,7 @@ impl OAuthRpc for OAuthService {
                 }
                 // The token's expiry is unknown here: keep it for a whole lifetime.
                 let exp = unix_now().saturating_add(self.issuer.lifetime().as_secs());
-                Ok(Response::new(self.revoke(&jti, exp)?))
+                Ok(Response::new(self.revoke(&jti, exp).await?))
             }
             None => Err(OAuthError::InvalidField {
                 field: "target",
@@ -315,8 +322,10 @@ impl OAuthRpc for OAuthService {
         _request: Request<pb::ListRevokedTokensRequest>,
     ) -> Result<Response<pb::ListRevokedTokensResponse>, Status> {
         let revoked = self
-            .revocations()
+            .revocations
             .active(unix_now())
+            .await
+            .map_err(OAuthError::from)?
             .into_iter()
             .map(|(jti, exp)| pb::RevokedToken {
                 jti,
