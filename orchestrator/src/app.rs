@@ -127,6 +127,7 @@ async fn llm_health(config: &Config) -> HealthLine {
             url: "offline".into(),
             required: false,
             verdict: Verdict::Healthy("built-in offline backend, no LLM configured".into()),
+            unhealthy_replicas: Vec::new(),
         },
         LlmBackendKind::OpenAi => {
             let settings = openai_settings(config, config.timeouts.health, 0);
@@ -152,6 +153,7 @@ async fn llm_health(config: &Config) -> HealthLine {
                 url,
                 required: true,
                 verdict,
+                unhealthy_replicas: Vec::new(),
             }
         }
     }
@@ -166,7 +168,7 @@ pub async fn prepare(
     llm: Arc<dyn LlmBackend>,
     spool: crate::spool::Spool,
 ) -> (Orchestrator, Vec<crate::discovery::Discovered>) {
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(&config, &tokens).await;
     let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
     let specs = tool_specs(&mesh, &discovered);
@@ -179,7 +181,7 @@ pub async fn prepare(
 
 /// `orchestrator health`: prints the report; non-zero if a required service is down.
 pub async fn health(config: &Config) -> anyhow::Result<u8> {
-    let mesh = Mesh::connect(config)?;
+    let mesh = Mesh::connect(config).await?;
     crate::outln!("🏥 Checking service health...");
     let report = health_report(config, &mesh).await;
     crate::out!("{report}");
@@ -226,7 +228,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let llm = llm_backend(&config, seed);
     banner(&console, &config, llm.as_ref(), max_turns, sessions, seed);
 
-    let mesh = Mesh::connect(&config)?;
+    let mesh = Mesh::connect(&config).await?;
     if !ready_to_start(&console, &config, &mesh, run.quiet).await {
         return Ok(exit::UNAVAILABLE);
     }
@@ -410,8 +412,8 @@ pub fn parse_status(text: &str) -> Result<SessionStatus, UnknownStatus> {
 }
 
 async fn audit_reader(config: &Config) -> anyhow::Result<(Mesh, String)> {
-    let mesh = Mesh::connect(config)?;
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let mesh = Mesh::connect(config).await?;
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(config, &tokens)
         .await
         .context("cannot get a token from OAuth to read the audit trail (is OAuth running?)")?;
@@ -529,8 +531,8 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
 
 /// `orchestrator tools`.
 pub async fn tools(config: &Config) -> anyhow::Result<u8> {
-    let mesh = Mesh::connect(config)?;
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let mesh = Mesh::connect(config).await?;
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(config, &tokens).await;
     let mut code = exit::OK;
     for found in discover(&mesh, token.as_deref(), config.timeouts.tools).await {

@@ -181,11 +181,11 @@ impl TestMesh {
     /// The built-in orchestrator config, pointed at these services, offline.
     pub fn config(&self) -> Config {
         let mut config = Config::default_config();
-        config.oauth.endpoint = endpoint(&self.oauth);
-        config.audit = endpoint(&self.audit);
-        config.memory = endpoint(&self.memory);
+        config.oauth.endpoint = endpoint(&self.oauth).into();
+        config.audit = endpoint(&self.audit).into();
+        config.memory = endpoint(&self.memory).into();
         for target in config.tool_services.values_mut() {
-            *target = endpoint(&self.tools);
+            *target = endpoint(&self.tools).into();
         }
         config.source = "test mesh".into();
         config
