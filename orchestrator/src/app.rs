@@ -7,13 +7,15 @@ use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
 use tokio::sync::watch;
 
 use crate::{
+    clients::read_across,
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
     engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, TurnRecord},
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
-    mesh::{Mesh, request},
+    mesh::Mesh,
+    resilience::AUDIT,
     session_id::new_session_id,
     tokens::TokenCache,
     trail::{StoredTurn, session_trail},
@@ -427,23 +429,27 @@ pub async fn sessions_list(
     limit: usize,
 ) -> anyhow::Result<u8> {
     let (mesh, token) = audit_reader(config).await?;
-    let mut audit = mesh.audit.clone();
+    let replicas = mesh.replica_count(AUDIT);
     let mut sessions = Vec::new();
     let mut page_token = String::new();
     while sessions.len() < limit {
-        let page = audit
-            .list_sessions(request(
-                ListSessionsRequest {
-                    status: status.map_or(0, |status| status as i32),
-                    page_size: i32::try_from(limit.min(1000)).unwrap_or(1000),
-                    page_token,
-                },
-                Some(&token),
-                config.timeouts.audit,
-            ))
-            .await
-            .context("cannot list sessions from Audit")?
-            .into_inner();
+        let list = ListSessionsRequest {
+            status: status.map_or(0, |status| status as i32),
+            page_size: i32::try_from(limit.min(1000)).unwrap_or(1000),
+            page_token,
+        };
+        let page = read_across(
+            replicas,
+            &list,
+            Some(&token),
+            config.timeouts.audit,
+            |list| {
+                let mut audit = mesh.audit.clone();
+                async move { Ok(audit.list_sessions(list).await?.into_inner()) }
+            },
+        )
+        .await
+        .context("cannot list sessions from Audit")?;
         sessions.extend(page.sessions);
         if page.next_page_token.is_empty() {
             break;
@@ -509,7 +515,14 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
-    let trail = session_trail(&mesh.audit, &token, config.timeouts.audit, session_id).await?;
+    let trail = session_trail(
+        &mesh.audit,
+        mesh.replica_count(AUDIT),
+        &token,
+        config.timeouts.audit,
+        session_id,
+    )
+    .await?;
     for StoredTurn { turn, written_by } in trail {
         crate::outln!(
             "\n[Turn {}] {} ({}), written by {}:",
@@ -605,19 +618,16 @@ async fn read_session(
     config: &Config,
     session_id: &str,
 ) -> anyhow::Result<Option<heist_proto::v1::Session>> {
-    match mesh
-        .audit
-        .clone()
-        .get_session(request(
-            GetSessionRequest {
-                session_id: session_id.to_owned(),
-            },
-            Some(token),
-            config.timeouts.audit,
-        ))
-        .await
-    {
-        Ok(session) => Ok(Some(session.into_inner())),
+    let get = GetSessionRequest {
+        session_id: session_id.to_owned(),
+    };
+    let replicas = mesh.replica_count(AUDIT);
+    let read = read_across(replicas, &get, Some(token), config.timeouts.audit, |get| {
+        let mut audit = mesh.audit.clone();
+        async move { Ok(audit.get_session(get).await?.into_inner()) }
+    });
+    match read.await {
+        Ok(session) => Ok(Some(session)),
         Err(status) if status.code() == tonic::Code::NotFound => {
             crate::outln!(
                 "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
@@ -694,12 +704,17 @@ pub async fn resume(
     {
         return Ok(exit::FAILED);
     }
-    let history: Vec<TurnRecord> =
-        session_trail(&mesh.audit, &token, config.timeouts.audit, session_id)
-            .await?
-            .into_iter()
-            .map(|stored| stored.turn)
-            .collect();
+    let history: Vec<TurnRecord> = session_trail(
+        &mesh.audit,
+        mesh.replica_count(AUDIT),
+        &token,
+        config.timeouts.audit,
+        session_id,
+    )
+    .await?
+    .into_iter()
+    .map(|stored| stored.turn)
+    .collect();
     console.always(&format!(
         "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
         history.len()

@@ -139,6 +139,28 @@ impl CallGuard {
     }
 }
 
+/// Sends `body` with `token` (if any) by `send`, within `deadline`, to the
+/// first of `replicas` replicas, going on from a gone one to the next: for
+/// reads past any breaker (the `sessions` and `resume` commands).
+pub async fn read_across<B, T, Fut>(
+    replicas: usize,
+    body: &B,
+    token: Option<&str>,
+    deadline: Duration,
+    send: impl Fn(Request<B>) -> Fut,
+) -> Result<T, Status>
+where
+    B: Clone,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let started = Instant::now();
+    failover(replicas, 0, |pinned| {
+        let left = deadline.saturating_sub(started.elapsed());
+        send(pinned_request(body.clone(), token, left, pinned))
+    })
+    .await
+}
+
 /// A request carrying `token` (if any), a `grpc-timeout` of `deadline` (at
 /// least [`MIN_DEADLINE`]) and the replica it goes to.
 fn pinned_request<T>(

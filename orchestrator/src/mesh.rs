@@ -292,9 +292,7 @@ impl Mesh {
     /// OAuth's client for token purchases, each within `deadline`, sent on
     /// from a gone replica to the next.
     pub fn oauth_client(&self, deadline: Duration) -> crate::clients::OAuthClient {
-        let replicas = self
-            .service(crate::resilience::OAUTH)
-            .map_or(1, |oauth| oauth.replicas.len());
+        let replicas = self.replica_count(crate::resilience::OAUTH);
         crate::clients::OAuthClient::new(self.oauth.clone(), replicas, deadline)
     }
 
@@ -314,6 +312,12 @@ impl Mesh {
                 .collect(),
             None => vec![breakers.get(service)],
         }
+    }
+
+    /// How many replicas `service` (`audit`, `tool:calculator`, ...) has.
+    pub fn replica_count(&self, service: &str) -> usize {
+        self.service(service)
+            .map_or(1, |named| named.replicas.len())
     }
 
     /// The named service whose breaker is `service` (`audit`, `tool:calculator`, ...).

@@ -283,11 +283,19 @@ fn addr_of(endpoint: &Endpoint) -> SocketAddr {
 async fn a_host_name_becomes_every_address_it_resolves_to_and_one_listening_is_enough() {
     let mesh = TestMesh::start().await;
     let mut config = mesh.config();
-    // The services listen on 127.0.0.1 only; localhost may also be ::1.
+    // The services listen on 127.0.0.1 only; localhost may also be ::1
+    // (not on every machine: the tools list [::1] beside it, as such a
+    // localhost resolves).
     let local = |addr: SocketAddr| Endpoint::parse(&format!("http://localhost:{}", addr.port()));
     config.memory = local(mesh.memory.addr).unwrap().into();
+    let port = mesh.tools.addr.port();
+    let tools = heist_orchestrator::config::Endpoints::parse_list(&[
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ])
+    .unwrap();
     for target in config.tool_services.values_mut() {
-        *target = local(mesh.tools.addr).unwrap().into();
+        target.clone_from(&tools);
     }
     let config = Arc::new(config);
     let clients = Mesh::connect(&config).await.unwrap();
@@ -301,11 +309,22 @@ async fn a_host_name_becomes_every_address_it_resolves_to_and_one_listening_is_e
         urls.iter().all(|url| !url.contains("localhost")),
         "resolved: {urls:?}"
     );
+    let calculator = clients.service(&tool_service("calculator")).unwrap();
+    let tool_urls: Vec<&str> = calculator.replicas.iter().map(|r| r.url.as_str()).collect();
+    let ipv6 = format!("http://[::1]:{port}");
+    assert!(tool_urls.contains(&ipv6.as_str()), "{tool_urls:?}");
+    assert!(tool_urls.len() >= 2, "{tool_urls:?}");
     let report = app::health_report(&config, &clients).await;
     assert!(!report.to_string().contains('❌'), "{report}");
     for line in &report.lines {
         assert!(line.to_string().starts_with('✅'), "{line}");
     }
+    let warned: Vec<String> = report
+        .unhealthy_replicas()
+        .iter()
+        .map(|(_, replica)| replica.url.clone())
+        .collect();
+    assert!(warned.contains(&ipv6), "{report}");
     let (orchestrator, _) =
         app::prepare(config, clients, Arc::new(OfflineBackend::new(5)), spool()).await;
     let outcome = session(&orchestrator, "heist_localhost", 8).await;
@@ -430,6 +449,60 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Runs the orchestrator binary in `dir` off the async runtime (it talks to
+/// in-process servers).
+async fn orchestrator_in(dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        orchestrator_cli(&args, &dir)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_runs_and_reads_sessions_with_a_dead_audit_replica_listed_first() {
+    let mesh = TestMesh::start().await;
+    let dir = TempDir::new().unwrap();
+    let dead = closed_endpoint().url;
+    let yaml = heist_e2e::mesh::config_yaml_replicas(
+        &[mesh.oauth.url()],
+        &[mesh.tools.url()],
+        &[mesh.memory.url()],
+        &[dead, mesh.audit.url()],
+    );
+    std::fs::write(dir.path().join("twins.yaml"), yaml).unwrap();
+    let run = orchestrator_in(
+        dir.path(),
+        &["--config", "twins.yaml", "run", "--turns", "3", "--quiet"],
+    )
+    .await;
+    let shown = text(&run);
+    assert_eq!(run.status.code(), Some(0), "{shown}");
+    assert!(
+        !shown.contains("spooled"),
+        "Audit's twin took every write: {shown}"
+    );
+    let list = orchestrator_in(dir.path(), &["--config", "twins.yaml", "sessions", "list"]).await;
+    let listed = text(&list);
+    assert_eq!(list.status.code(), Some(0), "{listed}");
+    let session_id = listed
+        .split_whitespace()
+        .find(|word| word.starts_with("heist_"))
+        .unwrap_or_else(|| panic!("no session listed: {listed}"))
+        .to_owned();
+    let show = orchestrator_in(
+        dir.path(),
+        &["--config", "twins.yaml", "sessions", "show", &session_id],
+    )
+    .await;
+    let shown = text(&show);
+    assert_eq!(show.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("[Turn 3]"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
