@@ -432,6 +432,64 @@ async fn a_killed_tool_replica_costs_no_tool_call_and_serves_again_once_restarte
     processes.stop();
 }
 
+/// How many tokens the OAuth log at `path` says were issued.
+fn tokens_issued(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("token issued"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_come_from_both_oauth_replicas_and_from_the_survivor_once_one_is_killed() {
+    let options = MeshOptions::for_tests().replicas("oauth", 2);
+    let mut processes = ProcessMesh::start_with(options).await;
+    let config = Arc::new(Config::load(&processes.write_config("oauth.yaml")).unwrap());
+    let clients = Mesh::connect(&config).await.unwrap();
+    let oauth = clients.oauth_client(Duration::from_secs(5));
+    let logs = [processes.log_of("oauth", 0), processes.log_of("oauth", 1)];
+    let issued = || logs.each_ref().map(|log| tokens_issued(log));
+    let scopes = ["audit:read".to_owned()];
+    let before = issued();
+    for _ in 0..4 {
+        let secret = config.oauth.client_secret.expose();
+        oauth
+            .issue_token("orchestrator", secret, &scopes)
+            .await
+            .unwrap();
+    }
+    eventually("both replicas issue, in turn", || {
+        issued() == [before[0] + 2, before[1] + 2]
+    })
+    .await;
+
+    // The first replica SIGKILLed: every purchase goes on to its twin.
+    processes.kill_replica("oauth", 0);
+    let before = issued();
+    for _ in 0..4 {
+        let secret = config.oauth.client_secret.expose();
+        oauth
+            .issue_token("orchestrator", secret, &scopes)
+            .await
+            .unwrap();
+    }
+    eventually("the survivor issues every token", || {
+        issued()[1] == before[1] + 4
+    })
+    .await;
+
+    // A whole session, every agent buying its token from the survivor.
+    let (orchestrator, _) =
+        app::prepare(config, clients, Arc::new(OfflineBackend::new(4)), spool()).await;
+    let outcome = session(&orchestrator, "heist_20261201_120000_oa01", 6).await;
+    assert_eq!(outcome.status, "completed");
+    assert_eq!(outcome.failed_turns, 0);
+    assert_eq!(outcome.failed_tool_calls, 0);
+    assert_eq!((outcome.memory_failures, outcome.audit_failures), (0, 0));
+    processes.stop();
+}
+
 fn orchestrator_cli(args: &[&str], dir: &Path) -> Output {
     Command::new(binary("orchestrator"))
         .args(args)

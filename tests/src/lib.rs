@@ -464,6 +464,11 @@ impl ServiceProcess {
     }
 
     fn signal(&self, signal: &str) -> std::io::Result<()> {
+        // Reaped already: no process to signal (and `kill -SIG 0` would
+        // signal this whole process group: the test itself).
+        if self.child.is_none() {
+            return Err(std::io::Error::other("the process has exited already"));
+        }
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
