@@ -341,3 +341,92 @@ pub fn request<T>(message: T, token: Option<&str>, deadline: Duration) -> Reques
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use heist_proto::v1::GetStatsRequest;
+    use tracing::{
+        Subscriber,
+        field::{Field, Visit},
+        span::{Attributes, Id, Record},
+    };
+    use tracing_subscriber::{Layer, layer::Context, prelude::*, registry::LookupSpan};
+
+    use super::*;
+    use crate::replicas::Pinned;
+
+    /// The `server.port` each client span recorded, in order.
+    #[derive(Clone, Default)]
+    struct Ports(Arc<Mutex<Vec<u64>>>);
+
+    impl Visit for Ports {
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            if field.name() == "server.port" {
+                self.0.lock().unwrap().push(value as u64);
+            }
+        }
+
+        fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Ports {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+            attrs.record(&mut self.clone());
+        }
+
+        fn on_record(&self, _id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
+            values.record(&mut self.clone());
+        }
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn each_client_span_names_the_replica_its_call_went_to() {
+        let (first, second) = (closed_port(), closed_port());
+        let mut config = Config::default_config();
+        config.memory = Endpoints::parse_list(&[
+            format!("http://127.0.0.1:{first}"),
+            format!("http://127.0.0.1:{second}"),
+        ])
+        .unwrap();
+        let mesh = Mesh::connect(&config).await.unwrap();
+        let named = mesh.service(crate::resilience::MEMORY).unwrap();
+        assert_eq!(
+            named.breakers(),
+            [
+                format!("memory@127.0.0.1:{first}"),
+                format!("memory@127.0.0.1:{second}")
+            ]
+        );
+        let ports = Ports::default();
+        let _guard = tracing_subscriber::registry()
+            .with(ports.clone())
+            .set_default();
+        for replica in [1, 0, 1] {
+            let mut call = request(GetStatsRequest {}, None, Duration::from_secs(1));
+            call.extensions_mut().insert(Pinned(replica));
+            let refused = mesh.memory.clone().get_stats(call).await;
+            assert!(refused.is_err(), "nothing listens there");
+        }
+        // Unpinned calls take the replicas in turn.
+        for _ in 0..2 {
+            let call = request(GetStatsRequest {}, None, Duration::from_secs(1));
+            let _ = mesh.memory.clone().get_stats(call).await;
+        }
+        let seen = ports.0.lock().unwrap().clone();
+        let (first, second) = (u64::from(first), u64::from(second));
+        assert_eq!(seen[..3], [second, first, second]);
+        let mut turns = seen[3..].to_vec();
+        turns.sort_unstable();
+        let mut both = vec![first, second];
+        both.sort_unstable();
+        assert_eq!(turns, both);
+    }
+}
