@@ -357,7 +357,7 @@ fn tool_breakers(orchestrator: &Orchestrator, addr: SocketAddr) -> Vec<BreakerSt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_tool_replica_costs_no_tool_call_and_serves_again_once_restarted() {
+async fn a_tool_replica_killed_mid_session_costs_no_tool_call_and_serves_again_once_restarted() {
     let options = MeshOptions::for_tests()
         .replicas("tools", 2)
         .log("tools", "warn,heist_plumbing::server=debug");
@@ -393,9 +393,23 @@ async fn a_killed_tool_replica_costs_no_tool_call_and_serves_again_once_restarte
         "round-robin per tool: {before:?}"
     );
 
-    // One SIGKILLed: no tool call fails, the survivor serves them all.
+    // One SIGKILLed in the middle of a session: no tool call fails, the
+    // survivor serves them all from then on.
+    let running = {
+        let orchestrator = orchestrator.clone();
+        tokio::spawn(async move { session(&orchestrator, "heist_20261201_120000_tw02", 120).await })
+    };
+    eventually("the session's tool calls reach the replica", || {
+        counts()[1] > before[1]
+    })
+    .await;
     processes.kill_replica("tools", 1);
-    let outcome = session(&orchestrator, "heist_20261201_120000_tw02", 12).await;
+    assert!(!running.is_finished(), "killed while the session runs");
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.status, "completed");
+    assert_eq!(outcome.failed_tool_calls, 0, "{:?}", outcome.breaker_events);
+    let before = counts();
+    let outcome = session(&orchestrator, "heist_20261201_120000_tw02b", 12).await;
     assert_eq!(outcome.status, "completed");
     assert!(outcome.tool_calls() > 0);
     assert_eq!(outcome.failed_tool_calls, 0, "{:?}", outcome.breaker_events);
