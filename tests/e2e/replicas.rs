@@ -446,6 +446,79 @@ async fn a_tool_replica_killed_mid_session_costs_no_tool_call_and_serves_again_o
     processes.stop();
 }
 
+/// How many `StoreTurn` calls the log at `path` says were served.
+fn turns_served(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("call served") && line.contains("StoreTurn"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_replica_killed_mid_session_spools_nothing_and_loses_no_turn() {
+    // Two Audit processes on one SQLite file (WAL, a busy timeout for the
+    // other process's lock).
+    let options = MeshOptions::for_tests()
+        .replicas("audit", 2)
+        .log("audit", "warn,heist_plumbing::server=debug");
+    let mut processes = ProcessMesh::start_with(options).await;
+    let mut config = Config::load(&processes.write_config("audit.yaml")).unwrap();
+    config.resilience.open_for = Duration::from_secs(600);
+    let config = Arc::new(config);
+    let clients = Mesh::connect(&config).await.unwrap();
+    let (orchestrator, _) =
+        app::prepare(config, clients, Arc::new(OfflineBackend::new(8)), spool()).await;
+    let logs = [processes.log_of("audit", 0), processes.log_of("audit", 1)];
+    let served = || logs.each_ref().map(|log| turns_served(log));
+    let session_id = "heist_20261201_120000_au01";
+    let running = {
+        let orchestrator = orchestrator.clone();
+        tokio::spawn(async move { session(&orchestrator, session_id, 120).await })
+    };
+    eventually("both Audit replicas store turns", || {
+        served().iter().all(|&n| n > 0)
+    })
+    .await;
+    processes.kill_replica("audit", 1);
+    assert!(!running.is_finished(), "killed while the session runs");
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.status, "completed");
+    assert_eq!(outcome.failed_turns, 0);
+    assert_eq!(outcome.audit_failures, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(
+        (outcome.audit_spooled, outcome.audit_spooled_writes),
+        (0, 0),
+        "the twin took every write"
+    );
+    let trail = heist_e2e::audit_trail(
+        processes.addr("oauth"),
+        processes.addr_of("audit", 0),
+        session_id,
+    )
+    .await;
+    let turns: Vec<i64> = trail
+        .messages
+        .iter()
+        .map(|message| message.turn_id)
+        .filter(|turn| *turn > 0)
+        .collect();
+    assert_eq!(
+        turns,
+        (1..=120).collect::<Vec<i64>>(),
+        "every turn once, in order"
+    );
+    let audit_breaker = |index: usize| {
+        let addr = processes.addr_of("audit", index).to_string();
+        orchestrator
+            .breakers()
+            .get(&replica(heist_orchestrator::resilience::AUDIT, &addr))
+            .state()
+    };
+    assert_eq!(audit_breaker(0), BreakerState::Closed);
+    processes.stop();
+}
+
 /// How many tokens the OAuth log at `path` says were issued.
 fn tokens_issued(path: &Path) -> usize {
     std::fs::read_to_string(path)
