@@ -246,6 +246,37 @@ async fn session(orchestrator: &Orchestrator, id: &str, turns: u64) -> SessionOu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_audit_replicas_on_one_database_share_a_session_and_its_twin_takes_over() {
+    let mut mesh = TestMesh::builder()
+        .replicas(Replicated::Audit, 2)
+        .start()
+        .await;
+    let config = Arc::new(mesh.config());
+    assert_eq!(config.audit.len(), 2);
+    let clients = Mesh::connect(&config).await.unwrap();
+    let (orchestrator, _) =
+        app::prepare(config, clients, Arc::new(OfflineBackend::new(2)), spool()).await;
+    let first = session(&orchestrator, "heist_20261201_120000_ad01", 10).await;
+    assert_eq!((first.audit_failures, first.audit_spooled), (0, 0));
+    // The second replica stopped: the next session is stored by the first.
+    let second = mesh.replicas.get_mut(&Replicated::Audit).unwrap().remove(0);
+    second.stop().await.unwrap();
+    let outcome = session(&orchestrator, "heist_20261201_120000_ad02", 10).await;
+    assert_eq!(outcome.status, "completed");
+    assert_eq!((outcome.audit_failures, outcome.audit_spooled), (0, 0));
+    for id in ["heist_20261201_120000_ad01", "heist_20261201_120000_ad02"] {
+        let trail = heist_e2e::audit_trail(mesh.oauth.addr, mesh.audit.addr, id).await;
+        let turns: Vec<i64> = trail
+            .messages
+            .iter()
+            .map(|message| message.turn_id)
+            .filter(|turn| *turn > 0)
+            .collect();
+        assert_eq!(turns, (1..=10).collect::<Vec<i64>>(), "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_memory_replica_down_a_run_degrades_as_with_one_memory_down() {
     let mesh = TestMesh::start().await;
     let mut config = mesh.config();

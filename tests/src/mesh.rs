@@ -6,9 +6,9 @@
 //! them (`TestMesh::builder().tools("calculator").revocation_poll(..).start()`).
 //! A new knob (TLS, say) is one more builder method and one more field.
 //!
-//! Memory and the Tool service can run as several replicas
-//! (`.replicas(Replicated::Memory, 2)`): the first is `mesh.memory` (or
-//! `mesh.tools`), the others are in `mesh.replicas`, and [`TestMesh::config`]
+//! Audit, Memory and the Tool service can run as several replicas
+//! (`.replicas(Replicated::Memory, 2)`): the first is `mesh.audit`,
+//! `mesh.memory` or `mesh.tools`, the others are in `mesh.replicas`, and [`TestMesh::config`]
 //! lists them all in `base_urls`. [`TestMesh::start_replica`] starts one
 //! more, or brings a stopped one back on its port.
 
@@ -43,8 +43,8 @@ pub struct TestMesh {
     /// One Tool service with the builder's tools (by default calculator,
     /// file_reader and database_query).
     pub tools: TestServer,
-    /// The replicas of Memory and the Tool service beyond the first (none
-    /// unless the builder asked for them), in order.
+    /// The replicas of Audit, Memory and the Tool service beyond the first
+    /// (none unless the builder asked for them), in order.
     pub replicas: BTreeMap<Replicated, Vec<TestServer>>,
     /// Where the key, revocations and databases live.
     pub dir: TempDir,
@@ -52,10 +52,12 @@ pub struct TestMesh {
     settings: TestMeshBuilder,
 }
 
-/// A service a [`TestMesh`] can run several replicas of (each replica
-/// keeps its own state: Memory's replicas do not share their store).
+/// A service a [`TestMesh`] can run several replicas of (Audit's share one
+/// SQLite file; Memory's each keep their own store).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Replicated {
+    /// The Audit service (every replica on the mesh's `audit.db`).
+    Audit,
     /// The Memory service.
     Memory,
     /// The Tool service.
@@ -124,15 +126,21 @@ impl TestMeshBuilder {
         Authenticator::new(&config).expect("valid oauth url")
     }
 
-    /// One replica of `service` at `addr`, trusting the OAuth at `oauth_url`.
+    /// One replica of `service` at `addr`, trusting the OAuth at
+    /// `oauth_url` (Audit's database in `dir`).
     async fn replica(
         &self,
         service: Replicated,
         addr: SocketAddr,
         oauth_url: String,
+        dir: &std::path::Path,
     ) -> TestServer {
         let auth = self.authenticator(oauth_url);
         match service {
+            Replicated::Audit => {
+                let store = heist_audit::StoreConfig::new(dir.join("audit.db"));
+                services::audit_at(addr, store, auth, ServeOptions::default()).await
+            }
             Replicated::Memory => {
                 services::memory_at(
                     addr,
@@ -168,24 +176,21 @@ impl TestMeshBuilder {
         let dir = TempDir::new().expect("temp dir");
         let oauth =
             services::oauth(services::oauth_config(dir.path()), ServeOptions::default()).await;
-        let authenticator = || self.authenticator(oauth.url());
-        let audit = services::audit(
-            heist_audit::StoreConfig::new(dir.path().join("audit.db")),
-            authenticator(),
-            ServeOptions::default(),
-        )
-        .await;
+        let any = services::ANY_PORT;
+        let audit = self
+            .replica(Replicated::Audit, any, oauth.url(), dir.path())
+            .await;
         let memory = self
-            .replica(Replicated::Memory, services::ANY_PORT, oauth.url())
+            .replica(Replicated::Memory, any, oauth.url(), dir.path())
             .await;
         let tools = self
-            .replica(Replicated::Tools, services::ANY_PORT, oauth.url())
+            .replica(Replicated::Tools, any, oauth.url(), dir.path())
             .await;
         let mut replicas = BTreeMap::new();
         for (&service, &count) in &self.replicas {
             let mut more = Vec::new();
             for _ in 1..count {
-                more.push(self.replica(service, services::ANY_PORT, oauth.url()).await);
+                more.push(self.replica(service, any, oauth.url(), dir.path()).await);
             }
             replicas.insert(service, more);
         }
@@ -258,7 +263,10 @@ impl TestMesh {
     /// SERVING. The caller keeps it (or puts it into [`TestMesh::replicas`]).
     pub async fn start_replica(&self, service: Replicated, addr: Option<SocketAddr>) -> TestServer {
         let addr = addr.unwrap_or(services::ANY_PORT);
-        let server = self.settings.replica(service, addr, self.oauth.url()).await;
+        let server = self
+            .settings
+            .replica(service, addr, self.oauth.url(), self.dir.path())
+            .await;
         wait_until_serving(server.addr, "")
             .await
             .expect("replica serving");
@@ -268,6 +276,7 @@ impl TestMesh {
     /// The address of every replica of `service`, the first one first.
     pub fn replica_addrs(&self, service: Replicated) -> Vec<SocketAddr> {
         let first = match service {
+            Replicated::Audit => self.audit.addr,
             Replicated::Memory => self.memory.addr,
             Replicated::Tools => self.tools.addr,
         };
@@ -282,7 +291,7 @@ impl TestMesh {
     pub fn config(&self) -> Config {
         let mut config = Config::default_config();
         config.oauth.endpoint = endpoint(&self.oauth).into();
-        config.audit = endpoint(&self.audit).into();
+        config.audit = endpoints(&self.replica_addrs(Replicated::Audit));
         config.memory = endpoints(&self.replica_addrs(Replicated::Memory));
         let tools = endpoints(&self.replica_addrs(Replicated::Tools));
         for target in config.tool_services.values_mut() {

@@ -35,7 +35,17 @@ pub async fn audit(
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
-    TestServer::start(move |listener, shutdown| {
+    audit_at(ANY_PORT, store, auth, options).await
+}
+
+/// Like [`audit`], listening on `addr`.
+pub async fn audit_at(
+    addr: SocketAddr,
+    store: heist_audit::StoreConfig,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start_at(addr, move |listener, shutdown| {
         heist_audit::run(listener, store, auth, shutdown, options)
     })
     .await
