@@ -148,17 +148,10 @@ impl Channels<'_> {
         }
     }
 
-    /// The named service over `balanced`: one replica entry per address, each breaker named
-    /// after `service` (and the address, when there are several).
-    fn named(
-        &self,
-        name: String,
-        configured: &Endpoints,
-        required: bool,
-        service: String,
-        label: &str,
-        balanced: &Balanced,
-    ) -> NamedEndpoint {
+    /// The named service `spec` over `balanced`: one replica entry per
+    /// address, each breaker named after the service (and the address, when
+    /// there are several).
+    fn named(&self, spec: &Spec<'_>, balanced: &Balanced) -> NamedEndpoint {
         let several = balanced.replicas().len() > 1;
         let replicas = balanced
             .replicas()
@@ -167,25 +160,48 @@ impl Channels<'_> {
             .filter_map(|(index, replica)| {
                 let alone = balanced.only(index)?;
                 let breaker = if several {
-                    crate::resilience::replica(&service, replica.address.authority())
+                    crate::resilience::replica(&spec.service, replica.address.authority())
                 } else {
-                    service.clone()
+                    spec.service.clone()
                 };
                 Some(ReplicaEndpoint {
                     url: replica.address.url.clone(),
-                    channel: self.timed(label, alone),
+                    channel: self.timed(spec.label, alone),
                     breaker,
                 })
             })
             .collect();
         NamedEndpoint {
-            name,
-            url: configured.to_string(),
-            required,
-            service,
+            name: spec.name.clone(),
+            url: spec.configured.to_string(),
+            required: spec.required,
+            service: spec.service.clone(),
             replicas,
         }
     }
+
+    /// The named service `spec` (its names resolved) and its channel.
+    async fn service(&self, spec: Spec<'_>) -> Result<(NamedEndpoint, MeshChannel), MeshError> {
+        let balanced = self.make(spec.entry, &resolve(spec.configured).await)?;
+        let named = self.named(&spec, &balanced);
+        Ok((named, self.timed(spec.label, balanced)))
+    }
+}
+
+/// One service of the config, as the mesh builds it.
+struct Spec<'a> {
+    /// The config entry (`audit_service`, `tool_services.calculator`).
+    entry: &'a str,
+    /// The timing label (`audit`, `tools`).
+    label: &'a str,
+    /// The health report's name (`Audit Service`).
+    name: String,
+    /// Its addresses as configured.
+    configured: &'a Endpoints,
+    /// Whether a run refuses to start without it.
+    required: bool,
+    /// Its breaker name (`audit`, `tool:calculator`).
+    service: String,
 }
 
 impl Mesh {
@@ -208,69 +224,68 @@ impl Mesh {
     }
 
     async fn build(config: &Config, channels: &Channels<'_>) -> Result<Self, MeshError> {
-        let services = [
-            (
+        use crate::resilience::{AUDIT, MEMORY, OAUTH};
+        let spec = |entry, label, name: &str, configured, required, service: &str| Spec {
+            entry,
+            label,
+            name: name.to_owned(),
+            configured,
+            required,
+            service: service.to_owned(),
+        };
+        let (oauth_named, oauth) = channels
+            .service(spec(
                 "oauth_service",
                 "oauth",
                 "OAuth Service",
                 &config.oauth.endpoint,
                 true,
-                crate::resilience::OAUTH,
-            ),
-            (
+                OAUTH,
+            ))
+            .await?;
+        let (audit_named, audit) = channels
+            .service(spec(
                 "audit_service",
                 "audit",
                 "Audit Service",
                 &config.audit,
                 true,
-                crate::resilience::AUDIT,
-            ),
-            (
+                AUDIT,
+            ))
+            .await?;
+        let (memory_named, memory) = channels
+            .service(spec(
                 "memory_service",
                 "memory",
                 "Memory Service",
                 &config.memory,
                 false,
-                crate::resilience::MEMORY,
-            ),
-        ];
-        let mut endpoints = Vec::new();
-        let mut made = Vec::new();
-        for (entry, label, name, configured, required, service) in services {
-            let balanced = channels.make(entry, &resolve(configured).await)?;
-            endpoints.push(channels.named(
-                name.to_owned(),
-                configured,
-                required,
-                service.to_owned(),
-                label,
-                &balanced,
-            ));
-            made.push(channels.timed(label, balanced));
-        }
-        let [oauth, audit, memory] = <[MeshChannel; 3]>::try_from(made)
-            .unwrap_or_else(|_| unreachable!("three services made"));
+                MEMORY,
+            ))
+            .await?;
+        let mut endpoints = vec![oauth_named, audit_named, memory_named];
         let mut by_urls: BTreeMap<String, Balanced> = BTreeMap::new();
         let mut tools = BTreeMap::new();
         for (tool, configured) in &config.tool_services {
             let key = configured.to_string();
+            let entry = format!("tool_services.{tool}");
+            let tool_spec = Spec {
+                entry: &entry,
+                label: "tools",
+                name: format!("Tool Service ({tool})"),
+                configured,
+                required: false,
+                service: crate::resilience::tool_service(tool),
+            };
             let balanced = match by_urls.get(&key) {
                 Some(shared) => shared.clone(),
                 None => {
-                    let entry = format!("tool_services.{tool}");
                     let made = channels.make(&entry, &resolve(configured).await)?;
                     by_urls.insert(key.clone(), made.clone());
                     made
                 }
             };
-            endpoints.push(channels.named(
-                format!("Tool Service ({tool})"),
-                configured,
-                false,
-                crate::resilience::tool_service(tool),
-                "tools",
-                &balanced,
-            ));
+            endpoints.push(channels.named(&tool_spec, &balanced));
             tools.insert(
                 tool.clone(),
                 ToolRoute {
