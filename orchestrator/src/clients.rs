@@ -5,6 +5,12 @@
 //! one caller, the [`crate::tokens::TokenCache`], retries a purchase within
 //! the waiting caller's deadline and shares it among the callers waiting,
 //! and OAuth has no breaker (without a token no call is sent anyway).
+//!
+//! A service with several replicas: each call starts at the next replica in
+//! turn, through that replica's breaker ([`CallGuard`]), and a call to a
+//! gone replica goes on to the next at once; the calls past any breaker
+//! (OAuth's purchases, Memory's reconcile, the reads of [`read_across`]) go
+//! on the same way.
 
 use std::{
     future::Future,
