@@ -7,13 +7,15 @@ use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
 use tokio::sync::watch;
 
 use crate::{
+    clients::read_across,
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
     engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, TurnRecord},
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
-    mesh::{Mesh, request},
+    mesh::Mesh,
+    resilience::AUDIT,
     session_id::new_session_id,
     tokens::TokenCache,
     trail::{StoredTurn, session_trail},
@@ -127,6 +129,7 @@ async fn llm_health(config: &Config) -> HealthLine {
             url: "offline".into(),
             required: false,
             verdict: Verdict::Healthy("built-in offline backend, no LLM configured".into()),
+            unhealthy_replicas: Vec::new(),
         },
         LlmBackendKind::OpenAi => {
             let settings = openai_settings(config, config.timeouts.health, 0);
@@ -152,6 +155,7 @@ async fn llm_health(config: &Config) -> HealthLine {
                 url,
                 required: true,
                 verdict,
+                unhealthy_replicas: Vec::new(),
             }
         }
     }
@@ -166,7 +170,7 @@ pub async fn prepare(
     llm: Arc<dyn LlmBackend>,
     spool: crate::spool::Spool,
 ) -> (Orchestrator, Vec<crate::discovery::Discovered>) {
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(&config, &tokens).await;
     let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
     let specs = tool_specs(&mesh, &discovered);
@@ -179,7 +183,7 @@ pub async fn prepare(
 
 /// `orchestrator health`: prints the report; non-zero if a required service is down.
 pub async fn health(config: &Config) -> anyhow::Result<u8> {
-    let mesh = Mesh::connect(config)?;
+    let mesh = Mesh::connect(config).await?;
     crate::outln!("🏥 Checking service health...");
     let report = health_report(config, &mesh).await;
     crate::out!("{report}");
@@ -226,7 +230,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let llm = llm_backend(&config, seed);
     banner(&console, &config, llm.as_ref(), max_turns, sessions, seed);
 
-    let mesh = Mesh::connect(&config)?;
+    let mesh = Mesh::connect(&config).await?;
     if !ready_to_start(&console, &config, &mesh, run.quiet).await {
         return Ok(exit::UNAVAILABLE);
     }
@@ -410,8 +414,8 @@ pub fn parse_status(text: &str) -> Result<SessionStatus, UnknownStatus> {
 }
 
 async fn audit_reader(config: &Config) -> anyhow::Result<(Mesh, String)> {
-    let mesh = Mesh::connect(config)?;
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let mesh = Mesh::connect(config).await?;
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(config, &tokens)
         .await
         .context("cannot get a token from OAuth to read the audit trail (is OAuth running?)")?;
@@ -425,23 +429,27 @@ pub async fn sessions_list(
     limit: usize,
 ) -> anyhow::Result<u8> {
     let (mesh, token) = audit_reader(config).await?;
-    let mut audit = mesh.audit.clone();
+    let replicas = mesh.replica_count(AUDIT);
     let mut sessions = Vec::new();
     let mut page_token = String::new();
     while sessions.len() < limit {
-        let page = audit
-            .list_sessions(request(
-                ListSessionsRequest {
-                    status: status.map_or(0, |status| status as i32),
-                    page_size: i32::try_from(limit.min(1000)).unwrap_or(1000),
-                    page_token,
-                },
-                Some(&token),
-                config.timeouts.audit,
-            ))
-            .await
-            .context("cannot list sessions from Audit")?
-            .into_inner();
+        let list = ListSessionsRequest {
+            status: status.map_or(0, |status| status as i32),
+            page_size: i32::try_from(limit.min(1000)).unwrap_or(1000),
+            page_token,
+        };
+        let page = read_across(
+            replicas,
+            &list,
+            Some(&token),
+            config.timeouts.audit,
+            |list| {
+                let mut audit = mesh.audit.clone();
+                async move { Ok(audit.list_sessions(list).await?.into_inner()) }
+            },
+        )
+        .await
+        .context("cannot list sessions from Audit")?;
         sessions.extend(page.sessions);
         if page.next_page_token.is_empty() {
             break;
@@ -507,7 +515,14 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
-    let trail = session_trail(&mesh.audit, &token, config.timeouts.audit, session_id).await?;
+    let trail = session_trail(
+        &mesh.audit,
+        mesh.replica_count(AUDIT),
+        &token,
+        config.timeouts.audit,
+        session_id,
+    )
+    .await?;
     for StoredTurn { turn, written_by } in trail {
         crate::outln!(
             "\n[Turn {}] {} ({}), written by {}:",
@@ -529,8 +544,8 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
 
 /// `orchestrator tools`.
 pub async fn tools(config: &Config) -> anyhow::Result<u8> {
-    let mesh = Mesh::connect(config)?;
-    let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+    let mesh = Mesh::connect(config).await?;
+    let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
     let token = own_token(config, &tokens).await;
     let mut code = exit::OK;
     for found in discover(&mesh, token.as_deref(), config.timeouts.tools).await {
@@ -603,19 +618,16 @@ async fn read_session(
     config: &Config,
     session_id: &str,
 ) -> anyhow::Result<Option<heist_proto::v1::Session>> {
-    match mesh
-        .audit
-        .clone()
-        .get_session(request(
-            GetSessionRequest {
-                session_id: session_id.to_owned(),
-            },
-            Some(token),
-            config.timeouts.audit,
-        ))
-        .await
-    {
-        Ok(session) => Ok(Some(session.into_inner())),
+    let get = GetSessionRequest {
+        session_id: session_id.to_owned(),
+    };
+    let replicas = mesh.replica_count(AUDIT);
+    let read = read_across(replicas, &get, Some(token), config.timeouts.audit, |get| {
+        let mut audit = mesh.audit.clone();
+        async move { Ok(audit.get_session(get).await?.into_inner()) }
+    });
+    match read.await {
+        Ok(session) => Ok(Some(session)),
         Err(status) if status.code() == tonic::Code::NotFound => {
             crate::outln!(
                 "❌ No session {session_id:?} in Audit (see `orchestrator sessions list`)."
@@ -692,12 +704,17 @@ pub async fn resume(
     {
         return Ok(exit::FAILED);
     }
-    let history: Vec<TurnRecord> =
-        session_trail(&mesh.audit, &token, config.timeouts.audit, session_id)
-            .await?
-            .into_iter()
-            .map(|stored| stored.turn)
-            .collect();
+    let history: Vec<TurnRecord> = session_trail(
+        &mesh.audit,
+        mesh.replica_count(AUDIT),
+        &token,
+        config.timeouts.audit,
+        session_id,
+    )
+    .await?
+    .into_iter()
+    .map(|stored| stored.turn)
+    .collect();
     console.always(&format!(
         "⏯  Resuming {session_id}: {} of {max_turns} turns stored, seed {seed}",
         history.len()

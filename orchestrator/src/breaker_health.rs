@@ -1,5 +1,9 @@
 //! Closing open circuit breakers as soon as their service is back.
 //!
+//! A service with several replicas has a breaker per replica, and each is
+//! watched on its own replica's health: the one that comes back closes its
+//! own breaker, whatever its twins do.
+//!
 //! An open breaker waits `resilience.open_for` before it lets a probe
 //! through, which made a 0.2 s Audit restart cost the conversation the whole
 //! open period. While a breaker is open, a watcher follows its service's
@@ -50,12 +54,13 @@ impl Drop for AbortOnDrop {
 }
 
 impl HealthWatcher {
-    /// Watches the health of each of `endpoints` while its breaker (in
-    /// `breakers`) is open. Needs a tokio runtime.
+    /// Watches the health of each replica of `endpoints` while its breaker
+    /// (in `breakers`: one per replica) is open. Needs a tokio runtime.
     pub fn spawn(breakers: &Breakers, endpoints: &[NamedEndpoint]) -> Self {
         let targets: BTreeMap<String, MeshChannel> = endpoints
             .iter()
-            .map(|endpoint| (endpoint.breaker.clone(), endpoint.channel.clone()))
+            .flat_map(|endpoint| &endpoint.replicas)
+            .map(|replica| (replica.breaker.clone(), replica.channel.clone()))
             .collect();
         let events = breakers.subscribe();
         let breakers = breakers.clone();

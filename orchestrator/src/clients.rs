@@ -5,8 +5,21 @@
 //! one caller, the [`crate::tokens::TokenCache`], retries a purchase within
 //! the waiting caller's deadline and shares it among the callers waiting,
 //! and OAuth has no breaker (without a token no call is sent anyway).
+//!
+//! A service with several replicas: each call starts at the next replica in
+//! turn, through that replica's breaker ([`CallGuard`]), and a call to a
+//! gone replica goes on to the next at once; the calls past any breaker
+//! (OAuth's purchases, Memory's reconcile, the reads of [`read_across`]) go
+//! on the same way.
 
-use std::{future::Future, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
@@ -19,24 +32,44 @@ use tonic::{Request, Status};
 
 use crate::{
     mesh::{MeshChannel, request},
-    resilience::{CircuitBreaker, ResilienceError, RetryPolicy, call_with_resilience},
+    replicas::{Pinned, failover},
+    resilience::{CircuitBreaker, ResilienceError, RetryPolicy, call_across},
     spool::SpooledWrite,
 };
 
-/// How one service's calls are made: through its breaker, retried by a
-/// policy, each attempt within a deadline.
+/// The shortest deadline a call is sent with (what is left of an attempt's
+/// deadline after a gone replica, never zero).
+const MIN_DEADLINE: Duration = Duration::from_millis(1);
+
+/// How one service's calls are made: across its replicas in turn, each
+/// through its own breaker, retried by a policy, each attempt within a
+/// deadline (a call that goes on from a gone replica to its twin stays
+/// within the attempt's deadline). The requests are pinned ([`Pinned`]) to
+/// the replica chosen, by index into the service's channel's replicas.
 #[derive(Clone)]
 pub struct CallGuard {
-    breaker: CircuitBreaker,
+    /// One per replica, in the channel's order.
+    breakers: Arc<[CircuitBreaker]>,
+    /// The replica the next call starts at.
+    next: Arc<AtomicUsize>,
     policy: RetryPolicy,
     deadline: Duration,
 }
 
 impl CallGuard {
-    /// Calls through `breaker`, retried by `policy`, each attempt within `deadline`.
+    /// Calls through `breaker` (a service with one replica), retried by
+    /// `policy`, each attempt within `deadline`.
     pub fn new(breaker: CircuitBreaker, policy: RetryPolicy, deadline: Duration) -> Self {
+        Self::across(vec![breaker], policy, deadline)
+    }
+
+    /// Calls across replicas, `breakers[i]` guarding replica `i` (see
+    /// [`crate::resilience::call_across`]), retried by `policy`, each attempt
+    /// within `deadline`.
+    pub fn across(breakers: Vec<CircuitBreaker>, policy: RetryPolicy, deadline: Duration) -> Self {
         Self {
-            breaker,
+            breakers: breakers.into(),
+            next: Arc::default(),
             policy,
             deadline,
         }
@@ -45,27 +78,46 @@ impl CallGuard {
     /// Calls through `breaker` once (no retry), within `deadline`: for calls
     /// whose failure costs nothing to skip.
     pub fn once(breaker: CircuitBreaker, deadline: Duration) -> Self {
-        let policy = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO, 1.0, Default::default())
-            .unwrap_or_default();
-        Self::new(breaker, policy, deadline)
+        Self::once_across(vec![breaker], deadline)
     }
 
-    /// Sends `body` with `token` by `send` once, within the deadline, past
-    /// the breaker (it neither waits for it nor counts the answer).
+    /// Like [`CallGuard::once`], across replicas (a gone replica still
+    /// sends the call on to its twin: that is not a retry).
+    pub fn once_across(breakers: Vec<CircuitBreaker>, deadline: Duration) -> Self {
+        let policy = RetryPolicy::new(1, Duration::ZERO, Duration::ZERO, 1.0, Default::default())
+            .unwrap_or_default();
+        Self::across(breakers, policy, deadline)
+    }
+
+    /// The replica the next call starts at (round-robin).
+    fn start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `body` with `token` by `send`, past the breakers (they neither
+    /// refuse it nor count the answer), going on from a gone replica to the
+    /// next, within the deadline.
     async fn call_unguarded<B, T, Fut>(
         &self,
         body: B,
         token: &str,
-        send: impl FnOnce(Request<B>) -> Fut,
+        send: impl Fn(Request<B>) -> Fut,
     ) -> Result<T, Status>
     where
+        B: Clone,
         Fut: Future<Output = Result<T, Status>>,
     {
-        send(request(body, Some(token), self.deadline)).await
+        let started = Instant::now();
+        failover(self.breakers.len(), self.start(), |pinned| {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            send(pinned_request(body.clone(), Some(token), left, pinned))
+        })
+        .await
     }
 
-    /// Sends `body` with `token` by `send`, once per attempt (idempotent
-    /// calls only: every body carries its idempotency key or only reads).
+    /// Sends `body` with `token` by `send`, once per replica tried per
+    /// attempt (idempotent calls only: every body carries its idempotency
+    /// key or only reads).
     async fn call<B, T, Fut>(
         &self,
         body: &B,
@@ -76,28 +128,89 @@ impl CallGuard {
         B: Clone,
         Fut: Future<Output = Result<T, Status>>,
     {
-        call_with_resilience(&self.breaker, &self.policy, true, |_| {
-            send(request(body.clone(), token, self.deadline))
+        let mut started = Instant::now();
+        call_across(&self.breakers, self.start(), &self.policy, true, |tried| {
+            if tried.first_of_attempt {
+                started = Instant::now();
+            }
+            let left = self.deadline.saturating_sub(started.elapsed());
+            send(pinned_request(
+                body.clone(),
+                token,
+                left,
+                Pinned(tried.replica),
+            ))
         })
         .await
     }
 }
 
-/// OAuth's token purchases, each within a deadline.
+/// Sends `body` with `token` (if any) by `send`, within `deadline`, to the
+/// first of `replicas` replicas, going on from a gone one to the next: for
+/// reads past any breaker (the `sessions` and `resume` commands).
+pub async fn read_across<B, T, Fut>(
+    replicas: usize,
+    body: &B,
+    token: Option<&str>,
+    deadline: Duration,
+    send: impl Fn(Request<B>) -> Fut,
+) -> Result<T, Status>
+where
+    B: Clone,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let started = Instant::now();
+    failover(replicas, 0, |pinned| {
+        let left = deadline.saturating_sub(started.elapsed());
+        send(pinned_request(body.clone(), token, left, pinned))
+    })
+    .await
+}
+
+/// A request carrying `token` (if any), a `grpc-timeout` of `deadline` (at
+/// least [`MIN_DEADLINE`]) and the replica it goes to.
+fn pinned_request<T>(
+    message: T,
+    token: Option<&str>,
+    deadline: Duration,
+    pinned: Pinned,
+) -> Request<T> {
+    let mut request = request(message, token, deadline.max(MIN_DEADLINE));
+    request.extensions_mut().insert(pinned);
+    request
+}
+
+/// OAuth's token purchases, each within a deadline, going on from a gone
+/// replica to the next.
 #[derive(Clone)]
 pub struct OAuthClient {
     client: OAuthServiceClient<MeshChannel>,
+    /// How many replicas the client's channel has.
+    replicas: usize,
+    /// The replica the next purchase starts at.
+    next: Arc<AtomicUsize>,
     deadline: Duration,
 }
 
 impl OAuthClient {
-    /// OAuth through `client`, each call within `deadline`.
-    pub fn new(client: OAuthServiceClient<MeshChannel>, deadline: Duration) -> Self {
-        Self { client, deadline }
+    /// OAuth through `client` (over `replicas` replicas), each call within
+    /// `deadline`.
+    pub fn new(
+        client: OAuthServiceClient<MeshChannel>,
+        replicas: usize,
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            client,
+            replicas,
+            next: Arc::default(),
+            deadline,
+        }
     }
 
     /// Buys a client-credentials token for `client_id` with `scopes` (one
-    /// attempt; the request carries the credentials, so no bearer token).
+    /// attempt, sent on to the next replica if the first is gone; the
+    /// request carries the credentials, so no bearer token).
     pub async fn issue_token(
         &self,
         client_id: &str,
@@ -111,11 +224,15 @@ impl OAuthClient {
             scope: scopes.join(" "),
             session_id: String::new(),
         };
-        let mut client = self.client.clone();
-        Ok(client
-            .issue_token(request(body, None, self.deadline))
-            .await?
-            .into_inner())
+        let started = Instant::now();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        failover(self.replicas, start, |pinned| {
+            let mut client = self.client.clone();
+            let left = self.deadline.saturating_sub(started.elapsed());
+            let request = pinned_request(body.clone(), None, left, pinned);
+            async move { Ok(client.issue_token(request).await?.into_inner()) }
+        })
+        .await
     }
 }
 
@@ -227,10 +344,10 @@ impl MemoryClient {
         body: StoreMemoryRequest,
         token: &str,
     ) -> Result<StoreMemoryResponse, Status> {
-        let mut client = self.client.clone();
         self.guard
-            .call_unguarded(body, token, |request| async move {
-                Ok(client.store_memory(request).await?.into_inner())
+            .call_unguarded(body, token, |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.store_memory(request).await?.into_inner()) }
             })
             .await
     }
@@ -241,10 +358,10 @@ impl MemoryClient {
         body: ListMemoryTurnsRequest,
         token: &str,
     ) -> Result<ListMemoryTurnsResponse, Status> {
-        let mut client = self.client.clone();
         self.guard
-            .call_unguarded(body, token, |request| async move {
-                Ok(client.list_memory_turns(request).await?.into_inner())
+            .call_unguarded(body, token, |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.list_memory_turns(request).await?.into_inner()) }
             })
             .await
     }
@@ -252,10 +369,10 @@ impl MemoryClient {
     /// Clears an agent's stream (with a `memory:admin` token), past the
     /// breaker.
     pub async fn clear_memory(&self, body: ClearMemoryRequest, token: &str) -> Result<(), Status> {
-        let mut client = self.client.clone();
         self.guard
-            .call_unguarded(body, token, |request| async move {
-                client.clear_memory(request).await.map(drop)
+            .call_unguarded(body, token, |request| {
+                let mut client = self.client.clone();
+                async move { client.clear_memory(request).await.map(drop) }
             })
             .await
     }

@@ -9,6 +9,7 @@
 
 mod agents;
 mod endpoint;
+mod endpoints;
 mod env;
 mod error;
 mod fields;
@@ -24,6 +25,7 @@ use std::{collections::BTreeMap, path::Path};
 
 pub use agents::{AgentConfig, KNOWN_TOOLS};
 pub use endpoint::{Endpoint, EndpointError};
+pub use endpoints::{Endpoints, EndpointsError};
 pub use env::EnvLookup;
 pub use error::ConfigError;
 pub use llm_settings::{API_KEY_VARIABLE, DEFAULT_MODEL, LlmBackend, LlmBackendKind, LlmSettings};
@@ -48,14 +50,14 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// The OAuth service and the orchestrator's own credentials.
     pub oauth: OAuthSettings,
-    /// Tool name (`calculator`, ...) to the Tool service hosting it.
-    pub tool_services: BTreeMap<String, Endpoint>,
+    /// Tool name (`calculator`, ...) to the Tool service hosting it (every replica).
+    pub tool_services: BTreeMap<String, Endpoints>,
     /// The language model.
     pub llm: LlmSettings,
-    /// The Memory service.
-    pub memory: Endpoint,
-    /// The Audit service.
-    pub audit: Endpoint,
+    /// The Memory service (every replica).
+    pub memory: Endpoints,
+    /// The Audit service (every replica).
+    pub audit: Endpoints,
     /// The conversation's shape.
     pub session: SessionSettings,
     /// Per-call deadlines.

@@ -7,6 +7,7 @@ use heist_proto::v1::ListToolsRequest;
 use crate::{
     llm::ToolSpec,
     mesh::{Mesh, request},
+    replicas::failover,
 };
 
 /// What one tool service answered.
@@ -20,18 +21,24 @@ pub struct Discovered {
     pub scopes: BTreeMap<String, String>,
 }
 
-/// Asks every distinct tool endpoint for its tools.
+/// Asks every distinct tool service for its tools (one replica each: the
+/// first that is not gone).
 pub async fn discover(mesh: &Mesh, token: Option<&str>, deadline: Duration) -> Vec<Discovered> {
     let mut seen = BTreeMap::new();
     for route in mesh.tools.values() {
         seen.entry(route.url.clone())
-            .or_insert_with(|| route.client.clone());
+            .or_insert_with(|| route.clone());
     }
     let mut found = Vec::new();
-    for (url, mut client) in seen {
-        let answer = client
-            .list_tools(request(ListToolsRequest {}, token, deadline))
-            .await;
+    for (url, route) in seen {
+        // Any live replica answers for the service.
+        let answer = failover(route.replicas, 0, |pinned| {
+            let mut client = route.client.clone();
+            let mut request = request(ListToolsRequest {}, token, deadline);
+            request.extensions_mut().insert(pinned);
+            async move { client.list_tools(request).await }
+        })
+        .await;
         let (tools, scopes) = match answer {
             Ok(answer) => {
                 let listed = answer.into_inner().tools;

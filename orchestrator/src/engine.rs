@@ -223,7 +223,7 @@ impl Orchestrator {
         mode: ToolCallMode,
         spool: Spool,
     ) -> Self {
-        let tokens = TokenCache::new(mesh.oauth.clone(), config.timeouts.oauth);
+        let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
         let settings = &config.resilience;
         let breakers = Breakers::new(
             BreakerSettings::new(settings.failure_threshold, settings.open_for).unwrap_or_default(),
@@ -239,20 +239,24 @@ impl Orchestrator {
         let timeouts = &config.timeouts;
         let audit_client = AuditClient::new(
             mesh.audit.clone(),
-            CallGuard::new(breakers.get(AUDIT), policy.clone(), timeouts.audit),
+            CallGuard::across(
+                mesh.breakers_of(&breakers, AUDIT),
+                policy.clone(),
+                timeouts.audit,
+            ),
         );
         let audit = AuditWriter::new(audit_client.clone(), spool);
         // Memory is optional context: one attempt, and none while its breaker is open.
         let memory = MemoryClient::new(
             mesh.memory.clone(),
-            CallGuard::once(breakers.get(MEMORY), timeouts.memory),
+            CallGuard::once_across(mesh.breakers_of(&breakers, MEMORY), timeouts.memory),
         );
         let tool_clients = mesh
             .tools
             .iter()
             .map(|(tool, route)| {
-                let breaker = breakers.get(&tool_service(tool));
-                let guard = CallGuard::new(breaker, policy.clone(), timeouts.tools);
+                let replicas = mesh.breakers_of(&breakers, &tool_service(tool));
+                let guard = CallGuard::across(replicas, policy.clone(), timeouts.tools);
                 (tool.clone(), ToolClient::new(route.client.clone(), guard))
             })
             .collect();

@@ -1,7 +1,8 @@
 //! The heist orchestrator: loads the config, checks the mesh, runs the agents' conversation.
 //!
 //! - [`config`]: the YAML config (the seed's layout), validated with precise errors.
-//! - [`mesh`]: one channel per service, traced, with deadlines; [`tokens`]: the token cache;
+//! - [`mesh`]: one channel per service, traced, with deadlines; [`replicas`]: a service's
+//!   addresses and the channel that balances calls over them; [`tokens`]: the token cache;
 //!   [`rpc_timing`]: per-call latency on those channels, for the benchmark.
 //! - [`health`]: the start-up health report; [`discovery`]: what the tool services offer.
 //! - [`llm`] (crate `heist-llm`): the LLM backends (OpenAI-compatible HTTP, offline) and
@@ -32,6 +33,7 @@ pub mod health;
 pub mod liveness;
 pub mod memory_sync;
 pub mod mesh;
+pub mod replicas;
 pub mod rpc_timing;
 pub mod session_id;
 pub mod stdout;

@@ -43,8 +43,11 @@ pub struct MemorySync {
     /// How many turns of each agent belong in Memory, kept up to date as
     /// the history grows (so a turn costs O(1), not O(history)).
     counts: TurnCounts,
-    /// The Memory run last seen (`None` before the first answer).
-    instance: Option<String>,
+    /// The Memory runs seen answering this session, most recent last (none
+    /// before the first answer): replicas of Memory on one store answer
+    /// with their own runs in turn, and only a run not seen before is a
+    /// restart.
+    instances: Vec<String>,
     /// Memory's per-(agent, session) bound, as it last told it.
     max_per_stream: Option<usize>,
     /// Writes Memory refused for good, dropped.
@@ -84,14 +87,29 @@ pub fn is_permanent_refusal(status: &tonic::Status) -> bool {
     )
 }
 
-/// Whether Memory lost entries of the session: it is another run than the
-/// one `known` (a restart), or, when none is known yet (this session's first
-/// answer), it keeps fewer than it should (`short`). Fewer turns under the
-/// known run are evictions, made on purpose.
-fn lost_entries(known: Option<&str>, instance: &str, short: bool) -> bool {
-    match known {
-        Some(known) => known != instance,
-        None => short,
+/// How many Memory runs a session remembers (a replica's restarts make new
+/// ones; the oldest are forgotten).
+const KNOWN_INSTANCES: usize = 16;
+
+/// Whether Memory lost entries of the session: it is a run other than the
+/// ones `known` (a restart), or, when none is known yet (this session's
+/// first answer), it keeps fewer than it should (`short`). Fewer turns under
+/// a known run are evictions, made on purpose.
+fn lost_entries(known: &[String], instance: &str, short: bool) -> bool {
+    if known.is_empty() {
+        short
+    } else {
+        !known.iter().any(|seen| seen == instance)
+    }
+}
+
+/// Notes `instance` as seen (most recent last), forgetting the oldest past
+/// [`KNOWN_INSTANCES`].
+fn remember(known: &mut Vec<String>, instance: String) {
+    known.retain(|seen| *seen != instance);
+    known.push(instance);
+    if known.len() > KNOWN_INSTANCES {
+        known.remove(0);
     }
 }
 
@@ -155,7 +173,7 @@ impl MemorySync {
             capacity: capacity.max(1),
             reconcile_due: false,
             counts: TurnCounts::default(),
-            instance: None,
+            instances: Vec::new(),
             max_per_stream: None,
             refused: 0,
             refusals: Vec::new(),
@@ -252,8 +270,8 @@ impl MemorySync {
                     let stored = self.counts.of(&agent, current);
                     self.note_bound(answer.max_per_stream);
                     let short = self.short(answer.memories_count, stored);
-                    let lost = lost_entries(self.instance.as_deref(), &answer.instance_id, short);
-                    self.instance = Some(answer.instance_id);
+                    let lost = lost_entries(&self.instances, &answer.instance_id, short);
+                    remember(&mut self.instances, answer.instance_id);
                     if lost {
                         tracing::warn!(
                             agent,
@@ -307,14 +325,14 @@ impl MemorySync {
         token: Option<&str>,
     ) -> Result<usize, tonic::Status> {
         let token = token.ok_or_else(no_token)?;
-        let known = self.instance.clone();
+        let known = self.instances.clone();
         let mut resent = 0;
         for (agent, own) in memory_turns_by_agent(turns) {
             let listed = self.list(client, agent, token).await?;
             let kept = i64::try_from(listed.turn_ids.len()).unwrap_or(i64::MAX);
             let short = self.short(kept, own.len());
-            let lost = lost_entries(known.as_deref(), &listed.instance_id, short);
-            self.instance = Some(listed.instance_id);
+            let lost = lost_entries(&known, &listed.instance_id, short);
+            remember(&mut self.instances, listed.instance_id);
             if !lost && !self.reconcile_due && self.outbox.is_empty() {
                 continue;
             }
@@ -349,7 +367,7 @@ impl MemorySync {
         let mut aligned = Aligned::default();
         for (agent, own) in by_agent {
             let listed = self.list(client, agent, token).await?;
-            self.instance = Some(listed.instance_id);
+            remember(&mut self.instances, listed.instance_id.clone());
             let foreign = foreign_turns(&own, &listed.turn_ids);
             let mut kept = listed.turn_ids;
             if !foreign.is_empty() {
@@ -477,19 +495,30 @@ mod tests {
 
     #[test]
     fn fewer_turns_under_the_same_memory_run_are_evictions_not_losses() {
+        let known = ["run-a".to_owned()];
+        assert!(!lost_entries(&known, "run-a", true), "evicted on purpose");
+        assert!(lost_entries(&known, "run-b", false), "a restart loses all");
         assert!(
-            !lost_entries(Some("run-a"), "run-a", true),
-            "evicted on purpose"
-        );
-        assert!(
-            lost_entries(Some("run-a"), "run-b", false),
-            "a restart loses all"
-        );
-        assert!(
-            lost_entries(None, "run-a", true),
+            lost_entries(&[], "run-a", true),
             "first answer, turns missing"
         );
-        assert!(!lost_entries(None, "run-a", false));
+        assert!(!lost_entries(&[], "run-a", false));
+    }
+
+    #[test]
+    fn replicas_answering_in_turn_are_no_restart_but_a_new_run_is() {
+        let mut known = Vec::new();
+        remember(&mut known, "replica-a".to_owned());
+        remember(&mut known, "replica-b".to_owned());
+        remember(&mut known, "replica-a".to_owned());
+        assert_eq!(known, ["replica-b", "replica-a"]);
+        assert!(!lost_entries(&known, "replica-b", false));
+        assert!(lost_entries(&known, "replica-b-restarted", false));
+        for run in 0..20 {
+            remember(&mut known, format!("run-{run}"));
+        }
+        assert_eq!(known.len(), KNOWN_INSTANCES);
+        assert_eq!(known.last().map(String::as_str), Some("run-19"));
     }
 
     #[test]

@@ -25,10 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heist_proto::v1::o_auth_service_client::OAuthServiceClient;
 use tonic::Status;
 
-use crate::{clients::OAuthClient, mesh::MeshChannel, resilience::is_retryable};
+use crate::{clients::OAuthClient, resilience::is_retryable};
 
 /// A token is renewed once this share of its lifetime has passed.
 const RENEW_AFTER: f64 = 0.6;
@@ -87,11 +86,10 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    /// A cache buying tokens from `oauth` (through an [`OAuthClient`]), each
-    /// call within `deadline`.
-    pub fn new(oauth: OAuthServiceClient<MeshChannel>, deadline: Duration) -> Self {
+    /// A cache buying tokens through `oauth` (see [`crate::mesh::Mesh::oauth_client`]).
+    pub fn new(oauth: OAuthClient) -> Self {
         Self {
-            oauth: OAuthClient::new(oauth, deadline),
+            oauth,
             entries: Arc::default(),
             fallbacks: Arc::default(),
         }
@@ -289,6 +287,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use heist_plumbing::propagation::traced;
+    use heist_proto::v1::o_auth_service_client::OAuthServiceClient;
     use tokio::sync::oneshot;
 
     use super::*;
@@ -297,10 +296,21 @@ mod tests {
     /// A cache whose OAuth client is never called (the tests buy with closures).
     fn cache() -> TokenCache {
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        TokenCache::new(
-            OAuthServiceClient::new(Timed::untimed(traced(channel))),
+        let replica = crate::replicas::Replica {
+            address: crate::replicas::Address {
+                url: "http://127.0.0.1:9".into(),
+                host: "127.0.0.1".into(),
+                port: 9,
+                configured: "http://127.0.0.1:9".into(),
+            },
+            channel: traced(channel),
+        };
+        let balanced = crate::replicas::Balanced::new(vec![replica]).unwrap();
+        TokenCache::new(OAuthClient::new(
+            OAuthServiceClient::new(Timed::untimed(balanced)),
+            1,
             Duration::from_secs(1),
-        )
+        ))
     }
 
     fn scopes() -> Vec<String> {

@@ -14,8 +14,9 @@ use heist_proto::v1::{
 };
 
 use crate::{
+    clients::read_across,
     engine::{ToolRecord, TurnRecord},
-    mesh::{MeshChannel, request},
+    mesh::MeshChannel,
 };
 
 /// How many rows one page of a listing asks for.
@@ -109,24 +110,30 @@ where
 
 /// The turns session `session_id` has stored in Audit, in order, each with
 /// its tool calls and the client that wrote it; read with `token`, each
-/// page within `deadline`.
+/// page within `deadline`, from the first of Audit's `replicas` that is not
+/// gone.
 pub async fn session_trail(
     audit: &AuditServiceClient<MeshChannel>,
+    replicas: usize,
     token: &str,
     deadline: Duration,
     session_id: &str,
 ) -> Result<Vec<StoredTurn>, TrailError> {
-    let messages = session_messages(session_id, |list| {
-        let mut audit = audit.clone();
-        let list = request(list, Some(token), deadline);
-        async move { Ok(audit.list_messages(list).await?.into_inner()) }
+    let messages = session_messages(session_id, |list| async move {
+        read_across(replicas, &list, Some(token), deadline, |list| {
+            let mut audit = audit.clone();
+            async move { Ok(audit.list_messages(list).await?.into_inner()) }
+        })
+        .await
     })
     .await
     .map_err(TrailError::Messages)?;
-    let usage = session_tool_usage(session_id, |list| {
-        let mut audit = audit.clone();
-        let list = request(list, Some(token), deadline);
-        async move { Ok(audit.list_tool_usage(list).await?.into_inner()) }
+    let usage = session_tool_usage(session_id, |list| async move {
+        read_across(replicas, &list, Some(token), deadline, |list| {
+            let mut audit = audit.clone();
+            async move { Ok(audit.list_tool_usage(list).await?.into_inner()) }
+        })
+        .await
     })
     .await
     .map_err(TrailError::ToolUsage)?;

@@ -29,6 +29,7 @@ mod orchestrator_pipe;
 mod orchestrator_resume;
 mod quoting;
 mod reflection_per_server;
+mod replicas;
 mod scripts_e2e;
 mod seed_vocabulary;
 mod service_logs;

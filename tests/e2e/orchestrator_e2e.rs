@@ -75,7 +75,7 @@ async fn memory_turns(
 
 async fn run(config: Config, session_id: &str, turns: u64, seed: u64) -> SessionOutcome {
     let config = Arc::new(config);
-    let mesh = Mesh::connect(&config).unwrap();
+    let mesh = Mesh::connect(&config).await.unwrap();
     let (orchestrator, _) =
         app::prepare(config, mesh, Arc::new(OfflineBackend::new(seed)), spool()).await;
     let (_stop, stop) = watch::channel(false);
@@ -268,7 +268,7 @@ async fn a_session_longer_than_memorys_bound_leaves_its_evictions_alone() {
 async fn with_memory_down_the_run_completes_and_counts_the_failed_writes() {
     let mesh = TestMesh::start().await;
     let mut config = mesh.config();
-    config.memory = closed_endpoint();
+    config.memory = closed_endpoint().into();
     let outcome = run(config, "heist_no_memory", 6, 3).await;
     assert_eq!(outcome.status, "completed");
     assert_eq!(outcome.turns.len(), 6);
@@ -283,7 +283,7 @@ async fn with_a_tool_service_down_its_calls_are_recorded_as_failed() {
     let mut config = mesh.config();
     let down = closed_endpoint();
     for target in config.tool_services.values_mut() {
-        *target = down.clone();
+        *target = down.clone().into();
     }
     let session_id = "heist_no_tools";
     let outcome = run(config, session_id, 8, 5).await;

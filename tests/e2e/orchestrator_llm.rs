@@ -48,7 +48,7 @@ async fn run(
     turns: u64,
 ) -> SessionOutcome {
     let config = Arc::new(config);
-    let mesh = Mesh::connect(&config).unwrap();
+    let mesh = Mesh::connect(&config).await.unwrap();
     let llm: Arc<dyn LlmBackend> = Arc::new(backend);
     let (orchestrator, _) = app::prepare(config, mesh, llm, spool()).await;
     let (_stop, stop) = watch::channel(false);

@@ -336,7 +336,7 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
     );
     let deadline = std::time::Duration::from_secs(2);
     let client = MemoryClient::new(
-        Mesh::connect(&mesh.config()).unwrap().memory,
+        Mesh::connect(&mesh.config()).await.unwrap().memory,
         CallGuard::once(breaker, deadline),
     );
     let token = dev_token(

@@ -291,7 +291,7 @@ async fn run_session(
     turns: u64,
 ) -> SessionOutcome {
     let config = Arc::new(config);
-    let mesh = Mesh::connect(&config).unwrap();
+    let mesh = Mesh::connect(&config).await.unwrap();
     let llm: Arc<dyn LlmBackend> = Arc::new(fake.backend());
     let spool_dir = tempfile::TempDir::new().unwrap();
     let spool =

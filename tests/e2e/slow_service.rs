@@ -40,7 +40,7 @@ async fn a_slow_memory_trips_the_deadline_then_the_breaker_and_turns_stay_fast()
     let mesh = TestMesh::start().await;
     let proxy = DelayProxy::start(mesh.memory.addr, Duration::ZERO).await;
     let mut config = mesh.config();
-    config.memory = Endpoint::parse(&proxy.url()).unwrap();
+    config.memory = Endpoint::parse(&proxy.url()).unwrap().into();
     config.timeouts.memory = Duration::from_millis(200);
     config.resilience.open_for = Duration::from_secs(600);
     let config = Arc::new(config);
@@ -48,7 +48,7 @@ async fn a_slow_memory_trips_the_deadline_then_the_breaker_and_turns_stay_fast()
     let spool = Spool::open(dir.path().join("audit.spool")).unwrap();
     let (orchestrator, _) = app::prepare(
         config.clone(),
-        Mesh::connect(&config).unwrap(),
+        Mesh::connect(&config).await.unwrap(),
         Arc::new(OfflineBackend::new(3)),
         spool,
     )

@@ -64,9 +64,20 @@ impl TestServer {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: std::fmt::Display,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), run).await
+    }
+
+    /// Like [`TestServer::start`], bound to `addr` (e.g. where a stopped
+    /// server listened, to bring it back where its clients expect it).
+    pub async fn start_at<F, Fut, E>(addr: SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, Box<dyn Future<Output = ()> + Send + Unpin>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|error| panic!("bind {addr}: {error}"));
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = Box::new(Box::pin(async move {
@@ -363,6 +374,21 @@ impl ServiceProcess {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_else(|| "service".to_owned());
+        Self::start_labelled(binary, &name, args, listen, dir, env)
+    }
+
+    /// Like [`ServiceProcess::start_with_env`], its address and log files
+    /// named after `label` (`LABEL.addr`, `LABEL.log` in `dir`), so that
+    /// replicas of one binary in one directory keep theirs apart.
+    pub fn start_labelled(
+        binary: &Path,
+        label: &str,
+        args: &[&str],
+        listen: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
+        let name = label.to_owned();
         let addr_file = dir.join(format!("{name}.addr"));
         let _ = std::fs::remove_file(&addr_file);
         let log = dir.join(format!("{name}.log"));
@@ -438,6 +464,11 @@ impl ServiceProcess {
     }
 
     fn signal(&self, signal: &str) -> std::io::Result<()> {
+        // Reaped already: no process to signal (and `kill -SIG 0` would
+        // signal this whole process group: the test itself).
+        if self.child.is_none() {
+            return Err(std::io::Error::other("the process has exited already"));
+        }
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())

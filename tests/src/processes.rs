@@ -1,11 +1,18 @@
 //! The whole mesh as real processes on fixed free ports, so a test can
 //! SIGKILL any service and restart it where its clients expect it.
+//!
+//! A service may run as several replicas, each its own process on its own
+//! port, and take extra arguments ([`MeshOptions::replicas`],
+//! [`MeshOptions::args`]: e.g. Audit twice on one PostgreSQL, Memory twice
+//! on one Redis); the `*_replica` methods name a replica by its index, the
+//! plain ones mean replica 0, and the config written lists every replica in
+//! `base_urls`.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use tempfile::TempDir;
 
-use crate::{ServiceProcess, binary, mesh::config_yaml, wait_until_serving};
+use crate::{ServiceProcess, binary, mesh::config_yaml_replicas, wait_until_serving};
 
 /// The services of a [`ProcessMesh`], by name.
 pub const SERVICES: [&str; 4] = ["oauth", "audit", "memory", "tools"];
@@ -19,6 +26,13 @@ pub struct MeshOptions {
     pub oauth_log: String,
     /// Audit's `--synchronous` (`None`: its default, `full`).
     pub audit_synchronous: Option<String>,
+    /// How many replicas of a service run (by name; default 1).
+    pub replicas: BTreeMap<String, usize>,
+    /// Extra arguments of a service's every replica (by name).
+    pub args: BTreeMap<String, Vec<String>>,
+    /// A service's `--log` filter (by name; default `warn`, OAuth's
+    /// `oauth_log`).
+    pub logs: BTreeMap<String, String>,
 }
 
 impl MeshOptions {
@@ -28,6 +42,9 @@ impl MeshOptions {
             token_lifetime: Some("8s".to_owned()),
             oauth_log: "info".to_owned(),
             audit_synchronous: None,
+            replicas: BTreeMap::new(),
+            args: BTreeMap::new(),
+            logs: BTreeMap::new(),
         }
     }
 
@@ -37,9 +54,44 @@ impl MeshOptions {
             token_lifetime: None,
             oauth_log: "warn".to_owned(),
             audit_synchronous: None,
+            replicas: BTreeMap::new(),
+            args: BTreeMap::new(),
+            logs: BTreeMap::new(),
         }
     }
+
+    /// `count` replicas of `service` (one of [`SERVICES`]), each a process
+    /// on its own port.
+    pub fn replicas(mut self, service: &str, count: usize) -> Self {
+        self.replicas.insert(service.to_owned(), count.max(1));
+        self
+    }
+
+    /// `args` added to the command line of every replica of `service` (e.g.
+    /// the address of the database its replicas share).
+    pub fn args(mut self, service: &str, args: &[&str]) -> Self {
+        self.args
+            .entry(service.to_owned())
+            .or_default()
+            .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// `service`'s log filter (e.g. `warn,heist_plumbing::server=debug`
+    /// for a `call served` line per call).
+    pub fn log(mut self, service: &str, filter: &str) -> Self {
+        self.logs.insert(service.to_owned(), filter.to_owned());
+        self
+    }
+
+    /// How many replicas of `service` run.
+    fn count(&self, service: &str) -> usize {
+        self.replicas.get(service).copied().unwrap_or(1)
+    }
 }
+
+/// One replica of a service: its name and index.
+type ReplicaKey = (&'static str, usize);
 
 /// Every service of the mesh as a child process.
 #[derive(Debug)]
@@ -47,8 +99,8 @@ pub struct ProcessMesh {
     /// Where logs, the key and the database live.
     pub dir: TempDir,
     options: MeshOptions,
-    addrs: BTreeMap<&'static str, SocketAddr>,
-    processes: BTreeMap<&'static str, ServiceProcess>,
+    addrs: BTreeMap<ReplicaKey, SocketAddr>,
+    processes: BTreeMap<ReplicaKey, ServiceProcess>,
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
@@ -98,40 +150,66 @@ impl ProcessMesh {
     /// Starts every service with `options` and waits until each is SERVING.
     pub async fn start_with(options: MeshOptions) -> Self {
         let dir = TempDir::new().expect("temp dir");
-        let addrs: BTreeMap<_, _> = SERVICES.iter().map(|name| (*name, free_addr())).collect();
+        let keys: Vec<ReplicaKey> = SERVICES
+            .iter()
+            .flat_map(|name| (0..options.count(name)).map(|index| (*name, index)))
+            .collect();
+        let addrs: BTreeMap<_, _> = keys.iter().map(|key| (*key, free_addr())).collect();
         let mut mesh = Self {
             dir,
             options,
             addrs,
             processes: BTreeMap::new(),
         };
-        for name in SERVICES {
+        for key in keys.iter().copied() {
             // The free port may be taken by another process between our
             // probe and the service's bind: try again on a new one.
             let mut attempts = 1;
-            while let Err(error) = mesh.try_spawn(name) {
-                assert!(attempts < 3, "cannot start {name}: {error}");
+            while let Err(error) = mesh.try_spawn(key) {
+                assert!(attempts < 3, "cannot start {key:?}: {error}");
                 attempts += 1;
-                mesh.addrs.insert(name, free_addr());
+                mesh.addrs.insert(key, free_addr());
             }
         }
-        for name in SERVICES {
-            mesh.wait_serving(name).await;
+        for (name, index) in keys {
+            mesh.wait_replica_serving(name, index).await;
         }
         mesh
     }
 
+    /// `http://ADDR` of replica 0 of `name`.
     fn url(&self, name: &str) -> String {
-        format!("http://{}", self.addrs[name])
+        format!("http://{}", self.addr(name))
     }
 
-    fn spawn(&mut self, name: &'static str) {
-        if let Err(error) = self.try_spawn(name) {
-            panic!("cannot start {name}: {error}");
+    /// The URL of every replica of `name`, in order.
+    pub fn urls(&self, name: &str) -> Vec<String> {
+        (0..self.replicas(name))
+            .map(|index| format!("http://{}", self.addr_of(name, index)))
+            .collect()
+    }
+
+    /// How many replicas of `name` run (or ran).
+    pub fn replicas(&self, name: &str) -> usize {
+        self.options.count(name)
+    }
+
+    fn key(name: &str, index: usize) -> ReplicaKey {
+        let name = SERVICES
+            .into_iter()
+            .find(|known| *known == name)
+            .unwrap_or_else(|| panic!("unknown service {name}"));
+        (name, index)
+    }
+
+    fn spawn(&mut self, key: ReplicaKey) {
+        if let Err(error) = self.try_spawn(key) {
+            panic!("cannot start {key:?}: {error}");
         }
     }
 
-    fn try_spawn(&mut self, name: &'static str) -> std::io::Result<()> {
+    fn try_spawn(&mut self, replica: ReplicaKey) -> std::io::Result<()> {
+        let (name, index) = replica;
         let oauth = self.url("oauth");
         let dir = self.dir.path();
         let key = dir.join("oauth.key");
@@ -170,52 +248,91 @@ impl ProcessMesh {
         };
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         // OAuth may log each token it issues (never the token itself).
-        let log = if name == "oauth" {
-            self.options.oauth_log.as_str()
-        } else {
-            "warn"
+        let log = match self.options.logs.get(name) {
+            Some(filter) => filter.as_str(),
+            None if name == "oauth" => self.options.oauth_log.as_str(),
+            None => "warn",
         };
         args.extend(["--grace-period", "1s", "--log", log]);
-        let listen = self.addrs[name].to_string();
-        let process = ServiceProcess::start(&binary(binary_name), &args, &listen, dir)?;
-        self.processes.insert(name, process);
+        if let Some(extra) = self.options.args.get(name) {
+            args.extend(extra.iter().map(String::as_str));
+        }
+        let listen = self.addrs[&replica].to_string();
+        // Replica 0 keeps the service's own file names (`heist-tools.log`).
+        let label = match index {
+            0 => binary_name.to_owned(),
+            index => format!("{binary_name}-{index}"),
+        };
+        let process =
+            ServiceProcess::start_labelled(&binary(binary_name), &label, &args, &listen, dir, &[])?;
+        self.processes.insert(replica, process);
         Ok(())
     }
 
-    /// Waits until `name` reports SERVING.
+    /// Waits until replica 0 of `name` reports SERVING.
     pub async fn wait_serving(&self, name: &str) {
-        if let Err(error) = wait_until_serving(self.addrs[name], "").await {
-            panic!("{name} is not serving: {error}");
+        self.wait_replica_serving(name, 0).await;
+    }
+
+    /// Waits until replica `index` of `name` reports SERVING.
+    pub async fn wait_replica_serving(&self, name: &str, index: usize) {
+        if let Err(error) = wait_until_serving(self.addr_of(name, index), "").await {
+            panic!("{name}[{index}] is not serving: {error}");
         }
     }
 
-    /// SIGKILLs `name` (no drain, no flush).
+    /// SIGKILLs replica 0 of `name` (no drain, no flush).
     pub fn kill(&mut self, name: &str) {
-        if let Some(process) = self.processes.get_mut(name) {
+        self.kill_replica(name, 0);
+    }
+
+    /// SIGKILLs replica `index` of `name` (no drain, no flush).
+    pub fn kill_replica(&mut self, name: &str, index: usize) {
+        if let Some(process) = self.processes.get_mut(&Self::key(name, index)) {
             let _ = process.kill();
         }
     }
 
-    /// Starts `name` again on its address (after [`Self::kill`]).
+    /// Starts replica 0 of `name` again on its address (after [`Self::kill`]).
     pub fn restart(&mut self, name: &str) {
-        let name = SERVICES
-            .into_iter()
-            .find(|known| *known == name)
-            .unwrap_or_else(|| panic!("unknown service {name}"));
-        self.spawn(name);
+        self.restart_replica(name, 0);
     }
 
-    /// The address of `name`.
+    /// Starts replica `index` of `name` again on its address (after
+    /// [`Self::kill_replica`]), with the same arguments.
+    pub fn restart_replica(&mut self, name: &str, index: usize) {
+        self.spawn(Self::key(name, index));
+    }
+
+    /// The address of replica 0 of `name`.
     pub fn addr(&self, name: &str) -> SocketAddr {
-        self.addrs[name]
+        self.addr_of(name, 0)
     }
 
-    /// The process ID of `name`, while it runs.
+    /// The address of replica `index` of `name`.
+    pub fn addr_of(&self, name: &str, index: usize) -> SocketAddr {
+        self.addrs[&Self::key(name, index)]
+    }
+
+    /// The process ID of replica 0 of `name`, while it runs.
     pub fn pid(&self, name: &str) -> Option<u32> {
+        self.pid_of(name, 0)
+    }
+
+    /// The process ID of replica `index` of `name`, while it runs.
+    pub fn pid_of(&self, name: &str, index: usize) -> Option<u32> {
         self.processes
-            .get(name)
+            .get(&Self::key(name, index))
             .map(ServiceProcess::pid)
             .filter(|pid| *pid != 0)
+    }
+
+    /// The log file of replica `index` of `name`.
+    pub fn log_of(&self, name: &str, index: usize) -> std::path::PathBuf {
+        self.processes
+            .get(&Self::key(name, index))
+            .map(|process| process.log.clone())
+            .unwrap_or_else(|| panic!("{name}[{index}] was never started"))
     }
 
     /// An orchestrator config file for this mesh, written into its directory,
@@ -226,21 +343,23 @@ impl ProcessMesh {
     }
 
     /// Like [`Self::write_config`], with some services reached at other
-    /// URLs (e.g. `[("audit", proxy.url())]` to go through a proxy).
+    /// URLs (e.g. `[("audit", proxy.url())]` to go through a proxy). Every
+    /// other service is listed with all its replicas.
     pub fn write_config_with(&self, file: &str, urls: &[(&str, &str)]) -> std::path::PathBuf {
         let url = |name: &str| {
             urls.iter()
                 .find(|(service, _)| *service == name)
-                .map_or_else(|| self.url(name), |(_, url)| (*url).to_owned())
+                .map_or_else(|| self.urls(name), |(_, url)| vec![(*url).to_owned()])
         };
-        let yaml = config_yaml(&url("oauth"), &url("tools"), &url("memory"), &url("audit"))
-            .replace("open_for: 5s", "open_for: 1s");
+        let yaml =
+            config_yaml_replicas(&url("oauth"), &url("tools"), &url("memory"), &url("audit"))
+                .replace("open_for: 5s", "open_for: 1s");
         let path = self.dir.path().join(file);
         std::fs::write(&path, yaml).expect("write config");
         path
     }
 
-    /// Stops every service with SIGTERM.
+    /// Stops every replica of every service with SIGTERM.
     pub fn stop(&mut self) {
         for process in self.processes.values_mut() {
             let _ = process.terminate();

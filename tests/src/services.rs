@@ -3,7 +3,7 @@
 //! settings (a test authenticator, limits, serve options) rather than the
 //! whole [`TestMesh`](crate::mesh::TestMesh).
 
-use std::{path::Path, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use heist_plumbing::{ServeOptions, auth::Authenticator};
 
@@ -35,7 +35,17 @@ pub async fn audit(
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
-    TestServer::start(move |listener, shutdown| {
+    audit_at(ANY_PORT, store, auth, options).await
+}
+
+/// Like [`audit`], listening on `addr`.
+pub async fn audit_at(
+    addr: SocketAddr,
+    store: heist_audit::StoreConfig,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start_at(addr, move |listener, shutdown| {
         heist_audit::run(listener, store, auth, shutdown, options)
     })
     .await
@@ -47,7 +57,17 @@ pub async fn memory(
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
-    TestServer::start(move |listener, shutdown| {
+    memory_at(ANY_PORT, limits, auth, options).await
+}
+
+/// Like [`memory`], listening on `addr`.
+pub async fn memory_at(
+    addr: SocketAddr,
+    limits: heist_memory::Limits,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start_at(addr, move |listener, shutdown| {
         heist_memory::run(listener, limits, auth, shutdown, options)
     })
     .await
@@ -61,8 +81,23 @@ pub async fn tools(
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
-    TestServer::start(move |listener, shutdown| {
+    tools_at(ANY_PORT, tools, call_timeout, auth, options).await
+}
+
+/// Like [`tools`], listening on `addr`.
+pub async fn tools_at(
+    addr: SocketAddr,
+    tools: heist_tools::ToolSet,
+    call_timeout: Duration,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    TestServer::start_at(addr, move |listener, shutdown| {
         heist_tools::run(listener, tools, call_timeout, auth, shutdown, options)
     })
     .await
 }
+
+/// `127.0.0.1:0`: a free port.
+pub const ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);

@@ -20,6 +20,7 @@
 use std::{
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context as TaskContext, Poll},
 };
 
@@ -242,7 +243,10 @@ impl<S> Layer<S> for ClientTraceLayer {
     type Service = ClientTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientTrace { inner }
+        ClientTrace {
+            inner,
+            server: None,
+        }
     }
 }
 
@@ -251,6 +255,9 @@ impl<S> Layer<S> for ClientTraceLayer {
 #[derive(Debug, Clone)]
 pub struct ClientTrace<S> {
     inner: S,
+    /// The server's host and port, recorded on every span as `server.address` and
+    /// `server.port` (see [`traced_at`]).
+    server: Option<Arc<(String, u16)>>,
 }
 
 /// A channel whose calls are traced and carry the trace context.
@@ -258,7 +265,19 @@ pub type TracedChannel = ClientTrace<tonic::transport::Channel>;
 
 /// Wraps a channel so that its calls are traced and propagate context.
 pub fn traced(channel: tonic::transport::Channel) -> TracedChannel {
-    ClientTrace { inner: channel }
+    ClientTrace {
+        inner: channel,
+        server: None,
+    }
+}
+
+/// Like [`traced`], each call's span also naming the server it goes to (`server.address`,
+/// `server.port`): the replica that served it, when a service has several.
+pub fn traced_at(channel: tonic::transport::Channel, host: &str, port: u16) -> TracedChannel {
+    ClientTrace {
+        inner: channel,
+        server: Some(Arc::new((host.to_owned(), port))),
+    }
 }
 
 impl<S, B, R> Service<Request<B>> for ClientTrace<S>
@@ -291,7 +310,13 @@ where
             rpc.service = %service,
             rpc.method = %method,
             rpc.grpc.status_code = Empty,
+            server.address = Empty,
+            server.port = Empty,
         );
+        if let Some(server) = &self.server {
+            span.record("server.address", server.0.as_str());
+            span.record("server.port", i64::from(server.1));
+        }
         inject(&span, request.headers_mut());
         let future = self.inner.call(request);
         Box::pin(
@@ -333,10 +358,7 @@ mod tests {
         assert!(is_traced("/heist.v1.AuditService/StoreMessage"));
     }
 
-    use std::{
-        convert::Infallible,
-        sync::{Arc, Mutex},
-    };
+    use std::{convert::Infallible, sync::Mutex};
 
     use opentelemetry::{
         Value,
@@ -452,6 +474,7 @@ mod tests {
         let recorder = Recorder::answering(None);
         let mut client = ClientTrace {
             inner: recorder.clone(),
+            server: None,
         };
         let session = tracing::info_span!("session", session.id = Empty);
         with_session(&session, "heist_20261124_101500_beef");
@@ -506,6 +529,7 @@ mod tests {
             assert!(!recorder.seen().in_span, "{path} ran in a span");
             let mut client = ClientTrace {
                 inner: recorder.clone(),
+                server: None,
             };
             client.call(request(path)).await.unwrap();
             assert!(
@@ -527,6 +551,7 @@ mod tests {
         };
         let mut client = ClientTrace {
             inner: Recorder::answering(denied),
+            server: None,
         };
         let session = tracing::info_span!("session", session.id = Empty);
         with_session(&session, "heist_20261124_101500_f00d");
@@ -569,5 +594,27 @@ mod tests {
                     && kv.value.as_str().contains("database_query:use")
             }));
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_span_names_the_server_it_went_to() {
+        let exporter = InMemorySpanExporter::default();
+        let (_guard, provider) = subscriber(Some(&exporter));
+        let mut client = ClientTrace {
+            inner: Recorder::answering(None),
+            server: Some(Arc::new(("127.0.0.1".to_owned(), 8006))),
+        };
+        client
+            .call(request("/heist.v1.AuditService/StoreTurn"))
+            .await
+            .unwrap();
+        provider.unwrap().force_flush().unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let span = spans.first().expect("the client span");
+        assert_eq!(
+            attribute(span, "server.address"),
+            Some(&Value::from("127.0.0.1"))
+        );
+        assert_eq!(attribute(span, "server.port"), Some(&Value::I64(8006)));
     }
 }

@@ -37,6 +37,17 @@ pub fn is_health_failure(status: &Status) -> bool {
     is_retryable(status, true)
 }
 
+/// Whether a call that failed with `status` was not served because the replica it went to is
+/// gone or unreachable (UNAVAILABLE, or UNKNOWN from a failed connection): a call across
+/// replicas goes on to the next one at once.
+pub fn is_replica_gone(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable => true,
+        Code::Unknown => is_transport_failure(status.message()),
+        _ => false,
+    }
+}
+
 /// Whether an UNKNOWN status's message describes a failed connection.
 fn is_transport_failure(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
@@ -48,6 +59,15 @@ fn is_transport_failure(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_unreachable_replica_sends_a_call_on_to_the_next() {
+        assert!(is_replica_gone(&Status::unavailable("tcp connect error")));
+        assert!(is_replica_gone(&Status::unknown("transport error")));
+        assert!(!is_replica_gone(&Status::unknown("a tool panicked")));
+        assert!(!is_replica_gone(&Status::deadline_exceeded("slow")));
+        assert!(!is_replica_gone(&Status::invalid_argument("bad")));
+    }
 
     /// Every code with a message that is not about the transport: (code, retryable when
     /// idempotent, retryable when not, a health failure).

@@ -26,6 +26,18 @@ pub fn tool_service(tool: &str) -> String {
     format!("tool:{tool}")
 }
 
+/// The breaker name of one replica of a service with several: `audit@127.0.0.1:8006`.
+pub fn replica(service: &str, address: &str) -> String {
+    format!("{service}@{address}")
+}
+
+/// The service a breaker name belongs to: `audit` for `audit` and for `audit@127.0.0.1:8006`.
+pub fn service_of(breaker: &str) -> &str {
+    breaker
+        .split_once('@')
+        .map_or(breaker, |(service, _)| service)
+}
+
 /// What the clones of a registry share.
 #[derive(Debug)]
 struct Shared {
@@ -108,6 +120,20 @@ impl Breakers {
     /// Audit, ...).
     pub fn subscribe(&self) -> broadcast::Receiver<BreakerEvent> {
         self.shared.log.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod names {
+    use super::*;
+
+    #[test]
+    fn a_replica_breaker_names_its_service_and_address() {
+        let name = replica(AUDIT, "127.0.0.1:8006");
+        assert_eq!(name, "audit@127.0.0.1:8006");
+        assert_eq!(service_of(&name), AUDIT);
+        assert_eq!(service_of("tool:calculator@[::1]:8002"), "tool:calculator");
+        assert_eq!(service_of(MEMORY), MEMORY);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::{ConfigError, Endpoint, Secret, fields::Fields, raw::RawAgent};
+use super::{ConfigError, Endpoints, Secret, fields::Fields, raw::RawAgent};
 
 /// The tools a config may name (the Tool service hosts these).
 pub const KNOWN_TOOLS: [&str; 3] = ["calculator", "file_reader", "database_query"];
@@ -33,7 +33,7 @@ pub struct AgentConfig {
 pub(super) fn build_agents(
     fields: &Fields<'_>,
     raw: &[RawAgent],
-    tool_services: &BTreeMap<String, Endpoint>,
+    tool_services: &BTreeMap<String, Endpoints>,
     orchestrator_client_id: &str,
 ) -> Result<Vec<AgentConfig>, ConfigError> {
     if raw.is_empty() {
@@ -127,7 +127,7 @@ fn agent_tools(
     fields: &Fields<'_>,
     path: &str,
     written: &[String],
-    tool_services: &BTreeMap<String, Endpoint>,
+    tool_services: &BTreeMap<String, Endpoints>,
 ) -> Result<Vec<String>, ConfigError> {
     let mut tools: Vec<String> = Vec::with_capacity(written.len());
     for (index, text) in fields
@@ -190,13 +190,15 @@ mod tests {
         }
     }
 
-    fn services(names: &[&str]) -> BTreeMap<String, Endpoint> {
+    fn services(names: &[&str]) -> BTreeMap<String, Endpoints> {
         names
             .iter()
             .map(|name| {
                 (
                     (*name).to_owned(),
-                    Endpoint::parse("http://127.0.0.1:8002").unwrap(),
+                    crate::config::Endpoint::parse("http://127.0.0.1:8002")
+                        .unwrap()
+                        .into(),
                 )
             })
             .collect()

@@ -7,7 +7,7 @@ use heist_plumbing::cli::parse_duration;
 
 use super::{
     ConfigError, Secret,
-    endpoint::Endpoint,
+    endpoints::{Endpoints, EndpointsError},
     env::{EnvLookup, ExpandError, expand},
     raw::AddressParts,
 };
@@ -180,16 +180,36 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// The endpoint a service section gives (`host` and `base_url` expanded).
+    /// The endpoints a service section gives (`host`, `base_url` and each of `base_urls`
+    /// expanded); a bad item of `base_urls` is named by its index.
     pub(super) fn endpoint(
         &self,
         field: &str,
         address: AddressParts<'_>,
-    ) -> Result<Endpoint, ConfigError> {
+    ) -> Result<Endpoints, ConfigError> {
         let host = self.optional_text(&format!("{field}.host"), address.host)?;
         let base_url = self.optional_text(&format!("{field}.base_url"), address.base_url)?;
-        Endpoint::from_parts(host.as_deref(), address.port, base_url.as_deref())
-            .map_err(|error| self.invalid(field, error.to_string()))
+        let base_urls = match address.base_urls {
+            Some(urls) => Some(
+                urls.iter()
+                    .enumerate()
+                    .map(|(index, url)| self.text(&format!("{field}.base_urls[{index}]"), url))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        Endpoints::from_parts(
+            host.as_deref(),
+            address.port,
+            base_url.as_deref(),
+            base_urls.as_deref(),
+        )
+        .map_err(|error| match error {
+            EndpointsError::Bad { index, source } => {
+                self.invalid(format!("{field}.base_urls[{index}]"), source.to_string())
+            }
+            other => self.invalid(field, other.to_string()),
+        })
     }
 }
 
@@ -282,13 +302,15 @@ mod tests {
             host: Some("${HOST}"),
             port: Some(8005),
             base_url: None,
+            base_urls: None,
         };
         let endpoint = fields().endpoint("memory_service", address).unwrap();
-        assert_eq!(endpoint.url, "http://vault:8005");
+        assert_eq!(endpoint.to_string(), "http://vault:8005");
         let address = AddressParts {
             host: None,
             port: Some(0),
             base_url: Some("http://vault:0"),
+            base_urls: None,
         };
         let error = fields().endpoint("memory_service", address).unwrap_err();
         assert!(

@@ -68,7 +68,8 @@ pub(super) struct RawAgent {
     pub(super) client_secret: Option<String>,
 }
 
-/// Where a service listens: `base_url`, or `host` + `port`, or all three in agreement.
+/// Where a service listens: `base_url`, or `host` + `port`, or all three in agreement; or
+/// `base_urls`, every replica's address.
 pub(super) struct AddressParts<'a> {
     /// The host.
     pub(super) host: Option<&'a str>,
@@ -76,6 +77,8 @@ pub(super) struct AddressParts<'a> {
     pub(super) port: Option<u16>,
     /// `http://host:port`.
     pub(super) base_url: Option<&'a str>,
+    /// Every replica's `http://host:port`.
+    pub(super) base_urls: Option<&'a [String]>,
 }
 
 /// A service section that is only an address (the Audit service).
@@ -91,6 +94,9 @@ pub(super) struct RawAddress {
     /// `http://host:port`.
     #[serde(default)]
     pub(super) base_url: Option<String>,
+    /// Every replica's `http://host:port`.
+    #[serde(default)]
+    pub(super) base_urls: Option<Vec<String>>,
 }
 
 /// The OAuth service section.
@@ -106,6 +112,9 @@ pub(super) struct RawOAuth {
     /// `http://host:port`.
     #[serde(default)]
     pub(super) base_url: Option<String>,
+    /// Every replica's `http://host:port`.
+    #[serde(default)]
+    pub(super) base_urls: Option<Vec<String>>,
     /// The orchestrator's own client ID.
     #[serde(default)]
     pub(super) client_id: Option<String>,
@@ -127,6 +136,9 @@ pub(super) struct RawToolService {
     /// `http://host:port`.
     #[serde(default)]
     pub(super) base_url: Option<String>,
+    /// Every replica's `http://host:port`.
+    #[serde(default)]
+    pub(super) base_urls: Option<Vec<String>>,
     /// The seed's HTTP path: accepted and ignored (tools are called over gRPC).
     #[serde(default)]
     pub(super) endpoint: Option<IgnoredAny>,
@@ -145,6 +157,9 @@ pub(super) struct RawMemory {
     /// `http://host:port`.
     #[serde(default)]
     pub(super) base_url: Option<String>,
+    /// Every replica's `http://host:port`.
+    #[serde(default)]
+    pub(super) base_urls: Option<Vec<String>>,
     /// The seed's compression trigger: accepted and ignored.
     #[serde(default)]
     pub(super) compression_threshold: Option<IgnoredAny>,
@@ -152,7 +167,7 @@ pub(super) struct RawMemory {
 
 /// Gives the address keys of a service section.
 pub(super) trait HasAddress {
-    /// The section's `host`, `port` and `base_url`.
+    /// The section's `host`, `port`, `base_url` and `base_urls`.
     fn address(&self) -> AddressParts<'_>;
 }
 
@@ -164,6 +179,7 @@ macro_rules! impl_has_address {
                     host: self.host.as_deref(),
                     port: self.port,
                     base_url: self.base_url.as_deref(),
+                    base_urls: self.base_urls.as_deref(),
                 }
             }
         }

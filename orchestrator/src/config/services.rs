@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ConfigError, Endpoint, Secret,
+    ConfigError, Endpoints, Secret,
     agents::{secret_variable, tool_name},
     fields::Fields,
     raw::{AddressParts, HasAddress, RawConfig},
@@ -22,8 +22,8 @@ pub const DEFAULT_CLIENT_ID: &str = "orchestrator";
 /// The OAuth service and the orchestrator's own credentials (it writes Audit and Memory).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OAuthSettings {
-    /// Where OAuth listens.
-    pub endpoint: Endpoint,
+    /// Where OAuth listens (every replica).
+    pub endpoint: Endpoints,
     /// The orchestrator's client ID (default `orchestrator`).
     pub client_id: String,
     /// The orchestrator's client secret (`HEIST_SECRET_<CLIENT_ID>`, else the file, else
@@ -36,11 +36,11 @@ pub(super) struct Services {
     /// OAuth and the orchestrator's credentials.
     pub(super) oauth: OAuthSettings,
     /// Tool name to its service.
-    pub(super) tool_services: BTreeMap<String, Endpoint>,
+    pub(super) tool_services: BTreeMap<String, Endpoints>,
     /// Memory.
-    pub(super) memory: Endpoint,
+    pub(super) memory: Endpoints,
     /// Audit.
-    pub(super) audit: Endpoint,
+    pub(super) audit: Endpoints,
 }
 
 /// Reads the service sections, noting the seed's keys that are accepted but mean nothing here.
@@ -91,23 +91,27 @@ pub(super) fn build_services(
     })
 }
 
-/// The endpoint of an optional service section; `default` when the section is absent or gives
+/// The endpoints of an optional service section; `default` when the section is absent or gives
 /// no address key (e.g. only `client_id`).
 fn service(
     fields: &Fields<'_>,
     field: &str,
     section: Option<&impl HasAddress>,
     default: &str,
-) -> Result<Endpoint, ConfigError> {
+) -> Result<Endpoints, ConfigError> {
     let address = section
         .map(HasAddress::address)
         .filter(|address| {
-            address.host.is_some() || address.port.is_some() || address.base_url.is_some()
+            address.host.is_some()
+                || address.port.is_some()
+                || address.base_url.is_some()
+                || address.base_urls.is_some()
         })
         .unwrap_or(AddressParts {
             host: None,
             port: None,
             base_url: Some(default),
+            base_urls: None,
         });
     fields.endpoint(field, address)
 }

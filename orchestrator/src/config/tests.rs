@@ -61,21 +61,21 @@ fn the_seeds_layout_loads_as_is() {
             .starts_with("You are a technical security expert")
     );
     assert_eq!(config.agent("mole").unwrap().tools, ["database_query"]);
-    assert_eq!(config.oauth.endpoint.url, "http://localhost:8001");
+    assert_eq!(config.oauth.endpoint.to_string(), "http://localhost:8001");
     assert_eq!(
-        config.tool_services["calculator"].url,
+        config.tool_services["calculator"].to_string(),
         "http://localhost:8002"
     );
     assert_eq!(
-        config.tool_services["file_reader"].url,
+        config.tool_services["file_reader"].to_string(),
         "http://localhost:8003"
     );
     assert_eq!(
-        config.tool_services["database_query"].url,
+        config.tool_services["database_query"].to_string(),
         "http://localhost:8004"
     );
-    assert_eq!(config.memory.url, "http://localhost:8005");
-    assert_eq!(config.audit.url, DEFAULT_AUDIT_URL);
+    assert_eq!(config.memory.to_string(), "http://localhost:8005");
+    assert_eq!(config.audit.to_string(), DEFAULT_AUDIT_URL);
     assert_eq!(config.llm.backend_kind(), LlmBackendKind::OpenAi);
     assert_eq!(
         config.llm.base_url.as_deref(),
@@ -117,10 +117,10 @@ fn the_default_config_loads_with_the_seeds_four_agents_offline() {
     assert_eq!(config.session.turn_order, names);
     assert_eq!(config.llm.backend_kind(), LlmBackendKind::Offline);
     assert_eq!(config.llm.base_url, None);
-    assert_eq!(config.oauth.endpoint.url, DEFAULT_OAUTH_URL);
+    assert_eq!(config.oauth.endpoint.to_string(), DEFAULT_OAUTH_URL);
     assert_eq!(config.oauth.client_id, DEFAULT_CLIENT_ID);
-    assert_eq!(config.memory.url, DEFAULT_MEMORY_URL);
-    assert_eq!(config.audit.url, DEFAULT_AUDIT_URL);
+    assert_eq!(config.memory.to_string(), DEFAULT_MEMORY_URL);
+    assert_eq!(config.audit.to_string(), DEFAULT_AUDIT_URL);
     assert_eq!(config.tool_services.len(), KNOWN_TOOLS.len());
     assert!(config.notes.is_empty(), "{:?}", config.notes);
 }
@@ -145,7 +145,7 @@ fn the_default_config_holds_the_seeds_prompts_verbatim() {
 #[test]
 fn a_minimal_config_takes_every_default() {
     let config = parse(MINIMAL).unwrap();
-    assert_eq!(config.oauth.endpoint.url, DEFAULT_OAUTH_URL);
+    assert_eq!(config.oauth.endpoint.to_string(), DEFAULT_OAUTH_URL);
     assert_eq!(
         config.oauth.client_secret.expose(),
         "orchestrator-dev-secret"
@@ -172,10 +172,10 @@ timeouts: {{ oauth: 500ms, tools: 1m }}
 "
     );
     let config = parse(&text).unwrap();
-    assert_eq!(config.oauth.endpoint.url, "http://auth.local:9001");
+    assert_eq!(config.oauth.endpoint.to_string(), "http://auth.local:9001");
     assert_eq!(config.oauth.client_id, "conductor");
     assert_eq!(config.oauth.client_secret.expose(), "s3cret");
-    assert_eq!(config.audit.url, "http://10.0.0.2:9006");
+    assert_eq!(config.audit.to_string(), "http://10.0.0.2:9006");
     assert_eq!(config.llm.backend, LlmBackend::OpenAi);
     assert_eq!(config.llm.tool_calls, ToolCallMode::Native);
     assert_eq!(config.llm.timeout, Duration::from_secs(30));
@@ -203,7 +203,7 @@ fn environment_variables_are_expanded_in_string_values() {
     ) + "oauth_service: { base_url: 'http://${OAUTH_HOST}:8001' }\n\
            timeouts: { audit: '${AUDIT_TIMEOUT:-7s}' }\n";
     let config = Config::from_yaml_with_env("heist.yaml", &text, &env).unwrap();
-    assert_eq!(config.oauth.endpoint.url, "http://vault.local:8001");
+    assert_eq!(config.oauth.endpoint.to_string(), "http://vault.local:8001");
     assert_eq!(config.agents[1].client_secret.expose(), "h4x");
     assert_eq!(config.timeouts.audit, Duration::from_secs(7));
 }
@@ -256,7 +256,7 @@ fn host_port_and_base_url_must_agree() {
         "{MINIMAL}memory_service: {{ host: localhost, port: 8005, base_url: 'http://localhost:8005' }}\n"
     );
     assert_eq!(
-        parse(&agreeing).unwrap().memory.url,
+        parse(&agreeing).unwrap().memory.to_string(),
         "http://localhost:8005"
     );
     let disagreeing = format!(
@@ -273,10 +273,10 @@ fn host_port_and_base_url_must_agree() {
 fn a_service_section_without_address_keys_takes_the_default_address() {
     let text = format!("{MINIMAL}oauth_service: {{ client_id: conductor }}\naudit_service: {{}}\n");
     let config = parse(&text).unwrap();
-    assert_eq!(config.oauth.endpoint.url, DEFAULT_OAUTH_URL);
+    assert_eq!(config.oauth.endpoint.to_string(), DEFAULT_OAUTH_URL);
     assert_eq!(config.oauth.client_id, "conductor");
     assert_eq!(config.oauth.client_secret.expose(), "conductor-dev-secret");
-    assert_eq!(config.audit.url, DEFAULT_AUDIT_URL);
+    assert_eq!(config.audit.to_string(), DEFAULT_AUDIT_URL);
 }
 
 #[test]
@@ -581,4 +581,74 @@ fn an_unreadable_file_is_refused_naming_it() {
         .to_string();
     assert!(message.contains("cannot read the config file"), "{message}");
     assert!(message.contains("UTF-8"), "{message}");
+}
+
+#[test]
+fn base_urls_give_every_replica_of_a_service() {
+    let text = format!(
+        "{MINIMAL}audit_service: {{ base_urls: ['http://10.0.0.1:8006', 'http://10.0.0.2:8006/'] }}\n\
+         oauth_service: {{ base_urls: ['http://a:8001', 'http://b:8001'], base_url: 'http://b:8001', client_id: conductor }}\n\
+         memory_service: {{ base_urls: ['${{MEMORY_A:-http://m1:8005}}', 'http://m2:8005'] }}\n\
+         tool_services: {{ calculator: {{ base_urls: ['http://t1:8002', 'http://t2:8002'] }} }}\n"
+    );
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.audit.to_string(),
+        "http://10.0.0.1:8006, http://10.0.0.2:8006"
+    );
+    assert_eq!(config.oauth.endpoint.len(), 2);
+    assert_eq!(config.oauth.client_id, "conductor");
+    assert_eq!(config.memory.to_string(), "http://m1:8005, http://m2:8005");
+    assert_eq!(
+        config.tool_services["calculator"].to_string(),
+        "http://t1:8002, http://t2:8002"
+    );
+}
+
+#[test]
+fn bad_base_urls_are_refused_naming_the_field_and_the_fix() {
+    let cases = [
+        (
+            "audit_service: { base_urls: [] }",
+            "heist.yaml: audit_service: base_urls is empty; list at least one http://HOST:PORT, \
+             or give base_url instead",
+        ),
+        (
+            "memory_service: { base_urls: ['http://m1:8005', 'm2:8005'] }",
+            "heist.yaml: memory_service.base_urls[1]: `m2:8005` is not a URL; write \
+             http://HOST:PORT, e.g. http://127.0.0.1:8001",
+        ),
+        (
+            "tool_services: { calculator: { base_urls: ['http://t:1', 'http://t:0'] } }",
+            "heist.yaml: tool_services.calculator.base_urls[1]: `http://t:0` has port 0; give the \
+             port the service listens on",
+        ),
+        (
+            "oauth_service: { base_urls: ['http://a:1', 'http://b:2', 'http://A:1/'] }",
+            "heist.yaml: oauth_service: base_urls[2] `http://a:1` repeats base_urls[0]; give each \
+             address once",
+        ),
+        (
+            "audit_service: { base_urls: ['http://a:1', 'http://b:2'], base_url: 'http://c:3' }",
+            "heist.yaml: audit_service: base_url `http://c:3` is not in base_urls; drop base_url \
+             (base_urls names every address) or add it to the list",
+        ),
+        (
+            "audit_service: { base_urls: ['http://a:1'], port: 1 }",
+            "heist.yaml: audit_service: base_urls does not go with host or port; list every \
+             address in base_urls and drop host and port",
+        ),
+        (
+            "memory_service: { base_urls: ['${NOPE}'] }",
+            "heist.yaml: memory_service.base_urls[0]: environment variable NOPE is not set",
+        ),
+    ];
+    for (section, expected) in cases {
+        let error = error_of(&format!("{MINIMAL}{section}\n"));
+        assert!(error.starts_with(expected), "{section}:\n{error}");
+    }
+    let error = error_of(&format!(
+        "{MINIMAL}audit_service: {{ base_urls: 'http://a:1' }}\n"
+    ));
+    assert!(error.contains("base_urls"), "{error}");
 }

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     audit_writer::{AuditWriteError, Written},
     memory_sync::MemorySync,
-    resilience::{AUDIT, BreakerEvent, BreakerState},
+    resilience::{AUDIT, BreakerEvent, BreakerState, service_of},
     spool::SpooledWrite,
     turn_order::TurnOrder,
 };
@@ -30,11 +30,16 @@ const END_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// dropped and re-sent from the history by a reconcile.
 const MEMORY_OUTBOX_CAPACITY: usize = 256;
 
-/// Returns when the breaker of `service` closes (never, once the events end).
+/// Returns when the breaker of `service` (or of one of its replicas) closes
+/// (never, once the events end).
 async fn closed(events: &mut broadcast::Receiver<BreakerEvent>, service: &str) {
     loop {
         match events.recv().await {
-            Ok(event) if event.service == service && event.to == BreakerState::Closed => return,
+            Ok(event)
+                if service_of(&event.service) == service && event.to == BreakerState::Closed =>
+            {
+                return;
+            }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => {
                 std::future::pending::<()>().await;

@@ -183,7 +183,8 @@ fn floor_channels(mesh: &Mesh) -> Vec<MeshChannel> {
             mesh.endpoints
                 .iter()
                 .find(|endpoint| endpoint.name.starts_with(prefix))
-                .map(|endpoint| endpoint.channel.clone())
+                .and_then(|endpoint| endpoint.replicas.first())
+                .map(|replica| replica.channel.clone())
         })
         .collect()
 }
@@ -252,7 +253,9 @@ async fn orchestrator(
     let yaml = config_yaml(&url("oauth"), &url("tools"), &url("memory"), &url("audit"));
     let config =
         Arc::new(Config::from_yaml("bench config", &yaml).map_err(|error| error.to_string())?);
-    let mesh = Mesh::connect_timed(&config, timings).map_err(|error| error.to_string())?;
+    let mesh = Mesh::connect_timed(&config, timings)
+        .await
+        .map_err(|error| error.to_string())?;
     let spool =
         Spool::open(processes.dir.path().join("audit.spool")).map_err(|error| error.to_string())?;
     let llm = Arc::new(OfflineBackend::new(seed));
