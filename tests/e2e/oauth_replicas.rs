@@ -84,7 +84,13 @@ async fn published_kids(process: &ServiceProcess) -> Vec<String> {
 
 /// A Tool service (calculator) trusting the OAuth replica at `oauth`.
 async fn tool_service_trusting(oauth: &ServiceProcess) -> TestServer {
-    let mut config = AuthConfig::new(format!("http://{}", oauth.addr));
+    tool_service_trusting_urls(&format!("http://{}", oauth.addr)).await
+}
+
+/// A Tool service (calculator) trusting the OAuth replicas at `oauth_urls`
+/// (comma-separated, as `--oauth-url` takes them).
+async fn tool_service_trusting_urls(oauth_urls: &str) -> TestServer {
+    let mut config = AuthConfig::new(oauth_urls);
     config.revocation_poll = POLL;
     let tools =
         heist_tools::ToolSet::from_names("calculator", &heist_tools::ToolsConfig::default())
@@ -173,6 +179,42 @@ async fn a_token_issued_by_one_replica_verifies_at_the_other_and_at_services_tru
         .await
         .unwrap();
     assert_eq!(list_tools(&trusting_a, &from_b).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_service_given_every_oauth_replica_starts_and_polls_while_the_first_is_dead() {
+    let dir = TempDir::new().unwrap();
+    let key = dir.path().join("signing.key");
+    let store = RedisServer::start().unwrap();
+    let a = replica(dir.path(), "a", &replica_args(&key, &store.url()));
+    let mut b = replica(dir.path(), "b", &replica_args(&key, &store.url()));
+    serving(&a).await;
+    serving(&b).await;
+    let urls = format!("http://{},http://{}", b.addr, a.addr);
+    b.kill().unwrap();
+
+    // The first replica listed is dead: keys come from the second.
+    let tools = tool_service_trusting_urls(&urls).await;
+    let token = dev_token(a.addr, "planner", "calculator:use")
+        .await
+        .unwrap();
+    assert_eq!(list_tools(&tools, &token).await, Ok(()));
+
+    // Revocations are polled from the live replica too.
+    oauth(&a)
+        .revoke_token(revoke_request(&token))
+        .await
+        .unwrap();
+    let revoked_at = Instant::now();
+    while list_tools(&tools, &token).await.is_ok() {
+        assert!(
+            revoked_at.elapsed() < POLL * 4 + Duration::from_millis(500),
+            "still accepted {:?} after its revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(list_tools(&tools, &token).await, Err(Code::Unauthenticated));
 }
 
 #[tokio::test]

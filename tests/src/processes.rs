@@ -210,7 +210,8 @@ impl ProcessMesh {
 
     fn try_spawn(&mut self, replica: ReplicaKey) -> std::io::Result<()> {
         let (name, index) = replica;
-        let oauth = self.url("oauth");
+        // Every OAuth replica: a service asks them in turn for keys and revocations.
+        let oauth = self.urls("oauth").join(",");
         let dir = self.dir.path();
         let key = dir.join("oauth.key");
         let revoked = dir.join("revoked.log");

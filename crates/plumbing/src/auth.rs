@@ -20,7 +20,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context as TaskContext, Poll},
     time::{Duration, Instant},
 };
@@ -107,7 +110,9 @@ impl From<AuthError> for Status {
 /// How the authenticator reaches OAuth and checks tokens.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
-    /// The OAuth service, e.g. `http://127.0.0.1:8001`.
+    /// The OAuth service, e.g. `http://127.0.0.1:8001`, or several replicas
+    /// of it, comma-separated: keys and revocations are asked of each in turn
+    /// until one answers.
     pub oauth_url: String,
     /// The audience tokens must carry.
     pub audience: String,
@@ -140,7 +145,10 @@ struct Inner {
     /// Tokens whose signature and claims were checked, by token text.
     verified: std::sync::Mutex<HashMap<String, Claims>>,
     revoked: RwLock<HashSet<String>>,
-    oauth: Option<OAuthServiceClient<TracedChannel>>,
+    /// The OAuth replicas; empty for a fixed verifier.
+    oauth: Vec<OAuthServiceClient<TracedChannel>>,
+    /// The replica asked first next time, so a dead one is not always first.
+    next_oauth: AtomicUsize,
     audience: String,
     leeway: u64,
     revocation_poll: Duration,
@@ -160,26 +168,35 @@ impl Authenticator {
     /// An authenticator that fetches keys from the OAuth service in `config`.
     /// Nothing is fetched until [`Authenticator::load_keys`] runs.
     pub fn new(config: &AuthConfig) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(config.oauth_url.clone())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .connect_lazy();
-        Ok(Self::build(
-            None,
-            Some(OAuthServiceClient::new(traced(channel))),
-            config,
-        ))
+        let replicas = config
+            .oauth_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+                    .connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(5))
+                    .connect_lazy();
+                Ok(OAuthServiceClient::new(traced(channel)))
+            })
+            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+        if replicas.is_empty() {
+            // An empty URL is as invalid as a malformed one.
+            tonic::transport::Endpoint::from_shared(String::new())?;
+        }
+        Ok(Self::build(None, replicas, config))
     }
 
     /// An authenticator with a fixed verifier and no OAuth connection (the
     /// OAuth service itself, and tests).
     pub fn with_verifier(verifier: Verifier, config: &AuthConfig) -> Self {
-        Self::build(Some(verifier), None, config)
+        Self::build(Some(verifier), Vec::new(), config)
     }
 
     fn build(
         verifier: Option<Verifier>,
-        oauth: Option<OAuthServiceClient<TracedChannel>>,
+        oauth: Vec<OAuthServiceClient<TracedChannel>>,
         config: &AuthConfig,
     ) -> Self {
         Self {
@@ -188,6 +205,7 @@ impl Authenticator {
                 verified: std::sync::Mutex::new(HashMap::new()),
                 revoked: RwLock::new(HashSet::new()),
                 oauth,
+                next_oauth: AtomicUsize::new(0),
                 audience: config.audience.clone(),
                 leeway: config.leeway.as_secs(),
                 revocation_poll: config.revocation_poll,
@@ -216,20 +234,42 @@ impl Authenticator {
             delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
         tracing::info!("oauth public keys loaded");
-        if self.inner.oauth.is_some() {
+        if !self.inner.oauth.is_empty() {
             tokio::spawn(self.poll_revocations());
         }
     }
 
+    /// Calls the OAuth replicas in turn, starting at the next one, until one
+    /// answers; the last refusal when none does.
+    async fn ask_oauth<T, Fut>(
+        &self,
+        call: impl Fn(OAuthServiceClient<TracedChannel>) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let replicas = &self.inner.oauth;
+        let first = self.inner.next_oauth.fetch_add(1, Ordering::Relaxed);
+        let mut refusal = Status::unavailable("no OAuth service is configured");
+        for offset in 0..replicas.len() {
+            match call(replicas[(first + offset) % replicas.len()].clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => refusal = status,
+            }
+        }
+        Err(refusal)
+    }
+
     async fn fetch_keys(&self) -> Result<(), String> {
-        let Some(mut oauth) = self.inner.oauth.clone() else {
+        if self.inner.oauth.is_empty() {
             return Ok(());
-        };
-        let response = oauth
-            .get_public_keys(GetPublicKeysRequest {})
+        }
+        let response = self
+            .ask_oauth(
+                |mut oauth| async move { oauth.get_public_keys(GetPublicKeysRequest {}).await },
+            )
             .await
-            .map_err(|status| status.message().to_owned())?
-            .into_inner();
+            .map_err(|status| status.message().to_owned())?;
         let jwks: Vec<TokenJwk> = response
             .keys
             .into_iter()
@@ -251,17 +291,18 @@ impl Authenticator {
     }
 
     async fn poll_revocations(self) {
-        let Some(mut oauth) = self.inner.oauth.clone() else {
-            return;
-        };
         let mut ticker = tokio::time::interval(self.inner.revocation_poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            match oauth.list_revoked_tokens(ListRevokedTokensRequest {}).await {
+            let listed = self
+                .ask_oauth(|mut oauth| async move {
+                    oauth.list_revoked_tokens(ListRevokedTokensRequest {}).await
+                })
+                .await;
+            match listed {
                 Ok(response) => {
                     let revoked: HashSet<String> = response
-                        .into_inner()
                         .revoked
                         .into_iter()
                         .map(|token| token.jti)
@@ -295,7 +336,7 @@ impl Authenticator {
     /// Verifies a bearer token.
     pub async fn authenticate_token(&self, token: &str) -> Result<Claims, AuthError> {
         match self.verify(token) {
-            Err(AuthError::Invalid(TokenError::UnknownKid(_))) if self.inner.oauth.is_some() => {
+            Err(AuthError::Invalid(TokenError::UnknownKid(_))) if !self.inner.oauth.is_empty() => {
                 self.refresh_keys().await;
                 self.verify(token)
             }

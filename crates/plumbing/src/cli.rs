@@ -89,7 +89,9 @@ impl TransportArgs {
 /// How a protected service reaches OAuth to verify tokens.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuthArgs {
-    /// The OAuth service whose public keys verify callers' tokens.
+    /// The OAuth service whose public keys verify callers' tokens; several
+    /// replicas comma-separated (`http://a:8001,http://b:8001`), asked in turn
+    /// until one answers.
     #[arg(long, env = "HEIST_OAUTH_URL", default_value = "http://127.0.0.1:8001")]
     pub oauth_url: String,
 
