@@ -177,11 +177,6 @@ impl ProcessMesh {
         mesh
     }
 
-    /// `http://ADDR` of replica 0 of `name`.
-    fn url(&self, name: &str) -> String {
-        format!("http://{}", self.addr(name))
-    }
-
     /// The URL of every replica of `name`, in order.
     pub fn urls(&self, name: &str) -> Vec<String> {
         (0..self.replicas(name))
