@@ -41,14 +41,24 @@ pub async fn audit(
     .await
 }
 
-/// Starts Memory bounded by `limits`, trusting `auth`.
+/// Starts Memory in memory bounded by `limits`, trusting `auth`.
 pub async fn memory(
     limits: heist_memory::Limits,
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
+    let store = heist_memory::Backend::in_memory(limits).expect("valid memory limits");
+    memory_on(store, auth, options).await
+}
+
+/// Starts Memory on `store` (in memory or on Redis), trusting `auth`.
+pub async fn memory_on(
+    store: heist_memory::Backend,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
     TestServer::start(move |listener, shutdown| {
-        heist_memory::run(listener, limits, auth, shutdown, options)
+        heist_memory::run(listener, store, auth, shutdown, options)
     })
     .await
 }
