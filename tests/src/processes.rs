@@ -19,6 +19,8 @@ pub struct MeshOptions {
     pub oauth_log: String,
     /// Audit's `--synchronous` (`None`: its default, `full`).
     pub audit_synchronous: Option<String>,
+    /// Memory's `--store` (`None`: its default, `memory`), e.g. a Redis URL.
+    pub memory_store: Option<String>,
 }
 
 impl MeshOptions {
@@ -28,6 +30,7 @@ impl MeshOptions {
             token_lifetime: Some("8s".to_owned()),
             oauth_log: "info".to_owned(),
             audit_synchronous: None,
+            memory_store: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl MeshOptions {
             token_lifetime: None,
             oauth_log: "warn".to_owned(),
             audit_synchronous: None,
+            memory_store: None,
         }
     }
 }
@@ -157,7 +161,13 @@ impl ProcessMesh {
                 }
                 ("heist-audit", args)
             }
-            "memory" => ("heist-memory", vec!["--oauth-url".into(), oauth]),
+            "memory" => {
+                let mut args = vec!["--oauth-url".into(), oauth];
+                if let Some(store) = &self.options.memory_store {
+                    args.extend(["--store".into(), store.clone()]);
+                }
+                ("heist-memory", args)
+            }
             _ => (
                 "heist-tools",
                 vec![

@@ -41,7 +41,7 @@ struct Args {
     /// Where turns are kept: `memory` (this process) or a Redis URL,
     /// `redis://[:password@]host:port[/db]`, shared by every replica using it.
     #[arg(long, env = "HEIST_MEMORY_STORE", default_value = "memory")]
-    store: StoreConfig,
+    store: String,
 
     #[command(flatten)]
     auth: AuthArgs,
@@ -66,9 +66,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ..Limits::default()
     };
     // Connect first: an unreachable Redis or a wrong password stops here, in one line.
-    let store = Backend::open(&args.store, limits).await?;
+    let config: StoreConfig = args.store.parse()?;
+    let store = Backend::open(&config, limits).await?;
     let listener = args.common.bind(args.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, store = %args.store, "memory listening");
+    tracing::info!(address = %listener.local_addr()?, store = %config, "memory listening");
     heist_memory::run(
         listener,
         store,

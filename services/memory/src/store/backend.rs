@@ -81,9 +81,7 @@ impl Backend {
     pub async fn open(config: &StoreConfig, limits: Limits) -> Result<Self, MemoryError> {
         match config {
             StoreConfig::Memory => Self::in_memory(limits),
-            StoreConfig::Redis(url) => Ok(Self::Redis(
-                RedisStore::connect(url, limits, &new_instance_id()).await?,
-            )),
+            StoreConfig::Redis(url) => Ok(Self::Redis(RedisStore::connect(url, limits).await?)),
         }
     }
 
@@ -204,7 +202,7 @@ fn lock(store: &Mutex<MemoryStore>) -> MutexGuard<'_, MemoryStore> {
 
 /// A fresh instance ID: 16 hex digits from the clock, the process ID and the standard
 /// library's per-process random keys.
-fn new_instance_id() -> String {
+pub(super) fn new_instance_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     let nanos = std::time::SystemTime::now()

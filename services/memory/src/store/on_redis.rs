@@ -20,8 +20,8 @@ use redis::{
 };
 
 use super::{
-    Compressed, Entry, Limits, MemoryError, Stats, StoreOutcome, compose, count, read_request,
-    summary, validate,
+    Compressed, Entry, Limits, MemoryError, Stats, StoreOutcome, backend::new_instance_id, compose,
+    count, read_request, summary, validate,
 };
 
 /// How long one connection attempt may take.
@@ -67,9 +67,9 @@ pub struct RedisStore {
     limits: Limits,
     /// `host:port`, for error messages.
     address: Arc<str>,
-    /// The instance ID proposed to an empty Redis (kept by the first replica to write).
-    candidate: Arc<str>,
-    /// The store's instance ID as Redis last told it.
+    /// The store's instance ID as Redis last told it. Each script proposes a fresh one,
+    /// which Redis keeps only when it holds none (it was emptied): so the ID changes
+    /// exactly when the turns were lost.
     instance: Arc<Mutex<Arc<str>>>,
 }
 
@@ -85,12 +85,14 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Connects to the Redis at `url` (`redis://[:password@]host:port[/db]`), checking the
     /// password, and bounds the store by `limits`, which must pass [`Limits::validate`].
-    /// `candidate` is the instance ID to propose should Redis hold none.
-    pub async fn connect(url: &str, limits: Limits, candidate: &str) -> Result<Self, MemoryError> {
+    pub async fn connect(url: &str, limits: Limits) -> Result<Self, MemoryError> {
         limits.validate()?;
         let client = Client::open(url).map_err(|error| MemoryError::BadStoreUrl {
             value: heist_plumbing::quote(&redacted(url)).to_string(),
-            reason: error.to_string(),
+            reason: format!(
+                "not a Redis URL `redis://[:password@]host:port[/db]` ({})",
+                error.detail().unwrap_or("it does not parse")
+            ),
         })?;
         let address: Arc<str> = client.get_connection_info().addr().to_string().into();
         let config = ConnectionManagerConfig::new()
@@ -116,8 +118,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             limits,
             address,
-            candidate: candidate.into(),
-            instance: Arc::new(Mutex::new(candidate.into())),
+            instance: Arc::new(Mutex::new(new_instance_id().into())),
         })
     }
 
@@ -165,7 +166,7 @@ impl RedisStore {
                     .arg(limits.max_sessions)
                     .arg(millis(limits.ttl))
                     .arg(millis(limits.ttl.saturating_mul(2)))
-                    .arg(&*self.candidate),
+                    .arg(new_instance_id()),
             )
             .await?;
         self.saw_instance(instance);
@@ -234,7 +235,7 @@ impl RedisStore {
                     .arg(PREFIX)
                     .arg(session_id)
                     .arg(agent_id)
-                    .arg(&*self.candidate),
+                    .arg(new_instance_id()),
             )
             .await?;
         let mut answer = answer.into_iter();
