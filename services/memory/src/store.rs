@@ -4,7 +4,8 @@
 //! Layout: [`MemoryStore`] (here) keeps sessions by ID, each holding its streams by agent
 //! (`session`), and a write order of sessions for evicting the least recently written;
 //! `limits` bounds it all, `validate` checks the caller's input, `summary` compresses older
-//! turns, and `error` names what can go wrong.
+//! turns, and `error` names what can go wrong. [`RedisStore`] (`on_redis`) keeps the same
+//! contract on Redis, and [`Backend`] (`backend`) is the one the service runs on.
 //!
 //! Every operation costs O(log n) in the number of sessions and turns, plus the size of its
 //! answer: nothing scans all sessions. Time is passed in (`now`), never read here.

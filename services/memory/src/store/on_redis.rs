@@ -164,7 +164,7 @@ impl RedisStore {
                     .arg(limits.max_total)
                     .arg(limits.max_total_bytes)
                     .arg(limits.max_sessions)
-                    .arg(millis(limits.ttl))
+                    .arg(self.cutoff(now))
                     .arg(millis(limits.ttl.saturating_mul(2)))
                     .arg(new_instance_id()),
             )
@@ -304,14 +304,14 @@ impl RedisStore {
     /// Evicts the sessions not written for [`Limits::ttl`] before `now` (by any replica),
     /// and answers how many.
     pub async fn sweep(&self, now: Timestamp) -> Result<u64, MemoryError> {
-        self.run(
-            self.scripts
-                .sweep
-                .arg(PREFIX)
-                .arg(now.as_millisecond())
-                .arg(millis(self.limits.ttl)),
-        )
-        .await
+        self.run(self.scripts.sweep.arg(PREFIX).arg(self.cutoff(now)))
+            .await
+    }
+
+    /// The last write time (ms) of a session expired at `now`: `now - ttl`.
+    fn cutoff(&self, now: Timestamp) -> i64 {
+        let ttl = i64::try_from(millis(self.limits.ttl)).unwrap_or(i64::MAX);
+        now.as_millisecond().saturating_sub(ttl)
     }
 
     /// Whether Redis answers a `PING` now.

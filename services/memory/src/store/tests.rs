@@ -4,6 +4,12 @@
 //! `in_memory` and `on_redis` (each on its own private Redis, which must start: a test
 //! fails, never skips, without it). Both backends take the clock from the caller, the TTL
 //! included (the Redis scripts sweep with it), so the TTL tests run the same on both.
+//!
+//! Backend-specific: `the_summary_never_exceeds_max_chars` (in memory: a property of the
+//! summary code both share), `redis_answers_the_same_compressed_memory_as_the_in_memory_store`
+//! (Redis reads only part of a stream, so its answers are checked against the in-memory
+//! store's), and the `on_redis_*` tests at the end (Redis's own expiry backstop, and Redis
+//! going away, which the in-memory store cannot).
 
 use std::time::Duration;
 
@@ -24,7 +30,7 @@ enum Kind {
 #[derive(Debug)]
 struct TestStore {
     backend: Backend,
-    _redis: Option<RedisServer>,
+    redis: Option<RedisServer>,
 }
 
 impl std::ops::Deref for TestStore {
@@ -66,14 +72,14 @@ async fn try_open(kind: Kind, limits: Limits) -> Result<TestStore, MemoryError> 
     match kind {
         Kind::Memory => Ok(TestStore {
             backend: Backend::in_memory(limits)?,
-            _redis: None,
+            redis: None,
         }),
         Kind::Redis => {
             let redis = RedisServer::start().expect("the private Redis must start");
             let backend = Backend::open(&StoreConfig::Redis(redis.url()), limits).await?;
             Ok(TestStore {
                 backend,
-                _redis: Some(redis),
+                redis: Some(redis),
             })
         }
     }
@@ -688,4 +694,69 @@ fn redis_answers_the_same_compressed_memory_as_the_in_memory_store() {
             Ok(())
         })
         .unwrap();
+}
+
+// Redis only: what the in-memory store has no counterpart for.
+
+/// Should no replica sweep (all stopped), Redis drops every key by itself, at most twice the
+/// TTL after the last write.
+#[tokio::test]
+async fn on_redis_every_key_expires_within_twice_the_ttl_of_the_last_write() {
+    let limits = Limits {
+        ttl: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let store = open(Kind::Redis, limits).await;
+    fill(&store, "planner", "s1", 0..3).await;
+    fill(&store, "hacker", "s1", 0..2).await;
+    let url = store.redis.as_ref().unwrap().url();
+    let mut raw = ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("heist:memory:*")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 8, "{keys:?}");
+    for key in keys {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!((60_000..=120_000).contains(&ttl), "{key}: {ttl} ms");
+    }
+}
+
+/// With Redis gone, every operation fails as UNAVAILABLE, naming Redis's address.
+#[tokio::test]
+async fn on_redis_a_stopped_redis_makes_every_operation_unavailable() {
+    let mut store = open(Kind::Redis, Limits::default()).await;
+    fill(&store, "planner", "s1", 0..1).await;
+    let redis = store.redis.as_mut().unwrap();
+    let port = redis.port();
+    redis.stop();
+    let errors = [
+        store
+            .store("planner", "s1", 1, "x", at(0))
+            .await
+            .unwrap_err(),
+        store.compressed("planner", "s1", 5, 100).await.unwrap_err(),
+        store.turn_ids("planner", "s1").await.unwrap_err(),
+        store.stats().await.unwrap_err(),
+        store.clear(None, None).await.unwrap_err(),
+        store.sweep(at(0)).await.unwrap_err(),
+    ];
+    for error in errors {
+        assert_eq!(error.kind(), ErrorKind::Unavailable, "{error}");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "the memory store is unavailable: Redis at 127.0.0.1:{port}: "
+            )),
+            "{error}"
+        );
+    }
 }

@@ -50,9 +50,10 @@ local function evict(s)
   redis.call('HINCRBY', STATS, 'evicted_memories', n)
 end
 
--- Evicts the sessions last written at or before now_ms - ttl_ms; answers how many.
-local function sweep(now_ms, ttl_ms)
-  local expired = redis.call('ZRANGEBYSCORE', EXP, '-inf', now_ms - ttl_ms)
+-- Evicts the sessions last written at or before `cutoff` (ms, a string: exact); answers how
+-- many.
+local function sweep(cutoff)
+  local expired = redis.call('ZRANGEBYSCORE', EXP, '-inf', cutoff)
   for _, s in ipairs(expired) do evict(s) end
   return #expired
 end

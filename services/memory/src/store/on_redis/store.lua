@@ -1,10 +1,9 @@
 -- Stores one turn. ARGV: 2 session, 3 agent, 4 turn ID, 5 message, 6 now (ms), 7 stored_at
--- (ns), 8 max_per_stream, 9 max_total, 10 max_total_bytes, 11 max_sessions, 12 ttl (ms),
--- 13 backstop expiry (ms), 14 instance candidate.
+-- (ns), 8 max_per_stream, 9 max_total, 10 max_total_bytes, 11 max_sessions, 12 the sweep's
+-- cutoff (now - ttl, ms), 13 backstop expiry (ms), 14 instance candidate.
 -- Answers {1 stored | 0 repeat | -1 conflict, turns kept in the stream, instance}.
 local s, a, t, msg = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local now_ms = tonumber(ARGV[6])
-sweep(now_ms, tonumber(ARGV[12]))
+sweep(ARGV[12])
 local inst = instance(ARGV[14])
 local l, h = lkey(s, a), hkey(s, a)
 local kept = redis.call('HGET', h, t)
@@ -14,7 +13,7 @@ if kept then
 end
 
 redis.call('ZADD', LRU, redis.call('INCR', P .. 'seq'), s)
-redis.call('ZADD', EXP, now_ms, s)
+redis.call('ZADD', EXP, ARGV[6], s)
 if redis.call('SADD', skey(s), a) == 1 then
   redis.call('HINCRBY', AGENTS, a, 1)
   redis.call('HINCRBY', STATS, 'streams', 1)

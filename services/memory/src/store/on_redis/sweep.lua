@@ -1,2 +1,2 @@
--- Evicts expired sessions. ARGV: 2 now (ms), 3 ttl (ms). Answers how many.
-return sweep(tonumber(ARGV[2]), tonumber(ARGV[3]))
+-- Evicts expired sessions. ARGV: 2 the cutoff (now - ttl, ms). Answers how many.
+return sweep(ARGV[2])
