@@ -28,6 +28,9 @@ use super::{
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long Redis may take to answer a command.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The characters per summary line assumed for a compressed read's first batch of older
+/// turns (a line holds a snippet of up to 100 characters).
+const FIRST_BATCH_CHARS_PER_LINE: usize = 50;
 /// The key prefix of everything the store writes.
 const PREFIX: &str = "heist:memory:";
 
@@ -194,7 +197,42 @@ impl RedisStore {
     ) -> Result<Compressed, MemoryError> {
         let (recent_count, max_chars) =
             read_request(agent_id, session_id, recent_count, max_chars)?;
-        let wanted = recent_count + summary::turns_read(max_chars);
+        // Most summaries fit far fewer lines than the bound allows (a line is rarely 10
+        // characters): read a first batch, and the rest only if the summary reached its end.
+        let bound = summary::turns_read(max_chars);
+        let first = bound.min(max_chars / FIRST_BATCH_CHARS_PER_LINE + 8);
+        let (len, newest_first) = self
+            .newest(agent_id, session_id, recent_count + first, recent_count)
+            .await?;
+        if len == 0 {
+            return Ok(Compressed::default());
+        }
+        if first < bound && newest_first.len() < len {
+            let pulled = std::cell::Cell::new(0);
+            let counted = newest_first
+                .iter()
+                .inspect(|_| pulled.set(pulled.get() + 1));
+            let answer = compose(len, counted, recent_count, max_chars);
+            if pulled.get() < newest_first.len() {
+                return Ok(answer);
+            }
+            let (len, newest_first) = self
+                .newest(agent_id, session_id, recent_count + bound, recent_count)
+                .await?;
+            return Ok(compose(len, newest_first.iter(), recent_count, max_chars));
+        }
+        Ok(compose(len, newest_first.iter(), recent_count, max_chars))
+    }
+
+    /// The stream's length and its newest `wanted` turns, newest first: the first `whole`
+    /// verbatim, the others cut to [`summary::PREFIX_BYTES`] of message.
+    async fn newest(
+        &self,
+        agent_id: &str,
+        session_id: &str,
+        wanted: usize,
+        whole: usize,
+    ) -> Result<(usize, Vec<Entry>), MemoryError> {
         let answer: Vec<Value> = self
             .run(
                 self.scripts
@@ -203,22 +241,19 @@ impl RedisStore {
                     .arg(session_id)
                     .arg(agent_id)
                     .arg(wanted)
-                    .arg(recent_count)
+                    .arg(whole)
                     .arg(summary::PREFIX_BYTES),
             )
             .await?;
         let mut answer = answer.into_iter();
         let len: usize = from_value(answer.next())?;
-        if len == 0 {
-            return Ok(Compressed::default());
-        }
         let mut newest_first = Vec::new();
         while let Some(id) = answer.next() {
             let turn_id: i64 = from_value(Some(id))?;
             let stored: Vec<u8> = from_value(answer.next())?;
             newest_first.push(entry(turn_id, &stored)?);
         }
-        Ok(compose(len, newest_first.iter(), recent_count, max_chars))
+        Ok((len, newest_first))
     }
 
     /// The turn IDs kept for (agent, session), ascending; none for an unknown one.
