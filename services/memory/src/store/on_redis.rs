@@ -441,7 +441,7 @@ fn reason(error: &RedisError) -> String {
         || text.contains("WRONGPASS")
         || text.contains("NOAUTH")
     {
-        return format!("authentication failed (wrong or missing password): {text}");
+        return "authentication failed (wrong or missing password)".to_owned();
     }
     text
 }

@@ -740,9 +740,11 @@ async fn on_redis_every_key_expires_within_twice_the_ttl_of_the_last_write() {
 async fn on_redis_a_stopped_redis_makes_every_operation_unavailable() {
     let mut store = open(Kind::Redis, Limits::default()).await;
     fill(&store, "planner", "s1", 0..1).await;
+    assert!(store.is_reachable().await);
     let redis = store.redis.as_mut().unwrap();
     let port = redis.port();
     redis.stop();
+    assert!(!store.is_reachable().await);
     let errors = [
         store
             .store("planner", "s1", 1, "x", at(0))
