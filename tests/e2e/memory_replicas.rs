@@ -1,6 +1,7 @@
 //! Memory replicas on one Redis: what one writes the other reads, a turn
 //! stored through both at once is stored once, a replica killed and restarted
-//! loses nothing, Redis going away answers UNAVAILABLE until it is back, and
+//! loses nothing, Redis going away answers UNAVAILABLE (and health says
+//! NOT_SERVING) until it is back, and
 //! a Redis that cannot be reached at start stops the binary in one line.
 //!
 //! Each test runs its own private Redis (`heist_engines::RedisServer`), which
@@ -16,8 +17,9 @@ use std::{
 };
 
 use heist_e2e::{
-    binary, channel_to, dev_token,
+    binary, channel_to, dev_token, health_status,
     processes::{MeshOptions, ProcessMesh, free_addr},
+    wait_until_serving,
 };
 use heist_engines::RedisServer;
 use heist_memory::{Limits, StoreConfig};
@@ -26,9 +28,10 @@ use heist_proto::v1::{
     GetStatsRequest, ListMemoryTurnsRequest, memory_service_client::MemoryServiceClient,
 };
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::memory_service::{
-    Client, Kind, compressed, full_client_of, start_memory, start_on, turn,
+    Client, Kind, Memory, compressed, full_client_of, start_memory, start_on, turn,
 };
 
 fn list(agent: &str, session: &str) -> ListMemoryTurnsRequest {
@@ -226,8 +229,9 @@ async fn a_memory_process_killed_and_restarted_on_redis_loses_nothing() {
 }
 
 #[tokio::test]
-async fn while_redis_is_down_memory_is_unavailable_and_serves_again_once_it_is_back() {
+async fn while_redis_is_down_memory_is_unavailable_and_not_serving_then_serves_again() {
     let mut memory = start_memory(Kind::Redis, Limits::default()).await;
+    wait_until_serving(memory.server.addr, "").await.unwrap();
     let mut client = memory.full_client();
     let first = client
         .store_memory(turn("planner", "s1", 1, "we go at dawn"))
@@ -254,6 +258,11 @@ async fn while_redis_is_down_memory_is_unavailable_and_serves_again_once_it_is_b
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(
+        health_within(&memory, ServingStatus::NotServing).await,
+        ServingStatus::NotServing,
+        "health follows Redis"
+    );
 
     // Redis comes back empty (it persists nothing): Memory reconnects by itself.
     memory.redis.as_mut().unwrap().start_again().unwrap();
@@ -275,10 +284,26 @@ async fn while_redis_is_down_memory_is_unavailable_and_serves_again_once_it_is_b
         again.memories_count, 1,
         "Redis restarted empty: turn 1 is gone"
     );
+    assert_eq!(
+        health_within(&memory, ServingStatus::Serving).await,
+        ServingStatus::Serving
+    );
     assert_ne!(
         again.instance_id, first.instance_id,
         "an emptied store is a new instance, so the orchestrator re-sends"
     );
+}
+
+/// Memory's health once it is `wanted`, or what it still is after 10 s.
+async fn health_within(memory: &Memory, wanted: ServingStatus) -> ServingStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = health_status(memory.server.addr, "").await.unwrap();
+        if status == wanted || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs `heist-memory --store STORE` and answers its exit status and stderr

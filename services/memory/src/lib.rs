@@ -15,11 +15,14 @@ pub mod store;
 
 use std::{future::Future, time::Duration};
 
-use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
+use heist_plumbing::{DependencyProbe, ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
 
 pub use service::MemoryService;
 pub use store::{Backend, Limits, MemoryError, MemoryStore, RedisStore, StoreConfig};
+
+/// How often health checks that Redis answers (NOT_SERVING while it does not).
+const REDIS_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The longest pause between two TTL sweeps.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -33,7 +36,8 @@ pub enum MemoryServiceError {
 }
 
 /// Serves the Memory service on `store` (see [`Backend::open`]) on `listener` until
-/// `shutdown` resolves; it is SERVING once `authenticator` has loaded OAuth's public keys.
+/// `shutdown` resolves; it is SERVING once `authenticator` has loaded OAuth's public keys,
+/// and, on Redis, NOT_SERVING while Redis does not answer.
 pub async fn run(
     listener: TcpListener,
     store: Backend,
@@ -44,12 +48,20 @@ pub async fn run(
     let sweep_every =
         (store.limits().ttl / 10).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
     let sweeper = tokio::spawn(sweep(store.clone(), sweep_every));
+    let probe = matches!(store, Backend::Redis(_)).then(|| {
+        let store = store.clone();
+        DependencyProbe::new("redis", REDIS_PROBE_INTERVAL, move || {
+            let store = store.clone();
+            async move { store.is_reachable().await }
+        })
+    });
     let service = MemoryService::new(store).into_server();
-    let outcome = heist_plumbing::serve_protected(
+    let outcome = heist_plumbing::serve_protected_probed(
         listener,
         service,
         authenticator,
         service::METHOD_SCOPES,
+        probe,
         shutdown,
         // Turns carry agents' text.
         options.with_large_messages(&["StoreMemory"]),
