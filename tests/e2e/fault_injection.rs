@@ -17,9 +17,10 @@ use std::{
 
 use heist_e2e::{
     binary, channel_to, dev_token,
-    processes::{MeshOptions, ProcessMesh, fault_points},
+    processes::{MeshOptions, ProcessMesh, SERVICES, fault_points},
     proxy::DelayProxy,
 };
+use heist_engines::RedisServer;
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     ListMemoryTurnsRequest, Message, SessionStatus, ToolUsage,
@@ -83,6 +84,27 @@ async fn fault_run_at(
     points: &[Duration],
     down_for: Duration,
 ) -> (Option<i32>, String) {
+    let fault = |mesh: &mut ProcessMesh, down: bool| {
+        if down {
+            mesh.kill(service);
+        } else {
+            mesh.restart(service);
+        }
+    };
+    fault_run_with(mesh, service, seed, points, down_for, fault).await
+}
+
+/// [`fault_run_at`] with the fault given: `fault(mesh, true)` takes `service`
+/// down, `fault(mesh, false)` brings it back (`service` may be one the mesh
+/// does not run, e.g. the Redis under Memory).
+async fn fault_run_with(
+    mesh: &mut ProcessMesh,
+    service: &str,
+    seed: u64,
+    points: &[Duration],
+    down_for: Duration,
+    mut fault: impl FnMut(&mut ProcessMesh, bool),
+) -> (Option<i32>, String) {
     let (paced, pace) = if service == "audit" {
         ("memory", PACE / 4)
     } else {
@@ -98,11 +120,13 @@ async fn fault_run_at(
         if run.try_wait().unwrap().is_some() {
             break;
         }
-        mesh.kill(service);
+        fault(mesh, true);
         tokio::time::sleep(down_for).await;
-        mesh.restart(service);
+        fault(mesh, false);
     }
-    mesh.wait_serving(service).await;
+    if SERVICES.contains(&service) {
+        mesh.wait_serving(service).await;
+    }
     let output = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + RUN_LIMIT;
         while run.try_wait().unwrap().is_none() {
@@ -156,8 +180,53 @@ async fn memory_killed_three_times_loses_no_entry_of_the_session() {
     let mut mesh = ProcessMesh::start().await;
     let (code, shown) = fault_run(&mut mesh, "memory", 11, Duration::from_millis(300)).await;
     assert_eq!(code, Some(0), "{shown}");
-    let session_id = session_id(&shown);
-    let (status, messages, _) = audit_trail(&mesh, &session_id).await;
+    assert_memory_holds_every_turn(&mut mesh, &shown, "3 memory restarts").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_on_redis_killed_three_times_loses_no_entry_of_the_session() {
+    let redis = RedisServer::start().expect("the private Redis must start");
+    let mut mesh = memory_on_redis(&redis).await;
+    let (code, shown) = fault_run(&mut mesh, "memory", 11, Duration::from_millis(300)).await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert_memory_holds_every_turn(&mut mesh, &shown, "3 memory restarts on Redis").await;
+}
+
+/// Redis keeps nothing across a restart (no RDB, no AOF): each restart
+/// empties Memory, which names a new instance, and the orchestrator re-sends
+/// the session's turns from its history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_under_memory_restarted_empty_three_times_loses_no_entry_of_the_session() {
+    let mut redis = RedisServer::start().expect("the private Redis must start");
+    let mut mesh = memory_on_redis(&redis).await;
+    let points = fault_points(17, 3, Duration::from_millis(300), Duration::from_secs(4));
+    let fault = |_: &mut ProcessMesh, down: bool| {
+        if down {
+            redis.kill();
+        } else {
+            redis.start_again().expect("Redis starts again");
+        }
+    };
+    let down_for = Duration::from_millis(300);
+    let (code, shown) = fault_run_with(&mut mesh, "redis", 17, &points, down_for, fault).await;
+    assert_eq!(code, Some(0), "{shown}");
+    assert_memory_holds_every_turn(&mut mesh, &shown, "3 Redis restarts").await;
+}
+
+/// A mesh whose Memory keeps its turns in `redis`.
+async fn memory_on_redis(redis: &RedisServer) -> ProcessMesh {
+    ProcessMesh::start_with(MeshOptions {
+        memory_store: Some(redis.url()),
+        ..MeshOptions::for_tests()
+    })
+    .await
+}
+
+/// Checks that the session of the run that printed `shown` completed with
+/// every turn once in Audit, and that Memory holds every turn each agent spoke.
+async fn assert_memory_holds_every_turn(mesh: &mut ProcessMesh, shown: &str, after: &str) {
+    let session_id = session_id(shown);
+    let (status, messages, _) = audit_trail(mesh, &session_id).await;
     assert_eq!(status, SessionStatus::Completed);
     assert_every_turn_once(&messages);
     let mut spoken: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -188,7 +257,7 @@ async fn memory_killed_three_times_loses_no_entry_of_the_session() {
             .unwrap()
             .into_inner()
             .turn_ids;
-        assert_eq!(kept, turns, "memory of {agent} after 3 memory restarts");
+        assert_eq!(kept, turns, "memory of {agent} after {after}");
     }
     mesh.stop();
 }

@@ -19,6 +19,7 @@ mod grpcurl_demo;
 mod harness;
 mod http2_limits;
 mod llm_openai;
+mod memory_replicas;
 mod memory_service;
 mod oauth_replicas;
 mod oauth_service;

@@ -33,6 +33,8 @@ pub struct MeshOptions {
     /// A service's `--log` filter (by name; default `warn`, OAuth's
     /// `oauth_log`).
     pub logs: BTreeMap<String, String>,
+    /// Memory's `--store` (`None`: its default, `memory`), e.g. a Redis URL.
+    pub memory_store: Option<String>,
 }
 
 impl MeshOptions {
@@ -45,6 +47,7 @@ impl MeshOptions {
             replicas: BTreeMap::new(),
             args: BTreeMap::new(),
             logs: BTreeMap::new(),
+            memory_store: None,
         }
     }
 
@@ -57,6 +60,7 @@ impl MeshOptions {
             replicas: BTreeMap::new(),
             args: BTreeMap::new(),
             logs: BTreeMap::new(),
+            memory_store: None,
         }
     }
 
@@ -231,7 +235,13 @@ impl ProcessMesh {
                 }
                 ("heist-audit", args)
             }
-            "memory" => ("heist-memory", vec!["--oauth-url".into(), oauth]),
+            "memory" => {
+                let mut args = vec!["--oauth-url".into(), oauth];
+                if let Some(store) = &self.options.memory_store {
+                    args.extend(["--store".into(), store.clone()]);
+                }
+                ("heist-memory", args)
+            }
             _ => (
                 "heist-tools",
                 vec![

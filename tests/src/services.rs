@@ -51,7 +51,7 @@ pub async fn audit_at(
     .await
 }
 
-/// Starts Memory bounded by `limits`, trusting `auth`.
+/// Starts Memory in memory bounded by `limits`, trusting `auth`.
 pub async fn memory(
     limits: heist_memory::Limits,
     auth: Authenticator,
@@ -67,8 +67,28 @@ pub async fn memory_at(
     auth: Authenticator,
     options: ServeOptions,
 ) -> TestServer {
+    let store = heist_memory::Backend::in_memory(limits).expect("valid memory limits");
+    memory_on_at(addr, store, auth, options).await
+}
+
+/// Starts Memory on `store` (in memory or on Redis), trusting `auth`.
+pub async fn memory_on(
+    store: heist_memory::Backend,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
+    memory_on_at(ANY_PORT, store, auth, options).await
+}
+
+/// Like [`memory_on`], listening on `addr`.
+pub async fn memory_on_at(
+    addr: SocketAddr,
+    store: heist_memory::Backend,
+    auth: Authenticator,
+    options: ServeOptions,
+) -> TestServer {
     TestServer::start_at(addr, move |listener, shutdown| {
-        heist_memory::run(listener, limits, auth, shutdown, options)
+        heist_memory::run(listener, store, auth, shutdown, options)
     })
     .await
 }

@@ -27,4 +27,6 @@ pub mod status;
 pub mod telemetry;
 
 pub use quote::{quote, quote_list};
-pub use serve::{ServeOptions, TransportLimits, serve, serve_protected};
+pub use serve::{
+    DependencyProbe, ServeOptions, TransportLimits, serve, serve_protected, serve_protected_probed,
+};

@@ -2,7 +2,8 @@
 //!
 //! The server answers `grpc.health.v1.Health` from the first moment, but says
 //! NOT_SERVING until the service's `ready` future resolves; then SERVING; and
-//! NOT_SERVING again as soon as shutdown starts, before connections drain.
+//! NOT_SERVING again as soon as shutdown starts, before connections drain; with a
+//! [`DependencyProbe`], also NOT_SERVING while the dependency it checks is down.
 //! Reflection (v1 and v1alpha, for grpcurl 1.8) lists exactly the service,
 //! health and reflection: it serves the service's own descriptor set
 //! ([`ServiceDescriptor`]), not every heist file.
@@ -16,7 +17,7 @@
 mod idle;
 mod message_size;
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use heist_proto::ServiceDescriptor;
 use tokio::net::TcpListener;
@@ -112,12 +113,97 @@ impl ServeOptions {
     }
 }
 
+/// A dependency a server checks while it serves (its database, say): health
+/// says NOT_SERVING while the check answers false, SERVING again once it
+/// answers true. A cheap handle.
+#[derive(Clone)]
+pub struct DependencyProbe {
+    /// What the dependency is, for the log.
+    name: &'static str,
+    /// How often to check.
+    every: Duration,
+    /// The check.
+    check: Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>,
+}
+
+impl std::fmt::Debug for DependencyProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DependencyProbe")
+            .field("name", &self.name)
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DependencyProbe {
+    /// Checks dependency `name` with `check` every `every`.
+    pub fn new<F, Fut>(name: &'static str, every: Duration, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        Self {
+            name,
+            every,
+            check: Arc::new(move || Box::pin(check())),
+        }
+    }
+
+    /// Keeps health in step with the dependency, from SERVING on, until aborted.
+    async fn watch(self, reporter: HealthReporter, service: &'static str) {
+        let mut up = true;
+        let mut ticker = tokio::time::interval(self.every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let now_up = (self.check)().await;
+            if now_up == up {
+                continue;
+            }
+            up = now_up;
+            if up {
+                set_status(&reporter, service, ServingStatus::Serving).await;
+                tracing::info!(service, dependency = self.name, "dependency back; serving");
+            } else {
+                set_status(&reporter, service, ServingStatus::NotServing).await;
+                tracing::warn!(
+                    service,
+                    dependency = self.name,
+                    "dependency unreachable; not serving"
+                );
+            }
+        }
+    }
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then drains
 /// within the grace period. Health turns SERVING when `ready` resolves.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     ready: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + ServiceDescriptor
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    serve_probed(listener, service, ready, None, shutdown, options).await
+}
+
+/// [`serve`], with health also following `probe` (when given) once ready.
+async fn serve_probed<S>(
+    listener: TcpListener,
+    service: S,
+    ready: impl Future<Output = ()> + Send + 'static,
+    probe: Option<DependencyProbe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), ServeError>
@@ -140,6 +226,9 @@ where
             ready.await;
             set_status(&reporter, S::NAME, ServingStatus::Serving).await;
             tracing::info!(service = S::NAME, "serving");
+            if let Some(probe) = probe {
+                probe.watch(reporter, S::NAME).await;
+            }
         })
     };
 
@@ -245,13 +334,47 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    serve_protected_probed(
+        listener,
+        service,
+        authenticator,
+        method_scopes,
+        None,
+        shutdown,
+        options,
+    )
+    .await
+}
+
+/// [`serve_protected`], with health also following `probe` (when given):
+/// NOT_SERVING while the dependency it checks is unreachable.
+pub async fn serve_protected_probed<S>(
+    listener: TcpListener,
+    service: S,
+    authenticator: crate::auth::Authenticator,
+    method_scopes: &[(&'static str, &'static str)],
+    probe: Option<DependencyProbe>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), ServeError>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + ServiceDescriptor
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
     use tower::Layer as _;
     let protected =
         crate::auth::AuthLayer::new(authenticator.clone(), method_scopes).layer(service);
-    serve(
+    serve_probed(
         listener,
         protected,
         authenticator.load_keys(),
+        probe,
         shutdown,
         options,
     )

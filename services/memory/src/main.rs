@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
-use heist_memory::Limits;
+use heist_memory::{Backend, Limits, StoreConfig};
 use heist_plumbing::{
     cli::{AuthArgs, CommonArgs, parse_duration},
     shutdown,
@@ -38,6 +38,11 @@ struct Args {
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: Duration,
 
+    /// Where turns are kept: `memory` (this process) or a Redis URL,
+    /// `redis://[:password@]host:port[/db]`, shared by every replica using it.
+    #[arg(long, env = "HEIST_MEMORY_STORE", default_value = "memory")]
+    store: String,
+
     #[command(flatten)]
     auth: AuthArgs,
 
@@ -60,11 +65,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ttl: args.ttl,
         ..Limits::default()
     };
+    // Connect first: an unreachable Redis or a wrong password stops here, in one line.
+    let config: StoreConfig = args.store.parse()?;
+    let store = Backend::open(&config, limits).await?;
     let listener = args.common.bind(args.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "memory listening");
+    tracing::info!(address = %listener.local_addr()?, store = %config, "memory listening");
     heist_memory::run(
         listener,
-        limits,
+        store,
         args.auth.authenticator()?,
         shutdown::signal(),
         args.common.serve_options(),

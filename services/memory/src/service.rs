@@ -1,12 +1,13 @@
 //! The gRPC face of the memory store: `heist.v1.MemoryService`.
 //!
-//! The store sits behind one `Mutex`; every operation on it is O(log n) and
-//! answers copy no text while it is held. Scopes: `memory:write` to store,
+//! The store is a [`Backend`]: in this process (behind one `Mutex`; every
+//! operation on it is O(log n) and answers copy no text while it is held) or
+//! on Redis (one atomic script per operation). Scopes: `memory:write` to store,
 //! `memory:read` to read, `memory:admin` to clear. An agent stores and reads
 //! only its own memory: the token's `sub` must be the request's `agent_id`,
 //! unless the token grants `agents:act_for_any` (the orchestrator's).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use heist_plumbing::{
     auth,
@@ -18,7 +19,7 @@ use heist_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
-use crate::store::{DEFAULT_MAX_CHARS, DEFAULT_RECENT_COUNT, ErrorKind, MemoryError, MemoryStore};
+use crate::store::{Backend, DEFAULT_MAX_CHARS, DEFAULT_RECENT_COUNT, ErrorKind, MemoryError};
 
 /// The scope each RPC needs, for the auth layer.
 pub const METHOD_SCOPES: &[(&str, &str)] = &[
@@ -34,6 +35,8 @@ impl ServiceError for MemoryError {
         match self.kind() {
             ErrorKind::InvalidArgument => Code::InvalidArgument,
             ErrorKind::AlreadyExists => Code::AlreadyExists,
+            ErrorKind::Unavailable => Code::Unavailable,
+            ErrorKind::Internal => Code::Internal,
         }
     }
 }
@@ -44,62 +47,33 @@ impl From<MemoryError> for Status {
     }
 }
 
-/// The Memory service: a cheap handle on the shared store.
+/// The Memory service: a cheap handle on the store.
 #[derive(Clone)]
 pub struct MemoryService {
-    store: Arc<Mutex<MemoryStore>>,
-    /// This run of the service (see `StoreMemoryResponse.instance_id`).
-    instance_id: Arc<str>,
+    store: Backend,
     /// The store's per-(agent, session) bound, told to clients.
     max_per_stream: i64,
 }
 
 impl MemoryService {
-    /// A service over `store`, with a new instance ID.
-    pub fn new(store: Arc<Mutex<MemoryStore>>) -> Self {
-        let max_per_stream = {
-            let guard = store
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            i64::try_from(guard.limits().max_per_stream).unwrap_or(i64::MAX)
-        };
+    /// A service over `store`.
+    pub fn new(store: Backend) -> Self {
+        let max_per_stream = i64::try_from(store.limits().max_per_stream).unwrap_or(i64::MAX);
         Self {
             store,
-            instance_id: new_instance_id().into(),
             max_per_stream,
         }
     }
 
-    /// This run's instance ID.
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
+    /// The store's instance ID (see `StoreMemoryResponse.instance_id`).
+    pub fn instance_id(&self) -> Arc<str> {
+        self.store.instance_id()
     }
 
     /// The service wrapped for a tonic server.
     pub fn into_server(self) -> MemoryServiceServer<Self> {
         MemoryServiceServer::new(self)
     }
-
-    fn store(&self) -> MutexGuard<'_, MemoryStore> {
-        // A panic while holding the lock cannot leave the store half-updated
-        // in a way later calls can see, so a poisoned lock is taken over.
-        self.store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A fresh ID for this run of the service: 16 hex digits from the clock,
-/// the process ID and the standard library's per-process random keys.
-fn new_instance_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
 }
 
 /// An empty ID means "every": `None`.
@@ -128,17 +102,20 @@ impl MemoryRpc for MemoryService {
     ) -> Result<Response<pb::StoreMemoryResponse>, Status> {
         auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
-        let outcome = self.store().store(
-            &request.agent_id,
-            &request.session_id,
-            request.turn_id,
-            &request.message,
-            jiff::Timestamp::now(),
-        )?;
+        let outcome = self
+            .store
+            .store(
+                &request.agent_id,
+                &request.session_id,
+                request.turn_id,
+                &request.message,
+                jiff::Timestamp::now(),
+            )
+            .await?;
         Ok(Response::new(pb::StoreMemoryResponse {
             stored: outcome.stored,
             memories_count: count(outcome.memories_count),
-            instance_id: self.instance_id.to_string(),
+            instance_id: self.store.instance_id().to_string(),
             max_per_stream: self.max_per_stream,
         }))
     }
@@ -150,12 +127,15 @@ impl MemoryRpc for MemoryService {
     ) -> Result<Response<pb::GetCompressedMemoryResponse>, Status> {
         auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
-        let compressed = self.store().compressed(
-            &request.agent_id,
-            &request.session_id,
-            or_default(request.recent_count, DEFAULT_RECENT_COUNT),
-            or_default(request.max_chars, DEFAULT_MAX_CHARS),
-        )?;
+        let compressed = self
+            .store
+            .compressed(
+                &request.agent_id,
+                &request.session_id,
+                or_default(request.recent_count, DEFAULT_RECENT_COUNT),
+                or_default(request.max_chars, DEFAULT_MAX_CHARS),
+            )
+            .await?;
         Ok(Response::new(pb::GetCompressedMemoryResponse {
             recent: compressed
                 .recent
@@ -179,11 +159,12 @@ impl MemoryRpc for MemoryService {
         auth::require_agent(&request, &request.get_ref().agent_id)?;
         let request = request.into_inner();
         let turn_ids = self
-            .store()
-            .turn_ids(&request.agent_id, &request.session_id)?;
+            .store
+            .turn_ids(&request.agent_id, &request.session_id)
+            .await?;
         Ok(Response::new(pb::ListMemoryTurnsResponse {
             turn_ids,
-            instance_id: self.instance_id.to_string(),
+            instance_id: self.store.instance_id().to_string(),
             max_per_stream: self.max_per_stream,
         }))
     }
@@ -193,7 +174,7 @@ impl MemoryRpc for MemoryService {
         &self,
         _request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
-        let stats = self.store().stats();
+        let stats = self.store.stats().await?;
         Ok(Response::new(pb::GetStatsResponse {
             total_memories: count(stats.total_memories),
             total_streams: count(stats.total_streams),
@@ -214,8 +195,9 @@ impl MemoryRpc for MemoryService {
     ) -> Result<Response<pb::ClearMemoryResponse>, Status> {
         let request = request.into_inner();
         let cleared = self
-            .store()
-            .clear(optional(&request.agent_id), optional(&request.session_id))?;
+            .store
+            .clear(optional(&request.agent_id), optional(&request.session_id))
+            .await?;
         tracing::info!(cleared, "memory cleared");
         Ok(Response::new(pb::ClearMemoryResponse {
             cleared: count(cleared),

@@ -4,13 +4,16 @@
 //! Layout: [`MemoryStore`] (here) keeps sessions by ID, each holding its streams by agent
 //! (`session`), and a write order of sessions for evicting the least recently written;
 //! `limits` bounds it all, `validate` checks the caller's input, `summary` compresses older
-//! turns, and `error` names what can go wrong.
+//! turns, and `error` names what can go wrong. [`RedisStore`] (`on_redis`) keeps the same
+//! contract on Redis, and [`Backend`] (`backend`) is the one the service runs on.
 //!
 //! Every operation costs O(log n) in the number of sessions and turns, plus the size of its
 //! answer: nothing scans all sessions. Time is passed in (`now`), never read here.
 
+mod backend;
 mod error;
 mod limits;
+mod on_redis;
 mod session;
 mod summary;
 mod validate;
@@ -24,8 +27,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+pub use self::backend::{Backend, StoreConfig};
 pub use self::error::{ErrorKind, MemoryError};
 pub use self::limits::Limits;
+pub use self::on_redis::RedisStore;
 use self::session::{Removed, Session, Stream};
 pub use self::validate::{
     DEFAULT_MAX_CHARS, DEFAULT_RECENT_COUNT, MAX_ID_CHARS, MAX_MAX_CHARS, MAX_RECENT_COUNT,
@@ -216,29 +221,17 @@ impl MemoryStore {
         recent_count: i64,
         max_chars: i64,
     ) -> Result<Compressed, MemoryError> {
-        validate::stream(agent_id, session_id)?;
-        let recent_count = validate::in_range(
-            "recent_count",
-            recent_count,
-            MIN_RECENT_COUNT,
-            MAX_RECENT_COUNT,
-        )?;
-        let max_chars = validate::in_range("max_chars", max_chars, MIN_MAX_CHARS, MAX_MAX_CHARS)?;
+        let (recent_count, max_chars) =
+            read_request(agent_id, session_id, recent_count, max_chars)?;
         let Some(stream) = self.stream(agent_id, session_id) else {
             return Ok(Compressed::default());
         };
-        let mut recent: Vec<Entry> = stream.entries().rev().take(recent_count).cloned().collect();
-        recent.reverse();
-        let older = stream
-            .entries()
-            .rev()
-            .skip(recent_count)
-            .map(|entry| (entry.turn_id, &*entry.message));
-        Ok(Compressed {
-            recent,
-            summary: summary::summarize(older, max_chars),
-            memories_count: count(stream.len()),
-        })
+        Ok(compose(
+            stream.len(),
+            stream.entries().rev(),
+            recent_count,
+            max_chars,
+        ))
     }
 
     /// The turn IDs kept for (agent, session), ascending; none for an unknown one.
@@ -433,6 +426,44 @@ impl MemoryStore {
     fn forget(&mut self, removed: Removed) {
         self.memories = self.memories.saturating_sub(removed.memories);
         self.bytes = self.bytes.saturating_sub(removed.bytes);
+    }
+}
+
+/// Checks a compressed read's request and answers its `recent_count` and `max_chars` as
+/// counts.
+fn read_request(
+    agent_id: &str,
+    session_id: &str,
+    recent_count: i64,
+    max_chars: i64,
+) -> Result<(usize, usize), MemoryError> {
+    validate::stream(agent_id, session_id)?;
+    let recent_count = validate::in_range(
+        "recent_count",
+        recent_count,
+        MIN_RECENT_COUNT,
+        MAX_RECENT_COUNT,
+    )?;
+    let max_chars = validate::in_range("max_chars", max_chars, MIN_MAX_CHARS, MAX_MAX_CHARS)?;
+    Ok((recent_count, max_chars))
+}
+
+/// The compressed answer for a stream of `len` turns, given newest first: the first
+/// `recent_count` verbatim, the rest summarised (see `summary::summarize` for how many of
+/// them must be given, and how much of each).
+fn compose<'a>(
+    len: usize,
+    mut newest_first: impl Iterator<Item = &'a Entry>,
+    recent_count: usize,
+    max_chars: usize,
+) -> Compressed {
+    let mut recent: Vec<Entry> = newest_first.by_ref().take(recent_count).cloned().collect();
+    recent.reverse();
+    let older = newest_first.map(|entry| (entry.turn_id, &*entry.message));
+    Compressed {
+        summary: summary::summarize(len.saturating_sub(recent.len()), older, max_chars),
+        recent,
+        memories_count: count(len),
     }
 }
 

@@ -60,6 +60,31 @@ pub enum MemoryError {
         /// The turn.
         turn_id: i64,
     },
+    /// The store behind the service (Redis) cannot be reached or failed the operation.
+    #[error("the memory store is unavailable: {reason}")]
+    Unavailable {
+        /// What failed, e.g. `Redis at 127.0.0.1:6379: connection refused`.
+        reason: String,
+    },
+    /// The `--store` value is neither `memory` nor a Redis URL.
+    #[error("--store {value}: {reason}")]
+    BadStoreUrl {
+        /// The value given, quoted (without its password).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Redis could not be reached (or refused the password) at start.
+    #[error("cannot connect to Redis at {address}: {reason}")]
+    Connect {
+        /// `host:port` of the URL.
+        address: String,
+        /// Why, e.g. `connection refused`.
+        reason: String,
+    },
+    /// Redis answered something the store never writes.
+    #[error("unexpected data in the memory store: {0}")]
+    Corrupt(String),
     /// A configured limit is zero.
     #[error("limit {name} is 0; it must be at least 1")]
     ZeroLimit {
@@ -87,6 +112,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The turn exists already with other content.
     AlreadyExists,
+    /// The backing store cannot be reached; trying again later may succeed.
+    Unavailable,
+    /// The backing store holds data the service never wrote: our fault.
+    Internal,
 }
 
 impl MemoryError {
@@ -94,6 +123,9 @@ impl MemoryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Conflict { .. } => ErrorKind::AlreadyExists,
+            Self::Unavailable { .. } | Self::Connect { .. } => ErrorKind::Unavailable,
+            Self::Corrupt(_) => ErrorKind::Internal,
+            Self::BadStoreUrl { .. } => ErrorKind::InvalidArgument,
             Self::EmptyId { .. }
             | Self::IdTooLong { .. }
             | Self::NegativeTurnId(_)

@@ -10,17 +10,33 @@ const MIN_CUT_LINE_CHARS: usize = 20;
 /// Marks text that was cut short.
 const ELLIPSIS: char = '…';
 
+/// The most older turns [`summarize`] can look at for `max_chars`: the lines that can fit
+/// (a line takes at least 9 characters, `Turn 0: x`, plus a line break) and the one after
+/// them that does not. A backend that reads turns from elsewhere reads only these.
+pub(super) fn turns_read(max_chars: usize) -> usize {
+    max_chars.div_ceil(10) + 2
+}
+
+/// The most bytes of a message its summary line depends on: the snippet scans at most
+/// 2 x [`SCAN_CHARS`] + 1 characters, of at most 4 bytes each. A backend may read only
+/// this prefix of an older turn (cut back to a character boundary).
+pub(super) const PREFIX_BYTES: usize = 4 * (2 * SCAN_CHARS + 1) + 4;
+
 /// Summarises older turns, given newest first, within `max_chars` characters.
+///
+/// `older_count` is how many older turns there are; `older` yields them newest first, at
+/// least the first [`turns_read`]`(max_chars)` of them (it may stop there), each message
+/// whole or its first [`PREFIX_BYTES`].
 ///
 /// The answer lists one line per turn, oldest first. When not every line fits, the newest
 /// lines are kept and the answer starts with `(N earlier turns omitted)`; when not even one
 /// line fits, the newest is cut short; when not even that is worth showing, the note alone
 /// is shown, cut to the budget. The cost is bounded by the lines that fit, not by the turns.
 pub(super) fn summarize<'a>(
-    older: impl ExactSizeIterator<Item = (i64, &'a str)>,
+    older_count: usize,
+    older: impl Iterator<Item = (i64, &'a str)>,
     max_chars: usize,
 ) -> String {
-    let older_count = older.len();
     let mut kept: Vec<String> = Vec::new();
     let mut used = 0;
     for (index, (turn_id, message)) in older.enumerate() {
@@ -192,7 +208,7 @@ mod tests {
 
     /// Summarises `(turn, message)` pairs given oldest first, as a stream holds them.
     fn summarize_oldest_first(turns: &[(i64, &str)], max_chars: usize) -> String {
-        summarize(turns.iter().rev().copied(), max_chars)
+        summarize(turns.len(), turns.iter().rev().copied(), max_chars)
     }
 
     #[test]
