@@ -3,7 +3,9 @@
 //! The watcher subscribes to the store's commit feed *before* it reads the
 //! backlog, so no message can fall between the two; messages it has already
 //! sent (by row ID) are skipped. A watcher that falls behind the feed reads
-//! the gap back from the database instead of losing it.
+//! the gap back from the database instead of losing it, and so does every
+//! watcher when the store says the feed may have a gap ([`Committed::Gap`]:
+//! PostgreSQL's notification connection was lost and is back).
 //!
 //! A watcher ends as soon as its client leaves (the stream is dropped), not
 //! when it next has something to send, and the number of live watchers is
@@ -216,10 +218,7 @@ impl Watcher {
         &mut self,
         feed: &mut tokio::sync::broadcast::Receiver<Committed>,
     ) -> Result<(), &'static str> {
-        self.send_backlog().await?;
-        if self.session_has_ended().await? {
-            return Err("session ended");
-        }
+        self.catch_up().await?;
         loop {
             match feed.recv().await {
                 Ok(Committed::Message(row)) if row.session_id == self.session_id => {
@@ -228,17 +227,27 @@ impl Watcher {
                 Ok(Committed::SessionEnded { session_id }) if session_id == self.session_id => {
                     return Err("session ended");
                 }
+                Ok(Committed::Gap) => {
+                    tracing::debug!("events may be missing; reading the gap back");
+                    self.catch_up().await?;
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "watcher lagged; reading the gap back");
-                    self.send_backlog().await?;
-                    if self.session_has_ended().await? {
-                        return Err("session ended");
-                    }
+                    self.catch_up().await?;
                 }
                 Err(RecvError::Closed) => return Err("store stopped"),
             }
         }
+    }
+
+    /// Reads back what the feed may have skipped; `Err` once the session has ended.
+    async fn catch_up(&mut self) -> Result<(), &'static str> {
+        self.send_backlog().await?;
+        if self.session_has_ended().await? {
+            return Err("session ended");
+        }
+        Ok(())
     }
 
     async fn send_backlog(&mut self) -> Result<(), &'static str> {
