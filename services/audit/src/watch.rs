@@ -5,7 +5,9 @@
 //! sent (by row ID) are skipped. A watcher that falls behind the feed reads
 //! the gap back from the database instead of losing it, and so does every
 //! watcher when the store says the feed may have a gap ([`Committed::Gap`]:
-//! PostgreSQL's notification connection was lost and is back).
+//! PostgreSQL's notification connection was lost and is back). Its reads
+//! ride out a short outage of the store (retried while UNAVAILABLE, for up
+//! to 30 s) rather than end the stream.
 //!
 //! A watcher ends as soon as its client leaves (the stream is dropped), not
 //! when it next has something to send, and the number of live watchers is
@@ -13,7 +15,9 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use heist_plumbing::status::ServiceError;
@@ -22,7 +26,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Code, Status};
 
-use crate::store::{AuditStore, Committed, MessageRow, SessionStatus, StoreError};
+use crate::store::{AuditStore, Committed, ErrorKind, MessageRow, SessionStatus, StoreError};
 
 /// How many `WatchSession` streams may be open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +171,8 @@ impl Drop for WatcherPermit {
 const BACKLOG_PAGE: usize = 500;
 /// How many messages may wait for a slow watcher before it is paused.
 const WATCHER_BUFFER: usize = 256;
+/// How long a watcher retries reads while the store is unavailable.
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts watching `session_id` from after row `after_message_id`, as one
 /// of `watchers`.
@@ -250,19 +256,46 @@ impl Watcher {
         Ok(())
     }
 
-    async fn send_backlog(&mut self) -> Result<(), &'static str> {
+    /// Runs a store read, retrying while the store is unavailable (e.g.
+    /// PostgreSQL restarting) for up to [`UNAVAILABLE_PATIENCE`]; any other
+    /// error, or a longer outage, is sent to the client and ends the watch.
+    async fn read<T, F>(
+        &self,
+        failed: &'static str,
+        read: impl Fn() -> F,
+    ) -> Result<T, &'static str>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+        let mut pause = Duration::from_millis(50);
         loop {
-            let rows = match self
-                .store
-                .messages_after(&self.session_id, self.last_sent, BACKLOG_PAGE)
-                .await
-            {
-                Ok(rows) => rows,
+            match read().await {
+                Ok(value) => return Ok(value),
+                Err(error)
+                    if error.kind() == ErrorKind::Unavailable
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(%error, "watch read unavailable; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
                 Err(error) => {
                     let _ = self.sender.send(Err(Status::from(error))).await;
-                    return Err("backlog read failed");
+                    return Err(failed);
                 }
-            };
+            }
+        }
+    }
+
+    async fn send_backlog(&mut self) -> Result<(), &'static str> {
+        loop {
+            let rows = self
+                .read("backlog read failed", || {
+                    self.store
+                        .messages_after(&self.session_id, self.last_sent, BACKLOG_PAGE)
+                })
+                .await?;
             let done = rows.len() < BACKLOG_PAGE;
             for row in rows {
                 self.send(row).await?;
@@ -274,13 +307,12 @@ impl Watcher {
     }
 
     async fn session_has_ended(&self) -> Result<bool, &'static str> {
-        match self.store.get_session(&self.session_id).await {
-            Ok(session) => Ok(session.status != SessionStatus::Active),
-            Err(error) => {
-                let _ = self.sender.send(Err(Status::from(error))).await;
-                Err("session read failed")
-            }
-        }
+        let session = self
+            .read("session read failed", || {
+                self.store.get_session(&self.session_id)
+            })
+            .await?;
+        Ok(session.status != SessionStatus::Active)
     }
 
     async fn send(&mut self, row: MessageRow) -> Result<(), &'static str> {

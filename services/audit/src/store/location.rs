@@ -26,8 +26,13 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            text.parse::<tokio_postgres::Config>()
-                .map_err(|error| format!("malformed PostgreSQL URL: {error}"))?;
+            text.parse::<tokio_postgres::Config>().map_err(|error| {
+                // The driver's own text is generic; its source says what is wrong.
+                match std::error::Error::source(&error) {
+                    Some(source) => format!("malformed PostgreSQL URL: {error}: {source}"),
+                    None => format!("malformed PostgreSQL URL: {error}"),
+                }
+            })?;
             return Ok(StoreLocation::Postgres(text.to_owned()));
         }
         Err(

@@ -44,8 +44,10 @@ use super::types::{Committed, SessionRow, SessionStatus};
 pub(crate) const CHANNEL: &str = "heist_audit";
 /// How long connecting may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a call waits for a free pooled connection.
-const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a free pooled connection when all are busy
+/// (writes to one session queue on its row lock while holding theirs); the
+/// caller's deadline usually ends the wait first.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An open PostgreSQL store: the pool, the clock, the listening task.
 #[derive(Debug)]

@@ -2,7 +2,7 @@
 //! connection being away is `Unavailable` (the caller may retry), a full disk
 //! is `Full`, anything else is our bug (`Internal`).
 
-use deadpool_postgres::PoolError;
+use deadpool_postgres::{PoolError, TimeoutType};
 use tokio_postgres::config::Host;
 
 use crate::store::error::StoreError;
@@ -45,8 +45,14 @@ pub(crate) fn pool(error: PoolError) -> StoreError {
                 StoreError::unavailable(format!("cannot reach PostgreSQL: {}", cause(&error)))
             }
         }
-        PoolError::Timeout(_) => {
+        PoolError::Timeout(TimeoutType::Wait) => {
             StoreError::unavailable("no PostgreSQL connection became free in time")
+        }
+        PoolError::Timeout(TimeoutType::Create) => {
+            StoreError::unavailable("connecting to PostgreSQL timed out")
+        }
+        PoolError::Timeout(TimeoutType::Recycle) => {
+            StoreError::unavailable("checking a PostgreSQL connection timed out")
         }
         PoolError::Closed => StoreError::unavailable("the PostgreSQL pool is closed"),
         other => StoreError::internal(format!("PostgreSQL pool: {other}")),

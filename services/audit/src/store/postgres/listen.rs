@@ -10,7 +10,8 @@
 //! When the connection is lost (PostgreSQL restarted, the network cut), the
 //! task reconnects with a growing pause; once it listens again it publishes
 //! [`Committed::Gap`] so every watcher reads back from the last row it sent:
-//! nothing announced meanwhile is missed.
+//! nothing announced meanwhile is missed. It also empties the pool's idle
+//! connections, which predate the outage.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -97,6 +98,9 @@ impl Listener {
             match self.listen().await {
                 Ok(live) => {
                     tracing::info!("audit listen connection back");
+                    // The idle pooled connections predate the outage and may
+                    // be dead without knowing it yet: new ones serve from here.
+                    self.pool.retain(|_, _| false);
                     // Announcements made while away are lost: read back.
                     let _ = self.events.send(Committed::Gap);
                     listening = Some(live);

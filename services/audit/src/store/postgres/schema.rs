@@ -99,9 +99,13 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg)?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-        .await
-        .map_err(pg)?;
+    // Without the notice "relation already exists, skipping" at every start.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(pg)?;
     let found: i64 = match tx
         .query_opt("SELECT version FROM schema_version", &[])
         .await
