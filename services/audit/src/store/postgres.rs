@@ -8,22 +8,20 @@
 //! - `listen`: the `LISTEN` connection that feeds [`AuditStore::subscribe`](super::AuditStore::subscribe);
 //! - `error`: PostgreSQL's failures as store errors.
 //!
-//! Each write is one transaction on a pooled connection (deadpool-postgres,
-//! statements prepared once per connection with `prepare_cached`); an OK
-//! reply means PostgreSQL has committed it (and, with its default
-//! `synchronous_commit = on`, flushed it to its WAL). Concurrent writes are
-//! not grouped here as the SQLite writer groups them: PostgreSQL already
-//! flushes the WAL of commits that arrive together in one fsync (see
-//! `scripts/bench_audit.sh` for the figures).
+//! Writes go to one task per replica that commits concurrent writes in one
+//! transaction (`writer`, as SQLite's writer does); reads run on the pool
+//! (deadpool-postgres; statements prepared once per connection with
+//! `prepare_cached`). An OK reply means PostgreSQL has committed the write
+//! (and, with its default `synchronous_commit = on`, flushed it to its WAL).
 
 mod error;
 mod listen;
 mod queries;
 mod schema;
+mod writer;
 mod writes;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -49,14 +47,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// caller's deadline usually ends the wait first.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An open PostgreSQL store: the pool, the clock, the listening task.
+/// An open PostgreSQL store: the pool, the writer task, the listening task.
 #[derive(Debug)]
 pub(crate) struct PgBackend {
     pool: Pool,
-    clock: Clock,
-    commits: AtomicU64,
-    /// Set by [`Self::shutdown`]: writes are refused from then on.
-    stopped: AtomicBool,
+    /// Commits the writes, grouped.
+    writer: writer::PgWriter,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -103,35 +99,15 @@ impl PgBackend {
         let first = listener.listen().await?;
         let task = tokio::spawn(listener.run(first));
         Ok(PgBackend {
+            writer: writer::PgWriter::spawn(pool.clone(), clock),
             pool,
-            clock,
-            commits: AtomicU64::new(0),
-            stopped: AtomicBool::new(false),
             listener: Mutex::new(Some(task)),
         })
     }
 
-    /// Runs one write in its own transaction; OK once committed.
+    /// Queues a write for the writer task; OK once committed.
     pub(crate) async fn submit<W: PgWrite>(&self, write: W) -> Result<W::Output, StoreError> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Err(StoreError::unavailable("the audit store has stopped"));
-        }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(error::pg)?;
-        let now = self.clock.now_rfc3339();
-        match write.apply_pg(&tx, &now).await {
-            Ok(output) => {
-                tx.commit().await.map_err(error::pg)?;
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                Ok(output)
-            }
-            Err(refused) => {
-                // A failed rollback means a lost connection, which ends the
-                // transaction anyway; the refusal is the answer.
-                let _ = tx.rollback().await;
-                Err(refused)
-            }
-        }
+        self.writer.submit(write).await
     }
 
     /// One session with its counts, or `SessionNotFound`.
@@ -165,12 +141,12 @@ impl PgBackend {
 
     /// How many write transactions have committed.
     pub(crate) fn commit_count(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.writer.commit_count()
     }
 
     /// Stops listening and refuses later writes; reads still work.
     pub(crate) fn shutdown(&self) {
-        self.stopped.store(true, Ordering::Release);
+        self.writer.shutdown();
         if let Some(task) = self
             .listener
             .lock()

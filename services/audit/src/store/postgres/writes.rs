@@ -30,6 +30,9 @@ use crate::store::writer::Write;
 
 /// One kind of write on PostgreSQL, answering what its SQLite [`Write`] answers.
 pub(crate) trait PgWrite: Write + Sync {
+    /// The session whose row the write locks (batches are ordered by it).
+    fn session_id(&self) -> &str;
+
     /// Runs the write inside `tx`; `now` is its timestamp.
     fn apply_pg(
         &self,
@@ -39,6 +42,10 @@ pub(crate) trait PgWrite: Write + Sync {
 }
 
 impl PgWrite for NewSession {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
         let row = self.row(now);
         let inserted = execute(
@@ -69,6 +76,10 @@ impl PgWrite for NewSession {
 }
 
 impl PgWrite for EndSession {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
         queries::session_status(tx, &self.session_id, true).await?;
         let stored = queries::existing_session(tx, &self.session_id).await?;
@@ -105,6 +116,10 @@ impl PgWrite for EndSession {
 }
 
 impl PgWrite for NewMessage {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<MessageRow, StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
         if ended.is_none() {
@@ -144,6 +159,10 @@ impl PgWrite for NewMessage {
 }
 
 impl PgWrite for NewToolUsage {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<ToolUsageRow, StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
         if ended.is_none() {
@@ -185,6 +204,10 @@ impl PgWrite for NewToolUsage {
 }
 
 impl PgWrite for NewTurn {
+    fn session_id(&self) -> &str {
+        &self.message.session_id
+    }
+
     /// The message, then each tool call, in the turn's one transaction: the
     /// first refusal fails the turn and the transaction rolls back.
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<TurnRows, StoreError> {
@@ -201,6 +224,10 @@ impl PgWrite for NewTurn {
 }
 
 impl PgWrite for NewSessionEvent {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
