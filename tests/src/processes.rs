@@ -19,6 +19,9 @@ pub struct MeshOptions {
     pub oauth_log: String,
     /// Audit's `--synchronous` (`None`: its default, `full`).
     pub audit_synchronous: Option<String>,
+    /// Audit's `--store`, e.g. a PostgreSQL URL (`None`: `audit.db` in the
+    /// mesh's directory).
+    pub audit_store: Option<String>,
 }
 
 impl MeshOptions {
@@ -28,6 +31,7 @@ impl MeshOptions {
             token_lifetime: Some("8s".to_owned()),
             oauth_log: "info".to_owned(),
             audit_synchronous: None,
+            audit_store: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl MeshOptions {
             token_lifetime: None,
             oauth_log: "warn".to_owned(),
             audit_synchronous: None,
+            audit_store: None,
         }
     }
 }
@@ -151,7 +156,11 @@ impl ProcessMesh {
                 ("heist-oauth", args)
             }
             "audit" => {
-                let mut args = vec!["--db".into(), path(&db), "--oauth-url".into(), oauth];
+                let store = match &self.options.audit_store {
+                    Some(store) => vec!["--store".into(), store.clone()],
+                    None => vec!["--db".into(), path(&db)],
+                };
+                let mut args = [store, vec!["--oauth-url".into(), oauth]].concat();
                 if let Some(synchronous) = &self.options.audit_synchronous {
                     args.extend(["--synchronous".into(), synchronous.clone()]);
                 }
