@@ -306,15 +306,21 @@ async fn postgres_restarted_mid_session_is_unavailable_then_serves_again_losing_
 
 /// Runs the real binary on `store` and returns its exit success and stderr.
 fn start_binary(store: &str) -> (bool, String) {
+    start_binary_with(&["--store", store])
+}
+
+/// Runs the real binary with `args` (and a listen address and an OAuth URL).
+fn start_binary_with(args: &[&str]) -> (bool, String) {
     let output = Command::new(binary("heist-audit"))
         .args([
             "--listen",
             "127.0.0.1:0",
-            "--store",
-            store,
             "--oauth-url",
             "http://127.0.0.1:9",
         ])
+        .args(args)
+        .env_remove("HEIST_AUDIT_STORE")
+        .env_remove("HEIST_AUDIT_DB")
         .output()
         .unwrap();
     (
@@ -382,6 +388,16 @@ fn a_malformed_store_stops_the_binary_with_one_line_saying_what_is_wrong() {
         "mysql://heist@127.0.0.1/heist",
         "--store: the store must be sqlite:PATH",
     );
+    let dir = tempfile::TempDir::new().unwrap();
+    let db = dir.path().join("audit.db");
+    let (success, stderr) =
+        start_binary_with(&["--store", "sqlite:audit.db", "--db", db.to_str().unwrap()]);
+    assert!(!success, "{stderr}");
+    assert!(
+        stderr.contains("error: --store and --db") && stderr.contains("give one"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "nothing was created");
 }
 
 #[tokio::test]

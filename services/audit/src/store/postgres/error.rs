@@ -128,3 +128,42 @@ pub(crate) fn describe_url(url: &str) -> String {
         Err(_) => "(malformed URL)".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_described_by_host_port_and_database_never_the_password() {
+        assert_eq!(
+            describe_url("postgres://heist:secret@db.internal:6543/audit"),
+            "db.internal:6543/audit"
+        );
+        assert_eq!(
+            describe_url("postgres://heist@localhost/audit"),
+            "localhost:5432/audit"
+        );
+        assert_eq!(describe_url("postgres://h:nope/db"), "(malformed URL)");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_and_named_in_words() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://heist:secret@127.0.0.1:{port}/heist");
+        let error = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(cause(&error), "connection refused");
+        let store_error = pg(error);
+        assert_eq!(store_error.kind(), crate::store::ErrorKind::Unavailable);
+        assert!(
+            store_error.to_string().contains("connection refused"),
+            "{store_error}"
+        );
+    }
+}
