@@ -1,7 +1,9 @@
 //! Group commit on PostgreSQL, as SQLite's writer does it: one task per
 //! replica takes a write, then everything else already queued (up to
 //! [`MAX_BATCH`]), and runs them in one transaction with a savepoint per
-//! write, so a refused write is rolled back alone; it answers every caller
+//! write that needs one (see `writes`), so a refused write is rolled back
+//! alone (a write whose statement fails takes the batch down, which then
+//! runs write by write); it answers every caller
 //! after the COMMIT. One commit (one WAL flush) then serves a whole batch,
 //! and a batch takes each session's row lock once: writes to one session
 //! are serialised by that lock, so without batching they would wait for
@@ -25,7 +27,7 @@ use tracing::{Instrument, Span};
 use super::error::{self, pg};
 use super::writes::PgWrite;
 use crate::store::clock::Clock;
-use crate::store::error::StoreError;
+use crate::store::error::{ErrorKind, StoreError};
 
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -38,12 +40,16 @@ type Applying<'a> = Pin<Box<dyn Future<Output = Option<StoreError>> + Send + 'a>
 trait Pending: Send {
     /// The session whose row lock the write takes.
     fn session_id(&self) -> &str;
+    /// Whether, in a batch, it runs in its own savepoint.
+    fn needs_savepoint(&self) -> bool;
     /// The caller's span at submit time.
     fn span(&self) -> &Span;
     /// Runs the write in `tx` and keeps its outcome; returns its error, if any.
     fn apply<'a, 't>(&'a mut self, tx: &'a Transaction<'t>, now: &'a str) -> Applying<'a>
     where
         't: 'a;
+    /// Records `error` as the write's outcome.
+    fn fail(&mut self, error: StoreError);
     /// Answers the caller: the batch's error, or the write's own outcome.
     fn answer(self: Box<Self>, batch_error: Option<&StoreError>);
 }
@@ -60,6 +66,10 @@ impl<W: PgWrite> Pending for Job<W> {
         self.write.session_id()
     }
 
+    fn needs_savepoint(&self) -> bool {
+        self.write.needs_savepoint()
+    }
+
     fn span(&self) -> &Span {
         &self.span
     }
@@ -74,6 +84,10 @@ impl<W: PgWrite> Pending for Job<W> {
             self.outcome = Some(outcome);
             error
         })
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
     }
 
     fn answer(self: Box<Self>, batch_error: Option<&StoreError>) {
@@ -166,9 +180,30 @@ async fn run(
         for job in &batch {
             span.follows_from(job.span());
         }
-        let outcome = commit_batch(&pool, &clock, &mut batch)
-            .instrument(span)
+        let mut outcome = commit_batch(&pool, &clock, &mut batch)
+            .instrument(span.clone())
             .await;
+        if batch.len() > 1
+            && outcome
+                .as_ref()
+                .is_err_and(|e| e.kind() == ErrorKind::Internal)
+        {
+            // One write's statement failed and took the batch with it: run
+            // each alone, so that it fails alone.
+            outcome = Ok(false);
+            for job in batch.iter_mut() {
+                let alone = commit_batch(&pool, &clock, std::slice::from_mut(job))
+                    .instrument(span.clone())
+                    .await;
+                match alone {
+                    Ok(true) => {
+                        commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(false) => {}
+                    Err(error) => job.fail(error),
+                }
+            }
+        }
         match outcome {
             Ok(true) => {
                 commits.fetch_add(1, Ordering::Relaxed);
@@ -206,10 +241,18 @@ async fn commit_batch(
     } else {
         for job in batch.iter_mut() {
             let now = clock.now_rfc3339();
-            let savepoint = tx.savepoint("audit_write").await.map_err(pg)?;
-            match job.apply(&savepoint, &now).await {
-                None => savepoint.commit().await.map_err(pg)?,
-                Some(_) => savepoint.rollback().await.map_err(pg)?,
+            if job.needs_savepoint() {
+                let savepoint = tx.savepoint("audit_write").await.map_err(pg)?;
+                match job.apply(&savepoint, &now).await {
+                    None => savepoint.commit().await.map_err(pg)?,
+                    Some(_) => savepoint.rollback().await.map_err(pg)?,
+                }
+            } else if let Some(error) = job.apply(&tx, &now).await
+                && !error.is_refusal()
+            {
+                // A failed statement aborts the transaction: the caller
+                // retries the writes one by one.
+                return Err(error);
             }
         }
     }

@@ -10,7 +10,9 @@
 //! `(session_id, idempotency_key)` indexes: `ON CONFLICT DO NOTHING`, then
 //! the stored row answers. A new message or an end is announced with
 //! `pg_notify`, which PostgreSQL delivers to every listener at COMMIT, in
-//! commit order.
+//! commit order. Every write but a turn with tool calls refuses before it
+//! changes a row, so only those need a savepoint in a batch; and each takes
+//! few round trips (a message: the lock, then insert-and-announce).
 
 use std::future::Future;
 
@@ -32,6 +34,13 @@ use crate::store::writer::Write;
 pub(crate) trait PgWrite: Write + Sync {
     /// The session whose row the write locks (batches are ordered by it).
     fn session_id(&self) -> &str;
+
+    /// Whether a refusal may come after the write changed rows (a turn's
+    /// tool call after its message), so that in a batch it needs a
+    /// savepoint; other writes refuse before they change anything.
+    fn needs_savepoint(&self) -> bool {
+        false
+    }
 
     /// Runs the write inside `tx`; `now` is its timestamp.
     fn apply_pg(
@@ -140,10 +149,10 @@ impl PgWrite for NewMessage {
                     &self.trace_id,
                     &self.written_by,
                 ],
+                Announce::Message,
             )
             .await?;
             if let Some(id) = inserted {
-                notify(tx, &format!("m{id}")).await?;
                 return Ok(self.row(id, now));
             }
         }
@@ -186,6 +195,7 @@ impl PgWrite for NewToolUsage {
                     &self.trace_id,
                     &self.written_by,
                 ],
+                Announce::Nothing,
             )
             .await?;
             if let Some(id) = inserted {
@@ -206,6 +216,10 @@ impl PgWrite for NewToolUsage {
 impl PgWrite for NewTurn {
     fn session_id(&self) -> &str {
         &self.message.session_id
+    }
+
+    fn needs_savepoint(&self) -> bool {
+        !self.tool_calls.is_empty()
     }
 
     /// The message, then each tool call, in the turn's one transaction: the
@@ -246,6 +260,7 @@ impl PgWrite for NewSessionEvent {
                 &self.idempotency_key,
                 &self.written_by,
             ],
+            Announce::Nothing,
         )
         .await?;
         if let Some(id) = inserted {
@@ -273,17 +288,35 @@ async fn ended_status(
     Ok(status.is_ended().then_some(status))
 }
 
+/// What an inserted row announces to the listeners.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// Nothing: watchers follow messages only.
+    Nothing,
+    /// `m<id>`: a new message.
+    Message,
+}
+
 /// Runs `insert` unless its non-empty idempotency key is taken in its
-/// session: the new row's ID, or `None`.
+/// session: the new row's ID, or `None`. A message is announced by the same
+/// statement (one round trip).
 async fn insert_keyed(
     tx: &Transaction<'_>,
     insert: &str,
     values: &[&(dyn ToSql + Sync)],
+    announce: Announce,
 ) -> Result<Option<i64>, StoreError> {
-    let sql = format!(
+    let keyed = format!(
         "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
          DO NOTHING RETURNING id"
     );
+    let sql = match announce {
+        Announce::Nothing => keyed,
+        Announce::Message => format!(
+            "WITH inserted AS ({keyed}) \
+             SELECT id, pg_notify('{CHANNEL}', 'm' || id) FROM inserted"
+        ),
+    };
     let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
     let row = tx.query_opt(&statement, values).await.map_err(pg)?;
     row.map(|row| row.try_get(0).map_err(pg)).transpose()
