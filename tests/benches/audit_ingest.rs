@@ -8,7 +8,10 @@
 //! (`Durability::Full`, the fair match for SQLite's FULL), served by one
 //! Audit replica, then by two replicas on the one database (the writers
 //! alternate between them). Every store gets its own session; all writers
-//! write into it.
+//! write into it (one session's writes are serialised, on SQLite by its one
+//! writer, on PostgreSQL by the session's row lock). The last PostgreSQL
+//! rows, `(s/w)`, give each writer its own session instead: how replicas
+//! share the work of many sessions.
 //!
 //! Run: `scripts/bench_audit.sh [--store postgres]` (builds release, then runs
 //! this). Prints a table and one JSON line; figures are medians of the rounds.
@@ -47,7 +50,7 @@ enum Workload {
 
 async fn one_round(
     channels: &[Channel],
-    session: &str,
+    sessions: &[String],
     bearer: &BearerInterceptor,
     workload: Workload,
     writers: usize,
@@ -58,7 +61,7 @@ async fn one_round(
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
             let channel = channels[writer % channels.len()].clone();
-            let session = session.to_owned();
+            let session = sessions[writer % sessions.len()].clone();
             let counter = counter.clone();
             let bearer = bearer.clone();
             tokio::spawn(async move {
@@ -112,14 +115,21 @@ struct Setup {
     /// SQLite's `--synchronous`; empty for PostgreSQL.
     synchronous: &'static str,
     replicas: Vec<ServiceProcess>,
+    /// Each writer writes its own session (else all write one).
+    session_per_writer: bool,
 }
 
 impl Setup {
     fn label(&self) -> String {
-        match (self.store, self.replicas.len()) {
+        let label = match (self.store, self.replicas.len()) {
             ("sqlite", _) => format!("sqlite {}", self.synchronous),
             (store, 1) => store.to_owned(),
             (store, n) => format!("{store} x{n}"),
+        };
+        if self.session_per_writer {
+            format!("{label} (s/w)")
+        } else {
+            label
         }
     }
 }
@@ -145,14 +155,26 @@ async fn measure(setup: &Setup, oauth: std::net::SocketAddr) -> Vec<String> {
         .expect("token");
     let bearer = BearerInterceptor::new(&token);
     let label = setup.label();
-    let session = format!("bench-{}", label.replace(' ', "-"));
-    AuditServiceClient::with_interceptor(channels[0].clone(), bearer.clone())
-        .create_session(CreateSessionRequest {
-            session_id: session.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("create session");
+    let base = format!(
+        "bench-{}",
+        label.replace(' ', "-").replace(['(', ')', '/'], "")
+    );
+    let count = if setup.session_per_writer {
+        CONCURRENCY.into_iter().max().unwrap_or(1)
+    } else {
+        1
+    };
+    let sessions: Vec<String> = (0..count).map(|n| format!("{base}-{n}")).collect();
+    let mut client = AuditServiceClient::with_interceptor(channels[0].clone(), bearer.clone());
+    for session in &sessions {
+        client
+            .create_session(CreateSessionRequest {
+                session_id: session.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("create session");
+    }
     let mut json = Vec::new();
     let mut round_id = 0;
     for writers in CONCURRENCY {
@@ -162,7 +184,7 @@ async fn measure(setup: &Setup, oauth: std::net::SocketAddr) -> Vec<String> {
             floor.push(
                 one_round(
                     &channels,
-                    &session,
+                    &sessions,
                     &bearer,
                     Workload::Floor,
                     writers,
@@ -173,7 +195,7 @@ async fn measure(setup: &Setup, oauth: std::net::SocketAddr) -> Vec<String> {
             ingest.push(
                 one_round(
                     &channels,
-                    &session,
+                    &sessions,
                     &bearer,
                     Workload::Ingest,
                     writers,
@@ -185,14 +207,15 @@ async fn measure(setup: &Setup, oauth: std::net::SocketAddr) -> Vec<String> {
         }
         let (ingest, floor) = (median(ingest), median(floor));
         println!(
-            "{label:>13} {writers:>8} {ingest:>14.0} {floor:>14.0} {:>7.0}%",
+            "{label:>19} {writers:>8} {ingest:>14.0} {floor:>14.0} {:>7.0}%",
             100.0 * ingest / floor
         );
         json.push(format!(
-            r#"{{"store":"{}","synchronous":"{}","replicas":{},"writers":{writers},"messages_per_s":{ingest:.0},"floor_calls_per_s":{floor:.0},"ratio":{:.3}}}"#,
+            r#"{{"store":"{}","synchronous":"{}","replicas":{},"session_per_writer":{},"writers":{writers},"messages_per_s":{ingest:.0},"floor_calls_per_s":{floor:.0},"ratio":{:.3}}}"#,
             setup.store,
             setup.synchronous,
             setup.replicas.len(),
+            setup.session_per_writer,
             ingest / floor
         ));
     }
@@ -221,7 +244,7 @@ async fn main() {
     let oauth_url = format!("http://{}", oauth.addr);
     println!("audit ingest, {ROUNDS} rounds of {ROUND:?} each, medians");
     println!(
-        "{:>13} {:>8} {:>14} {:>14} {:>8}",
+        "{:>19} {:>8} {:>14} {:>14} {:>8}",
         "store", "writers", "messages/s", "floor calls/s", "ratio"
     );
     let mut json = Vec::new();
@@ -235,6 +258,7 @@ async fn main() {
                 &oauth_url,
                 &["--db", &db, "--synchronous", synchronous],
             )],
+            session_per_writer: false,
         };
         json.extend(measure(&setup, oauth.addr).await);
     }
@@ -246,6 +270,7 @@ async fn main() {
             store: "postgres",
             synchronous: "",
             replicas: vec![start_audit(dir.path(), &oauth_url, &["--store", &url])],
+            session_per_writer: false,
         };
         json.extend(measure(&setup, oauth.addr).await);
         let second = dir.path().join("second");
@@ -253,6 +278,10 @@ async fn main() {
         setup
             .replicas
             .push(start_audit(&second, &oauth_url, &["--store", &url]));
+        json.extend(measure(&setup, oauth.addr).await);
+        setup.session_per_writer = true;
+        json.extend(measure(&setup, oauth.addr).await);
+        setup.replicas.truncate(1);
         json.extend(measure(&setup, oauth.addr).await);
     }
     println!("JSON [{}]", json.join(","));
