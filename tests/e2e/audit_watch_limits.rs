@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use heist_audit::{AuditService, AuditStore, StoreConfig, WatchLimits};
-use heist_e2e::{TestAuth, TestServer};
+use heist_audit::{AuditService, AuditStore, WatchLimits};
+use heist_e2e::{TestAuth, TestServer, each_store, stores::StoreBackend};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
     CreateSessionRequest, Message, StoreMessageRequest, WatchSessionRequest,
@@ -26,9 +26,11 @@ struct Audit {
     _dir: TempDir,
 }
 
-async fn start_audit(limits: WatchLimits) -> Audit {
+async fn start_audit(backend: StoreBackend, limits: WatchLimits) -> Audit {
     let dir = TempDir::new().unwrap();
-    let store = AuditStore::open(StoreConfig::new(dir.path().join("audit.db"))).unwrap();
+    let store = AuditStore::connect(backend.fresh_config(dir.path()))
+        .await
+        .unwrap();
     let service = AuditService::with_watch_limits(store, limits);
     let served = service.clone();
     let auth = TestAuth::new();
@@ -106,103 +108,106 @@ impl Audit {
     }
 }
 
-#[tokio::test]
-async fn cancelled_watches_release_their_watchers_without_any_message_stored() {
-    const WATCHES: usize = 100;
-    let mut audit = start_audit(WatchLimits {
-        per_session: WATCHES,
-        total: WATCHES,
-    })
-    .await;
-    audit.create("s1").await;
-    let mut streams = Vec::new();
-    for _ in 0..WATCHES {
-        streams.push(audit.watch("s1").await.unwrap());
-    }
-    assert_eq!(audit.watchers_become(WATCHES).await, WATCHES);
+each_store! {
+    async fn cancelled_watches_release_their_watchers_without_any_message_stored(backend) {
+        const WATCHES: usize = 100;
+        let mut audit = start_audit(backend, WatchLimits {
+            per_session: WATCHES,
+            total: WATCHES,
+        })
+        .await;
+        audit.create("s1").await;
+        let mut streams = Vec::new();
+        for _ in 0..WATCHES {
+            streams.push(audit.watch("s1").await.unwrap());
+        }
+        assert_eq!(audit.watchers_become(WATCHES).await, WATCHES);
 
-    drop(streams);
-    assert_eq!(
-        audit.watchers_become(0).await,
-        0,
-        "cancelled watches still hold their watchers"
-    );
+        drop(streams);
+        assert_eq!(
+            audit.watchers_become(0).await,
+            0,
+            "cancelled watches still hold their watchers"
+        );
 
-    // The places are free again, and a new watch still sees new messages.
-    let mut again: Vec<_> = Vec::new();
-    for _ in 0..WATCHES {
-        again.push(audit.watch("s1").await.unwrap());
+        // The places are free again, and a new watch still sees new messages.
+        let mut again: Vec<_> = Vec::new();
+        for _ in 0..WATCHES {
+            again.push(audit.watch("s1").await.unwrap());
+        }
+        audit.store("s1", 1).await;
+        let first = tokio::time::timeout(Duration::from_secs(10), again[0].message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.turn_id, 1);
+        drop(again);
+        assert_eq!(audit.watchers_become(0).await, 0);
+        audit.server.stop().await.unwrap();
     }
-    audit.store("s1", 1).await;
-    let first = tokio::time::timeout(Duration::from_secs(10), again[0].message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.turn_id, 1);
-    drop(again);
-    assert_eq!(audit.watchers_become(0).await, 0);
-    audit.server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn watchers_are_capped_per_session_and_in_total_with_resource_exhausted() {
-    let mut audit = start_audit(WatchLimits {
-        per_session: 2,
-        total: 3,
-    })
-    .await;
-    for session in ["s1", "s2", "s3"] {
-        audit.create(session).await;
+each_store! {
+    async fn watchers_are_capped_per_session_and_in_total_with_resource_exhausted(backend) {
+        let mut audit = start_audit(backend, WatchLimits {
+            per_session: 2,
+            total: 3,
+        })
+        .await;
+        for session in ["s1", "s2", "s3"] {
+            audit.create(session).await;
+        }
+        let mut on_s1 = vec![
+            audit.watch("s1").await.unwrap(),
+            audit.watch("s1").await.unwrap(),
+        ];
+        let refused = audit.watch("s1").await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("this session already has 2 open WatchSession streams"),
+            "{refused:?}"
+        );
+
+        let _on_s2 = audit.watch("s2").await.unwrap();
+        let refused = audit.watch("s3").await.unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains("the service already has 3 open WatchSession streams"),
+            "{refused:?}"
+        );
+        assert_eq!(
+            audit.service.watcher_count(),
+            3,
+            "refused watches hold nothing"
+        );
+
+        // Closing one watch frees its place at once.
+        drop(on_s1.pop());
+        assert_eq!(audit.watchers_become(2).await, 2);
+        let _on_s3 = audit.watch("s3").await.unwrap();
+        audit.server.begin_stop();
     }
-    let mut on_s1 = vec![
-        audit.watch("s1").await.unwrap(),
-        audit.watch("s1").await.unwrap(),
-    ];
-    let refused = audit.watch("s1").await.unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused
-            .message()
-            .contains("this session already has 2 open WatchSession streams"),
-        "{refused:?}"
-    );
-
-    let _on_s2 = audit.watch("s2").await.unwrap();
-    let refused = audit.watch("s3").await.unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused
-            .message()
-            .contains("the service already has 3 open WatchSession streams"),
-        "{refused:?}"
-    );
-    assert_eq!(
-        audit.service.watcher_count(),
-        3,
-        "refused watches hold nothing"
-    );
-
-    // Closing one watch frees its place at once.
-    drop(on_s1.pop());
-    assert_eq!(audit.watchers_become(2).await, 2);
-    let _on_s3 = audit.watch("s3").await.unwrap();
-    audit.server.begin_stop();
 }
 
-#[tokio::test]
-async fn refused_watches_of_unknown_sessions_hold_no_place() {
-    let mut audit = start_audit(WatchLimits {
-        per_session: 1,
-        total: 1,
-    })
-    .await;
-    for _ in 0..3 {
-        let refused = audit.watch("nope").await.unwrap_err();
-        assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+each_store! {
+    async fn refused_watches_of_unknown_sessions_hold_no_place(backend) {
+        let mut audit = start_audit(backend, WatchLimits {
+            per_session: 1,
+            total: 1,
+        })
+        .await;
+        for _ in 0..3 {
+            let refused = audit.watch("nope").await.unwrap_err();
+            assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+        }
+        assert_eq!(audit.watchers_become(0).await, 0);
+        audit.create("s1").await;
+        let _watch = audit.watch("s1").await.unwrap();
+        assert_eq!(audit.service.watcher_count(), 1);
     }
-    assert_eq!(audit.watchers_become(0).await, 0);
-    audit.create("s1").await;
-    let _watch = audit.watch("s1").await.unwrap();
-    assert_eq!(audit.service.watcher_count(), 1);
 }

@@ -19,6 +19,7 @@ use heist_e2e::{
     binary, channel_to, dev_token,
     processes::{MeshOptions, ProcessMesh, SERVICES, fault_points},
     proxy::DelayProxy,
+    stores::{StoreBackend, fresh_postgres_url},
 };
 use heist_engines::RedisServer;
 use heist_plumbing::auth::BearerInterceptor;
@@ -457,9 +458,16 @@ async fn a_quick_audit_restart_pauses_the_conversation_far_less_than_open_for() 
     mesh.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_killed_three_times_loses_and_duplicates_nothing() {
-    let mut mesh = ProcessMesh::start().await;
+/// On SQLite and on PostgreSQL (Audit's process killed, its database not).
+async fn audit_killed_three_times_loses_and_duplicates_nothing_on(backend: StoreBackend) {
+    let options = MeshOptions {
+        audit_store: match backend {
+            StoreBackend::Sqlite => None,
+            StoreBackend::Postgres => Some(fresh_postgres_url()),
+        },
+        ..MeshOptions::for_tests()
+    };
+    let mut mesh = ProcessMesh::start_with(options).await;
     let (code, shown) = fault_run(&mut mesh, "audit", 5, Duration::from_millis(400)).await;
     assert_eq!(code, Some(0), "{shown}");
     let session_id = session_id(&shown);
@@ -487,4 +495,14 @@ async fn audit_killed_three_times_loses_and_duplicates_nothing() {
         "the summary tells about the outage: {shown}"
     );
     mesh.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_killed_three_times_loses_and_duplicates_nothing() {
+    audit_killed_three_times_loses_and_duplicates_nothing_on(StoreBackend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_on_postgres_killed_three_times_loses_and_duplicates_nothing() {
+    audit_killed_three_times_loses_and_duplicates_nothing_on(StoreBackend::Postgres).await;
 }

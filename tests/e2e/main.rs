@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod audit_binary;
+mod audit_replicas;
 mod audit_service;
 mod audit_watch_limits;
 mod auth_matrix;

@@ -17,6 +17,8 @@
 //!   [`mesh::TestMesh::builder`]), an orchestrator config pointing at them and
 //!   clients that call them with a token.
 //! - [`services`]: one start helper per service, for tests of one service.
+//! - [`stores`]: the Audit store backends (SQLite, PostgreSQL) and
+//!   [`each_store!`], which runs an Audit test on each.
 //!
 //! The end-to-end tests (`e2e/`, one module per area) and the benches are
 //! built on these.
@@ -26,6 +28,7 @@ pub mod mesh;
 pub mod processes;
 pub mod proxy;
 pub mod services;
+pub mod stores;
 
 use std::{
     future::Future,

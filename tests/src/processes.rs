@@ -35,6 +35,9 @@ pub struct MeshOptions {
     pub logs: BTreeMap<String, String>,
     /// Memory's `--store` (`None`: its default, `memory`), e.g. a Redis URL.
     pub memory_store: Option<String>,
+    /// Audit's `--store`, e.g. a PostgreSQL URL (`None`: `audit.db` in the
+    /// mesh's directory).
+    pub audit_store: Option<String>,
 }
 
 impl MeshOptions {
@@ -48,6 +51,7 @@ impl MeshOptions {
             args: BTreeMap::new(),
             logs: BTreeMap::new(),
             memory_store: None,
+            audit_store: None,
         }
     }
 
@@ -61,6 +65,7 @@ impl MeshOptions {
             args: BTreeMap::new(),
             logs: BTreeMap::new(),
             memory_store: None,
+            audit_store: None,
         }
     }
 
@@ -229,7 +234,11 @@ impl ProcessMesh {
                 ("heist-oauth", args)
             }
             "audit" => {
-                let mut args = vec!["--db".into(), path(&db), "--oauth-url".into(), oauth];
+                let store = match &self.options.audit_store {
+                    Some(store) => vec!["--store".into(), store.clone()],
+                    None => vec!["--db".into(), path(&db)],
+                };
+                let mut args = [store, vec!["--oauth-url".into(), oauth]].concat();
                 if let Some(synchronous) = &self.options.audit_synchronous {
                     args.extend(["--synchronous".into(), synchronous.clone()]);
                 }

@@ -1,12 +1,13 @@
 //! The Audit service: the heist mesh's single source of truth.
 //!
-//! Sessions, agent messages and tool calls are stored in SQLite (the seed's
+//! Sessions, agent messages and tool calls are stored in SQLite or PostgreSQL (the seed's
 //! `sessions`, `messages` and `tool_usage` tables, extended), with the events
 //! of each run (`session_events`: breaker state changes, spool replays), and
 //! served over gRPC as `heist.v1.AuditService`.
 //!
-//! - [`store`]: the SQLite store: schema and migrations, the single writer
-//!   thread with group commit, idempotent writes, read connections, paging.
+//! - [`store`]: the store, on SQLite (one writer thread with group commit)
+//!   or PostgreSQL (a pool; LISTEN/NOTIFY for watchers across replicas):
+//!   schema and migrations, idempotent writes, paging.
 //! - [`service`]: the gRPC handlers, thin over the store.
 //! - `watch`: the `WatchSession` stream.
 //! - [`run`]: serve the service on a listener until shutdown.
@@ -22,7 +23,7 @@ use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
 
 pub use service::AuditService;
-pub use store::{AuditStore, StoreConfig, StoreError};
+pub use store::{AuditStore, StoreConfig, StoreError, StoreLocation};
 pub use watch::WatchLimits;
 
 /// Why the Audit service stopped with an error.
@@ -36,7 +37,7 @@ pub enum AuditError {
     Serve(#[from] ServeError),
 }
 
-/// Opens the store at `config.path` and serves the Audit service on
+/// Opens the store at `config.location` and serves the Audit service on
 /// `listener`, behind the auth layer, until `shutdown` resolves; then stops
 /// the writer after it has committed every queued write. It is SERVING once
 /// the store is open and `authenticator` has OAuth's public keys.
@@ -48,9 +49,7 @@ pub async fn run(
     options: ServeOptions,
 ) -> Result<(), AuditError> {
     let watch_limits = config.watchers;
-    let store = tokio::task::spawn_blocking(move || AuditStore::open(config))
-        .await
-        .map_err(|error| StoreError::internal(format!("opening the store panicked: {error}")))??;
+    let store = AuditStore::connect(config).await?;
     let service = AuditService::with_watch_limits(store.clone(), watch_limits).into_server();
     let outcome = heist_plumbing::serve_protected(
         listener,

@@ -1,15 +1,18 @@
 //! `heist-audit`: serves the Audit service until SIGINT/SIGTERM.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use clap::Parser;
-use heist_audit::StoreConfig;
+use heist_audit::{StoreConfig, StoreLocation};
 use heist_plumbing::{
     cli::{AuthArgs, CommonArgs},
     shutdown,
 };
 
-/// The Audit service: the heist mesh's single source of truth (SQLite).
+/// The Audit service: the heist mesh's single source of truth (SQLite or PostgreSQL).
 ///
 /// Stores sessions, agent messages and tool calls, and serves them over gRPC
 /// (`heist.v1.AuditService`) with health and reflection, so
@@ -22,9 +25,16 @@ struct Args {
     #[arg(long, env = "HEIST_AUDIT_LISTEN", default_value = "127.0.0.1:8006")]
     listen: SocketAddr,
 
-    /// The SQLite database file (created and migrated if needed).
-    #[arg(long, env = "HEIST_AUDIT_DB", default_value = "heist_audit.db")]
-    db: PathBuf,
+    /// Where to store: `sqlite:PATH` (the default, `sqlite:heist_audit.db`)
+    /// or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`; the schema is
+    /// created or migrated at start. Replicas may share one PostgreSQL.
+    #[arg(long, env = "HEIST_AUDIT_STORE")]
+    store: Option<String>,
+
+    /// The SQLite database file (created and migrated if needed); the same
+    /// as `--store sqlite:PATH`.
+    #[arg(long, env = "HEIST_AUDIT_DB")]
+    db: Option<PathBuf>,
 
     /// `full`: every commit is fsynced, so an acknowledged row survives a
     /// power cut. `normal`: no fsync at commit (faster on slow disks); an
@@ -60,9 +70,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    let location = store_location(args.store.as_deref(), args.db.as_deref())?;
     let listener = args.common.bind(args.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, db = %args.db.display(), "audit listening");
-    let mut config = StoreConfig::new(args.db);
+    tracing::info!(address = %listener.local_addr()?, store = %location, "audit listening");
+    let mut config = StoreConfig::at(location);
     config.max_message_bytes = args.max_message_bytes;
     config.synchronous = args.synchronous;
     config.watchers = heist_audit::WatchLimits {
@@ -79,4 +90,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     .await?;
     tracing::info!("audit stopped");
     Ok(())
+}
+
+/// The store `--store` or `--db` names (`heist_audit.db` when neither does).
+fn store_location(store: Option<&str>, db: Option<&Path>) -> anyhow::Result<StoreLocation> {
+    match (store, db) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--store and --db (or HEIST_AUDIT_STORE and HEIST_AUDIT_DB) both name the store; give one"
+        ),
+        (Some(store), None) => {
+            StoreLocation::parse(store).map_err(|error| anyhow::anyhow!("--store: {error}"))
+        }
+        (None, db) => Ok(StoreLocation::Sqlite(
+            db.map_or_else(|| PathBuf::from("heist_audit.db"), Path::to_path_buf),
+        )),
+    }
 }

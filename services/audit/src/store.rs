@@ -1,25 +1,36 @@
-//! The audit store: sessions, messages, tool usage and session events in
-//! SQLite, behind the API the gRPC `AuditService` serves.
+//! The audit store: sessions, messages, tool usage and session events, in
+//! a SQLite file or a PostgreSQL database, behind the API the gRPC
+//! `AuditService` serves.
 //!
 //! Layout:
 //! - `types`: requests, rows, pages and events (plain data);
-//! - `validate`: the contract's limits, checked in the caller before queuing;
-//! - `schema`: connection settings, tables and migrations (`PRAGMA user_version`);
-//! - `writer`: the one writer thread and its group commit;
-//! - `write_ops`: what each write does inside its savepoint;
-//! - `reader` and `queries`: the read-only connection pool and the SELECTs;
-//! - `cursor`: page sizes and opaque page tokens;
+//! - `validate`: the contract's limits, checked here before any backend runs;
+//! - `cursor`: page sizes and opaque page tokens (the same on both backends);
+//! - `location`: `--store` parsed (`sqlite:PATH` or `postgres://...`);
+//! - SQLite: `schema` (connection settings, tables, `PRAGMA user_version`),
+//!   `writer` (the one writer thread and its group commit), `write_ops` (what
+//!   each write does in its savepoint; its row builders and repeat-or-refuse
+//!   rule serve PostgreSQL too), `reader` and `queries` (read-only
+//!   connections and the SELECTs);
+//! - `postgres`: the PostgreSQL backend (pool, one transaction per write,
+//!   `LISTEN`/`NOTIFY` for watchers across replicas);
 //! - `clock` and `error`: timestamps and the one error enum.
 //!
-//! Writes go to one thread that owns the write connection and commits
-//! concurrent writes together; an OK reply means the write is durable. Reads
-//! run on a pool of read-only connections and never wait for writes. After
-//! each commit, new messages and session ends are published, in commit order,
-//! to every receiver of [`AuditStore::subscribe`].
+//! The two backends are an enum ([`AuditStore`] matches on it), not a trait
+//! object: there are exactly two, known here; their methods are async and
+//! generic over the write (no boxing, no `async-trait`); and everything that
+//! is not storage (validation, paging, tokens, the event feed) stays in one
+//! place above the match, so both answer the same contract.
+//!
+//! An OK reply to a write means it is durable. After each commit, new
+//! messages and session ends are published, in commit order, to every
+//! receiver of [`AuditStore::subscribe`] (with PostgreSQL: on every replica).
 
 mod clock;
 mod cursor;
 mod error;
+mod location;
+mod postgres;
 mod queries;
 mod reader;
 mod schema;
@@ -40,6 +51,7 @@ use tokio::sync::broadcast;
 pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
+pub use location::StoreLocation;
 pub use types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
     NewTurn, Page, PageRequest, SessionEventRow, SessionRow, SessionStatus, Synchronous,
@@ -51,30 +63,39 @@ pub use validate::{
 };
 
 use cursor::{IdListing, SessionCursor, into_page, page_size};
+use postgres::{Listed, PgBackend, PgWrite};
 use reader::ReadPool;
 use writer::WriterHandle;
 
 /// The default limit on a message, tool parameters, tool result or event detail: 64 KiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// The default number of read-only connections.
+/// The default number of read-only connections (SQLite) or pooled connections (PostgreSQL).
 pub const DEFAULT_READ_CONNECTIONS: usize = 4;
+/// The default size of the PostgreSQL connection pool.
+pub const DEFAULT_POSTGRES_CONNECTIONS: usize = 16;
 /// How many committed events a slow subscriber may fall behind before it lags.
 const EVENT_CAPACITY: usize = 1024;
 
 /// How to open an [`AuditStore`].
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// The SQLite file; created with its schema if missing.
-    pub path: PathBuf,
+    /// The backend: a SQLite file (created with its schema if missing) or a
+    /// PostgreSQL database (its schema created or migrated on start).
+    pub location: StoreLocation,
     /// The most bytes of a message, tool parameters, tool result or event detail.
     pub max_message_bytes: usize,
-    /// Caps the file at this many pages (`PRAGMA max_page_count`); `None`: no cap.
+    /// SQLite only: caps the file at this many pages (`PRAGMA max_page_count`); `None`: no cap.
     pub max_db_pages: Option<u64>,
-    /// How many read-only connections serve reads (at least one is opened).
+    /// SQLite: how many read-only connections serve reads (at least one is
+    /// opened). PostgreSQL: ignored; see `postgres_connections`.
     pub read_connections: usize,
+    /// PostgreSQL only: the most pooled connections (reads and writes).
+    pub postgres_connections: usize,
     /// Where timestamps come from.
     pub clock: Clock,
-    /// Whether each commit fsyncs (FULL, the default) or not (NORMAL).
+    /// SQLite only: whether each commit fsyncs (FULL, the default) or not
+    /// (NORMAL). PostgreSQL commits as the server is configured (by default
+    /// every commit is flushed).
     pub synchronous: Synchronous,
     /// How many `WatchSession` streams the service serves at once (the
     /// service enforces it; it travels here with the rest of the config).
@@ -82,13 +103,24 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// A configuration for the file at `path` with default limits and the system clock.
+    /// A configuration for the SQLite file at `path` with default limits and the system clock.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig::at(StoreLocation::Sqlite(path.into()))
+    }
+
+    /// A configuration for the PostgreSQL database at `url` with default limits.
+    pub fn postgres(url: impl Into<String>) -> Self {
+        StoreConfig::at(StoreLocation::Postgres(url.into()))
+    }
+
+    /// A configuration for `location` with default limits and the system clock.
+    pub fn at(location: StoreLocation) -> Self {
         StoreConfig {
-            path: path.into(),
+            location,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_db_pages: None,
             read_connections: DEFAULT_READ_CONNECTIONS,
+            postgres_connections: DEFAULT_POSTGRES_CONNECTIONS,
             clock: Clock::system(),
             synchronous: Synchronous::Full,
             watchers: crate::WatchLimits::default(),
@@ -96,8 +128,8 @@ impl StoreConfig {
     }
 }
 
-/// A cheap-to-clone handle to the store; the writer stops when the last handle
-/// is dropped or [`AuditStore::shutdown`] is called.
+/// A cheap-to-clone handle to the store; the backend stops when the last
+/// handle is dropped or [`AuditStore::shutdown`] is called.
 #[derive(Clone, Debug)]
 pub struct AuditStore {
     inner: Arc<Inner>,
@@ -105,58 +137,127 @@ pub struct AuditStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// Queues writes to the writer thread.
-    writer: WriterHandle,
-    /// Serves reads without waiting for writes.
-    readers: Arc<ReadPool>,
-    /// Hands out subscriptions to committed events (the writer holds a clone to send).
+    /// Where rows are stored.
+    backend: Backend,
+    /// Hands out subscriptions to committed events (the backend holds a clone to send).
     events: broadcast::Sender<Committed>,
     /// The configured limit on message, tool parameter, tool result and event detail bytes.
     max_message_bytes: usize,
 }
 
+/// The storage behind the handle (see the module doc for why an enum).
+#[derive(Debug)]
+enum Backend {
+    /// A SQLite file: one writer thread, a pool of read-only connections.
+    Sqlite {
+        /// Queues writes to the writer thread.
+        writer: WriterHandle,
+        /// Serves reads without waiting for writes.
+        readers: Arc<ReadPool>,
+    },
+    /// A PostgreSQL database shared by any number of replicas.
+    Postgres(PgBackend),
+}
+
 impl AuditStore {
-    /// Opens (creating or migrating) the database and starts the writer thread.
+    /// Opens (creating or migrating) a SQLite store and starts its writer
+    /// thread; blocks while it opens. A PostgreSQL location is refused: use
+    /// [`Self::connect`].
     ///
     /// Fails with `SchemaTooNew` for a file written by a newer build, and with
     /// `Unavailable` when the file cannot be opened or written.
     pub fn open(config: StoreConfig) -> Result<Self, StoreError> {
-        let conn = schema::open_writer(&config.path, config.max_db_pages, config.synchronous)?;
+        let StoreLocation::Sqlite(path) = &config.location else {
+            return Err(StoreError::invalid(
+                "store",
+                "a PostgreSQL store is opened with AuditStore::connect",
+            ));
+        };
+        let conn = schema::open_writer(path, config.max_db_pages, config.synchronous)?;
         let readers = (0..config.read_connections.max(1))
-            .map(|_| schema::open_reader(&config.path))
+            .map(|_| schema::open_reader(path))
             .collect::<Result<Vec<Connection>, _>>()?;
         let readers = ReadPool::new(readers)
             .ok_or_else(|| StoreError::internal("no read connection was opened"))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let writer = WriterHandle::spawn(conn, config.clock, events.clone())?;
-        Ok(AuditStore {
+        Ok(AuditStore::with(
+            Backend::Sqlite { writer, readers },
+            events,
+            config.max_message_bytes,
+        ))
+    }
+
+    /// Opens the store at `config.location`, whichever the backend: SQLite
+    /// as [`Self::open`] (off the async workers); PostgreSQL by connecting
+    /// (an unreachable server or a refused login fails with `Unavailable`,
+    /// naming the server and the cause), migrating the schema (a newer one
+    /// fails with `SchemaTooNew`) and listening for other replicas' commits.
+    pub async fn connect(config: StoreConfig) -> Result<Self, StoreError> {
+        match &config.location {
+            StoreLocation::Sqlite(_) => tokio::task::spawn_blocking(move || Self::open(config))
+                .await
+                .map_err(|error| {
+                    StoreError::internal(format!("opening the store panicked: {error}"))
+                })?,
+            StoreLocation::Postgres(url) => {
+                let (events, _) = broadcast::channel(EVENT_CAPACITY);
+                let backend = PgBackend::connect(
+                    url,
+                    config.postgres_connections,
+                    config.clock.clone(),
+                    events.clone(),
+                )
+                .await?;
+                Ok(AuditStore::with(
+                    Backend::Postgres(backend),
+                    events,
+                    config.max_message_bytes,
+                ))
+            }
+        }
+    }
+
+    fn with(
+        backend: Backend,
+        events: broadcast::Sender<Committed>,
+        max_message_bytes: usize,
+    ) -> Self {
+        AuditStore {
             inner: Arc::new(Inner {
-                writer,
-                readers,
+                backend,
                 events,
-                max_message_bytes: config.max_message_bytes,
+                max_message_bytes,
             }),
-        })
+        }
+    }
+
+    /// Runs a validated write on the backend.
+    async fn write<W: PgWrite>(&self, write: W) -> Result<W::Output, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer.submit(write).await,
+            Backend::Postgres(pg) => pg.submit(write).await,
+        }
     }
 
     /// Creates a session; the same ID with the same metadata returns the stored
     /// session, with other metadata fails with `SessionExists`.
     pub async fn create_session(&self, new: NewSession) -> Result<SessionRow, StoreError> {
         validate::new_session(&new)?;
-        self.inner.writer.submit(new).await
+        self.write(new).await
     }
 
     /// Stores a message in an active session; a repeated idempotency key
     /// returns the stored row (same content) or fails with `IdempotencyConflict`.
     pub async fn store_message(&self, new: NewMessage) -> Result<MessageRow, StoreError> {
         validate::new_message(&new, self.inner.max_message_bytes)?;
-        self.inner.writer.submit(new).await
+        self.write(new).await
     }
 
     /// Stores a tool call in an active session, idempotent like [`Self::store_message`].
     pub async fn store_tool_usage(&self, new: NewToolUsage) -> Result<ToolUsageRow, StoreError> {
         validate::new_tool_usage(&new, self.inner.max_message_bytes)?;
-        self.inner.writer.submit(new).await
+        self.write(new).await
     }
 
     /// Stores a turn's message and tool calls in one savepoint, all or
@@ -166,7 +267,7 @@ impl AuditStore {
     /// Watchers see the message as if it came from [`Self::store_message`].
     pub async fn store_turn(&self, new: NewTurn) -> Result<TurnRows, StoreError> {
         validate::new_turn(&new, self.inner.max_message_bytes)?;
-        self.inner.writer.submit(new).await
+        self.write(new).await
     }
 
     /// Stores a session event in a session of any status, idempotent like
@@ -176,24 +277,28 @@ impl AuditStore {
         new: NewSessionEvent,
     ) -> Result<SessionEventRow, StoreError> {
         validate::new_session_event(&new, self.inner.max_message_bytes)?;
-        self.inner.writer.submit(new).await
+        self.write(new).await
     }
 
     /// Ends a session; ending it again the same way returns it unchanged,
     /// another way fails with `EndedDifferently`.
     pub async fn end_session(&self, end: EndSession) -> Result<SessionRow, StoreError> {
         validate::end_session(&end)?;
-        self.inner.writer.submit(end).await
+        self.write(end).await
     }
 
     /// One session with its message and tool usage counts.
     pub async fn get_session(&self, session_id: &str) -> Result<SessionRow, StoreError> {
         validate::session_id(session_id)?;
-        let session_id = session_id.to_owned();
-        self.inner
-            .readers
-            .read(move |conn| queries::existing_session(conn, &session_id))
-            .await
+        match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                let session_id = session_id.to_owned();
+                readers
+                    .read(move |conn| queries::existing_session(conn, &session_id))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.session(session_id).await,
+        }
     }
 
     /// A page of sessions, newest first, optionally only those with `status`.
@@ -204,11 +309,14 @@ impl AuditStore {
     ) -> Result<Page<SessionRow>, StoreError> {
         let limit = page_size(page.page_size.into())?;
         let after = SessionCursor::parse(&page.page_token)?;
-        let rows = self
-            .inner
-            .readers
-            .read(move |conn| queries::sessions(conn, status, after.as_ref(), limit + 1))
-            .await?;
+        let rows = match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                readers
+                    .read(move |conn| queries::sessions(conn, status, after.as_ref(), limit + 1))
+                    .await?
+            }
+            Backend::Postgres(pg) => pg.sessions(status, after.as_ref(), limit + 1).await?,
+        };
         Ok(into_page(rows, limit, SessionCursor::token))
     }
 
@@ -276,36 +384,48 @@ impl AuditStore {
             });
         }
         let limit = page_size(i64::try_from(limit).unwrap_or(i64::MAX))?;
-        let session_id = session_id.to_owned();
-        self.inner
-            .readers
-            .read(move |conn| {
-                queries::session_status(conn, &session_id)?;
-                queries::messages(conn, &session_id, after_id, limit)
-            })
+        self.rows_after(session_id, after_id, limit, queries::messages)
             .await
     }
 
-    /// Receives every message and session end committed from now on, in commit order.
+    /// Receives every message and session end committed from now on, in
+    /// commit order (with PostgreSQL: by any replica), and [`Committed::Gap`]
+    /// when some may have been missed.
     pub fn subscribe(&self) -> broadcast::Receiver<Committed> {
         self.inner.events.subscribe()
     }
 
-    /// How many transactions the writer has committed (each holds a batch of writes).
+    /// How many transactions this handle's backend has committed (with
+    /// SQLite each holds a batch of writes; with PostgreSQL one write).
     pub fn commit_count(&self) -> u64 {
-        self.inner.writer.commit_count()
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer.commit_count(),
+            Backend::Postgres(pg) => pg.commit_count(),
+        }
     }
 
-    /// Stops the writer after it has committed every queued write, and waits for
-    /// its thread to exit. Writes after this fail as unavailable; reads still work.
+    /// Which backend this store runs on: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Stops accepting writes after every queued one has committed (SQLite:
+    /// joins the writer thread; PostgreSQL: stops listening). Writes after
+    /// this fail as unavailable; reads still work.
     ///
     /// This blocks the calling thread for as long as the queued writes take.
     pub fn shutdown(&self) {
-        self.inner.writer.shutdown();
+        match &self.inner.backend {
+            Backend::Sqlite { writer, .. } => writer.shutdown(),
+            Backend::Postgres(pg) => pg.shutdown(),
+        }
     }
 
     /// Pages through a session's rows of one ID-ordered listing.
-    async fn list_by_id<T: Send + 'static>(
+    async fn list_by_id<T: Listed>(
         &self,
         listing: IdListing,
         session_id: &str,
@@ -316,15 +436,29 @@ impl AuditStore {
         validate::session_id(session_id)?;
         let limit = page_size(page.page_size.into())?;
         let after = listing.after(&page.page_token)?;
-        let session_id = session_id.to_owned();
-        let rows = self
-            .inner
-            .readers
-            .read(move |conn| {
-                queries::session_status(conn, &session_id)?;
-                fetch(conn, &session_id, after, limit + 1)
-            })
-            .await?;
+        let rows = self.rows_after(session_id, after, limit + 1, fetch).await?;
         Ok(into_page(rows, limit, |row| listing.token(id(row))))
+    }
+
+    /// Up to `limit` of an existing session's rows after `after_id`, in ID order.
+    async fn rows_after<T: Listed>(
+        &self,
+        session_id: &str,
+        after_id: i64,
+        limit: usize,
+        fetch: queries::FetchAfter<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                let session_id = session_id.to_owned();
+                readers
+                    .read(move |conn| {
+                        queries::session_status(conn, &session_id)?;
+                        fetch(conn, &session_id, after_id, limit)
+                    })
+                    .await
+            }
+            Backend::Postgres(pg) => pg.rows_after(session_id, after_id, limit).await,
+        }
     }
 }

@@ -3,7 +3,11 @@
 //! The watcher subscribes to the store's commit feed *before* it reads the
 //! backlog, so no message can fall between the two; messages it has already
 //! sent (by row ID) are skipped. A watcher that falls behind the feed reads
-//! the gap back from the database instead of losing it.
+//! the gap back from the database instead of losing it, and so does every
+//! watcher when the store says the feed may have a gap ([`Committed::Gap`]:
+//! PostgreSQL's notification connection was lost and is back). Its reads
+//! ride out a short outage of the store (retried while UNAVAILABLE, for up
+//! to 30 s) rather than end the stream.
 //!
 //! A watcher ends as soon as its client leaves (the stream is dropped), not
 //! when it next has something to send, and the number of live watchers is
@@ -11,7 +15,9 @@
 
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use heist_plumbing::status::ServiceError;
@@ -20,7 +26,7 @@ use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Code, Status};
 
-use crate::store::{AuditStore, Committed, MessageRow, SessionStatus, StoreError};
+use crate::store::{AuditStore, Committed, ErrorKind, MessageRow, SessionStatus, StoreError};
 
 /// How many `WatchSession` streams may be open at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +171,8 @@ impl Drop for WatcherPermit {
 const BACKLOG_PAGE: usize = 500;
 /// How many messages may wait for a slow watcher before it is paused.
 const WATCHER_BUFFER: usize = 256;
+/// How long a watcher retries reads while the store is unavailable.
+const UNAVAILABLE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts watching `session_id` from after row `after_message_id`, as one
 /// of `watchers`.
@@ -216,10 +224,7 @@ impl Watcher {
         &mut self,
         feed: &mut tokio::sync::broadcast::Receiver<Committed>,
     ) -> Result<(), &'static str> {
-        self.send_backlog().await?;
-        if self.session_has_ended().await? {
-            return Err("session ended");
-        }
+        self.catch_up().await?;
         loop {
             match feed.recv().await {
                 Ok(Committed::Message(row)) if row.session_id == self.session_id => {
@@ -228,32 +233,69 @@ impl Watcher {
                 Ok(Committed::SessionEnded { session_id }) if session_id == self.session_id => {
                     return Err("session ended");
                 }
+                Ok(Committed::Gap) => {
+                    tracing::debug!("events may be missing; reading the gap back");
+                    self.catch_up().await?;
+                }
                 Ok(_) => {}
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::debug!(skipped, "watcher lagged; reading the gap back");
-                    self.send_backlog().await?;
-                    if self.session_has_ended().await? {
-                        return Err("session ended");
-                    }
+                    self.catch_up().await?;
                 }
                 Err(RecvError::Closed) => return Err("store stopped"),
             }
         }
     }
 
-    async fn send_backlog(&mut self) -> Result<(), &'static str> {
+    /// Reads back what the feed may have skipped; `Err` once the session has ended.
+    async fn catch_up(&mut self) -> Result<(), &'static str> {
+        self.send_backlog().await?;
+        if self.session_has_ended().await? {
+            return Err("session ended");
+        }
+        Ok(())
+    }
+
+    /// Runs a store read, retrying while the store is unavailable (e.g.
+    /// PostgreSQL restarting) for up to [`UNAVAILABLE_PATIENCE`]; any other
+    /// error, or a longer outage, is sent to the client and ends the watch.
+    async fn read<T, F>(
+        &self,
+        failed: &'static str,
+        read: impl Fn() -> F,
+    ) -> Result<T, &'static str>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_PATIENCE;
+        let mut pause = Duration::from_millis(50);
         loop {
-            let rows = match self
-                .store
-                .messages_after(&self.session_id, self.last_sent, BACKLOG_PAGE)
-                .await
-            {
-                Ok(rows) => rows,
+            match read().await {
+                Ok(value) => return Ok(value),
+                Err(error)
+                    if error.kind() == ErrorKind::Unavailable
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(%error, "watch read unavailable; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
                 Err(error) => {
                     let _ = self.sender.send(Err(Status::from(error))).await;
-                    return Err("backlog read failed");
+                    return Err(failed);
                 }
-            };
+            }
+        }
+    }
+
+    async fn send_backlog(&mut self) -> Result<(), &'static str> {
+        loop {
+            let rows = self
+                .read("backlog read failed", || {
+                    self.store
+                        .messages_after(&self.session_id, self.last_sent, BACKLOG_PAGE)
+                })
+                .await?;
             let done = rows.len() < BACKLOG_PAGE;
             for row in rows {
                 self.send(row).await?;
@@ -265,13 +307,12 @@ impl Watcher {
     }
 
     async fn session_has_ended(&self) -> Result<bool, &'static str> {
-        match self.store.get_session(&self.session_id).await {
-            Ok(session) => Ok(session.status != SessionStatus::Active),
-            Err(error) => {
-                let _ = self.sender.send(Err(Status::from(error))).await;
-                Err("session read failed")
-            }
-        }
+        let session = self
+            .read("session read failed", || {
+                self.store.get_session(&self.session_id)
+            })
+            .await?;
+        Ok(session.status != SessionStatus::Active)
     }
 
     async fn send(&mut self, row: MessageRow) -> Result<(), &'static str> {

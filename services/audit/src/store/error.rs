@@ -210,6 +210,12 @@ impl StoreError {
         }
     }
 
+    /// True for a write the store refused by its rules (bad input, unknown
+    /// session, a clash, a session's state), as opposed to storage failing.
+    pub(crate) fn is_refusal(&self) -> bool {
+        !matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Internal)
+    }
+
     /// An `InvalidArgument` error for a field checked outside the store
     /// (e.g. `invalid("after_message_id", "must be >= 0")`).
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {

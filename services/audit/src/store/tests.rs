@@ -1,4 +1,7 @@
-//! The store through its public API, each test on a fresh database file.
+//! The store through its public API, each test on a fresh database: the
+//! contract tests (`contract!`) run on SQLite and on PostgreSQL (a fresh
+//! database on the test binary's shared server); the few SQLite-only tests
+//! say why.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,18 +22,152 @@ fn stepping_clock() -> Clock {
     })
 }
 
+/// The backends every contract test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Instantiates one contract test for each backend: `name::sqlite` and
+/// `name::postgres` run the same body with `backend` set. A test written
+/// outside it is SQLite-only (and says why).
+macro_rules! contract {
+    ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run($backend: Backend) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+        }
+    };
+    (#[multi_thread] async fn $name:ident($backend:ident) $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn run($backend: Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres).await;
+            }
+        }
+    };
+}
+
+/// A store on a fresh database of `backend`, and the way to reach under it.
 struct Fixture {
+    /// Holds the SQLite file (empty for PostgreSQL).
     dir: TempDir,
+    location: StoreLocation,
     store: AuditStore,
 }
 
 impl Fixture {
-    fn path(&self) -> PathBuf {
-        db_path(&self.dir)
+    /// The integer the SQL's first column of its first row holds, read
+    /// beside the store (a SQL reader's view of the tables).
+    async fn count(&self, sql: &str) -> i64 {
+        match &self.location {
+            StoreLocation::Sqlite(path) => count(&Connection::open(path).unwrap(), sql),
+            StoreLocation::Postgres(url) => {
+                let client = postgres::raw::connect(url).await;
+                client.query_one(sql, &[]).await.unwrap().get(0)
+            }
+        }
     }
 
-    fn raw(&self) -> Connection {
-        Connection::open(self.path()).unwrap()
+    /// Runs `sql` beside the store.
+    async fn execute(&self, sql: &str) {
+        match &self.location {
+            StoreLocation::Sqlite(path) => {
+                Connection::open(path).unwrap().execute_batch(sql).unwrap()
+            }
+            StoreLocation::Postgres(url) => {
+                postgres::raw::connect(url)
+                    .await
+                    .batch_execute(sql)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// The schema version the database records.
+    async fn schema_version(&self) -> i64 {
+        match &self.location {
+            StoreLocation::Sqlite(_) => self.count("PRAGMA user_version").await,
+            StoreLocation::Postgres(_) => self.count("SELECT version FROM schema_version").await,
+        }
+    }
+
+    /// Records `version` as the database's schema version.
+    async fn set_schema_version(&self, version: i64) {
+        match &self.location {
+            StoreLocation::Sqlite(_) => {
+                self.execute(&format!("PRAGMA user_version = {version}"))
+                    .await;
+            }
+            StoreLocation::Postgres(_) => {
+                self.execute(&format!("UPDATE schema_version SET version = {version}"))
+                    .await;
+            }
+        }
+    }
+
+    /// How many of the store's four tables exist.
+    async fn table_count(&self) -> i64 {
+        let names = "('sessions', 'messages', 'tool_usage', 'session_events')";
+        match &self.location {
+            StoreLocation::Sqlite(_) => {
+                self.count(&format!(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN {names}"
+                ))
+                .await
+            }
+            StoreLocation::Postgres(_) => {
+                self.count(&format!(
+                    "SELECT COUNT(*) FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_name IN {names}"
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Opens the same database again (after the store was shut down and dropped).
+    async fn reopen(&self) -> Result<AuditStore, StoreError> {
+        AuditStore::connect(config(self.location.clone())).await
+    }
+}
+
+/// A fresh database: a file in `dir`, or a new database on the test binary's
+/// shared PostgreSQL (which must start: these tests fail, never skip).
+fn fresh_location(backend: Backend, dir: &TempDir) -> StoreLocation {
+    match backend {
+        Backend::Sqlite => StoreLocation::Sqlite(db_path(dir)),
+        Backend::Postgres => {
+            let server = heist_engines::PostgresServer::shared()
+                .expect("the test PostgreSQL server must start");
+            StoreLocation::Postgres(
+                server
+                    .fresh_database()
+                    .expect("a fresh PostgreSQL database"),
+            )
+        }
     }
 }
 
@@ -38,17 +175,33 @@ fn db_path(dir: &TempDir) -> PathBuf {
     dir.path().join("audit.db")
 }
 
-fn config(path: &Path) -> StoreConfig {
+fn config(location: StoreLocation) -> StoreConfig {
     StoreConfig {
         clock: stepping_clock(),
-        ..StoreConfig::new(path)
+        ..StoreConfig::at(location)
     }
 }
 
-fn fixture() -> Fixture {
+async fn fixture(backend: Backend) -> Fixture {
+    fixture_with(backend, |_| {}).await
+}
+
+async fn fixture_with(backend: Backend, configure: impl FnOnce(&mut StoreConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = AuditStore::open(config(&db_path(&dir))).unwrap();
-    Fixture { dir, store }
+    let location = fresh_location(backend, &dir);
+    let mut config = config(location.clone());
+    configure(&mut config);
+    let store = AuditStore::connect(config).await.unwrap();
+    Fixture {
+        dir,
+        location,
+        store,
+    }
+}
+
+/// A SQLite-only fixture, for the tests that reach SQLite's own settings.
+fn sqlite_config(path: &Path) -> StoreConfig {
+    config(StoreLocation::Sqlite(path.to_owned()))
 }
 
 fn new_session(id: &str) -> NewSession {
@@ -100,8 +253,8 @@ fn end(session_id: &str, num_turns: i64, status: SessionStatus) -> EndSession {
     }
 }
 
-async fn started(id: &str) -> Fixture {
-    let fx = fixture();
+async fn started(backend: Backend, id: &str) -> Fixture {
+    let fx = fixture(backend).await;
     fx.store.create_session(new_session(id)).await.unwrap();
     fx
 }
@@ -112,60 +265,53 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 
 // --- schema and files -------------------------------------------------------
 
-#[tokio::test]
-async fn opening_an_empty_file_creates_the_schema_and_sets_user_version() {
-    let fx = fixture();
-    let raw = fx.raw();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 3);
-    assert_eq!(
-        count(
-            &raw,
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('sessions', 'messages', 'tool_usage', 'session_events')"
-        ),
-        4
-    );
+contract! {
+    async fn opening_an_empty_file_creates_the_schema_and_sets_user_version(backend) {
+        let fx = fixture(backend).await;
+        assert_eq!(fx.schema_version().await, 3);
+        assert_eq!(fx.table_count().await, 4);
+    }
 }
 
-#[tokio::test]
-async fn reopening_the_file_keeps_the_data() {
-    let fx = started("s1").await;
-    let stored = fx
-        .store
-        .store_message(message("s1", "hello"))
-        .await
-        .unwrap();
-    fx.store.shutdown();
-    drop(fx.store);
+contract! {
+    async fn reopening_the_file_keeps_the_data(backend) {
+        let fx = started(backend, "s1").await;
+        let stored = fx
+            .store
+            .store_message(message("s1", "hello"))
+            .await
+            .unwrap();
+        fx.store.shutdown();
 
-    let store = AuditStore::open(config(&db_path(&fx.dir))).unwrap();
-    let page = store
-        .list_messages("s1", PageRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(page.items, [stored]);
+        let store = fx.reopen().await.unwrap();
+        let page = store
+            .list_messages("s1", PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(page.items, [stored]);
+    }
 }
 
-#[tokio::test]
-async fn a_file_with_a_newer_schema_version_refuses_to_open() {
-    let dir = tempfile::tempdir().unwrap();
-    Connection::open(db_path(&dir))
-        .unwrap()
-        .pragma_update(None, "user_version", 7)
-        .unwrap();
-    let error = AuditStore::open(config(&db_path(&dir))).unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::SchemaTooNew {
-            found: 7,
-            supported: 3
-        }
-    );
+contract! {
+    async fn a_file_with_a_newer_schema_version_refuses_to_open(backend) {
+        let fx = fixture(backend).await;
+        fx.store.shutdown();
+        fx.set_schema_version(7).await;
+        let error = fx.reopen().await.unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::SchemaTooNew {
+                found: 7,
+                supported: 3
+            }
+        );
+    }
 }
 
+/// SQLite-only: the seed's SQL with its `?` placeholder, through rusqlite.
 #[tokio::test]
 async fn the_seeds_sql_reads_the_messages_of_a_session() {
-    let fx = started("s1").await;
+    let fx = started(Backend::Sqlite, "s1").await;
     fx.store
         .store_message(message("s1", "first"))
         .await
@@ -175,7 +321,7 @@ async fn the_seeds_sql_reads_the_messages_of_a_session() {
         .await
         .unwrap();
 
-    let raw = fx.raw();
+    let raw = Connection::open(db_path(&fx.dir)).unwrap();
     let mut stmt = raw
         .prepare("SELECT * FROM messages WHERE session_id = ?")
         .unwrap();
@@ -189,484 +335,498 @@ async fn the_seeds_sql_reads_the_messages_of_a_session() {
 
 // --- sessions -----------------------------------------------------------------
 
-#[tokio::test]
-async fn a_new_session_is_active_with_no_turns_and_no_end() {
-    let fx = fixture();
-    let session = fx.store.create_session(new_session("s1")).await.unwrap();
-    assert_eq!(session.status, SessionStatus::Active);
-    assert_eq!(session.num_turns, 0);
-    assert_eq!(session.end_time, "");
-    assert_eq!(session.start_time, "2025-01-16T04:00:00.000000Z");
-    assert_eq!(fx.store.get_session("s1").await.unwrap(), session);
-}
-
-#[tokio::test]
-async fn creating_a_session_again_with_the_same_metadata_returns_it_unchanged() {
-    let fx = fixture();
-    let first = fx.store.create_session(new_session("s1")).await.unwrap();
-    let again = fx.store.create_session(new_session("s1")).await.unwrap();
-    assert_eq!(again, first);
-}
-
-#[tokio::test]
-async fn creating_a_session_again_with_other_metadata_already_exists() {
-    let fx = started("s1").await;
-    let other = NewSession {
-        metadata: "{}".into(),
-        ..new_session("s1")
-    };
-    let error = fx.store.create_session(other).await.unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::SessionExists {
-            session_id: "s1".into()
-        }
-    );
-    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
-}
-
-#[tokio::test]
-async fn get_session_counts_messages_and_tool_usage() {
-    let fx = started("s1").await;
-    for text in ["a", "b", "c"] {
-        fx.store.store_message(message("s1", text)).await.unwrap();
+contract! {
+    async fn a_new_session_is_active_with_no_turns_and_no_end(backend) {
+        let fx = fixture(backend).await;
+        let session = fx.store.create_session(new_session("s1")).await.unwrap();
+        assert_eq!(session.status, SessionStatus::Active);
+        assert_eq!(session.num_turns, 0);
+        assert_eq!(session.end_time, "");
+        assert_eq!(session.start_time, "2025-01-16T04:00:00.000000Z");
+        assert_eq!(fx.store.get_session("s1").await.unwrap(), session);
     }
-    fx.store
-        .store_tool_usage(tool_usage("s1", ""))
-        .await
-        .unwrap();
-    let session = fx.store.get_session("s1").await.unwrap();
-    assert_eq!(session.message_count, 3);
-    assert_eq!(session.tool_usage_count, 1);
 }
 
-#[tokio::test]
-async fn an_unknown_session_is_not_found_everywhere() {
-    let fx = fixture();
-    let not_found = StoreError::SessionNotFound {
-        session_id: "ghost".into(),
-    };
-    let page = PageRequest::default;
-    assert_eq!(fx.store.get_session("ghost").await, Err(not_found.clone()));
-    assert_eq!(
-        fx.store.store_message(message("ghost", "boo")).await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
-        fx.store.store_tool_usage(tool_usage("ghost", "")).await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
+contract! {
+    async fn creating_a_session_again_with_the_same_metadata_returns_it_unchanged(backend) {
+        let fx = fixture(backend).await;
+        let first = fx.store.create_session(new_session("s1")).await.unwrap();
+        let again = fx.store.create_session(new_session("s1")).await.unwrap();
+        assert_eq!(again, first);
+    }
+}
+
+contract! {
+    async fn creating_a_session_again_with_other_metadata_already_exists(backend) {
+        let fx = started(backend, "s1").await;
+        let other = NewSession {
+            metadata: "{}".into(),
+            ..new_session("s1")
+        };
+        let error = fx.store.create_session(other).await.unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::SessionExists {
+                session_id: "s1".into()
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+    }
+}
+
+contract! {
+    async fn get_session_counts_messages_and_tool_usage(backend) {
+        let fx = started(backend, "s1").await;
+        for text in ["a", "b", "c"] {
+            fx.store.store_message(message("s1", text)).await.unwrap();
+        }
         fx.store
-            .end_session(end("ghost", 1, SessionStatus::Completed))
-            .await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
-        fx.store.list_messages("ghost", page()).await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
-        fx.store.list_tool_usage("ghost", page()).await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
-        fx.store.messages_after("ghost", 0, 10).await,
-        Err(not_found.clone())
-    );
-    assert_eq!(not_found.kind(), ErrorKind::NotFound);
+            .store_tool_usage(tool_usage("s1", ""))
+            .await
+            .unwrap();
+        let session = fx.store.get_session("s1").await.unwrap();
+        assert_eq!(session.message_count, 3);
+        assert_eq!(session.tool_usage_count, 1);
+    }
+}
+
+contract! {
+    async fn an_unknown_session_is_not_found_everywhere(backend) {
+        let fx = fixture(backend).await;
+        let not_found = StoreError::SessionNotFound {
+            session_id: "ghost".into(),
+        };
+        let page = PageRequest::default;
+        assert_eq!(fx.store.get_session("ghost").await, Err(not_found.clone()));
+        assert_eq!(
+            fx.store.store_message(message("ghost", "boo")).await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store.store_tool_usage(tool_usage("ghost", "")).await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store
+                .end_session(end("ghost", 1, SessionStatus::Completed))
+                .await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store.list_messages("ghost", page()).await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store.list_tool_usage("ghost", page()).await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store.messages_after("ghost", 0, 10).await,
+            Err(not_found.clone())
+        );
+        assert_eq!(not_found.kind(), ErrorKind::NotFound);
+    }
 }
 
 // --- ending -------------------------------------------------------------------
 
-#[tokio::test]
-async fn ending_a_session_records_its_turns_status_and_end_time() {
-    let fx = started("s1").await;
-    let ended = fx
-        .store
-        .end_session(end("s1", 5, SessionStatus::Completed))
-        .await
-        .unwrap();
-    assert_eq!(ended.status, SessionStatus::Completed);
-    assert_eq!(ended.num_turns, 5);
-    assert_eq!(ended.end_time, "2025-01-16T04:00:01.000000Z");
-    assert_eq!(fx.store.get_session("s1").await.unwrap(), ended);
-}
-
-#[tokio::test]
-async fn ending_an_ended_session_the_same_way_returns_it_unchanged() {
-    let fx = started("s1").await;
-    let first = fx
-        .store
-        .end_session(end("s1", 5, SessionStatus::Interrupted))
-        .await
-        .unwrap();
-    let again = fx
-        .store
-        .end_session(end("s1", 5, SessionStatus::Interrupted))
-        .await
-        .unwrap();
-    assert_eq!(again, first, "the end time is not moved");
-}
-
-#[tokio::test]
-async fn ending_an_ended_session_differently_is_a_failed_precondition() {
-    let fx = started("s1").await;
-    fx.store
-        .end_session(end("s1", 5, SessionStatus::Completed))
-        .await
-        .unwrap();
-    for other in [
-        end("s1", 6, SessionStatus::Completed),
-        end("s1", 5, SessionStatus::Failed),
-    ] {
-        let error = fx.store.end_session(other).await.unwrap_err();
-        assert_eq!(
-            error,
-            StoreError::EndedDifferently {
-                session_id: "s1".into(),
-                status: SessionStatus::Completed,
-                num_turns: 5
-            }
-        );
-        assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
-        assert!(error.to_string().contains("completed"), "{error}");
+contract! {
+    async fn ending_a_session_records_its_turns_status_and_end_time(backend) {
+        let fx = started(backend, "s1").await;
+        let ended = fx
+            .store
+            .end_session(end("s1", 5, SessionStatus::Completed))
+            .await
+            .unwrap();
+        assert_eq!(ended.status, SessionStatus::Completed);
+        assert_eq!(ended.num_turns, 5);
+        assert_eq!(ended.end_time, "2025-01-16T04:00:01.000000Z");
+        assert_eq!(fx.store.get_session("s1").await.unwrap(), ended);
     }
 }
 
-#[tokio::test]
-async fn ending_with_active_status_is_an_invalid_argument() {
-    let fx = started("s1").await;
-    let error = fx
-        .store
-        .end_session(end("s1", 1, SessionStatus::Active))
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
-    assert_eq!(
-        fx.store.get_session("s1").await.unwrap().status,
-        SessionStatus::Active
-    );
+contract! {
+    async fn ending_an_ended_session_the_same_way_returns_it_unchanged(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx
+            .store
+            .end_session(end("s1", 5, SessionStatus::Interrupted))
+            .await
+            .unwrap();
+        let again = fx
+            .store
+            .end_session(end("s1", 5, SessionStatus::Interrupted))
+            .await
+            .unwrap();
+        assert_eq!(again, first, "the end time is not moved");
+    }
 }
 
-#[tokio::test]
-async fn writing_to_an_ended_session_is_a_failed_precondition_naming_its_status() {
-    let fx = started("s1").await;
-    fx.store
-        .end_session(end("s1", 2, SessionStatus::Failed))
-        .await
-        .unwrap();
-    let ended = StoreError::SessionEnded {
-        session_id: "s1".into(),
-        status: SessionStatus::Failed,
-    };
-    let error = fx
-        .store
-        .store_message(message("s1", "too late"))
-        .await
-        .unwrap_err();
-    assert_eq!(error, ended);
-    assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
-    assert!(error.to_string().contains("failed"), "{error}");
-    assert_eq!(
-        fx.store.store_tool_usage(tool_usage("s1", "k")).await,
-        Err(ended)
-    );
+contract! {
+    async fn ending_an_ended_session_differently_is_a_failed_precondition(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store
+            .end_session(end("s1", 5, SessionStatus::Completed))
+            .await
+            .unwrap();
+        for other in [
+            end("s1", 6, SessionStatus::Completed),
+            end("s1", 5, SessionStatus::Failed),
+        ] {
+            let error = fx.store.end_session(other).await.unwrap_err();
+            assert_eq!(
+                error,
+                StoreError::EndedDifferently {
+                    session_id: "s1".into(),
+                    status: SessionStatus::Completed,
+                    num_turns: 5
+                }
+            );
+            assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+            assert!(error.to_string().contains("completed"), "{error}");
+        }
+    }
 }
 
-#[tokio::test]
-async fn a_retry_after_the_session_ended_still_returns_the_stored_row() {
-    let fx = started("s1").await;
-    let stored = fx
-        .store
-        .store_message(keyed("s1", "last words", "k1"))
-        .await
-        .unwrap();
-    fx.store
-        .end_session(end("s1", 1, SessionStatus::Completed))
-        .await
-        .unwrap();
-    let retry = fx
-        .store
-        .store_message(keyed("s1", "last words", "k1"))
-        .await
-        .unwrap();
-    assert_eq!(retry, stored);
+contract! {
+    async fn ending_with_active_status_is_an_invalid_argument(backend) {
+        let fx = started(backend, "s1").await;
+        let error = fx
+            .store
+            .end_session(end("s1", 1, SessionStatus::Active))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            fx.store.get_session("s1").await.unwrap().status,
+            SessionStatus::Active
+        );
+    }
+}
+
+contract! {
+    async fn writing_to_an_ended_session_is_a_failed_precondition_naming_its_status(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store
+            .end_session(end("s1", 2, SessionStatus::Failed))
+            .await
+            .unwrap();
+        let ended = StoreError::SessionEnded {
+            session_id: "s1".into(),
+            status: SessionStatus::Failed,
+        };
+        let error = fx
+            .store
+            .store_message(message("s1", "too late"))
+            .await
+            .unwrap_err();
+        assert_eq!(error, ended);
+        assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+        assert!(error.to_string().contains("failed"), "{error}");
+        assert_eq!(
+            fx.store.store_tool_usage(tool_usage("s1", "k")).await,
+            Err(ended)
+        );
+    }
+}
+
+contract! {
+    async fn a_retry_after_the_session_ended_still_returns_the_stored_row(backend) {
+        let fx = started(backend, "s1").await;
+        let stored = fx
+            .store
+            .store_message(keyed("s1", "last words", "k1"))
+            .await
+            .unwrap();
+        fx.store
+            .end_session(end("s1", 1, SessionStatus::Completed))
+            .await
+            .unwrap();
+        let retry = fx
+            .store
+            .store_message(keyed("s1", "last words", "k1"))
+            .await
+            .unwrap();
+        assert_eq!(retry, stored);
+    }
 }
 
 // --- idempotency --------------------------------------------------------------
 
-#[tokio::test]
-async fn an_idempotent_repeat_returns_the_identical_row_and_stores_one() {
-    let fx = started("s1").await;
-    let first = fx
-        .store
-        .store_message(keyed("s1", "hello", "k1"))
-        .await
-        .unwrap();
-    let repeat = fx
-        .store
-        .store_message(NewMessage {
-            trace_id: "another-trace".into(),
-            ..keyed("s1", "hello", "k1")
-        })
-        .await
-        .unwrap();
-    assert_eq!(repeat, first);
-    assert_eq!(
-        count(
-            &fx.raw(),
-            "SELECT COUNT(*) FROM messages WHERE idempotency_key = 'k1'"
-        ),
-        1
-    );
+contract! {
+    async fn an_idempotent_repeat_returns_the_identical_row_and_stores_one(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx
+            .store
+            .store_message(keyed("s1", "hello", "k1"))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_message(NewMessage {
+                trace_id: "another-trace".into(),
+                ..keyed("s1", "hello", "k1")
+            })
+            .await
+            .unwrap();
+        assert_eq!(repeat, first);
+        assert_eq!(
+            fx.count("SELECT COUNT(*) FROM messages WHERE idempotency_key = 'k1'").await,
+            1
+        );
 
-    let tool_first = fx
-        .store
-        .store_tool_usage(tool_usage("s1", "t1"))
-        .await
-        .unwrap();
-    let tool_repeat = fx
-        .store
-        .store_tool_usage(tool_usage("s1", "t1"))
-        .await
-        .unwrap();
-    assert_eq!(tool_repeat, tool_first);
-    assert_eq!(count(&fx.raw(), "SELECT COUNT(*) FROM tool_usage"), 1);
+        let tool_first = fx
+            .store
+            .store_tool_usage(tool_usage("s1", "t1"))
+            .await
+            .unwrap();
+        let tool_repeat = fx
+            .store
+            .store_tool_usage(tool_usage("s1", "t1"))
+            .await
+            .unwrap();
+        assert_eq!(tool_repeat, tool_first);
+        assert_eq!(fx.count("SELECT COUNT(*) FROM tool_usage").await, 1);
+    }
 }
 
-#[tokio::test]
-async fn writes_without_a_key_are_not_deduplicated() {
-    let fx = started("s1").await;
-    let first = fx.store.store_message(message("s1", "same")).await.unwrap();
-    let second = fx.store.store_message(message("s1", "same")).await.unwrap();
-    assert_ne!(first.id, second.id);
+contract! {
+    async fn writes_without_a_key_are_not_deduplicated(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx.store.store_message(message("s1", "same")).await.unwrap();
+        let second = fx.store.store_message(message("s1", "same")).await.unwrap();
+        assert_ne!(first.id, second.id);
+    }
 }
 
-#[tokio::test]
-async fn the_same_key_in_another_session_is_another_write() {
-    let fx = started("s1").await;
-    fx.store.create_session(new_session("s2")).await.unwrap();
-    let one = fx
-        .store
-        .store_message(keyed("s1", "hi", "k"))
-        .await
-        .unwrap();
-    let two = fx
-        .store
-        .store_message(keyed("s2", "hi", "k"))
-        .await
-        .unwrap();
-    assert_ne!(one.id, two.id);
+contract! {
+    async fn the_same_key_in_another_session_is_another_write(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store.create_session(new_session("s2")).await.unwrap();
+        let one = fx
+            .store
+            .store_message(keyed("s1", "hi", "k"))
+            .await
+            .unwrap();
+        let two = fx
+            .store
+            .store_message(keyed("s2", "hi", "k"))
+            .await
+            .unwrap();
+        assert_ne!(one.id, two.id);
+    }
 }
 
-#[tokio::test]
-async fn reusing_a_key_with_other_content_is_a_conflict() {
-    let fx = started("s1").await;
-    fx.store
-        .store_message(keyed("s1", "hello", "k1"))
-        .await
-        .unwrap();
-    let error = fx
-        .store
-        .store_message(keyed("s1", "goodbye", "k1"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::IdempotencyConflict {
-            session_id: "s1".into(),
-            key: "k1".into()
-        }
-    );
-    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+contract! {
+    async fn reusing_a_key_with_other_content_is_a_conflict(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store
+            .store_message(keyed("s1", "hello", "k1"))
+            .await
+            .unwrap();
+        let error = fx
+            .store
+            .store_message(keyed("s1", "goodbye", "k1"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::IdempotencyConflict {
+                session_id: "s1".into(),
+                key: "k1".into()
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
 
-    fx.store
-        .store_tool_usage(tool_usage("s1", "t1"))
-        .await
-        .unwrap();
-    let other = NewToolUsage {
-        success: false,
-        ..tool_usage("s1", "t1")
-    };
-    assert_eq!(
-        fx.store.store_tool_usage(other).await.unwrap_err().kind(),
-        ErrorKind::AlreadyExists
-    );
+        fx.store
+            .store_tool_usage(tool_usage("s1", "t1"))
+            .await
+            .unwrap();
+        let other = NewToolUsage {
+            success: false,
+            ..tool_usage("s1", "t1")
+        };
+        assert_eq!(
+            fx.store.store_tool_usage(other).await.unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+    }
 }
 
 // --- validation ---------------------------------------------------------------
 
-#[tokio::test]
-async fn bad_input_is_refused_before_it_reaches_the_writer() {
-    let fx = started("s1").await;
-    let commits = fx.store.commit_count();
-    let bad_messages = [
-        message("", "x"),
-        message("a b", "x"),
-        message(&"s".repeat(129), "x"),
-        NewMessage {
-            agent_name: String::new(),
-            ..message("s1", "x")
-        },
-        NewMessage {
-            agent_name: "a".repeat(129),
-            ..message("s1", "x")
-        },
-        NewMessage {
-            agent_role: "r".repeat(257),
-            ..message("s1", "x")
-        },
-        NewMessage {
-            turn_id: -1,
-            ..message("s1", "x")
-        },
-        message("s1", &"x".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1)),
-        keyed("s1", "x", &"k".repeat(129)),
-    ];
-    for bad in bad_messages {
-        let error = fx.store.store_message(bad).await.unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+contract! {
+    async fn bad_input_is_refused_before_it_reaches_the_writer(backend) {
+        let fx = started(backend, "s1").await;
+        let commits = fx.store.commit_count();
+        let bad_messages = [
+            message("", "x"),
+            message("a b", "x"),
+            message(&"s".repeat(129), "x"),
+            NewMessage {
+                agent_name: String::new(),
+                ..message("s1", "x")
+            },
+            NewMessage {
+                agent_name: "a".repeat(129),
+                ..message("s1", "x")
+            },
+            NewMessage {
+                agent_role: "r".repeat(257),
+                ..message("s1", "x")
+            },
+            NewMessage {
+                turn_id: -1,
+                ..message("s1", "x")
+            },
+            message("s1", &"x".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1)),
+            keyed("s1", "x", &"k".repeat(129)),
+        ];
+        for bad in bad_messages {
+            let error = fx.store.store_message(bad).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+        }
+        let bad_tool_usage = [
+            NewToolUsage {
+                tool_name: String::new(),
+                ..tool_usage("s1", "")
+            },
+            NewToolUsage {
+                tool_name: "t".repeat(129),
+                ..tool_usage("s1", "")
+            },
+            NewToolUsage {
+                duration_ms: -1,
+                ..tool_usage("s1", "")
+            },
+            NewToolUsage {
+                tool_params: "p".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+                ..tool_usage("s1", "")
+            },
+            NewToolUsage {
+                tool_result: "r".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+                ..tool_usage("s1", "")
+            },
+        ];
+        for bad in bad_tool_usage {
+            let error = fx.store.store_tool_usage(bad).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+        }
+        let big_metadata = NewSession {
+            metadata: "m".repeat(MAX_METADATA_BYTES + 1),
+            ..new_session("s2")
+        };
+        assert_eq!(
+            fx.store
+                .create_session(big_metadata)
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            fx.store
+                .end_session(end("s1", -1, SessionStatus::Completed))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            fx.store.get_session("no/such").await,
+            Err(StoreError::SessionIdCharacter { character: '/' })
+        );
+        assert_eq!(
+            fx.store.commit_count(),
+            commits,
+            "nothing reached the writer"
+        );
     }
-    let bad_tool_usage = [
-        NewToolUsage {
-            tool_name: String::new(),
-            ..tool_usage("s1", "")
-        },
-        NewToolUsage {
-            tool_name: "t".repeat(129),
-            ..tool_usage("s1", "")
-        },
-        NewToolUsage {
-            duration_ms: -1,
-            ..tool_usage("s1", "")
-        },
-        NewToolUsage {
-            tool_params: "p".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
-            ..tool_usage("s1", "")
-        },
-        NewToolUsage {
-            tool_result: "r".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
-            ..tool_usage("s1", "")
-        },
-    ];
-    for bad in bad_tool_usage {
-        let error = fx.store.store_tool_usage(bad).await.unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
-    }
-    let big_metadata = NewSession {
-        metadata: "m".repeat(MAX_METADATA_BYTES + 1),
-        ..new_session("s2")
-    };
-    assert_eq!(
-        fx.store
-            .create_session(big_metadata)
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidArgument
-    );
-    assert_eq!(
-        fx.store
-            .end_session(end("s1", -1, SessionStatus::Completed))
-            .await
-            .unwrap_err()
-            .kind(),
-        ErrorKind::InvalidArgument
-    );
-    assert_eq!(
-        fx.store.get_session("no/such").await,
-        Err(StoreError::SessionIdCharacter { character: '/' })
-    );
-    assert_eq!(
-        fx.store.commit_count(),
-        commits,
-        "nothing reached the writer"
-    );
 }
 
-#[tokio::test]
-async fn the_message_limit_is_configurable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AuditStore::open(StoreConfig {
-        max_message_bytes: 8,
-        ..config(&db_path(&dir))
-    })
-    .unwrap();
-    store.create_session(new_session("s1")).await.unwrap();
-    store
-        .store_message(message("s1", "12345678"))
-        .await
-        .unwrap();
-    assert_eq!(
-        store.store_message(message("s1", "123456789")).await,
-        Err(StoreError::TooManyBytes {
-            field: "message",
-            max: 8,
-            len: 9
-        })
-    );
+contract! {
+    async fn the_message_limit_is_configurable(backend) {
+        let fx = fixture_with(backend, |config| config.max_message_bytes = 8).await;
+        let store = &fx.store;
+        store.create_session(new_session("s1")).await.unwrap();
+        store
+            .store_message(message("s1", "12345678"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.store_message(message("s1", "123456789")).await,
+            Err(StoreError::TooManyBytes {
+                field: "message",
+                max: 8,
+                len: 9
+            })
+        );
+    }
 }
 
 // --- group commit ---------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_all_commit_in_fewer_transactions_than_writes() {
-    const TASKS: usize = 64;
-    const WRITES: usize = 20;
-    let fx = started("s1").await;
-    let commits_before = fx.store.commit_count();
+contract! {
+    #[multi_thread]
+    async fn concurrent_writes_all_commit_in_fewer_transactions_than_writes(backend) {
+        const TASKS: usize = 64;
+        const WRITES: usize = 20;
+        let fx = started(backend, "s1").await;
+        let commits_before = fx.store.commit_count();
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..TASKS {
-        let store = fx.store.clone();
-        tasks.spawn(async move {
-            let mut ids = Vec::with_capacity(WRITES);
-            for write in 0..WRITES {
-                let text = format!("task {task} write {write}");
-                ids.push(store.store_message(message("s1", &text)).await.unwrap().id);
-            }
-            ids
-        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..TASKS {
+            let store = fx.store.clone();
+            tasks.spawn(async move {
+                let mut ids = Vec::with_capacity(WRITES);
+                for write in 0..WRITES {
+                    let text = format!("task {task} write {write}");
+                    ids.push(store.store_message(message("s1", &text)).await.unwrap().id);
+                }
+                ids
+            });
+        }
+        let ids: Vec<i64> = tasks.join_all().await.into_iter().flatten().collect();
+
+        let unique: HashSet<i64> = ids.iter().copied().collect();
+        assert_eq!(unique.len(), TASKS * WRITES);
+        assert_eq!(
+            fx.store.get_session("s1").await.unwrap().message_count,
+            i64::try_from(TASKS * WRITES).unwrap()
+        );
+        let commits = fx.store.commit_count() - commits_before;
+        assert!(
+            commits < u64::try_from(TASKS * WRITES).unwrap(),
+            "{commits} commits for {} writes",
+            TASKS * WRITES
+        );
     }
-    let ids: Vec<i64> = tasks.join_all().await.into_iter().flatten().collect();
-
-    let unique: HashSet<i64> = ids.iter().copied().collect();
-    assert_eq!(unique.len(), TASKS * WRITES);
-    assert_eq!(
-        fx.store.get_session("s1").await.unwrap().message_count,
-        i64::try_from(TASKS * WRITES).unwrap()
-    );
-    let commits = fx.store.commit_count() - commits_before;
-    assert!(
-        commits < u64::try_from(TASKS * WRITES).unwrap(),
-        "{commits} commits for {} writes",
-        TASKS * WRITES
-    );
 }
 
-#[tokio::test]
-async fn a_bad_write_among_concurrent_ones_fails_alone() {
-    let fx = started("s1").await;
-    let store = &fx.store;
-    let (good, bad, also_good) = tokio::join!(
-        store.store_message(message("s1", "one")),
-        store.store_message(message("ghost", "boo")),
-        store.store_message(message("s1", "two")),
-    );
-    assert!(good.is_ok());
-    assert_eq!(bad.unwrap_err().kind(), ErrorKind::NotFound);
-    assert!(also_good.is_ok());
-    assert_eq!(store.get_session("s1").await.unwrap().message_count, 2);
+contract! {
+    async fn a_bad_write_among_concurrent_ones_fails_alone(backend) {
+        let fx = started(backend, "s1").await;
+        let store = &fx.store;
+        let (good, bad, also_good) = tokio::join!(
+            store.store_message(message("s1", "one")),
+            store.store_message(message("ghost", "boo")),
+            store.store_message(message("s1", "two")),
+        );
+        assert!(good.is_ok());
+        assert_eq!(bad.unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(also_good.is_ok());
+        assert_eq!(store.get_session("s1").await.unwrap().message_count, 2);
+    }
 }
 
 // --- storage failures -------------------------------------------------------------
 
+/// SQLite-only: the "disk" is filled with `PRAGMA max_page_count`.
 #[tokio::test]
 async fn a_full_database_refuses_the_write_stores_nothing_of_it_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
-    let store = AuditStore::open(config(&path)).unwrap();
+    let store = AuditStore::open(sqlite_config(&path)).unwrap();
     store.create_session(new_session("s1")).await.unwrap();
     let small = store.store_message(message("s1", "small")).await.unwrap();
     store.shutdown();
@@ -675,7 +835,7 @@ async fn a_full_database_refuses_the_write_stores_nothing_of_it_and_keeps_servin
 
     let capped = StoreConfig {
         max_db_pages: Some(u64::try_from(pages).unwrap() + 2),
-        ..config(&path)
+        ..sqlite_config(&path)
     };
     let store = AuditStore::open(capped).unwrap();
     let big = keyed("s1", &"x".repeat(60_000), "big");
@@ -697,7 +857,7 @@ async fn a_full_database_refuses_the_write_stores_nothing_of_it_and_keeps_servin
     store.shutdown();
     drop(store);
 
-    let store = AuditStore::open(config(&path)).unwrap();
+    let store = AuditStore::open(sqlite_config(&path)).unwrap();
     let stored = store.store_message(big).await.unwrap();
     assert_eq!(
         stored.idempotency_key, "big",
@@ -705,249 +865,257 @@ async fn a_full_database_refuses_the_write_stores_nothing_of_it_and_keeps_servin
     );
 }
 
-#[tokio::test]
-async fn after_shutdown_writes_are_unavailable_and_reads_still_work() {
-    let fx = started("s1").await;
-    fx.store.shutdown();
-    let error = fx
-        .store
-        .store_message(message("s1", "late"))
-        .await
-        .unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::Unavailable);
-    assert_eq!(fx.store.get_session("s1").await.unwrap().session_id, "s1");
-    fx.store.shutdown();
+contract! {
+    async fn after_shutdown_writes_are_unavailable_and_reads_still_work(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store.shutdown();
+        let error = fx
+            .store
+            .store_message(message("s1", "late"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert_eq!(fx.store.get_session("s1").await.unwrap().session_id, "s1");
+        fx.store.shutdown();
+    }
 }
 
 // --- paging -----------------------------------------------------------------------
 
-#[tokio::test]
-async fn paging_through_250_messages_by_100_gives_3_pages_and_every_row_once() {
-    let fx = started("s1").await;
-    for n in 0..250 {
-        fx.store
-            .store_message(message("s1", &n.to_string()))
+contract! {
+    async fn paging_through_250_messages_by_100_gives_3_pages_and_every_row_once(backend) {
+        let fx = started(backend, "s1").await;
+        for n in 0..250 {
+            fx.store
+                .store_message(message("s1", &n.to_string()))
+                .await
+                .unwrap();
+        }
+
+        let mut pages = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = fx
+                .store
+                .list_messages(
+                    "s1",
+                    PageRequest {
+                        page_size: 100,
+                        page_token: token,
+                    },
+                )
+                .await
+                .unwrap();
+            token = page.next_page_token.clone();
+            pages.push(page.items);
+            if token.is_empty() {
+                break;
+            }
+        }
+        let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let ids: Vec<i64> = pages.into_iter().flatten().map(|row| row.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted, "in id order, each once");
+        assert_eq!(ids.len(), 250);
+    }
+}
+
+contract! {
+    async fn tool_usage_pages_in_id_order(backend) {
+        let fx = started(backend, "s1").await;
+        for n in 0..5 {
+            fx.store
+                .store_tool_usage(tool_usage("s1", &format!("k{n}")))
+                .await
+                .unwrap();
+        }
+        let first = fx
+            .store
+            .list_tool_usage("s1", PageRequest::first(3))
             .await
             .unwrap();
-    }
-
-    let mut pages = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = fx
+        assert_eq!(first.items.len(), 3);
+        let rest = fx
             .store
-            .list_messages(
+            .list_tool_usage(
                 "s1",
                 PageRequest {
-                    page_size: 100,
-                    page_token: token,
+                    page_size: 3,
+                    page_token: first.next_page_token,
                 },
             )
             .await
             .unwrap();
-        token = page.next_page_token.clone();
-        pages.push(page.items);
-        if token.is_empty() {
-            break;
-        }
+        let keys: Vec<String> = first
+            .items
+            .into_iter()
+            .chain(rest.items)
+            .map(|row| row.idempotency_key)
+            .collect();
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
+        assert_eq!(rest.next_page_token, "");
     }
-    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
-    assert_eq!(sizes, [100, 100, 50]);
-    let ids: Vec<i64> = pages.into_iter().flatten().map(|row| row.id).collect();
-    let mut sorted = ids.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    assert_eq!(ids, sorted, "in id order, each once");
-    assert_eq!(ids.len(), 250);
 }
 
-#[tokio::test]
-async fn tool_usage_pages_in_id_order() {
-    let fx = started("s1").await;
-    for n in 0..5 {
+contract! {
+    async fn sessions_are_listed_newest_first_and_filtered_by_status(backend) {
+        let fx = fixture(backend).await;
+        for id in ["s1", "s2", "s3", "s4"] {
+            fx.store.create_session(new_session(id)).await.unwrap();
+        }
         fx.store
-            .store_tool_usage(tool_usage("s1", &format!("k{n}")))
+            .end_session(end("s2", 1, SessionStatus::Completed))
             .await
             .unwrap();
+
+        let first = fx
+            .store
+            .list_sessions(None, PageRequest::first(3))
+            .await
+            .unwrap();
+        let rest = fx
+            .store
+            .list_sessions(
+                None,
+                PageRequest {
+                    page_size: 3,
+                    page_token: first.next_page_token.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        let ids: Vec<String> = first
+            .items
+            .iter()
+            .chain(&rest.items)
+            .map(|row| row.session_id.clone())
+            .collect();
+        assert_eq!(ids, ["s4", "s3", "s2", "s1"]);
+        assert_eq!(rest.next_page_token, "");
+
+        let active = fx
+            .store
+            .list_sessions(Some(SessionStatus::Active), PageRequest::default())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = active
+            .items
+            .iter()
+            .map(|row| row.session_id.as_str())
+            .collect();
+        assert_eq!(ids, ["s4", "s3", "s1"]);
     }
-    let first = fx
-        .store
-        .list_tool_usage("s1", PageRequest::first(3))
-        .await
-        .unwrap();
-    assert_eq!(first.items.len(), 3);
-    let rest = fx
-        .store
-        .list_tool_usage(
-            "s1",
-            PageRequest {
-                page_size: 3,
-                page_token: first.next_page_token,
-            },
-        )
-        .await
-        .unwrap();
-    let keys: Vec<String> = first
-        .items
-        .into_iter()
-        .chain(rest.items)
-        .map(|row| row.idempotency_key)
-        .collect();
-    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
-    assert_eq!(rest.next_page_token, "");
 }
 
-#[tokio::test]
-async fn sessions_are_listed_newest_first_and_filtered_by_status() {
-    let fx = fixture();
-    for id in ["s1", "s2", "s3", "s4"] {
-        fx.store.create_session(new_session(id)).await.unwrap();
-    }
-    fx.store
-        .end_session(end("s2", 1, SessionStatus::Completed))
-        .await
-        .unwrap();
-
-    let first = fx
-        .store
-        .list_sessions(None, PageRequest::first(3))
-        .await
-        .unwrap();
-    let rest = fx
-        .store
-        .list_sessions(
-            None,
-            PageRequest {
-                page_size: 3,
-                page_token: first.next_page_token.clone(),
-            },
-        )
-        .await
-        .unwrap();
-    let ids: Vec<String> = first
-        .items
-        .iter()
-        .chain(&rest.items)
-        .map(|row| row.session_id.clone())
-        .collect();
-    assert_eq!(ids, ["s4", "s3", "s2", "s1"]);
-    assert_eq!(rest.next_page_token, "");
-
-    let active = fx
-        .store
-        .list_sessions(Some(SessionStatus::Active), PageRequest::default())
-        .await
-        .unwrap();
-    let ids: Vec<&str> = active
-        .items
-        .iter()
-        .map(|row| row.session_id.as_str())
-        .collect();
-    assert_eq!(ids, ["s4", "s3", "s1"]);
-}
-
-#[tokio::test]
-async fn a_garbage_page_token_is_refused_by_every_listing() {
-    let fx = started("s1").await;
-    let garbage = || PageRequest {
-        page_size: 10,
-        page_token: "not a token".into(),
-    };
-    assert_eq!(
-        fx.store.list_messages("s1", garbage()).await,
-        Err(StoreError::InvalidPageToken)
-    );
-    assert_eq!(
-        fx.store.list_tool_usage("s1", garbage()).await,
-        Err(StoreError::InvalidPageToken)
-    );
-    assert_eq!(
-        fx.store.list_sessions(None, garbage()).await,
-        Err(StoreError::InvalidPageToken)
-    );
-    assert_eq!(
-        StoreError::InvalidPageToken.kind(),
-        ErrorKind::InvalidArgument
-    );
-}
-
-#[tokio::test]
-async fn a_page_size_over_1000_is_refused() {
-    let fx = started("s1").await;
-    assert_eq!(
-        fx.store.list_messages("s1", PageRequest::first(1001)).await,
-        Err(StoreError::InvalidPageSize { size: 1001 })
-    );
-    assert_eq!(
-        fx.store.list_sessions(None, PageRequest::first(-1)).await,
-        Err(StoreError::InvalidPageSize { size: -1 })
-    );
-}
-
-#[tokio::test]
-async fn messages_after_returns_the_later_messages_in_order() {
-    let fx = started("s1").await;
-    let mut ids = Vec::new();
-    for text in ["a", "b", "c", "d"] {
-        ids.push(
-            fx.store
-                .store_message(message("s1", text))
-                .await
-                .unwrap()
-                .id,
+contract! {
+    async fn a_garbage_page_token_is_refused_by_every_listing(backend) {
+        let fx = started(backend, "s1").await;
+        let garbage = || PageRequest {
+            page_size: 10,
+            page_token: "not a token".into(),
+        };
+        assert_eq!(
+            fx.store.list_messages("s1", garbage()).await,
+            Err(StoreError::InvalidPageToken)
+        );
+        assert_eq!(
+            fx.store.list_tool_usage("s1", garbage()).await,
+            Err(StoreError::InvalidPageToken)
+        );
+        assert_eq!(
+            fx.store.list_sessions(None, garbage()).await,
+            Err(StoreError::InvalidPageToken)
+        );
+        assert_eq!(
+            StoreError::InvalidPageToken.kind(),
+            ErrorKind::InvalidArgument
         );
     }
-    let later = fx.store.messages_after("s1", ids[1], 0).await.unwrap();
-    let texts: Vec<&str> = later.iter().map(|row| row.message.as_str()).collect();
-    assert_eq!(texts, ["c", "d"]);
-    let limited = fx.store.messages_after("s1", 0, 1).await.unwrap();
-    assert_eq!(limited.len(), 1);
-    assert_eq!(
-        fx.store.messages_after("s1", -1, 1).await,
-        Err(StoreError::Negative {
-            field: "after_message_id",
-            value: -1
-        })
-    );
+}
+
+contract! {
+    async fn a_page_size_over_1000_is_refused(backend) {
+        let fx = started(backend, "s1").await;
+        assert_eq!(
+            fx.store.list_messages("s1", PageRequest::first(1001)).await,
+            Err(StoreError::InvalidPageSize { size: 1001 })
+        );
+        assert_eq!(
+            fx.store.list_sessions(None, PageRequest::first(-1)).await,
+            Err(StoreError::InvalidPageSize { size: -1 })
+        );
+    }
+}
+
+contract! {
+    async fn messages_after_returns_the_later_messages_in_order(backend) {
+        let fx = started(backend, "s1").await;
+        let mut ids = Vec::new();
+        for text in ["a", "b", "c", "d"] {
+            ids.push(
+                fx.store
+                    .store_message(message("s1", text))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let later = fx.store.messages_after("s1", ids[1], 0).await.unwrap();
+        let texts: Vec<&str> = later.iter().map(|row| row.message.as_str()).collect();
+        assert_eq!(texts, ["c", "d"]);
+        let limited = fx.store.messages_after("s1", 0, 1).await.unwrap();
+        assert_eq!(limited.len(), 1);
+        assert_eq!(
+            fx.store.messages_after("s1", -1, 1).await,
+            Err(StoreError::Negative {
+                field: "after_message_id",
+                value: -1
+            })
+        );
+    }
 }
 
 // --- watching -----------------------------------------------------------------------
 
-#[tokio::test]
-async fn subscribers_see_messages_in_commit_order_and_the_session_end() {
-    let fx = started("s1").await;
-    let mut feed = fx.store.subscribe();
-    let first = fx
-        .store
-        .store_message(keyed("s1", "one", "k1"))
-        .await
-        .unwrap();
-    fx.store
-        .store_tool_usage(tool_usage("s1", ""))
-        .await
-        .unwrap();
-    let second = fx.store.store_message(message("s1", "two")).await.unwrap();
-    fx.store
-        .store_message(keyed("s1", "one", "k1"))
-        .await
-        .unwrap();
-    fx.store
-        .end_session(end("s1", 2, SessionStatus::Completed))
-        .await
-        .unwrap();
+contract! {
+    async fn subscribers_see_messages_in_commit_order_and_the_session_end(backend) {
+        let fx = started(backend, "s1").await;
+        let mut feed = fx.store.subscribe();
+        let first = fx
+            .store
+            .store_message(keyed("s1", "one", "k1"))
+            .await
+            .unwrap();
+        fx.store
+            .store_tool_usage(tool_usage("s1", ""))
+            .await
+            .unwrap();
+        let second = fx.store.store_message(message("s1", "two")).await.unwrap();
+        fx.store
+            .store_message(keyed("s1", "one", "k1"))
+            .await
+            .unwrap();
+        fx.store
+            .end_session(end("s1", 2, SessionStatus::Completed))
+            .await
+            .unwrap();
 
-    assert_eq!(feed.recv().await.unwrap(), Committed::Message(first));
-    assert_eq!(feed.recv().await.unwrap(), Committed::Message(second));
-    assert_eq!(
-        feed.recv().await.unwrap(),
-        Committed::SessionEnded {
-            session_id: "s1".into()
-        }
-    );
-    assert!(
-        feed.try_recv().is_err(),
-        "repeats and tool usage are not published"
-    );
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(first));
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(second));
+        assert_eq!(
+            feed.recv().await.unwrap(),
+            Committed::SessionEnded {
+                session_id: "s1".into()
+            }
+        );
+        assert!(
+            feed.try_recv().is_err(),
+            "repeats and tool usage are not published"
+        );
+    }
 }
 
 // --- turns ----------------------------------------------------------------------------
@@ -982,268 +1150,282 @@ async fn stored_rows(store: &AuditStore, session_id: &str) -> (Vec<MessageRow>, 
     (messages.items, tool_usage.items)
 }
 
-#[tokio::test]
-async fn a_turn_with_two_tool_calls_stores_the_message_and_both_rows_in_one_commit() {
-    let fx = started("s1").await;
-    let commits = fx.store.commit_count();
-    let rows = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1", "t2"]))
-        .await
-        .unwrap();
+contract! {
+    async fn a_turn_with_two_tool_calls_stores_the_message_and_both_rows_in_one_commit(backend) {
+        let fx = started(backend, "s1").await;
+        let commits = fx.store.commit_count();
+        let rows = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1", "t2"]))
+            .await
+            .unwrap();
 
-    assert_eq!(
-        fx.store.commit_count(),
-        commits + 1,
-        "one commit for the turn"
-    );
-    assert_eq!(rows.message.idempotency_key, "m1");
-    assert_eq!(
-        (rows.message.turn_id, rows.message.agent_name.as_str()),
-        (2, "hacker")
-    );
-    let keys: Vec<&str> = rows
-        .tool_calls
-        .iter()
-        .map(|row| row.idempotency_key.as_str())
-        .collect();
-    assert_eq!(keys, ["t1", "t2"], "in the order they were sent");
-    assert!(rows.tool_calls[0].id < rows.tool_calls[1].id);
-    assert!(
-        rows.tool_calls
+        assert_eq!(
+            fx.store.commit_count(),
+            commits + 1,
+            "one commit for the turn"
+        );
+        assert_eq!(rows.message.idempotency_key, "m1");
+        assert_eq!(
+            (rows.message.turn_id, rows.message.agent_name.as_str()),
+            (2, "hacker")
+        );
+        let keys: Vec<&str> = rows
+            .tool_calls
             .iter()
-            .all(|row| row.timestamp == rows.message.timestamp),
-        "one write, one timestamp"
-    );
-    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
-    assert_eq!(messages, [rows.message]);
-    assert_eq!(tool_usage, rows.tool_calls);
+            .map(|row| row.idempotency_key.as_str())
+            .collect();
+        assert_eq!(keys, ["t1", "t2"], "in the order they were sent");
+        assert!(rows.tool_calls[0].id < rows.tool_calls[1].id);
+        assert!(
+            rows.tool_calls
+                .iter()
+                .all(|row| row.timestamp == rows.message.timestamp),
+            "one write, one timestamp"
+        );
+        let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+        assert_eq!(messages, [rows.message]);
+        assert_eq!(tool_usage, rows.tool_calls);
+    }
 }
 
-#[tokio::test]
-async fn repeating_a_turn_returns_the_same_rows_and_stores_nothing_new() {
-    let fx = started("s1").await;
-    let first = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1", "t2"]))
-        .await
-        .unwrap();
-    let mut retry = turn("s1", "m1", &["t1", "t2"]);
-    retry.message.trace_id = "another-trace".into();
-    let repeat = fx.store.store_turn(retry).await.unwrap();
+contract! {
+    async fn repeating_a_turn_returns_the_same_rows_and_stores_nothing_new(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1", "t2"]))
+            .await
+            .unwrap();
+        let mut retry = turn("s1", "m1", &["t1", "t2"]);
+        retry.message.trace_id = "another-trace".into();
+        let repeat = fx.store.store_turn(retry).await.unwrap();
 
-    assert_eq!(repeat, first);
-    let raw = fx.raw();
-    assert_eq!(count(&raw, "SELECT COUNT(*) FROM messages"), 1);
-    assert_eq!(count(&raw, "SELECT COUNT(*) FROM tool_usage"), 2);
+        assert_eq!(repeat, first);
+        assert_eq!(fx.count("SELECT COUNT(*) FROM messages").await, 1);
+        assert_eq!(fx.count("SELECT COUNT(*) FROM tool_usage").await, 2);
+    }
 }
 
-#[tokio::test]
-async fn a_turn_whose_second_tool_call_reuses_a_stored_key_with_other_content_stores_nothing_of_the_turn()
- {
-    let fx = started("s1").await;
-    let earlier = fx
-        .store
-        .store_tool_usage(tool_usage("s1", "t-earlier"))
-        .await
-        .unwrap();
-    let mut clash = turn("s1", "m1", &["t1", "t-earlier"]);
-    clash.tool_calls[1].tool_result = "5".into();
-    let commits = fx.store.commit_count();
+contract! {
+    async fn a_turn_whose_second_tool_call_reuses_a_stored_key_with_other_content_stores_nothing_of_the_turn(backend) {
+        let fx = started(backend, "s1").await;
+        let earlier = fx
+            .store
+            .store_tool_usage(tool_usage("s1", "t-earlier"))
+            .await
+            .unwrap();
+        let mut clash = turn("s1", "m1", &["t1", "t-earlier"]);
+        clash.tool_calls[1].tool_result = "5".into();
+        let commits = fx.store.commit_count();
 
-    let error = fx.store.store_turn(clash).await.unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::IdempotencyConflict {
-            session_id: "s1".into(),
-            key: "t-earlier".into()
-        }
-    );
-    assert_eq!(error.kind(), ErrorKind::AlreadyExists);
-    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
-    assert!(messages.is_empty(), "the message was rolled back too");
-    assert_eq!(tool_usage, [earlier], "and the first tool call");
-    assert_eq!(
-        fx.store.commit_count(),
-        commits + 1,
-        "the refusal was rolled back within a commit, not by failing it"
-    );
-
-    // Its keys were not taken: the turn without the clash stores.
-    let rows = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1"]))
-        .await
-        .unwrap();
-    assert_eq!(rows.tool_calls.len(), 1);
-}
-
-#[tokio::test]
-async fn a_tool_call_naming_another_session_turn_or_agent_is_refused_naming_the_field() {
-    let fx = started("s1").await;
-    fx.store.create_session(new_session("s2")).await.unwrap();
-    let commits = fx.store.commit_count();
-    /// What the test changes in the second tool call.
-    type Change = fn(&mut NewToolUsage);
-    let cases: [(Change, &str); 3] = [
-        (
-            |call| call.session_id = "s2".into(),
-            r#"session_id: "s2" is not the message's session "s1""#,
-        ),
-        (
-            |call| call.turn_id = 7,
-            "turn_id: 7 is not the message's turn 2",
-        ),
-        (
-            |call| call.agent_name = "mole".into(),
-            r#"agent_name: "mole" is not the message's agent "hacker""#,
-        ),
-    ];
-    for (change, reason) in cases {
-        let mut new = turn("s1", "m1", &["t1", "t2"]);
-        change(&mut new.tool_calls[1]);
-        let error = fx.store.store_turn(new).await.unwrap_err();
+        let error = fx.store.store_turn(clash).await.unwrap_err();
         assert_eq!(
             error,
-            StoreError::InvalidToolCall {
-                index: 1,
-                reason: reason.into()
+            StoreError::IdempotencyConflict {
+                session_id: "s1".into(),
+                key: "t-earlier".into()
             }
         );
-        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
-        assert_eq!(error.to_string(), format!("tool_calls[1].{reason}"));
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+        let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+        assert!(messages.is_empty(), "the message was rolled back too");
+        assert_eq!(tool_usage, [earlier], "and the first tool call");
+        // SQLite rolls the refusal back to its savepoint inside a batch that
+        // commits; PostgreSQL runs a lone write without a savepoint and rolls
+        // its transaction back.
+        let committed = match backend {
+            Backend::Sqlite => commits + 1,
+            Backend::Postgres => commits,
+        };
+        assert_eq!(
+            fx.store.commit_count(),
+            committed,
+            "the refusal was rolled back, not by failing a commit"
+        );
+
+        // Its keys were not taken: the turn without the clash stores.
+        let rows = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1"]))
+            .await
+            .unwrap();
+        assert_eq!(rows.tool_calls.len(), 1);
     }
-    assert_eq!(
-        fx.store.commit_count(),
-        commits,
-        "nothing reached the writer"
-    );
-    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
-    assert!(messages.is_empty() && tool_usage.is_empty());
 }
 
-#[tokio::test]
-async fn a_malformed_row_of_a_turn_is_refused_naming_its_field_and_index() {
-    let fx = started("s1").await;
-    let mut no_tool = turn("s1", "m1", &["t1", "t2", "t3"]);
-    no_tool.tool_calls[2].tool_name = String::new();
-    let error = fx.store.store_turn(no_tool).await.unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "tool_calls[2].tool_name must not be empty"
-    );
-    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
-
-    let mut no_agent = turn("s1", "m1", &["t1"]);
-    no_agent.message.agent_name = String::new();
-    assert_eq!(
-        fx.store.store_turn(no_agent).await,
-        Err(StoreError::EmptyField {
-            field: "agent_name"
-        }),
-        "the message's own checks are StoreMessage's"
-    );
-}
-
-#[tokio::test]
-async fn a_turn_with_65_tool_calls_is_refused_and_one_with_64_is_stored() {
-    let fx = started("s1").await;
-    let keys: Vec<String> = (0..=MAX_TOOL_CALLS_PER_TURN)
-        .map(|n| format!("t{n}"))
-        .collect();
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    assert_eq!(keys.len(), 65);
-
-    let error = fx
-        .store
-        .store_turn(turn("s1", "m1", &keys))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "tool_calls must be at most 64 per turn, got 65"
-    );
-    assert_eq!(error.kind(), ErrorKind::InvalidArgument);
-    let (messages, _) = stored_rows(&fx.store, "s1").await;
-    assert!(messages.is_empty());
-
-    let rows = fx
-        .store
-        .store_turn(turn("s1", "m1", &keys[..64]))
-        .await
-        .unwrap();
-    assert_eq!(rows.tool_calls.len(), 64);
-}
-
-#[tokio::test]
-async fn a_turn_without_tool_calls_stores_its_message_alone() {
-    let fx = started("s1").await;
-    let rows = fx.store.store_turn(turn("s1", "m1", &[])).await.unwrap();
-    assert!(rows.tool_calls.is_empty());
-    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
-    assert_eq!(messages, [rows.message]);
-    assert!(tool_usage.is_empty());
-}
-
-#[tokio::test]
-async fn a_turn_in_an_ended_session_is_refused_as_session_ended_and_a_retry_still_answers() {
-    let fx = started("s1").await;
-    let stored = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1"]))
-        .await
-        .unwrap();
-    fx.store
-        .end_session(end("s1", 2, SessionStatus::Interrupted))
-        .await
-        .unwrap();
-
-    let error = fx
-        .store
-        .store_turn(turn("s1", "m2", &["t2"]))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::SessionEnded {
-            session_id: "s1".into(),
-            status: SessionStatus::Interrupted
+contract! {
+    async fn a_tool_call_naming_another_session_turn_or_agent_is_refused_naming_the_field(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store.create_session(new_session("s2")).await.unwrap();
+        let commits = fx.store.commit_count();
+        /// What the test changes in the second tool call.
+        type Change = fn(&mut NewToolUsage);
+        let cases: [(Change, &str); 3] = [
+            (
+                |call| call.session_id = "s2".into(),
+                r#"session_id: "s2" is not the message's session "s1""#,
+            ),
+            (
+                |call| call.turn_id = 7,
+                "turn_id: 7 is not the message's turn 2",
+            ),
+            (
+                |call| call.agent_name = "mole".into(),
+                r#"agent_name: "mole" is not the message's agent "hacker""#,
+            ),
+        ];
+        for (change, reason) in cases {
+            let mut new = turn("s1", "m1", &["t1", "t2"]);
+            change(&mut new.tool_calls[1]);
+            let error = fx.store.store_turn(new).await.unwrap_err();
+            assert_eq!(
+                error,
+                StoreError::InvalidToolCall {
+                    index: 1,
+                    reason: reason.into()
+                }
+            );
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+            assert_eq!(error.to_string(), format!("tool_calls[1].{reason}"));
         }
-    );
-    assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
-    let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
-    assert_eq!((messages.len(), tool_usage.len()), (1, 1));
-
-    let retry = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        retry, stored,
-        "as StoreMessage: a retry after the end answers"
-    );
+        assert_eq!(
+            fx.store.commit_count(),
+            commits,
+            "nothing reached the writer"
+        );
+        let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+        assert!(messages.is_empty() && tool_usage.is_empty());
+    }
 }
 
-#[tokio::test]
-async fn a_subscriber_receives_the_message_of_a_turn_and_nothing_for_its_tool_calls() {
-    let fx = started("s1").await;
-    let mut feed = fx.store.subscribe();
-    let rows = fx
-        .store
-        .store_turn(turn("s1", "m1", &["t1", "t2"]))
-        .await
-        .unwrap();
-    fx.store
-        .store_turn(turn("s1", "m1", &["t1", "t2"]))
-        .await
-        .unwrap();
+contract! {
+    async fn a_malformed_row_of_a_turn_is_refused_naming_its_field_and_index(backend) {
+        let fx = started(backend, "s1").await;
+        let mut no_tool = turn("s1", "m1", &["t1", "t2", "t3"]);
+        no_tool.tool_calls[2].tool_name = String::new();
+        let error = fx.store.store_turn(no_tool).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "tool_calls[2].tool_name must not be empty"
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
 
-    assert_eq!(feed.recv().await.unwrap(), Committed::Message(rows.message));
-    assert!(
-        feed.try_recv().is_err(),
-        "tool calls and the repeat are not published"
-    );
+        let mut no_agent = turn("s1", "m1", &["t1"]);
+        no_agent.message.agent_name = String::new();
+        assert_eq!(
+            fx.store.store_turn(no_agent).await,
+            Err(StoreError::EmptyField {
+                field: "agent_name"
+            }),
+            "the message's own checks are StoreMessage's"
+        );
+    }
+}
+
+contract! {
+    async fn a_turn_with_65_tool_calls_is_refused_and_one_with_64_is_stored(backend) {
+        let fx = started(backend, "s1").await;
+        let keys: Vec<String> = (0..=MAX_TOOL_CALLS_PER_TURN)
+            .map(|n| format!("t{n}"))
+            .collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        assert_eq!(keys.len(), 65);
+
+        let error = fx
+            .store
+            .store_turn(turn("s1", "m1", &keys))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "tool_calls must be at most 64 per turn, got 65"
+        );
+        assert_eq!(error.kind(), ErrorKind::InvalidArgument);
+        let (messages, _) = stored_rows(&fx.store, "s1").await;
+        assert!(messages.is_empty());
+
+        let rows = fx
+            .store
+            .store_turn(turn("s1", "m1", &keys[..64]))
+            .await
+            .unwrap();
+        assert_eq!(rows.tool_calls.len(), 64);
+    }
+}
+
+contract! {
+    async fn a_turn_without_tool_calls_stores_its_message_alone(backend) {
+        let fx = started(backend, "s1").await;
+        let rows = fx.store.store_turn(turn("s1", "m1", &[])).await.unwrap();
+        assert!(rows.tool_calls.is_empty());
+        let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+        assert_eq!(messages, [rows.message]);
+        assert!(tool_usage.is_empty());
+    }
+}
+
+contract! {
+    async fn a_turn_in_an_ended_session_is_refused_as_session_ended_and_a_retry_still_answers(backend) {
+        let fx = started(backend, "s1").await;
+        let stored = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1"]))
+            .await
+            .unwrap();
+        fx.store
+            .end_session(end("s1", 2, SessionStatus::Interrupted))
+            .await
+            .unwrap();
+
+        let error = fx
+            .store
+            .store_turn(turn("s1", "m2", &["t2"]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::SessionEnded {
+                session_id: "s1".into(),
+                status: SessionStatus::Interrupted
+            }
+        );
+        assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+        let (messages, tool_usage) = stored_rows(&fx.store, "s1").await;
+        assert_eq!((messages.len(), tool_usage.len()), (1, 1));
+
+        let retry = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            retry, stored,
+            "as StoreMessage: a retry after the end answers"
+        );
+    }
+}
+
+contract! {
+    async fn a_subscriber_receives_the_message_of_a_turn_and_nothing_for_its_tool_calls(backend) {
+        let fx = started(backend, "s1").await;
+        let mut feed = fx.store.subscribe();
+        let rows = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1", "t2"]))
+            .await
+            .unwrap();
+        fx.store
+            .store_turn(turn("s1", "m1", &["t1", "t2"]))
+            .await
+            .unwrap();
+
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(rows.message));
+        assert!(
+            feed.try_recv().is_err(),
+            "tool calls and the repeat are not published"
+        );
+    }
 }
 
 // --- session events -----------------------------------------------------------------
@@ -1258,287 +1440,295 @@ fn event(session_id: &str, kind: &str, key: &str) -> NewSessionEvent {
     }
 }
 
-#[tokio::test]
-async fn session_events_are_stored_and_listed_in_storage_order() {
-    let fx = started("s1").await;
-    let mut stored = Vec::new();
-    for (kind, key) in [
-        ("breaker.open", "e1"),
-        ("breaker.half_open", "e2"),
-        ("breaker.closed", "e3"),
-    ] {
-        stored.push(
-            fx.store
-                .store_session_event(event("s1", kind, key))
-                .await
-                .unwrap(),
+contract! {
+    async fn session_events_are_stored_and_listed_in_storage_order(backend) {
+        let fx = started(backend, "s1").await;
+        let mut stored = Vec::new();
+        for (kind, key) in [
+            ("breaker.open", "e1"),
+            ("breaker.half_open", "e2"),
+            ("breaker.closed", "e3"),
+        ] {
+            stored.push(
+                fx.store
+                    .store_session_event(event("s1", kind, key))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert!(stored[0].id < stored[1].id && stored[1].id < stored[2].id);
+        assert_eq!(stored[0].kind, "breaker.open");
+        assert_eq!(
+            stored[0].detail,
+            r#"{"service":"memory","cause":"unavailable"}"#
         );
-    }
-    assert!(stored[0].id < stored[1].id && stored[1].id < stored[2].id);
-    assert_eq!(stored[0].kind, "breaker.open");
-    assert_eq!(
-        stored[0].detail,
-        r#"{"service":"memory","cause":"unavailable"}"#
-    );
-    assert_eq!(stored[0].idempotency_key, "e1");
-    assert_eq!(stored[0].timestamp, "2025-01-16T04:00:01.000000Z");
+        assert_eq!(stored[0].idempotency_key, "e1");
+        assert_eq!(stored[0].timestamp, "2025-01-16T04:00:01.000000Z");
 
-    let page = fx
-        .store
-        .list_session_events("s1", PageRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(page.items, stored);
-    assert_eq!(page.next_page_token, "");
-    let session = fx.store.get_session("s1").await.unwrap();
-    assert_eq!(
-        (session.message_count, session.tool_usage_count),
-        (0, 0),
-        "events are neither messages nor tool calls"
-    );
-}
-
-#[tokio::test]
-async fn session_events_page_with_their_own_tokens() {
-    let fx = started("s1").await;
-    for n in 0..5 {
-        fx.store
-            .store_session_event(event("s1", "spool.replayed", &format!("k{n}")))
-            .await
-            .unwrap();
-    }
-    let first = fx
-        .store
-        .list_session_events("s1", PageRequest::first(2))
-        .await
-        .unwrap();
-    assert!(
-        first.next_page_token.starts_with('e'),
-        "{}",
-        first.next_page_token
-    );
-    let mut keys: Vec<String> = first
-        .items
-        .into_iter()
-        .map(|row| row.idempotency_key)
-        .collect();
-    let mut token = first.next_page_token;
-    while !token.is_empty() {
         let page = fx
             .store
-            .list_session_events(
-                "s1",
-                PageRequest {
-                    page_size: 2,
-                    page_token: token,
-                },
-            )
+            .list_session_events("s1", PageRequest::default())
             .await
             .unwrap();
-        keys.extend(page.items.into_iter().map(|row| row.idempotency_key));
-        token = page.next_page_token;
-    }
-    assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
-
-    for garbage in ["m1", "t1", "e", "e-1", "not a token"] {
+        assert_eq!(page.items, stored);
+        assert_eq!(page.next_page_token, "");
+        let session = fx.store.get_session("s1").await.unwrap();
         assert_eq!(
+            (session.message_count, session.tool_usage_count),
+            (0, 0),
+            "events are neither messages nor tool calls"
+        );
+    }
+}
+
+contract! {
+    async fn session_events_page_with_their_own_tokens(backend) {
+        let fx = started(backend, "s1").await;
+        for n in 0..5 {
             fx.store
+                .store_session_event(event("s1", "spool.replayed", &format!("k{n}")))
+                .await
+                .unwrap();
+        }
+        let first = fx
+            .store
+            .list_session_events("s1", PageRequest::first(2))
+            .await
+            .unwrap();
+        assert!(
+            first.next_page_token.starts_with('e'),
+            "{}",
+            first.next_page_token
+        );
+        let mut keys: Vec<String> = first
+            .items
+            .into_iter()
+            .map(|row| row.idempotency_key)
+            .collect();
+        let mut token = first.next_page_token;
+        while !token.is_empty() {
+            let page = fx
+                .store
                 .list_session_events(
                     "s1",
                     PageRequest {
                         page_size: 2,
-                        page_token: garbage.into(),
+                        page_token: token,
                     },
                 )
-                .await,
-            Err(StoreError::InvalidPageToken),
-            "{garbage}"
-        );
-    }
-    assert_eq!(
-        fx.store
-            .list_session_events("s1", PageRequest::first(1001))
-            .await,
-        Err(StoreError::InvalidPageSize { size: 1001 })
-    );
-}
+                .await
+                .unwrap();
+            keys.extend(page.items.into_iter().map(|row| row.idempotency_key));
+            token = page.next_page_token;
+        }
+        assert_eq!(keys, ["k0", "k1", "k2", "k3", "k4"]);
 
-#[tokio::test]
-async fn session_events_are_accepted_in_every_session_status() {
-    let fx = fixture();
-    for (id, status) in [
-        ("done", SessionStatus::Completed),
-        ("broken", SessionStatus::Failed),
-        ("stopped", SessionStatus::Interrupted),
-    ] {
-        fx.store.create_session(new_session(id)).await.unwrap();
-        fx.store.end_session(end(id, 3, status)).await.unwrap();
-        let stored = fx
-            .store
-            .store_session_event(event(id, "breaker.closed", "late"))
-            .await
-            .unwrap();
-        assert_eq!(stored.session_id, id);
+        for garbage in ["m1", "t1", "e", "e-1", "not a token"] {
+            assert_eq!(
+                fx.store
+                    .list_session_events(
+                        "s1",
+                        PageRequest {
+                            page_size: 2,
+                            page_token: garbage.into(),
+                        },
+                    )
+                    .await,
+                Err(StoreError::InvalidPageToken),
+                "{garbage}"
+            );
+        }
         assert_eq!(
             fx.store
-                .list_session_events(id, PageRequest::default())
-                .await
-                .unwrap()
-                .items,
-            [stored]
+                .list_session_events("s1", PageRequest::first(1001))
+                .await,
+            Err(StoreError::InvalidPageSize { size: 1001 })
         );
     }
 }
 
-#[tokio::test]
-async fn a_repeated_session_event_returns_the_stored_row_and_stores_one() {
-    let fx = started("s1").await;
-    let first = fx
-        .store
-        .store_session_event(event("s1", "breaker.open", "k1"))
-        .await
-        .unwrap();
-    let repeat = fx
-        .store
-        .store_session_event(event("s1", "breaker.open", "k1"))
-        .await
-        .unwrap();
-    assert_eq!(repeat, first);
-    fx.store
-        .end_session(end("s1", 1, SessionStatus::Completed))
-        .await
-        .unwrap();
-    let after_end = fx
-        .store
-        .store_session_event(event("s1", "breaker.open", "k1"))
-        .await
-        .unwrap();
-    assert_eq!(after_end, first);
-    assert_eq!(count(&fx.raw(), "SELECT COUNT(*) FROM session_events"), 1);
-
-    let unkeyed = [
-        fx.store
-            .store_session_event(event("s1", "breaker.open", ""))
-            .await
-            .unwrap(),
-        fx.store
-            .store_session_event(event("s1", "breaker.open", ""))
-            .await
-            .unwrap(),
-    ];
-    assert_ne!(unkeyed[0].id, unkeyed[1].id, "no key, no deduplication");
-}
-
-#[tokio::test]
-async fn reusing_an_event_key_with_another_kind_or_detail_is_a_conflict() {
-    let fx = started("s1").await;
-    fx.store
-        .store_session_event(event("s1", "breaker.open", "k1"))
-        .await
-        .unwrap();
-    let conflict = StoreError::IdempotencyConflict {
-        session_id: "s1".into(),
-        key: "k1".into(),
-    };
-    let other_kind = event("s1", "breaker.closed", "k1");
-    let other_detail = NewSessionEvent {
-        detail: "another cause".into(),
-        ..event("s1", "breaker.open", "k1")
-    };
-    for other in [other_kind, other_detail] {
-        let error = fx.store.store_session_event(other).await.unwrap_err();
-        assert_eq!(error, conflict);
-        assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+contract! {
+    async fn session_events_are_accepted_in_every_session_status(backend) {
+        let fx = fixture(backend).await;
+        for (id, status) in [
+            ("done", SessionStatus::Completed),
+            ("broken", SessionStatus::Failed),
+            ("stopped", SessionStatus::Interrupted),
+        ] {
+            fx.store.create_session(new_session(id)).await.unwrap();
+            fx.store.end_session(end(id, 3, status)).await.unwrap();
+            let stored = fx
+                .store
+                .store_session_event(event(id, "breaker.closed", "late"))
+                .await
+                .unwrap();
+            assert_eq!(stored.session_id, id);
+            assert_eq!(
+                fx.store
+                    .list_session_events(id, PageRequest::default())
+                    .await
+                    .unwrap()
+                    .items,
+                [stored]
+            );
+        }
     }
-    // A message may use the same key: keys are unique per table and session.
-    fx.store
-        .store_message(keyed("s1", "hello", "k1"))
-        .await
-        .unwrap();
 }
 
-#[tokio::test]
-async fn a_session_event_for_an_unknown_session_is_not_found() {
-    let fx = fixture();
-    let not_found = StoreError::SessionNotFound {
-        session_id: "ghost".into(),
-    };
-    assert_eq!(
+contract! {
+    async fn a_repeated_session_event_returns_the_stored_row_and_stores_one(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx
+            .store
+            .store_session_event(event("s1", "breaker.open", "k1"))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_session_event(event("s1", "breaker.open", "k1"))
+            .await
+            .unwrap();
+        assert_eq!(repeat, first);
         fx.store
-            .store_session_event(event("ghost", "breaker.open", "k"))
-            .await,
-        Err(not_found.clone())
-    );
-    assert_eq!(
-        fx.store
-            .list_session_events("ghost", PageRequest::default())
-            .await,
-        Err(not_found)
-    );
-}
+            .end_session(end("s1", 1, SessionStatus::Completed))
+            .await
+            .unwrap();
+        let after_end = fx
+            .store
+            .store_session_event(event("s1", "breaker.open", "k1"))
+            .await
+            .unwrap();
+        assert_eq!(after_end, first);
+        assert_eq!(fx.count("SELECT COUNT(*) FROM session_events").await, 1);
 
-#[tokio::test]
-async fn a_bad_session_event_is_refused_precisely_before_it_reaches_the_writer() {
-    let fx = started("s1").await;
-    let commits = fx.store.commit_count();
-    let cases = [
-        (
-            event("s1", "", "k"),
-            StoreError::EmptyField { field: "kind" },
-        ),
-        (
-            event("s1", &"k".repeat(65), "k"),
-            StoreError::TooManyChars {
-                field: "kind",
-                max: MAX_EVENT_KIND_CHARS,
-                len: 65,
-            },
-        ),
-        (
-            event("s1", "Breaker.Open", "k"),
-            StoreError::EventKindCharacter { character: 'B' },
-        ),
-        (
-            event("s1", "breaker open", "k"),
-            StoreError::EventKindCharacter { character: ' ' },
-        ),
-        (
-            NewSessionEvent {
-                detail: "d".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
-                ..event("s1", "breaker.open", "k")
-            },
-            StoreError::TooManyBytes {
-                field: "detail",
-                max: DEFAULT_MAX_MESSAGE_BYTES,
-                len: DEFAULT_MAX_MESSAGE_BYTES + 1,
-            },
-        ),
-        (event("", "breaker.open", "k"), StoreError::EmptySessionId),
-        (
-            event("a b", "breaker.open", "k"),
-            StoreError::SessionIdCharacter { character: ' ' },
-        ),
-        (
-            event("s1", "breaker.open", &"k".repeat(129)),
-            StoreError::TooManyChars {
-                field: "idempotency_key",
-                max: MAX_NAME_CHARS,
-                len: 129,
-            },
-        ),
-    ];
-    for (bad, expected) in cases {
-        let error = fx.store.store_session_event(bad).await.unwrap_err();
-        assert_eq!(error, expected);
-        assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+        let unkeyed = [
+            fx.store
+                .store_session_event(event("s1", "breaker.open", ""))
+                .await
+                .unwrap(),
+            fx.store
+                .store_session_event(event("s1", "breaker.open", ""))
+                .await
+                .unwrap(),
+        ];
+        assert_ne!(unkeyed[0].id, unkeyed[1].id, "no key, no deduplication");
     }
-    assert_eq!(
-        fx.store.commit_count(),
-        commits,
-        "nothing reached the writer"
-    );
 }
 
+contract! {
+    async fn reusing_an_event_key_with_another_kind_or_detail_is_a_conflict(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store
+            .store_session_event(event("s1", "breaker.open", "k1"))
+            .await
+            .unwrap();
+        let conflict = StoreError::IdempotencyConflict {
+            session_id: "s1".into(),
+            key: "k1".into(),
+        };
+        let other_kind = event("s1", "breaker.closed", "k1");
+        let other_detail = NewSessionEvent {
+            detail: "another cause".into(),
+            ..event("s1", "breaker.open", "k1")
+        };
+        for other in [other_kind, other_detail] {
+            let error = fx.store.store_session_event(other).await.unwrap_err();
+            assert_eq!(error, conflict);
+            assert_eq!(error.kind(), ErrorKind::AlreadyExists);
+        }
+        // A message may use the same key: keys are unique per table and session.
+        fx.store
+            .store_message(keyed("s1", "hello", "k1"))
+            .await
+            .unwrap();
+    }
+}
+
+contract! {
+    async fn a_session_event_for_an_unknown_session_is_not_found(backend) {
+        let fx = fixture(backend).await;
+        let not_found = StoreError::SessionNotFound {
+            session_id: "ghost".into(),
+        };
+        assert_eq!(
+            fx.store
+                .store_session_event(event("ghost", "breaker.open", "k"))
+                .await,
+            Err(not_found.clone())
+        );
+        assert_eq!(
+            fx.store
+                .list_session_events("ghost", PageRequest::default())
+                .await,
+            Err(not_found)
+        );
+    }
+}
+
+contract! {
+    async fn a_bad_session_event_is_refused_precisely_before_it_reaches_the_writer(backend) {
+        let fx = started(backend, "s1").await;
+        let commits = fx.store.commit_count();
+        let cases = [
+            (
+                event("s1", "", "k"),
+                StoreError::EmptyField { field: "kind" },
+            ),
+            (
+                event("s1", &"k".repeat(65), "k"),
+                StoreError::TooManyChars {
+                    field: "kind",
+                    max: MAX_EVENT_KIND_CHARS,
+                    len: 65,
+                },
+            ),
+            (
+                event("s1", "Breaker.Open", "k"),
+                StoreError::EventKindCharacter { character: 'B' },
+            ),
+            (
+                event("s1", "breaker open", "k"),
+                StoreError::EventKindCharacter { character: ' ' },
+            ),
+            (
+                NewSessionEvent {
+                    detail: "d".repeat(DEFAULT_MAX_MESSAGE_BYTES + 1),
+                    ..event("s1", "breaker.open", "k")
+                },
+                StoreError::TooManyBytes {
+                    field: "detail",
+                    max: DEFAULT_MAX_MESSAGE_BYTES,
+                    len: DEFAULT_MAX_MESSAGE_BYTES + 1,
+                },
+            ),
+            (event("", "breaker.open", "k"), StoreError::EmptySessionId),
+            (
+                event("a b", "breaker.open", "k"),
+                StoreError::SessionIdCharacter { character: ' ' },
+            ),
+            (
+                event("s1", "breaker.open", &"k".repeat(129)),
+                StoreError::TooManyChars {
+                    field: "idempotency_key",
+                    max: MAX_NAME_CHARS,
+                    len: 129,
+                },
+            ),
+        ];
+        for (bad, expected) in cases {
+            let error = fx.store.store_session_event(bad).await.unwrap_err();
+            assert_eq!(error, expected);
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+        }
+        assert_eq!(
+            fx.store.commit_count(),
+            commits,
+            "nothing reached the writer"
+        );
+    }
+}
+
+/// SQLite-only: files of older builds exist only for SQLite.
 #[tokio::test]
 async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -1553,7 +1743,7 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
     .unwrap();
     drop(v1);
 
-    let store = AuditStore::open(config(&path)).unwrap();
+    let store = AuditStore::open(sqlite_config(&path)).unwrap();
     let raw = Connection::open(&path).unwrap();
     assert_eq!(count(&raw, "PRAGMA user_version"), 3);
     assert_eq!(
@@ -1595,155 +1785,151 @@ fn by<T>(written_by: &str, new: T, set: impl FnOnce(&mut T, String)) -> T {
     new
 }
 
-#[tokio::test]
-async fn every_row_reads_back_with_the_client_that_wrote_it() {
-    let fx = fixture();
-    let session = fx
-        .store
-        .create_session(by("orchestrator", new_session("s1"), |n, w| {
-            n.written_by = w
-        }))
-        .await
-        .unwrap();
-    assert_eq!(session.written_by, "orchestrator");
-    fx.store
-        .store_message(by("planner", keyed("s1", "hello", "m1"), |n, w| {
-            n.written_by = w
-        }))
-        .await
-        .unwrap();
-    fx.store
-        .store_tool_usage(by("hacker", tool_usage("s1", "t1"), |n, w| {
-            n.written_by = w
-        }))
-        .await
-        .unwrap();
-    fx.store
-        .store_session_event(by("mole", event("s1", "breaker.open", "e1"), |n, w| {
-            n.written_by = w
-        }))
-        .await
-        .unwrap();
+contract! {
+    async fn every_row_reads_back_with_the_client_that_wrote_it(backend) {
+        let fx = fixture(backend).await;
+        let session = fx
+            .store
+            .create_session(by("orchestrator", new_session("s1"), |n, w| {
+                n.written_by = w
+            }))
+            .await
+            .unwrap();
+        assert_eq!(session.written_by, "orchestrator");
+        fx.store
+            .store_message(by("planner", keyed("s1", "hello", "m1"), |n, w| {
+                n.written_by = w
+            }))
+            .await
+            .unwrap();
+        fx.store
+            .store_tool_usage(by("hacker", tool_usage("s1", "t1"), |n, w| {
+                n.written_by = w
+            }))
+            .await
+            .unwrap();
+        fx.store
+            .store_session_event(by("mole", event("s1", "breaker.open", "e1"), |n, w| {
+                n.written_by = w
+            }))
+            .await
+            .unwrap();
 
-    let page = PageRequest::default;
-    assert_eq!(
-        fx.store.get_session("s1").await.unwrap().written_by,
-        "orchestrator"
-    );
-    let messages = fx.store.list_messages("s1", page()).await.unwrap().items;
-    assert_eq!(messages[0].written_by, "planner");
-    let calls = fx.store.list_tool_usage("s1", page()).await.unwrap().items;
-    assert_eq!(calls[0].written_by, "hacker");
-    let events = fx
-        .store
-        .list_session_events("s1", page())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(events[0].written_by, "mole");
-    let raw = fx.raw();
-    assert_eq!(
-        count(
-            &raw,
-            "SELECT COUNT(*) FROM messages WHERE written_by = 'planner'"
-        ),
-        1,
-        "the writer is in the table, for SQL readers too"
-    );
+        let page = PageRequest::default;
+        assert_eq!(
+            fx.store.get_session("s1").await.unwrap().written_by,
+            "orchestrator"
+        );
+        let messages = fx.store.list_messages("s1", page()).await.unwrap().items;
+        assert_eq!(messages[0].written_by, "planner");
+        let calls = fx.store.list_tool_usage("s1", page()).await.unwrap().items;
+        assert_eq!(calls[0].written_by, "hacker");
+        let events = fx
+            .store
+            .list_session_events("s1", page())
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(events[0].written_by, "mole");
+        assert_eq!(
+            fx.count("SELECT COUNT(*) FROM messages WHERE written_by = 'planner'").await,
+            1,
+            "the writer is in the table, for SQL readers too"
+        );
+    }
 }
 
-#[tokio::test]
-async fn a_repeat_by_another_client_keeps_the_stored_writer() {
-    let fx = fixture();
-    let first = by("orchestrator", new_session("s1"), |n, w| n.written_by = w);
-    fx.store.create_session(first.clone()).await.unwrap();
-    let again = fx
-        .store
-        .create_session(by("planner", first, |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    assert_eq!(again.written_by, "orchestrator");
+contract! {
+    async fn a_repeat_by_another_client_keeps_the_stored_writer(backend) {
+        let fx = fixture(backend).await;
+        let first = by("orchestrator", new_session("s1"), |n, w| n.written_by = w);
+        fx.store.create_session(first.clone()).await.unwrap();
+        let again = fx
+            .store
+            .create_session(by("planner", first, |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        assert_eq!(again.written_by, "orchestrator");
 
-    let message = keyed("s1", "hello", "m1");
-    let stored = fx
-        .store
-        .store_message(by("orchestrator", message.clone(), |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    let repeat = fx
-        .store
-        .store_message(by("planner", message, |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    assert_eq!(repeat, stored, "the repeat answers the stored row");
-    assert_eq!(repeat.written_by, "orchestrator");
+        let message = keyed("s1", "hello", "m1");
+        let stored = fx
+            .store
+            .store_message(by("orchestrator", message.clone(), |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_message(by("planner", message, |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        assert_eq!(repeat, stored, "the repeat answers the stored row");
+        assert_eq!(repeat.written_by, "orchestrator");
 
-    let call = tool_usage("s1", "t1");
-    fx.store
-        .store_tool_usage(by("orchestrator", call.clone(), |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    let repeat = fx
-        .store
-        .store_tool_usage(by("hacker", call, |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    assert_eq!(repeat.written_by, "orchestrator");
+        let call = tool_usage("s1", "t1");
+        fx.store
+            .store_tool_usage(by("orchestrator", call.clone(), |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_tool_usage(by("hacker", call, |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        assert_eq!(repeat.written_by, "orchestrator");
 
-    let turn = NewTurn {
-        message: by("orchestrator", keyed("s1", "turn two", "m2"), |n, w| {
-            n.written_by = w
-        }),
-        tool_calls: Vec::new(),
-    };
-    fx.store.store_turn(turn.clone()).await.unwrap();
-    let mut other = turn;
-    other.message.written_by = "planner".into();
-    let repeat = fx.store.store_turn(other).await.unwrap();
-    assert_eq!(repeat.message.written_by, "orchestrator");
+        let turn = NewTurn {
+            message: by("orchestrator", keyed("s1", "turn two", "m2"), |n, w| {
+                n.written_by = w
+            }),
+            tool_calls: Vec::new(),
+        };
+        fx.store.store_turn(turn.clone()).await.unwrap();
+        let mut other = turn;
+        other.message.written_by = "planner".into();
+        let repeat = fx.store.store_turn(other).await.unwrap();
+        assert_eq!(repeat.message.written_by, "orchestrator");
 
-    let event = event("s1", "breaker.open", "e1");
-    fx.store
-        .store_session_event(by("orchestrator", event.clone(), |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    let repeat = fx
-        .store
-        .store_session_event(by("mole", event, |n, w| n.written_by = w))
-        .await
-        .unwrap();
-    assert_eq!(repeat.written_by, "orchestrator");
+        let event = event("s1", "breaker.open", "e1");
+        fx.store
+            .store_session_event(by("orchestrator", event.clone(), |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_session_event(by("mole", event, |n, w| n.written_by = w))
+            .await
+            .unwrap();
+        assert_eq!(repeat.written_by, "orchestrator");
 
-    let stored = fx
-        .store
-        .list_messages("s1", PageRequest::default())
-        .await
-        .unwrap()
-        .items;
-    let writers: Vec<&str> = stored.iter().map(|row| row.written_by.as_str()).collect();
-    assert_eq!(
-        writers,
-        ["orchestrator", "orchestrator"],
-        "nothing was rewritten"
-    );
+        let stored = fx
+            .store
+            .list_messages("s1", PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        let writers: Vec<&str> = stored.iter().map(|row| row.written_by.as_str()).collect();
+        assert_eq!(
+            writers,
+            ["orchestrator", "orchestrator"],
+            "nothing was rewritten"
+        );
+    }
 }
 
-#[tokio::test]
-async fn a_write_with_no_known_writer_is_stored_as_null_and_read_as_empty() {
-    let fx = started("s1").await;
-    let row = fx.store.store_message(message("s1", "hi")).await.unwrap();
-    assert_eq!(row.written_by, "");
-    assert_eq!(
-        count(
-            &fx.raw(),
-            "SELECT COUNT(*) FROM messages WHERE written_by IS NULL"
-        ),
-        1
-    );
-    let listed = fx
-        .store
-        .list_messages("s1", PageRequest::default())
-        .await
-        .unwrap();
-    assert_eq!(listed.items, [row]);
+contract! {
+    async fn a_write_with_no_known_writer_is_stored_as_null_and_read_as_empty(backend) {
+        let fx = started(backend, "s1").await;
+        let row = fx.store.store_message(message("s1", "hi")).await.unwrap();
+        assert_eq!(row.written_by, "");
+        assert_eq!(
+            fx.count("SELECT COUNT(*) FROM messages WHERE written_by IS NULL").await,
+            1
+        );
+        let listed = fx
+            .store
+            .list_messages("s1", PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(listed.items, [row]);
+    }
 }

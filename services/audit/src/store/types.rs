@@ -284,6 +284,10 @@ pub enum Committed {
         /// The session that ended.
         session_id: String,
     },
+    /// Events may have been missed (PostgreSQL's notification connection was
+    /// lost and is back): every watcher reads its session back from the
+    /// database, from the last row it sent.
+    Gap,
 }
 
 /// Asks for one page of a listing.

@@ -32,7 +32,7 @@ impl Write for NewSession {
             }
             return Ok(Applied::quiet(stored));
         }
-        let status = SessionStatus::Active;
+        let row = self.row(now);
         conn.prepare_cached(
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata, \
              written_by) VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''))",
@@ -40,21 +40,28 @@ impl Write for NewSession {
         .execute(params![
             self.session_id,
             now,
-            status,
+            row.status,
             self.metadata,
             self.written_by
         ])?;
-        Ok(Applied::quiet(SessionRow {
+        Ok(Applied::quiet(row))
+    }
+}
+
+impl NewSession {
+    /// The row of this session, created at `now`: active, no turns, no rows.
+    pub(super) fn row(&self, now: &str) -> SessionRow {
+        SessionRow {
             session_id: self.session_id.clone(),
             start_time: now.to_owned(),
             end_time: String::new(),
             num_turns: 0,
-            status,
+            status: SessionStatus::Active,
             metadata: self.metadata.clone(),
             message_count: 0,
             tool_usage_count: 0,
             written_by: self.written_by.clone(),
-        }))
+        }
     }
 }
 
@@ -136,7 +143,8 @@ impl Write for NewMessage {
 }
 
 impl NewMessage {
-    fn row(&self, id: i64, now: &str) -> MessageRow {
+    /// The row this request stores as row `id` at `now`.
+    pub(super) fn row(&self, id: i64, now: &str) -> MessageRow {
         MessageRow {
             id,
             session_id: self.session_id.clone(),
@@ -154,7 +162,7 @@ impl NewMessage {
 
     /// Whether `row` stores this request (the trace ID and writer of a retry
     /// may differ; the stored writer stays).
-    fn same_content(&self, row: &MessageRow) -> bool {
+    pub(super) fn same_content(&self, row: &MessageRow) -> bool {
         row.turn_id == self.turn_id
             && row.agent_name == self.agent_name
             && row.agent_role == self.agent_role
@@ -206,7 +214,8 @@ impl Write for NewToolUsage {
 }
 
 impl NewToolUsage {
-    fn row(&self, id: i64, now: &str) -> ToolUsageRow {
+    /// The row this request stores as row `id` at `now`.
+    pub(super) fn row(&self, id: i64, now: &str) -> ToolUsageRow {
         ToolUsageRow {
             id,
             session_id: self.session_id.clone(),
@@ -226,7 +235,7 @@ impl NewToolUsage {
 
     /// Whether `row` stores this request (the trace ID and writer of a retry
     /// may differ; the stored writer stays).
-    fn same_content(&self, row: &ToolUsageRow) -> bool {
+    pub(super) fn same_content(&self, row: &ToolUsageRow) -> bool {
         row.turn_id == self.turn_id
             && row.agent_name == self.agent_name
             && row.tool_name == self.tool_name
@@ -296,7 +305,8 @@ impl Write for NewSessionEvent {
 }
 
 impl NewSessionEvent {
-    fn row(&self, id: i64, now: &str) -> SessionEventRow {
+    /// The row this request stores as row `id` at `now`.
+    pub(super) fn row(&self, id: i64, now: &str) -> SessionEventRow {
         SessionEventRow {
             id,
             session_id: self.session_id.clone(),
@@ -335,13 +345,13 @@ fn insert_keyed(
 }
 
 /// The session and idempotency key of a write that was not inserted.
-struct Key<'a> {
+pub(super) struct Key<'a> {
     session_id: &'a str,
     idempotency_key: &'a str,
 }
 
 impl<'a> Key<'a> {
-    fn of(session_id: &'a str, idempotency_key: &'a str) -> Self {
+    pub(super) fn of(session_id: &'a str, idempotency_key: &'a str) -> Self {
         Key {
             session_id,
             idempotency_key,
@@ -352,7 +362,7 @@ impl<'a> Key<'a> {
 /// Decides a write that inserted nothing: a repeat of the row stored under
 /// its key, a key reused for other content, or a write refused because its
 /// session had `ended` (`None`: the insert was tried and the key was taken).
-fn repeat_or_refuse<T>(
+pub(super) fn repeat_or_refuse<T>(
     key: Key<'_>,
     ended: Option<SessionStatus>,
     stored: Option<T>,

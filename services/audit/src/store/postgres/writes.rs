@@ -1,0 +1,339 @@
+//! What each write does in its PostgreSQL transaction: the same checks and
+//! answers as SQLite's `write_ops` (which owns the shared parts: the rows a
+//! request makes, what counts as the same content, repeat or refuse).
+//!
+//! Every write to a session first locks the session's row (`FOR UPDATE`),
+//! so one session's writes run one at a time across every replica: IDs of a
+//! session's messages are handed out in commit order (a watcher that has
+//! seen ID n has seen every earlier message of its session), and a write
+//! cannot slip past a concurrent end. Idempotency rests on the unique
+//! `(session_id, idempotency_key)` indexes: `ON CONFLICT DO NOTHING`, then
+//! the stored row answers. A new message or an end is announced with
+//! `pg_notify`, which PostgreSQL delivers to every listener at COMMIT, in
+//! commit order. Every write but a turn with tool calls refuses before it
+//! changes a row, so only those need a savepoint in a batch; and each takes
+//! few round trips (a message: the lock, then insert-and-announce).
+
+use std::future::Future;
+
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::types::ToSql;
+
+use super::CHANNEL;
+use super::error::pg;
+use super::queries;
+use crate::store::error::StoreError;
+use crate::store::types::{
+    EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn,
+    SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
+};
+use crate::store::write_ops::{Key, repeat_or_refuse};
+use crate::store::writer::Write;
+
+/// One kind of write on PostgreSQL, answering what its SQLite [`Write`] answers.
+pub(crate) trait PgWrite: Write + Sync {
+    /// The session whose row the write locks (batches are ordered by it).
+    fn session_id(&self) -> &str;
+
+    /// Whether a refusal may come after the write changed rows (a turn's
+    /// tool call after its message), so that in a batch it needs a
+    /// savepoint; other writes refuse before they change anything.
+    fn needs_savepoint(&self) -> bool {
+        false
+    }
+
+    /// Runs the write inside `tx`; `now` is its timestamp.
+    fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> impl Future<Output = Result<Self::Output, StoreError>> + Send;
+}
+
+impl PgWrite for NewSession {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
+        let row = self.row(now);
+        let inserted = execute(
+            tx,
+            "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, \
+             metadata, written_by) VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, '')) \
+             ON CONFLICT (session_id) DO NOTHING",
+            &[
+                &self.session_id,
+                &now,
+                &row.status.as_str(),
+                &self.metadata,
+                &self.written_by,
+            ],
+        )
+        .await?;
+        if inserted == 1 {
+            return Ok(row);
+        }
+        let stored = queries::existing_session(tx, &self.session_id).await?;
+        if stored.metadata != self.metadata {
+            return Err(StoreError::SessionExists {
+                session_id: self.session_id.clone(),
+            });
+        }
+        Ok(stored)
+    }
+}
+
+impl PgWrite for EndSession {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
+        queries::session_status(tx, &self.session_id, true).await?;
+        let stored = queries::existing_session(tx, &self.session_id).await?;
+        if stored.status.is_ended() {
+            if stored.status == self.status && stored.num_turns == self.num_turns {
+                return Ok(stored);
+            }
+            return Err(StoreError::EndedDifferently {
+                session_id: stored.session_id,
+                status: stored.status,
+                num_turns: stored.num_turns,
+            });
+        }
+        execute(
+            tx,
+            "UPDATE sessions SET end_time = $2, num_turns = $3, status = $4 \
+             WHERE session_id = $1",
+            &[
+                &self.session_id,
+                &now,
+                &self.num_turns,
+                &self.status.as_str(),
+            ],
+        )
+        .await?;
+        notify(tx, &format!("e{}", self.session_id)).await?;
+        Ok(SessionRow {
+            end_time: now.to_owned(),
+            num_turns: self.num_turns,
+            status: self.status,
+            ..stored
+        })
+    }
+}
+
+impl PgWrite for NewMessage {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<MessageRow, StoreError> {
+        let ended = ended_status(tx, &self.session_id).await?;
+        if ended.is_none() {
+            let inserted = insert_keyed(
+                tx,
+                "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
+                 timestamp, is_error, idempotency_key, trace_id, written_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''))",
+                &[
+                    &self.session_id,
+                    &self.turn_id,
+                    &self.agent_name,
+                    &self.agent_role,
+                    &self.message,
+                    &now,
+                    &self.is_error,
+                    &self.idempotency_key,
+                    &self.trace_id,
+                    &self.written_by,
+                ],
+                Announce::Message,
+            )
+            .await?;
+            if let Some(id) = inserted {
+                return Ok(self.row(id, now));
+            }
+        }
+        let stored = queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            ended,
+            stored,
+            |row| self.same_content(row),
+        )
+        .map(|applied| applied.output)
+    }
+}
+
+impl PgWrite for NewToolUsage {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<ToolUsageRow, StoreError> {
+        let ended = ended_status(tx, &self.session_id).await?;
+        if ended.is_none() {
+            let inserted = insert_keyed(
+                tx,
+                "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
+                 tool_params, tool_result, timestamp, success, duration_ms, \
+                 idempotency_key, trace_id, written_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, ''))",
+                &[
+                    &self.session_id,
+                    &self.turn_id,
+                    &self.agent_name,
+                    &self.tool_name,
+                    &self.tool_params,
+                    &self.tool_result,
+                    &now,
+                    &self.success,
+                    &self.duration_ms,
+                    &self.idempotency_key,
+                    &self.trace_id,
+                    &self.written_by,
+                ],
+                Announce::Nothing,
+            )
+            .await?;
+            if let Some(id) = inserted {
+                return Ok(self.row(id, now));
+            }
+        }
+        let stored = queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            ended,
+            stored,
+            |row| self.same_content(row),
+        )
+        .map(|applied| applied.output)
+    }
+}
+
+impl PgWrite for NewTurn {
+    fn session_id(&self) -> &str {
+        &self.message.session_id
+    }
+
+    fn needs_savepoint(&self) -> bool {
+        !self.tool_calls.is_empty()
+    }
+
+    /// The message, then each tool call, in the turn's one transaction: the
+    /// first refusal fails the turn and the transaction rolls back.
+    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<TurnRows, StoreError> {
+        let message = self.message.apply_pg(tx, now).await?;
+        let mut tool_calls = Vec::with_capacity(self.tool_calls.len());
+        for call in &self.tool_calls {
+            tool_calls.push(call.apply_pg(tx, now).await?);
+        }
+        Ok(TurnRows {
+            message,
+            tool_calls,
+        })
+    }
+}
+
+impl PgWrite for NewSessionEvent {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<SessionEventRow, StoreError> {
+        queries::session_status(tx, &self.session_id, true).await?;
+        let inserted = insert_keyed(
+            tx,
+            "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
+             written_by) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''))",
+            &[
+                &self.session_id,
+                &self.kind,
+                &self.detail,
+                &now,
+                &self.idempotency_key,
+                &self.written_by,
+            ],
+            Announce::Nothing,
+        )
+        .await?;
+        if let Some(id) = inserted {
+            return Ok(self.row(id, now));
+        }
+        let stored: Option<SessionEventRow> =
+            queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
+        repeat_or_refuse(
+            Key::of(&self.session_id, &self.idempotency_key),
+            None,
+            stored,
+            |row| row.kind == self.kind && row.detail == self.detail,
+        )
+        .map(|applied| applied.output)
+    }
+}
+
+/// Locks the session and returns its status if it has ended, `None` while
+/// it is active, or `SessionNotFound`.
+async fn ended_status(
+    tx: &Transaction<'_>,
+    session_id: &str,
+) -> Result<Option<SessionStatus>, StoreError> {
+    let status = queries::session_status(tx, session_id, true).await?;
+    Ok(status.is_ended().then_some(status))
+}
+
+/// What an inserted row announces to the listeners.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// Nothing: watchers follow messages only.
+    Nothing,
+    /// `m<id>`: a new message.
+    Message,
+}
+
+/// Runs `insert` unless its non-empty idempotency key is taken in its
+/// session: the new row's ID, or `None`. A message is announced by the same
+/// statement (one round trip).
+async fn insert_keyed(
+    tx: &Transaction<'_>,
+    insert: &str,
+    values: &[&(dyn ToSql + Sync)],
+    announce: Announce,
+) -> Result<Option<i64>, StoreError> {
+    let keyed = format!(
+        "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+         DO NOTHING RETURNING id"
+    );
+    let sql = match announce {
+        Announce::Nothing => keyed,
+        Announce::Message => format!(
+            "WITH inserted AS ({keyed}) \
+             SELECT id, pg_notify('{CHANNEL}', 'm' || id) FROM inserted"
+        ),
+    };
+    let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
+    let row = tx.query_opt(&statement, values).await.map_err(pg)?;
+    row.map(|row| row.try_get(0).map_err(pg)).transpose()
+}
+
+async fn execute(
+    tx: &Transaction<'_>,
+    sql: &str,
+    values: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
+    tx.execute(&statement, values).await.map_err(pg)
+}
+
+/// Queues a notification, sent by PostgreSQL if and when the transaction commits.
+async fn notify(tx: &Transaction<'_>, payload: &str) -> Result<(), StoreError> {
+    execute(tx, "SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await
+        .map(drop)
+}
