@@ -32,6 +32,7 @@ mod orchestrator_resume;
 mod quoting;
 mod reflection_per_server;
 mod replicas;
+mod scale_out;
 mod scripts_e2e;
 mod seed_vocabulary;
 mod service_logs;

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 const MEMORY_SCOPES: &str = "memory:read memory:write agents:act_for_any";
 
 /// A fresh audit spool in its own directory (kept for the test's life).
-fn spool() -> heist_orchestrator::spool::Spool {
+pub(crate) fn spool() -> heist_orchestrator::spool::Spool {
     let dir = TempDir::new().unwrap().keep();
     heist_orchestrator::spool::Spool::open(dir.join("audit.spool")).unwrap()
 }
@@ -229,7 +229,7 @@ impl TurnSink for Quiet {
 }
 
 /// Runs one offline session of `turns` turns on `orchestrator`.
-async fn session(orchestrator: &Orchestrator, id: &str, turns: u64) -> SessionOutcome {
+pub(crate) async fn session(orchestrator: &Orchestrator, id: &str, turns: u64) -> SessionOutcome {
     let (_stop, stop) = watch::channel(false);
     orchestrator
         .run_session(

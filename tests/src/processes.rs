@@ -38,6 +38,9 @@ pub struct MeshOptions {
     /// Audit's `--store`, e.g. a PostgreSQL URL (`None`: `audit.db` in the
     /// mesh's directory).
     pub audit_store: Option<String>,
+    /// OAuth's `--revocations`, e.g. a PostgreSQL or Redis URL shared by its
+    /// replicas (`None`: `revoked.log` in the mesh's directory).
+    pub oauth_revocations: Option<String>,
 }
 
 impl MeshOptions {
@@ -52,6 +55,7 @@ impl MeshOptions {
             logs: BTreeMap::new(),
             memory_store: None,
             audit_store: None,
+            oauth_revocations: None,
         }
     }
 
@@ -66,6 +70,7 @@ impl MeshOptions {
             logs: BTreeMap::new(),
             memory_store: None,
             audit_store: None,
+            oauth_revocations: None,
         }
     }
 
@@ -222,11 +227,15 @@ impl ProcessMesh {
         let db = dir.join("audit.db");
         let (binary_name, args): (&str, Vec<String>) = match name {
             "oauth" => {
+                let revocations = match &self.options.oauth_revocations {
+                    Some(store) => store.clone(),
+                    None => path(&revoked),
+                };
                 let mut args = vec![
                     "--key-file".into(),
                     path(&key),
-                    "--revocations-file".into(),
-                    path(&revoked),
+                    "--revocations".into(),
+                    revocations,
                 ];
                 if let Some(lifetime) = &self.options.token_lifetime {
                     args.extend(["--token-lifetime".into(), lifetime.clone()]);

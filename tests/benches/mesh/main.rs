@@ -11,11 +11,16 @@
 //! (logs at warn, session IDs propagated) and no span export.
 //!
 //! Run: `scripts/bench.sh` (builds release, then runs this); flags:
-//! `--sessions 1,16,64 --turns 50 --runs 1 --seed 42 --json PATH`.
+//! `--sessions 1,16,64 --turns 50 --runs 1 --seed 42 --json PATH`, and
+//! `--store postgres`: the same matrix three times in one run, as shipped
+//! (SQLite, Memory in process), on the engines (Audit on a private
+//! PostgreSQL, durable commits, Memory on a private Redis), and on the
+//! engines with two Audit replicas; then the three side by side.
 //! Prints tables, the targets met or not, and one `JSON {...}` line.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
 
+mod backing;
 mod report;
 mod run;
 mod stats;
@@ -23,7 +28,9 @@ mod verify;
 
 use std::path::PathBuf;
 
+use backing::Backing;
 use clap::Parser;
+use heist_e2e::processes::MeshOptions;
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 
 #[global_allocator]
@@ -58,6 +65,13 @@ struct Args {
     #[arg(long, value_parser = ["full", "normal"])]
     audit_synchronous: Option<String>,
 
+    /// Where Audit and Memory keep their state: `sqlite` (as shipped: an
+    /// SQLite file, Memory in process) or `postgres` (Audit on PostgreSQL,
+    /// Memory on Redis, private servers started here; measured beside the
+    /// `sqlite` figures and with two Audit replicas, in the same run).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    store: String,
+
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -78,47 +92,82 @@ async fn main() {
     )
     .expect("telemetry");
     let runs = args.runs.max(1);
+    let synchronous = args.audit_synchronous.as_deref().unwrap_or("full");
     println!(
-        "mesh cost per turn: sessions {:?} x {} turns, offline LLM, {runs} run(s) per point (medians), audit synchronous={}",
-        args.sessions,
-        args.turns,
-        args.audit_synchronous.as_deref().unwrap_or("full")
+        "mesh cost per turn: sessions {:?} x {} turns, offline LLM, {runs} run(s) per point (medians), audit synchronous={synchronous}, store {}",
+        args.sessions, args.turns, args.store
     );
-    let mut points = Vec::new();
+    let (backings, mut engines) = if args.store == "postgres" {
+        let engines = backing::Engines::start().expect("the private engines start");
+        let backings = vec![
+            Backing::Embedded,
+            Backing::OnEngines { audit_replicas: 1 },
+            Backing::OnEngines { audit_replicas: 2 },
+        ];
+        (backings, Some(engines))
+    } else {
+        (vec![Backing::Embedded], None)
+    };
+    let shipped = MeshOptions {
+        audit_synchronous: args.audit_synchronous.clone(),
+        ..MeshOptions::as_shipped()
+    };
+    let mut measured = Vec::new();
     for &sessions in &args.sessions {
-        let mut point = report::Point {
-            sessions: sessions.max(1),
-            turns: args.turns,
-            runs: Vec::new(),
-        };
+        // The backings alternate run by run, so that the machine's drift
+        // over the minutes of a run falls on each of them alike.
+        let mut points: Vec<report::Point> = backings
+            .iter()
+            .map(|_| report::Point {
+                sessions: sessions.max(1),
+                turns: args.turns,
+                runs: Vec::new(),
+            })
+            .collect();
         for run in 0..runs {
-            let figures = run::one_run(
-                point.sessions,
-                args.turns,
-                args.seed,
-                args.audit_synchronous.clone(),
-            )
-            .await
-            .unwrap_or_else(|problem| panic!("run does not count: {problem}"));
-            println!(
-                "  {} sessions, run {}: {:.0} turns/s, overhead p50 {:.3} ms, {:.1} s",
-                point.sessions,
-                run + 1,
-                figures.turns_per_s,
-                stats::ms(figures.overhead.p50),
-                figures.wall.as_secs_f64()
-            );
-            point.runs.push(figures);
+            for (backing, point) in backings.iter().zip(&mut points) {
+                let options = backing
+                    .options(shipped.clone(), engines.as_mut())
+                    .expect("the run's stores");
+                let figures = run::one_run(point.sessions, args.turns, args.seed, options)
+                    .await
+                    .unwrap_or_else(|problem| panic!("run does not count: {problem}"));
+                println!(
+                    "  {} sessions, {}, run {}: {:.0} turns/s, overhead p50 {:.3} ms, {:.1} s",
+                    point.sessions,
+                    backing.label(),
+                    run + 1,
+                    figures.turns_per_s,
+                    stats::ms(figures.overhead.p50),
+                    figures.wall.as_secs_f64()
+                );
+                point.runs.push(figures);
+            }
         }
-        points.push(point);
+        measured.push(points);
     }
-    report::print_tables(&points);
-    report::print_targets(&points);
-    let json = report::json(
-        &points,
-        runs,
-        args.audit_synchronous.as_deref().unwrap_or("full"),
-    );
+    let mut results = serde_json::Map::new();
+    for (index, backing) in backings.iter().enumerate() {
+        let points: Vec<report::Point> = measured
+            .iter_mut()
+            .map(|points| std::mem::replace(&mut points[index], report::Point::empty()))
+            .collect();
+        if backings.len() > 1 {
+            println!("\n=== {} ===", backing.label());
+        }
+        report::print_tables(&points);
+        report::print_targets(&points);
+        results.insert(backing.key(), report::json(&points, runs, synchronous));
+        for (row, point) in measured.iter_mut().zip(points) {
+            row[index] = point;
+        }
+    }
+    let json = if backings.len() > 1 {
+        report::print_store_comparison(&backings, &measured);
+        serde_json::json!({ "stores": results, "comparison": report::store_comparison_json(&backings, &measured) })
+    } else {
+        results.remove("sqlite").unwrap_or_default()
+    };
     println!("JSON {json}");
     if let Some(path) = &args.json {
         std::fs::write(path, format!("{json:#}\n")).expect("write the JSON file");

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Value, json};
 
 use crate::{
+    backing::Backing,
     run::RunFigures,
     stats::{Percentiles, median, median_duration, ms},
 };
@@ -349,4 +350,100 @@ pub(crate) fn json(points: &[Point], runs: usize, audit_synchronous: &str) -> Va
         "runs": runs,
         "results": points.iter().map(Point::json).collect::<Vec<_>>(),
     })
+}
+
+impl Point {
+    /// A point with no runs (a placeholder while the points are moved).
+    pub(crate) fn empty() -> Self {
+        Point {
+            sessions: 0,
+            turns: 0,
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// `measured[row][backing]`: turns/s, and each backing's time per turn
+/// against the first backing's (the SQLite path).
+fn comparison_rows(measured: &[Vec<Point>]) -> Vec<(usize, Vec<(f64, f64)>)> {
+    measured
+        .iter()
+        .map(|points| {
+            let base = points.first().map_or(0.0, Point::turns_per_s);
+            let figures = points
+                .iter()
+                .map(|point| {
+                    let rate = point.turns_per_s();
+                    (
+                        rate,
+                        if rate > 0.0 {
+                            base / rate
+                        } else {
+                            f64::INFINITY
+                        },
+                    )
+                })
+                .collect();
+            (points.first().map_or(0, |point| point.sessions), figures)
+        })
+        .collect()
+}
+
+/// Prints turns/s of every backing side by side, the cost per turn against
+/// the SQLite path, and the two targets for the engines.
+pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point>]) {
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    println!("\n=== stores side by side (turns/s; x: time per turn against the first) ===");
+    print!("{:>9}", "sessions");
+    for backing in backings {
+        print!(" | {:>40}", backing.label());
+    }
+    println!();
+    let rows = comparison_rows(measured);
+    for (sessions, figures) in &rows {
+        print!("{sessions:>9}");
+        for (rate, cost) in figures {
+            print!(" | {:>30.0} ({cost:>5.2}x)", rate);
+        }
+        println!();
+    }
+    let at = |sessions: usize| rows.iter().find(|(s, _)| *s == sessions).map(|(_, f)| f);
+    if let Some(one) = at(1).and_then(|figures| figures.get(1)) {
+        println!(
+            "target postgres per turn at 1 session within 2x of sqlite: {:.2}x: {}",
+            one.1,
+            verdict(one.1 <= 2.0)
+        );
+    }
+    if let Some((sqlite, twins)) =
+        at(64).and_then(|figures| Some((figures.first()?, figures.get(2)?)))
+    {
+        println!(
+            "target postgres with 2 audit replicas at 64 sessions >= sqlite: {:.0} vs {:.0} turns/s: {}",
+            twins.0,
+            sqlite.0,
+            verdict(twins.0 >= sqlite.0)
+        );
+    }
+}
+
+/// The side-by-side figures as JSON.
+pub(crate) fn store_comparison_json(backings: &[Backing], measured: &[Vec<Point>]) -> Value {
+    let rows: Vec<Value> = comparison_rows(measured)
+        .into_iter()
+        .map(|(sessions, figures)| {
+            let stores: serde_json::Map<String, Value> = backings
+                .iter()
+                .zip(figures)
+                .map(|(backing, (rate, cost))| {
+                    (
+                        backing.key(),
+                        json!({ "turns_per_s": rate, "time_per_turn_vs_sqlite": cost }),
+                    )
+                })
+                .collect();
+            json!({ "sessions": sessions, "stores": stores })
+        })
+        .collect();
+    Value::Array(rows)
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use heist_e2e::{
-    mesh::config_yaml,
+    mesh::config_yaml_replicas,
     processes::{MeshOptions, ProcessMesh, SERVICES, cpu_time, peak_rss_bytes},
 };
 use heist_orchestrator::{
@@ -247,10 +247,15 @@ async fn orchestrator(
     timings: &RpcTimings,
     seed: u64,
 ) -> Result<(Orchestrator, Mesh, Arc<Config>), String> {
-    let url = |name: &str| format!("http://{}", processes.addr(name));
+    let urls = |name: &str| processes.urls(name);
     // The built-in config as it ships (breakers, retries, timeouts), pointed
-    // at these processes.
-    let yaml = config_yaml(&url("oauth"), &url("tools"), &url("memory"), &url("audit"));
+    // at these processes (every replica).
+    let yaml = config_yaml_replicas(
+        &urls("oauth"),
+        &urls("tools"),
+        &urls("memory"),
+        &urls("audit"),
+    );
     let config =
         Arc::new(Config::from_yaml("bench config", &yaml).map_err(|error| error.to_string())?);
     let mesh = Mesh::connect_timed(&config, timings)
@@ -263,18 +268,13 @@ async fn orchestrator(
     Ok((orchestrator, mesh, config))
 }
 
-/// One run of `sessions` x `turns` (Audit with `--synchronous
-/// audit_synchronous`, when given).
+/// One run of `sessions` x `turns` on a mesh with `options`.
 pub(crate) async fn one_run(
     sessions: usize,
     turns: u64,
     seed: u64,
-    audit_synchronous: Option<String>,
+    options: MeshOptions,
 ) -> Result<RunFigures, String> {
-    let options = MeshOptions {
-        audit_synchronous,
-        ..MeshOptions::as_shipped()
-    };
     let mut processes = ProcessMesh::start_with(options).await;
     let timings = RpcTimings::new();
     let (orchestrator, mesh, config) = orchestrator(&processes, &timings, seed).await?;
