@@ -7,10 +7,33 @@
 #
 #   scripts/start_services.sh            # build (release) if needed, start
 #   HEIST_RUN_DIR=/tmp/heist scripts/start_services.sh
+#   scripts/start_services.sh --postgres postgres://heist:PW@db:5432/heist --redis redis://:PW@cache:6379/
+#
+# With --postgres, Audit stores in that PostgreSQL database instead of
+# run/heist_audit.db, and OAuth keeps its revocations there; with --redis,
+# Memory keeps its turns in that Redis (and OAuth its revocations, when no
+# --postgres is given). The URLs reach the services through the environment
+# (HEIST_AUDIT_STORE, HEIST_MEMORY_STORE, HEIST_OAUTH_REVOCATIONS), not the
+# command line, so their passwords do not show in `ps`.
 #
 # Stop with scripts/stop_services.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+postgres_url=
+redis_url=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --postgres) [ $# -ge 2 ] || { echo "error: --postgres needs a URL (postgres://USER:PASSWORD@HOST:PORT/DB)" >&2; exit 2; }
+                postgres_url=$2; shift 2 ;;
+    --redis) [ $# -ge 2 ] || { echo "error: --redis needs a URL (redis://:PASSWORD@HOST:PORT/)" >&2; exit 2; }
+             redis_url=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+case "$postgres_url" in ''|postgres://*|postgresql://*) ;; *) echo "error: --postgres wants a postgres:// URL, not $postgres_url" >&2; exit 2 ;; esac
+case "$redis_url" in ''|redis://*) ;; *) echo "error: --redis wants a redis:// URL, not $redis_url" >&2; exit 2 ;; esac
 root=$(pwd)
 run_dir=${HEIST_RUN_DIR:-$root/run}
 profile=${HEIST_PROFILE:-release}
@@ -39,13 +62,19 @@ fi
 
 # name, binary, port, extra arguments
 services=(
-  "oauth|heist-oauth|8001|--key-file $run_dir/oauth_signing.key --revocations-file $run_dir/oauth_revoked.log"
+  "oauth|heist-oauth|8001|--key-file $run_dir/oauth_signing.key"
   "calculator|heist-tools|8002|--tools calculator"
   "file_reader|heist-tools|8003|--tools file_reader --documents-dir $root/services/tools/documents"
   "database_query|heist-tools|8004|--tools database_query --intel-db $run_dir/intel.db"
   "memory|heist-memory|8005|"
-  "audit|heist-audit|8006|--db $run_dir/heist_audit.db"
+  "audit|heist-audit|8006|"
 )
+
+# Where the state lives: the embedded defaults, or the engines given.
+export HEIST_AUDIT_STORE=${postgres_url:-sqlite:$run_dir/heist_audit.db}
+export HEIST_MEMORY_STORE=${redis_url:-memory}
+revocations=${postgres_url:-${redis_url:-$run_dir/oauth_revoked.log}}
+export HEIST_OAUTH_REVOCATIONS=$revocations
 
 for entry in "${services[@]}"; do
   IFS='|' read -r name binary port extra <<<"$entry"
@@ -81,4 +110,9 @@ for entry in "${services[@]}"; do
   printf '%-16s %-22s %-8s %s\n' "$name" "$host:$port" "$(cat "$run_dir/$name.pid")" "$run_dir/$name.log"
 done
 echo
-echo "✅ The mesh is up. Audit database: $run_dir/heist_audit.db"
+if [ -n "$postgres_url" ]; then
+  echo "✅ The mesh is up. Audit and revocations: PostgreSQL at ${postgres_url##*@}"
+else
+  echo "✅ The mesh is up. Audit database: $run_dir/heist_audit.db"
+fi
+[ -z "$redis_url" ] || echo "   Memory: Redis at ${redis_url##*@}"
