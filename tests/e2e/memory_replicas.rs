@@ -17,7 +17,7 @@ use std::{
 };
 
 use heist_e2e::{
-    binary, channel_to, dev_token, health_status,
+    binary, channel_to, dev_token,
     processes::{MeshOptions, ProcessMesh, free_addr},
     wait_until_serving,
 };
@@ -31,7 +31,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::memory_service::{
-    Client, Kind, Memory, compressed, full_client_of, start_memory, start_on, turn,
+    Client, Kind, compressed, full_client_of, start_memory, start_on, turn,
 };
 
 fn list(agent: &str, session: &str) -> ListMemoryTurnsRequest {
@@ -259,7 +259,7 @@ async fn while_redis_is_down_memory_is_unavailable_and_not_serving_then_serves_a
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(
-        health_within(&memory, ServingStatus::NotServing).await,
+        heist_e2e::health_within(memory.server.addr, ServingStatus::NotServing).await,
         ServingStatus::NotServing,
         "health follows Redis"
     );
@@ -285,25 +285,13 @@ async fn while_redis_is_down_memory_is_unavailable_and_not_serving_then_serves_a
         "Redis restarted empty: turn 1 is gone"
     );
     assert_eq!(
-        health_within(&memory, ServingStatus::Serving).await,
+        heist_e2e::health_within(memory.server.addr, ServingStatus::Serving).await,
         ServingStatus::Serving
     );
     assert_ne!(
         again.instance_id, first.instance_id,
         "an emptied store is a new instance, so the orchestrator re-sends"
     );
-}
-
-/// Memory's health once it is `wanted`, or what it still is after 10 s.
-async fn health_within(memory: &Memory, wanted: ServingStatus) -> ServingStatus {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let status = health_status(memory.server.addr, "").await.unwrap();
-        if status == wanted || Instant::now() > deadline {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `heist-memory --store STORE` and answers its exit status and stderr

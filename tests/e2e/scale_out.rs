@@ -31,6 +31,7 @@ use heist_proto::v1::{
     GetSessionRequest, ListMemoryTurnsRequest, Message, SessionStatus,
     audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
 };
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::replicas::{session, spool};
 
@@ -298,9 +299,19 @@ async fn postgres_restarted_mid_session_makes_audit_unavailable_the_orchestrator
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let audit_addr = processes.addr("audit");
+    assert_eq!(
+        heist_e2e::health_within(audit_addr, ServingStatus::NotServing).await,
+        ServingStatus::NotServing,
+        "health says so too"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!running.is_finished(), "the session goes on without Audit");
     postgres.start_again().expect("PostgreSQL starts again");
+    assert_eq!(
+        heist_e2e::health_within(audit_addr, ServingStatus::Serving).await,
+        ServingStatus::Serving
+    );
 
     let outcome = running.await.unwrap();
     assert_eq!(outcome.status.as_str(), "completed", "{outcome:?}");

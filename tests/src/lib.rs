@@ -288,6 +288,21 @@ pub async fn health_status(
     Ok(response.into_inner().status())
 }
 
+/// Waits (up to 10 s) until `addr`'s whole-server health is `wanted`;
+/// answers the last status seen.
+pub async fn health_within(addr: SocketAddr, wanted: ServingStatus) -> ServingStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = health_status(addr, "")
+            .await
+            .unwrap_or(ServingStatus::Unknown);
+        if status == wanted || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until `addr` reports SERVING for `service`.
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;

@@ -17,14 +17,17 @@ pub mod service;
 pub mod store;
 mod watch;
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
-use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
+use heist_plumbing::{DependencyProbe, ServeOptions, auth::Authenticator, serve::ServeError};
 use tokio::net::TcpListener;
 
 pub use service::AuditService;
 pub use store::{AuditStore, StoreConfig, StoreError, StoreLocation};
 pub use watch::WatchLimits;
+
+/// How often health asks PostgreSQL whether it answers.
+const POSTGRES_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Why the Audit service stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +43,8 @@ pub enum AuditError {
 /// Opens the store at `config.location` and serves the Audit service on
 /// `listener`, behind the auth layer, until `shutdown` resolves; then stops
 /// the writer after it has committed every queued write. It is SERVING once
-/// the store is open and `authenticator` has OAuth's public keys.
+/// the store is open and `authenticator` has OAuth's public keys, and on
+/// PostgreSQL NOT_SERVING while the database does not answer.
 pub async fn run(
     listener: TcpListener,
     config: StoreConfig,
@@ -50,12 +54,20 @@ pub async fn run(
 ) -> Result<(), AuditError> {
     let watch_limits = config.watchers;
     let store = AuditStore::connect(config).await?;
+    let probe = (store.backend_name() == "postgres").then(|| {
+        let store = store.clone();
+        DependencyProbe::new("postgres", POSTGRES_PROBE_INTERVAL, move || {
+            let store = store.clone();
+            async move { store.is_reachable().await }
+        })
+    });
     let service = AuditService::with_watch_limits(store.clone(), watch_limits).into_server();
-    let outcome = heist_plumbing::serve_protected(
+    let outcome = heist_plumbing::serve_protected_probed(
         listener,
         service,
         authenticator,
         service::METHOD_SCOPES,
+        probe,
         shutdown,
         // The writes carry agents' text and tool results.
         options.with_large_messages(&[

@@ -404,6 +404,15 @@ impl AuditStore {
         }
     }
 
+    /// True when the store can serve: always for SQLite (a file), and for
+    /// PostgreSQL while a connection answers (the health probe asks this).
+    pub async fn is_reachable(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Sqlite { .. } => true,
+            Backend::Postgres(postgres) => postgres.is_reachable().await,
+        }
+    }
+
     /// Which backend this store runs on: `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         match &self.inner.backend {

@@ -57,6 +57,18 @@ pub(crate) struct PgBackend {
 }
 
 impl PgBackend {
+    /// True when a pooled connection answers `SELECT 1` within 2 s (health).
+    pub(crate) async fn is_reachable(&self) -> bool {
+        let ping = async {
+            let client = self.pool.get().await.ok()?;
+            client.simple_query("SELECT 1").await.ok()
+        };
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+            Ok(Some(_))
+        )
+    }
+
     /// Connects (failing with one line naming the server and the cause),
     /// migrates the schema, and starts listening for committed events.
     pub(crate) async fn connect(
