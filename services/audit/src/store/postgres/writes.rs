@@ -131,39 +131,33 @@ impl PgWrite for NewMessage {
 
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<MessageRow, StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
-        if ended.is_none() {
-            let inserted = insert_keyed(
-                tx,
-                "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
+        let insert = KeyedInsert {
+            sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
                  timestamp, is_error, idempotency_key, trace_id, written_by) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''))",
-                &[
-                    &self.session_id,
-                    &self.turn_id,
-                    &self.agent_name,
-                    &self.agent_role,
-                    &self.message,
-                    &now,
-                    &self.is_error,
-                    &self.idempotency_key,
-                    &self.trace_id,
-                    &self.written_by,
-                ],
-                Announce::Message,
-            )
-            .await?;
-            if let Some(id) = inserted {
-                return Ok(self.row(id, now));
-            }
-        }
-        let stored = queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
-        repeat_or_refuse(
-            Key::of(&self.session_id, &self.idempotency_key),
+            values: &[
+                &self.session_id,
+                &self.turn_id,
+                &self.agent_name,
+                &self.agent_role,
+                &self.message,
+                &now,
+                &self.is_error,
+                &self.idempotency_key,
+                &self.trace_id,
+                &self.written_by,
+            ],
+            announce: Announce::Message,
+        };
+        insert_or_repeat(
+            tx,
+            (&self.session_id, &self.idempotency_key),
             ended,
-            stored,
+            insert,
+            |id| self.row(id, now),
             |row| self.same_content(row),
         )
-        .map(|applied| applied.output)
+        .await
     }
 }
 
@@ -174,42 +168,36 @@ impl PgWrite for NewToolUsage {
 
     async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<ToolUsageRow, StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
-        if ended.is_none() {
-            let inserted = insert_keyed(
-                tx,
-                "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
+        let insert = KeyedInsert {
+            sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
                  tool_params, tool_result, timestamp, success, duration_ms, \
                  idempotency_key, trace_id, written_by) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, ''))",
-                &[
-                    &self.session_id,
-                    &self.turn_id,
-                    &self.agent_name,
-                    &self.tool_name,
-                    &self.tool_params,
-                    &self.tool_result,
-                    &now,
-                    &self.success,
-                    &self.duration_ms,
-                    &self.idempotency_key,
-                    &self.trace_id,
-                    &self.written_by,
-                ],
-                Announce::Nothing,
-            )
-            .await?;
-            if let Some(id) = inserted {
-                return Ok(self.row(id, now));
-            }
-        }
-        let stored = queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
-        repeat_or_refuse(
-            Key::of(&self.session_id, &self.idempotency_key),
+            values: &[
+                &self.session_id,
+                &self.turn_id,
+                &self.agent_name,
+                &self.tool_name,
+                &self.tool_params,
+                &self.tool_result,
+                &now,
+                &self.success,
+                &self.duration_ms,
+                &self.idempotency_key,
+                &self.trace_id,
+                &self.written_by,
+            ],
+            announce: Announce::Nothing,
+        };
+        insert_or_repeat(
+            tx,
+            (&self.session_id, &self.idempotency_key),
             ended,
-            stored,
+            insert,
+            |id| self.row(id, now),
             |row| self.same_content(row),
         )
-        .map(|applied| applied.output)
+        .await
     }
 }
 
@@ -247,12 +235,12 @@ impl PgWrite for NewSessionEvent {
         tx: &Transaction<'_>,
         now: &str,
     ) -> Result<SessionEventRow, StoreError> {
+        // Events are taken whatever the session's status (it must exist).
         queries::session_status(tx, &self.session_id, true).await?;
-        let inserted = insert_keyed(
-            tx,
-            "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
+        let insert = KeyedInsert {
+            sql: "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
              written_by) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''))",
-            &[
+            values: &[
                 &self.session_id,
                 &self.kind,
                 &self.detail,
@@ -260,21 +248,17 @@ impl PgWrite for NewSessionEvent {
                 &self.idempotency_key,
                 &self.written_by,
             ],
-            Announce::Nothing,
-        )
-        .await?;
-        if let Some(id) = inserted {
-            return Ok(self.row(id, now));
-        }
-        let stored: Option<SessionEventRow> =
-            queries::by_key(tx, &self.session_id, &self.idempotency_key).await?;
-        repeat_or_refuse(
-            Key::of(&self.session_id, &self.idempotency_key),
+            announce: Announce::Nothing,
+        };
+        insert_or_repeat(
+            tx,
+            (&self.session_id, &self.idempotency_key),
             None,
-            stored,
-            |row| row.kind == self.kind && row.detail == self.detail,
+            insert,
+            |id| self.row(id, now),
+            |row: &SessionEventRow| row.kind == self.kind && row.detail == self.detail,
         )
-        .map(|applied| applied.output)
+        .await
     }
 }
 
@@ -295,6 +279,41 @@ enum Announce {
     Nothing,
     /// `m<id>`: a new message.
     Message,
+}
+
+/// One keyed row's `INSERT` (without its conflict clause), its values, and
+/// what it announces.
+struct KeyedInsert<'a> {
+    sql: &'a str,
+    values: &'a [&'a (dyn ToSql + Sync)],
+    announce: Announce,
+}
+
+/// The one way a keyed row is written: inserted while its session is active
+/// (`ended` is `None`), or, when its key is taken or the session has ended,
+/// the stored row of that key answered if it has the same content (a
+/// repeat), else refused (`IdempotencyConflict`, `SessionEnded`).
+async fn insert_or_repeat<T: queries::Listed>(
+    tx: &Transaction<'_>,
+    (session_id, idempotency_key): (&str, &str),
+    ended: Option<SessionStatus>,
+    insert: KeyedInsert<'_>,
+    row: impl FnOnce(i64) -> T,
+    same_content: impl Fn(&T) -> bool,
+) -> Result<T, StoreError> {
+    if ended.is_none()
+        && let Some(id) = insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
+    {
+        return Ok(row(id));
+    }
+    let stored = queries::by_key(tx, session_id, idempotency_key).await?;
+    repeat_or_refuse(
+        Key::of(session_id, idempotency_key),
+        ended,
+        stored,
+        same_content,
+    )
+    .map(|applied| applied.output)
 }
 
 /// Runs `insert` unless its non-empty idempotency key is taken in its
