@@ -92,6 +92,36 @@ impl Guarded {
     }
 }
 
+/// Where a server keeps its running process, if any.
+#[derive(Debug, Default)]
+pub(crate) struct Slot(Option<Guarded>);
+
+impl Slot {
+    /// Holds `process` (the slot was empty).
+    pub(crate) fn hold(&mut self, process: Guarded) {
+        self.0 = Some(process);
+    }
+
+    /// Stops the process cleanly, if one runs, and waits for it.
+    pub(crate) fn stop(&mut self) {
+        if let Some(process) = self.0.take() {
+            process.stop();
+        }
+    }
+
+    /// Kills the process with SIGKILL, if one runs, and waits for it.
+    pub(crate) fn kill(&mut self) {
+        if let Some(process) = self.0.take() {
+            process.kill();
+        }
+    }
+
+    /// True while a process runs.
+    pub(crate) fn is_running(&mut self) -> bool {
+        self.0.as_mut().is_some_and(Guarded::is_running)
+    }
+}
+
 impl Drop for Guarded {
     fn drop(&mut self) {
         self.finish("stop");

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::guard::Guarded;
+use crate::guard::{Guarded, Slot};
 use crate::port::{free_port, wait_until};
 use crate::{EngineError, system};
 
@@ -43,7 +43,7 @@ pub struct PostgresServer {
     port: u16,
     password: String,
     durability: Durability,
-    process: Option<Guarded>,
+    process: Slot,
     /// Numbers the databases of [`Self::fresh_database`].
     next_database: AtomicU64,
 }
@@ -65,7 +65,7 @@ impl PostgresServer {
             port: 0,
             password,
             durability,
-            process: None,
+            process: Slot::default(),
             next_database: AtomicU64::new(1),
         };
         server.init_cluster()?;
@@ -121,16 +121,12 @@ impl PostgresServer {
 
     /// Shuts the server down cleanly (SIGINT, fast shutdown) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.stop();
-        }
+        self.process.stop();
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
     pub fn kill(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.kill();
-        }
+        self.process.kill();
     }
 
     /// Starts the stopped or killed server again on the same port and data.
@@ -141,7 +137,7 @@ impl PostgresServer {
 
     /// True while the server process runs.
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(Guarded::is_running)
+        self.process.is_running()
     }
 
     /// The last lines of the server's log.
@@ -218,14 +214,14 @@ impl PostgresServer {
             &args,
             log,
         )?;
-        self.process = Some(process);
+        self.process.hold(process);
         self.port = port;
         let ready = wait_until(READY_TIMEOUT, || {
             let accepting = Command::new(self.program("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
                 .status()
                 .is_ok_and(|status| status.success());
-            accepting || !self.process.as_mut().is_some_and(Guarded::is_running)
+            accepting || !self.process.is_running()
         });
         if ready && self.is_running() {
             return Ok(());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::guard::Guarded;
+use crate::guard::{Guarded, Slot};
 use crate::port::{connect, free_port, wait_until};
 use crate::{EngineError, system};
 
@@ -24,7 +24,7 @@ pub struct RedisServer {
     dir: TempDir,
     port: u16,
     password: String,
-    process: Option<Guarded>,
+    process: Slot,
 }
 
 impl RedisServer {
@@ -46,7 +46,7 @@ impl RedisServer {
             dir,
             port: 0,
             password: system::random_hex(16)?,
-            process: None,
+            process: Slot::default(),
         };
         server.launch(free_port().map_err(EngineError::io("picking a free port"))?)?;
         Ok(server)
@@ -69,16 +69,12 @@ impl RedisServer {
 
     /// Shuts the server down (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.stop();
-        }
+        self.process.stop();
     }
 
     /// Kills the server with SIGKILL, as a crash would, and waits for it.
     pub fn kill(&mut self) {
-        if let Some(process) = self.process.take() {
-            process.kill();
-        }
+        self.process.kill();
     }
 
     /// Starts the stopped or killed server again on the same port, empty.
@@ -89,7 +85,7 @@ impl RedisServer {
 
     /// True while the server process runs.
     pub fn is_running(&mut self) -> bool {
-        self.process.as_mut().is_some_and(Guarded::is_running)
+        self.process.is_running()
     }
 
     /// The last lines of the server's log.
@@ -126,7 +122,7 @@ impl RedisServer {
         ]
         .map(str::to_owned)
         .into();
-        self.process = Some(Guarded::spawn(
+        self.process.hold(Guarded::spawn(
             None,
             "TERM",
             self.dir.path(),
@@ -137,7 +133,7 @@ impl RedisServer {
         self.port = port;
         let password = self.password.clone();
         let ready = wait_until(READY_TIMEOUT, || {
-            answers_ping(port, &password) || !self.process.as_mut().is_some_and(Guarded::is_running)
+            answers_ping(port, &password) || !self.process.is_running()
         });
         if ready && self.is_running() {
             return Ok(());
