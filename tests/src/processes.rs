@@ -154,6 +154,26 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_nanos(total))
 }
 
+/// The CPU time the whole machine has been busy so far, every process and
+/// every CPU together (`/proc/stat`: user, nice, system, irq, softirq and
+/// steal, in 10 ms ticks): what a run costs including processes this
+/// harness does not start, such as the engines.
+pub fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&index| ticks.get(index))
+        .sum();
+    Some(Duration::from_millis(busy * 10))
+}
+
 impl ProcessMesh {
     /// Starts every service (as [`MeshOptions::for_tests`]) and waits until
     /// each is SERVING.
@@ -418,6 +438,21 @@ mod tests {
     fn the_peak_rss_of_a_running_process_is_read_from_proc() {
         let bytes = peak_rss_bytes(std::process::id()).expect("VmHWM of this process");
         assert!(bytes > 1024 * 1024, "{bytes} bytes");
+    }
+
+    #[test]
+    fn the_machine_is_busy_while_this_process_spins() {
+        let before = machine_busy().expect("/proc/stat");
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < Duration::from_millis(100) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = machine_busy().expect("/proc/stat");
+        assert!(
+            after >= before + Duration::from_millis(50),
+            "{before:?} -> {after:?}"
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@ struct RpcRow {
 }
 
 impl Point {
+    fn machine_cpu_per_turn(&self) -> Duration {
+        median_duration(self.runs.iter().map(|run| run.machine_cpu_per_turn))
+    }
+
     fn turns_per_s(&self) -> f64 {
         median(self.runs.iter().map(|run| run.turns_per_s))
     }
@@ -153,6 +157,7 @@ impl Point {
             "cpu_ms_per_turn": self.per_process(|run| &run.cpu_per_turn).into_iter()
                 .map(|(name, cpu)| (name, json!(ms(cpu))))
                 .collect::<serde_json::Map<_, _>>(),
+            "machine_cpu_ms_per_turn": ms(self.machine_cpu_per_turn()),
             "cpu_ms_per_floor_call": self.per_process(|run| &run.cpu_per_floor_call).into_iter()
                 .map(|(name, cpu)| (name, json!(ms(cpu))))
                 .collect::<serde_json::Map<_, _>>(),
@@ -292,6 +297,14 @@ fn print_cpu(points: &[Point]) {
             }
             println!(" {:>8.3}", ms(figures.values().sum()));
         }
+        let machine = point.machine_cpu_per_turn();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "{:>8} machine CPU per turn, every process (engines too): {:.3} ms; {cores} cores cap it at {:.0} turns/s",
+            point.sessions,
+            ms(machine),
+            cores as f64 / machine.as_secs_f64().max(1e-9)
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use heist_e2e::{
     mesh::config_yaml_replicas,
-    processes::{MeshOptions, ProcessMesh, SERVICES, cpu_time, peak_rss_bytes},
+    processes::{MeshOptions, ProcessMesh, SERVICES, cpu_time, machine_busy, peak_rss_bytes},
 };
 use heist_orchestrator::{
     app,
@@ -73,6 +73,8 @@ pub(crate) struct RunFigures {
     pub(crate) cpu_per_turn: BTreeMap<String, Duration>,
     /// CPU time per empty call of each process, during the floor.
     pub(crate) cpu_per_floor_call: BTreeMap<String, Duration>,
+    /// The whole machine's busy CPU time per turn (engines and all).
+    pub(crate) machine_cpu_per_turn: Duration,
 }
 
 /// The processes whose CPU time is followed: each service, and this one.
@@ -301,10 +303,14 @@ pub(crate) async fn one_run(
     let floor_calls: usize = floor_samples.values().map(Vec::len).sum();
 
     let sink = Arc::new(Timings::default());
+    let machine_before = machine_busy().unwrap_or_default();
     let started = Instant::now();
     let outcomes = sessions_at_once(&orchestrator, sessions, turns, seed, sink.clone()).await?;
     let wall = started.elapsed();
     let after_sessions = cpu_times(&pids);
+    let machine_busy_for = machine_busy()
+        .unwrap_or_default()
+        .saturating_sub(machine_before);
     let samples = timings.take();
 
     verify::audit_rows(
@@ -378,5 +384,6 @@ pub(crate) async fn one_run(
             usize::try_from(total_turns).unwrap_or(usize::MAX),
         ),
         cpu_per_floor_call: cpu_per(&before_floor, &after_floor, floor_calls),
+        machine_cpu_per_turn: machine_busy_for.div_f64(total_turns.max(1) as f64),
     })
 }
