@@ -50,14 +50,11 @@ fn start_probed(name: &str, args: &[&str], dir: &Path) -> Probed {
     let _ = std::fs::remove_file(&health_file);
     let health_file_arg = health_file.to_string_lossy().into_owned();
     let mut all = args.to_vec();
-    all.extend([
-        "--health-listen",
-        "127.0.0.1:0",
-        "--health-addr-file",
-        &health_file_arg,
-        "--grace-period",
-        "1s",
-    ]);
+    all.extend(["--health-listen", "127.0.0.1:0"]);
+    all.extend(["--health-addr-file", &health_file_arg]);
+    if !args.contains(&"--grace-period") {
+        all.extend(["--grace-period", "1s"]);
+    }
     let mut process = ServiceProcess::start(&binary(name), &all, "127.0.0.1:0", dir).unwrap();
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let health = loop {
@@ -263,9 +260,17 @@ async fn the_health_port_follows_redis_going_away_and_the_drain_then_closes() {
     let dir = TempDir::new().unwrap();
     let oauth = start_probed("heist-oauth", &[], dir.path());
     let oauth_url = format!("http://{}", oauth.process.addr);
+    let store = redis.url();
     let mut memory = start_probed(
         "heist-memory",
-        &["--oauth-url", &oauth_url, "--store", &redis.url()],
+        &[
+            "--oauth-url",
+            &oauth_url,
+            "--store",
+            &store,
+            "--grace-period",
+            "3s",
+        ],
         dir.path(),
     );
     wait_until_serving(memory.health, "").await.unwrap();
@@ -288,17 +293,29 @@ async fn the_health_port_follows_redis_going_away_and_the_drain_then_closes() {
     redis.start_again().unwrap();
     assert_eq!(next_status(&mut updates).await, ServingStatus::Serving);
 
-    // SIGTERM: the health port says NOT_SERVING while the server drains,
-    // then closes with it (the open Watch does not hold the exit).
-    let exit = tokio::task::spawn_blocking(move || {
-        let status = memory.process.terminate().unwrap();
-        (memory, status)
-    });
+    // SIGTERM, with a Watch open on the main port that holds its drain for
+    // the grace period: meanwhile the health port says NOT_SERVING, on its
+    // open Watch and to a new connection; then it closes with the server,
+    // within that one grace period (its own open Watch is cut).
+    let _holds_the_drain = watch(memory.process.addr).await;
+    let started = Instant::now();
+    let health = memory.health;
+    let exit = tokio::task::spawn_blocking(move || memory.process.terminate().unwrap());
     assert_eq!(next_status(&mut updates).await, ServingStatus::NotServing);
-    let (memory, status) = exit.await.unwrap();
+    assert_eq!(
+        health_status(health, "").await.unwrap(),
+        ServingStatus::NotServing,
+        "a probe during the drain"
+    );
+    let status = exit.await.unwrap();
     assert!(status.success(), "{status}");
+    let took = started.elapsed();
     assert!(
-        tokio::net::TcpStream::connect(memory.health).await.is_err(),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "the drain took one grace period: {took:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(health).await.is_err(),
         "the health port is closed"
     );
 }

@@ -295,10 +295,13 @@ where
         let _ = drain_started_tx.send(());
     });
     tokio::pin!(server);
-    let drained = tokio::select! {
-        outcome = &mut server => outcome.map_err(ServeError::from),
+    // Both ports are done by the end of one grace period from the drain's
+    // start (at once if the main port stopped by itself).
+    let (drained, grace_over) = tokio::select! {
+        outcome = &mut server => (outcome.map_err(ServeError::from), tokio::time::Instant::now()),
         _ = drain_started_rx => {
-            match tokio::time::timeout(options.grace_period, server).await {
+            let grace_over = tokio::time::Instant::now() + options.grace_period;
+            let outcome = match tokio::time::timeout_at(grace_over, server).await {
                 Ok(outcome) => outcome.map_err(ServeError::from),
                 Err(_) => {
                     tracing::warn!(
@@ -308,14 +311,16 @@ where
                     );
                     Ok(())
                 }
-            }
+            };
+            (outcome, grace_over)
         }
     };
     let _ = main_done_tx.send(());
-    if let Some(health_server) = health_server {
-        stop_health_port(health_server, options.grace_period).await?;
-    }
-    drained
+    let health = match health_server {
+        Some(health_server) => stop_health_port(health_server, grace_over).await,
+        None => Ok(()),
+    };
+    drained.and(health)
 }
 
 /// Serves `routes` on `listener` with `limits` until `shutdown` resolves,
@@ -340,14 +345,14 @@ fn run_routes(
         .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), shutdown)
 }
 
-/// Waits for the health port, told to stop, to close: at most
-/// `grace_period` (an open Watch never ends by itself), then it is aborted.
+/// Waits for the health port, told to stop, to close: until `grace_over`
+/// at most (an open Watch never ends by itself), then it is aborted.
 async fn stop_health_port(
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
-    grace_period: Duration,
+    grace_over: tokio::time::Instant,
 ) -> Result<(), ServeError> {
     let abort = server.abort_handle();
-    match tokio::time::timeout(grace_period, server).await {
+    match tokio::time::timeout_at(grace_over, server).await {
         Ok(Ok(outcome)) => outcome.map_err(ServeError::from),
         // Aborted or panicked: the main port's outcome is what counts.
         Ok(Err(_)) => Ok(()),
