@@ -231,6 +231,11 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let health_listener = match &options.health_port {
+        Some(health) => Some(health.bind(&listener, S::NAME).await?),
+        None => None,
+    };
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, S::NAME, ServingStatus::NotServing).await;
 
@@ -244,11 +249,6 @@ where
                 probe.watch(reporter, S::NAME).await;
             }
         })
-    };
-
-    let health_listener = match &options.health_port {
-        Some(health) => Some(health.bind(&listener).await?),
-        None => None,
     };
 
     let mut routes = Routes::new(health_service.clone());
@@ -277,7 +277,6 @@ where
     // probe keeps hearing NOT_SERVING (not a refused connection) meanwhile.
     let (main_done_tx, main_done_rx) = tokio::sync::oneshot::channel::<()>();
     let health_server = health_listener.map(|listener| {
-        tracing::info!(service = S::NAME, address = ?listener.local_addr().ok(), "health port listening");
         tokio::spawn(run_routes(
             Routes::new(health_service),
             listener,

@@ -54,9 +54,14 @@ pub enum HealthPortError {
 }
 
 impl HealthListen {
-    /// Binds the health port beside the main one (bound at `main`), and
-    /// writes its address to the address file if one is given.
-    pub(crate) async fn bind(&self, main: &TcpListener) -> Result<TcpListener, HealthPortError> {
+    /// Binds the health port beside the main one (`main`) and writes its
+    /// address to the address file if one is given; `service` names the
+    /// server in the log.
+    pub(crate) async fn bind(
+        &self,
+        main: &TcpListener,
+        service: &str,
+    ) -> Result<TcpListener, HealthPortError> {
         let address = self.address;
         let main = main.local_addr().map_err(HealthPortError::MainAddress)?;
         if same_port(address, main) {
@@ -68,15 +73,18 @@ impl HealthListen {
         let listener = TcpListener::bind(address)
             .await
             .map_err(|source| HealthPortError::Bind { address, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| HealthPortError::Bind { address, source })?;
         if let Some(path) = &self.addr_file {
-            let written = listener
-                .local_addr()
-                .and_then(|bound| crate::cli::write_addr_file(path, bound));
-            written.map_err(|source| HealthPortError::AddrFile {
-                path: path.to_owned(),
-                source,
+            crate::cli::write_addr_file(path, bound).map_err(|source| {
+                HealthPortError::AddrFile {
+                    path: path.to_owned(),
+                    source,
+                }
             })?;
         }
+        tracing::info!(service, address = %bound, "health port listening");
         Ok(listener)
     }
 }
@@ -116,7 +124,7 @@ mod tests {
             address: main.local_addr().unwrap(),
             addr_file: None,
         };
-        let error = health.bind(&main).await.unwrap_err().to_string();
+        let error = health.bind(&main, "test").await.unwrap_err().to_string();
         assert!(error.contains("is the main listening address"), "{error}");
     }
 
@@ -129,7 +137,7 @@ mod tests {
             addr_file: Some(path.clone()),
         };
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let listener = health.bind(&main).await.unwrap();
+        let listener = health.bind(&main, "test").await.unwrap();
         let written: SocketAddr = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         assert_eq!(written, listener.local_addr().unwrap());
     }
