@@ -18,6 +18,7 @@ mod database_query;
 mod fault_injection;
 mod grpcurl_demo;
 mod harness;
+mod health_port;
 mod http2_limits;
 mod llm_openai;
 mod memory_replicas;

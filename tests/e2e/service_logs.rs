@@ -285,7 +285,7 @@ async fn a_text_log_written_to_a_file_has_no_colour() {
 }
 
 /// Runs `command` to its end, killing it after 60 s (it should take well under one).
-fn run_bounded(command: &mut Command) -> Output {
+pub(crate) fn run_bounded(command: &mut Command) -> Output {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,6 +1,11 @@
 //! Flags every server binary shares.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use tokio::net::TcpListener;
 
@@ -28,6 +33,18 @@ pub struct CommonArgs {
     /// handy with `--listen 127.0.0.1:0`, which picks a free port.
     #[arg(long, value_name = "PATH")]
     pub addr_file: Option<PathBuf>,
+
+    /// Also serve `grpc.health.v1.Health` alone (no reflection, no service
+    /// RPCs, no auth) in plaintext on this address, for Kubernetes' gRPC
+    /// probe, e.g. `0.0.0.0:8081`; it reports what the main port's health
+    /// does. Off by default; must differ from `--listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+
+    /// Once the health port listens, write its bound address (`IP:PORT`)
+    /// to this file; handy with `--health-listen 127.0.0.1:0`.
+    #[arg(long, value_name = "PATH", requires = "health_listen")]
+    pub health_addr_file: Option<PathBuf>,
 
     /// What one peer may make the server hold.
     #[command(flatten, next_help_heading = "Transport limits")]
@@ -116,6 +133,12 @@ impl CommonArgs {
         crate::ServeOptions {
             grace_period: self.grace_period,
             limits: self.transport.limits(),
+            health_port: self
+                .health_listen
+                .map(|address| crate::serve::HealthListen {
+                    address,
+                    addr_file: self.health_addr_file.clone(),
+                }),
             ..crate::ServeOptions::default()
         }
     }
@@ -148,13 +171,18 @@ impl CommonArgs {
             std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
         })?;
         if let Some(path) = &self.addr_file {
-            let bound = listener.local_addr()?;
-            let temporary = path.with_extension("tmp");
-            std::fs::write(&temporary, bound.to_string())?;
-            std::fs::rename(&temporary, path)?;
+            write_addr_file(path, listener.local_addr()?)?;
         }
         Ok(listener)
     }
+}
+
+/// Writes `address` (`IP:PORT`) to `path` at once (through a temporary
+/// file), so that a reader never sees half of it.
+pub(crate) fn write_addr_file(path: &Path, address: SocketAddr) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, address.to_string())?;
+    std::fs::rename(&temporary, path)
 }
 
 /// Says why a binary stops, on one line, and gives its exit code.
@@ -241,6 +269,35 @@ mod tests {
         assert_eq!(limits.max_concurrent_streams, 3);
         assert_eq!(limits.idle_timeout, Duration::from_secs(2));
         assert_eq!(limits.max_message_size, 1024);
+    }
+
+    #[test]
+    fn the_health_port_is_off_unless_asked_for() {
+        let flags = Flags::try_parse_from(["server"]).unwrap();
+        assert_eq!(flags.common.serve_options().health_port, None);
+        let flags = Flags::try_parse_from([
+            "server",
+            "--health-listen",
+            "127.0.0.1:0",
+            "--health-addr-file",
+            "h.addr",
+        ])
+        .unwrap();
+        assert_eq!(
+            flags.common.serve_options().health_port,
+            Some(crate::HealthListen {
+                address: "127.0.0.1:0".parse().unwrap(),
+                addr_file: Some(PathBuf::from("h.addr")),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_health_flags_are_refused() {
+        let error = Flags::try_parse_from(["server", "--health-listen", "8081"]).unwrap_err();
+        assert!(error.to_string().contains("--health-listen"), "{error}");
+        let error = Flags::try_parse_from(["server", "--health-addr-file", "h.addr"]).unwrap_err();
+        assert!(error.to_string().contains("--health-listen"), "{error}");
     }
 
     #[test]

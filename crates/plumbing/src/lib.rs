@@ -3,7 +3,8 @@
 //! - [`serve`]: serve one tonic service on a listener with the standard
 //!   `grpc.health.v1` protocol (NOT_SERVING until ready, SERVING, NOT_SERVING
 //!   again when draining), server reflection v1 and v1alpha, and graceful
-//!   shutdown within a grace period.
+//!   shutdown within a grace period; optionally health alone on a second,
+//!   plaintext port for Kubernetes' gRPC probe.
 //! - [`telemetry`]: tracing subscriber, OpenTelemetry provider with
 //!   `service.name`, W3C trace-context and baggage propagators, OTLP export when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and a flush on exit.
@@ -28,5 +29,6 @@ pub mod telemetry;
 
 pub use quote::{quote, quote_list};
 pub use serve::{
-    DependencyProbe, ServeOptions, TransportLimits, serve, serve_protected, serve_protected_probed,
+    DependencyProbe, HealthListen, ServeOptions, TransportLimits, serve, serve_protected,
+    serve_protected_probed,
 };

@@ -13,9 +13,16 @@
 //! (refused from its header, before it is read), locally reset streams per
 //! connection (then GOAWAY), keep-alive pings, and an idle timeout that
 //! closes connections with no open call.
+//!
+//! With [`ServeOptions::health_port`], the server also answers health alone
+//! on a second, plaintext port ([`health_port`]), from the same reporter and
+//! under the same limits, until the main port has drained.
 
+mod health_port;
 mod idle;
 mod message_size;
+
+pub use health_port::{HealthListen, HealthPortError};
 
 use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -42,6 +49,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The health-only port cannot be opened.
+    #[error(transparent)]
+    HealthPort(#[from] HealthPortError),
 }
 
 /// How a server behaves around its service.
@@ -56,6 +66,9 @@ pub struct ServeOptions {
     /// method, health and reflection included, takes at most
     /// [`TransportLimits::max_message_size`]. Set by each service's `run`.
     pub large_message_methods: &'static [&'static str],
+    /// Where to also serve health alone, in plaintext (for Kubernetes'
+    /// gRPC probe); `None` (the default): only on the main port.
+    pub health_port: Option<HealthListen>,
 }
 
 impl Default for ServeOptions {
@@ -64,6 +77,7 @@ impl Default for ServeOptions {
             grace_period: Duration::from_secs(5),
             limits: TransportLimits::default(),
             large_message_methods: &[],
+            health_port: None,
         }
     }
 }
@@ -217,6 +231,11 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
+    let health_listener = match &options.health_port {
+        Some(health) => Some(health.bind(&listener, S::NAME).await?),
+        None => None,
+    };
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, S::NAME, ServingStatus::NotServing).await;
 
@@ -232,7 +251,7 @@ where
         })
     };
 
-    let mut routes = Routes::new(health_service);
+    let mut routes = Routes::new(health_service.clone());
     routes = routes
         .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1()?)
         .add_service(reflection_builder(S::FILE_DESCRIPTOR_SET).build_v1alpha()?)
@@ -247,15 +266,72 @@ where
             tracing::info!(service = S::NAME, "draining");
         }
     };
-    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let limits = options.limits;
     let message_size = message_size::MessageSizeLayer::new(
         S::NAME,
         options.large_message_methods,
-        limits.max_message_size,
-        limits.max_large_message_size,
+        options.limits.max_message_size,
+        options.limits.max_large_message_size,
     );
-    let server = Server::builder()
+
+    // The health port stops only once the main port has drained, so that a
+    // probe keeps hearing NOT_SERVING (not a refused connection) meanwhile.
+    let (main_done_tx, main_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let health_server = health_listener.map(|listener| {
+        tokio::spawn(run_routes(
+            Routes::new(health_service),
+            listener,
+            options.limits,
+            message_size.clone(),
+            async move {
+                let _ = main_done_rx.await;
+            },
+        ))
+    });
+
+    let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = run_routes(routes, listener, options.limits, message_size, async move {
+        draining.await;
+        let _ = drain_started_tx.send(());
+    });
+    tokio::pin!(server);
+    // Both ports are done by the end of one grace period from the drain's
+    // start (at once if the main port stopped by itself).
+    let (drained, grace_over) = tokio::select! {
+        outcome = &mut server => (outcome.map_err(ServeError::from), tokio::time::Instant::now()),
+        _ = drain_started_rx => {
+            let grace_over = tokio::time::Instant::now() + options.grace_period;
+            let outcome = match tokio::time::timeout_at(grace_over, server).await {
+                Ok(outcome) => outcome.map_err(ServeError::from),
+                Err(_) => {
+                    tracing::warn!(
+                        service = S::NAME,
+                        grace_period = ?options.grace_period,
+                        "grace period over; closing open calls"
+                    );
+                    Ok(())
+                }
+            };
+            (outcome, grace_over)
+        }
+    };
+    let _ = main_done_tx.send(());
+    let health = match health_server {
+        Some(health_server) => stop_health_port(health_server, grace_over).await,
+        None => Ok(()),
+    };
+    drained.and(health)
+}
+
+/// Serves `routes` on `listener` with `limits` until `shutdown` resolves,
+/// then lets open calls finish (the caller bounds how long).
+fn run_routes(
+    routes: Routes,
+    listener: TcpListener,
+    limits: TransportLimits,
+    message_size: message_size::MessageSizeLayer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> + Send + 'static {
+    Server::builder()
         // tonic would otherwise pass `None` to hyper, removing its defaults.
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
@@ -265,24 +341,25 @@ where
         .layer(idle::CallTrackingLayer)
         .layer(message_size)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), async move {
-            draining.await;
-            let _ = drain_started_tx.send(());
-        });
-    tokio::pin!(server);
-    tokio::select! {
-        outcome = &mut server => return outcome.map_err(ServeError::from),
-        _ = drain_started_rx => {}
+        .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), shutdown)
+}
+
+/// Waits for the health port, told to stop, to close: until `grace_over`
+/// at most (an open Watch never ends by itself), then it is aborted.
+async fn stop_health_port(
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    grace_over: tokio::time::Instant,
+) -> Result<(), ServeError> {
+    let abort = server.abort_handle();
+    match tokio::time::timeout_at(grace_over, server).await {
+        Ok(Ok(outcome)) => outcome.map_err(ServeError::from),
+        // Aborted or panicked: the main port's outcome is what counts.
+        Ok(Err(_)) => Ok(()),
+        Err(_) => {
+            abort.abort();
+            Ok(())
+        }
     }
-    match tokio::time::timeout(options.grace_period, server).await {
-        Ok(outcome) => outcome?,
-        Err(_) => tracing::warn!(
-            service = S::NAME,
-            grace_period = ?options.grace_period,
-            "grace period over; closing open calls"
-        ),
-    }
-    Ok(())
 }
 
 /// The connections `listener` accepts, each with `TCP_NODELAY` set and
