@@ -19,6 +19,7 @@ mod fault_injection;
 mod grpcurl_demo;
 mod harness;
 mod http2_limits;
+mod key_rotation;
 mod llm_openai;
 mod memory_replicas;
 mod memory_service;

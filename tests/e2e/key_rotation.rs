@@ -1,0 +1,243 @@
+//! Signing-key rotation: `heist-oauth rotate-key` on the ring file shared by
+//! two running replicas, while tokens signed by each key are in use at a Tool
+//! service trusting one replica. Old tokens verify until they expire, new ones
+//! carry the new key, a key past its retirement verifies nothing.
+
+use std::{
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use heist_e2e::{ServiceProcess, TestServer, binary, dev_token};
+use heist_plumbing::auth::{AuthConfig, BearerInterceptor, MESH_AUDIENCE};
+use heist_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
+use heist_tokens::{KeyRing, KeySet, TokenIssuer, Verifier, unix_now};
+use tempfile::TempDir;
+use tonic::Code;
+
+use crate::oauth_replicas::{
+    POLL, introspect, published_kids, replica, replica_args, serving, tool_service_with,
+};
+
+/// Token lifetime of the replicas under test: short, so keys retire quickly.
+const LIFETIME: &str = "4s";
+
+/// Runs `heist-oauth rotate-key` on `ring` and gives the new key ID it prints.
+fn rotate_key(ring: &Path) -> String {
+    let output = Command::new(binary("heist-oauth"))
+        .args(["rotate-key", "--key-file", ring.to_str().unwrap()])
+        .args(["--token-lifetime", LIFETIME, "--key-leeway", "0s"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kid = stdout
+        .strip_prefix("new active key ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected output {stdout:?}"));
+    assert_eq!(kid, KeyRing::read(ring).unwrap().unwrap().active().kid());
+    kid.to_owned()
+}
+
+/// A replica on `ring` with short tokens, no leeway and a fast ring reload.
+fn rotating_replica(root: &Path, name: &str, ring: &Path) -> ServiceProcess {
+    let revocations = root.join(format!("{name}.log"));
+    let mut args = replica_args(ring, revocations.to_str().unwrap());
+    args.extend([
+        "--token-lifetime",
+        LIFETIME,
+        "--key-leeway",
+        "0s",
+        "--key-reload",
+        "200ms",
+    ]);
+    replica(root, name, &args)
+}
+
+/// `ListTools` at `tools` with `token`: Ok, or the refusal.
+async fn list_tools(tools: &TestServer, token: &str) -> Result<(), tonic::Status> {
+    ToolServiceClient::with_interceptor(tools.channel(), BearerInterceptor::new(token))
+        .list_tools(pb::ListToolsRequest {})
+        .await
+        .map(drop)
+}
+
+/// True when `token` is signed by the active key of the ring at `ring`.
+fn signed_by_active_key(ring: &Path, token: &str) -> bool {
+    let ring = KeyRing::read(ring).unwrap().unwrap();
+    let keys: KeySet = [ring.active().public_key().clone()].into_iter().collect();
+    Verifier::new("heist-oauth", keys)
+        .verify(token, MESH_AUDIENCE, unix_now(), 0)
+        .is_ok()
+}
+
+/// Polls `condition` every 50 ms until it holds; fails after `within`.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    within: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !condition().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn rotating_twice_keeps_old_tokens_valid_until_they_expire_and_retires_the_old_keys() {
+    let dir = TempDir::new().unwrap();
+    let ring = dir.path().join("keys/ring.key");
+    let a = rotating_replica(dir.path(), "a", &ring);
+    serving(&a).await;
+    let b = rotating_replica(dir.path(), "b", &ring);
+    serving(&b).await;
+    // No leeway here either: a token is refused the second it expires.
+    let mut auth = AuthConfig::new(format!("http://{}", a.addr));
+    auth.revocation_poll = POLL;
+    auth.leeway = Duration::ZERO;
+    let tools = tool_service_with(&auth).await;
+    // The first key, kept aside to forge a token once it has retired.
+    let first_key = KeyRing::read(&ring).unwrap().unwrap().active().clone();
+    let k1 = first_key.kid().to_owned();
+
+    let t1 = dev_token(a.addr, "planner", "calculator:use")
+        .await
+        .unwrap();
+    assert!(signed_by_active_key(&ring, &t1));
+    list_tools(&tools, &t1).await.unwrap();
+
+    let k2 = rotate_key(&ring);
+    assert_ne!(k2, k1);
+    // Both replicas re-read the ring on GetPublicKeys: they agree at once.
+    assert_eq!(published_kids(&a).await, [k2.clone(), k1.clone()]);
+    assert_eq!(published_kids(&b).await, [k2.clone(), k1.clone()]);
+    let t2 = dev_token(b.addr, "planner", "calculator:use")
+        .await
+        .unwrap();
+    assert!(signed_by_active_key(&ring, &t2), "t2 carries the new key");
+    // The Tool service fetches the new key by its kid; the old token still works.
+    list_tools(&tools, &t2).await.unwrap();
+    list_tools(&tools, &t1).await.unwrap();
+
+    // Rotations are minutes apart in practice; the Tool service refreshes
+    // keys for an unknown kid at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let k3 = rotate_key(&ring);
+    // Without a GetPublicKeys, replica A switches within its --key-reload.
+    let switched = Instant::now();
+    let t3 = loop {
+        let token = dev_token(a.addr, "planner", "calculator:use")
+            .await
+            .unwrap();
+        if signed_by_active_key(&ring, &token) {
+            break token;
+        }
+        assert!(
+            switched.elapsed() < Duration::from_secs(3),
+            "a still signs with k2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        published_kids(&b).await,
+        [k3.clone(), k2.clone(), k1.clone()]
+    );
+    for token in [&t1, &t2, &t3] {
+        list_tools(&tools, token).await.unwrap();
+    }
+
+    // The first token works until it expires, not a second less; then its
+    // key retires (no leeway) and is dropped.
+    let introspector = dev_token(b.addr, "orchestrator", "oauth:introspect")
+        .await
+        .unwrap();
+    let t1_exp = introspect(&b, &introspector, &t1).await.unwrap().exp;
+    eventually(Duration::from_secs(10), "t1 refused", || async {
+        list_tools(&tools, &t1).await.is_err()
+    })
+    .await;
+    assert!(
+        unix_now() >= u64::try_from(t1_exp).unwrap(),
+        "t1 refused early"
+    );
+    let refused = list_tools(&tools, &t1).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let reason = refused.message();
+    assert!(
+        reason.contains("expired") || reason.contains("not a known key"),
+        "{refused:?}"
+    );
+    eventually(Duration::from_secs(10), "k1 dropped", || async {
+        !published_kids(&a).await.contains(&k1)
+    })
+    .await;
+    assert_eq!(published_kids(&b).await[..2], [k3.clone(), k2.clone()]);
+
+    // A token signed now by the retired key (say, a leaked one) is refused:
+    // at OAuth at once, at the Tool service once it has polled the keys.
+    let forged = TokenIssuer::new(
+        first_key,
+        "heist-oauth",
+        MESH_AUDIENCE,
+        Duration::from_secs(60),
+    )
+    .issue("planner", &["calculator:use"], unix_now())
+    .unwrap()
+    .token;
+    let answer = introspect(&b, &introspector, &forged).await.unwrap();
+    assert!(!answer.active, "{answer:?}");
+    assert_eq!(answer.reason, "unknown key");
+    eventually(Duration::from_secs(5), "forged token refused", || async {
+        list_tools(&tools, &forged).await.is_err()
+    })
+    .await;
+    let refused = list_tools(&tools, &forged).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("key"), "{refused:?}");
+    // The active key keeps working.
+    let fresh = dev_token(a.addr, "planner", "calculator:use")
+        .await
+        .unwrap();
+    list_tools(&tools, &fresh).await.unwrap();
+}
+
+#[test]
+fn rotate_key_help_explains_the_retirement_rule_and_its_flags() {
+    let output = Command::new(binary("heist-oauth"))
+        .args(["rotate-key", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for words in [
+        "new signing key active",
+        "--key-file",
+        "--token-lifetime",
+        "--key-leeway",
+        "retires at the next key's activation time",
+    ] {
+        assert!(help.contains(words), "{words:?} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn a_malformed_key_ring_stops_the_binary_with_one_clear_line() {
+    let dir = TempDir::new().unwrap();
+    let ring = dir.path().join("ring.key");
+    let good = KeyRing::load_or_generate(&ring, 1_000).unwrap();
+    let text = std::fs::read_to_string(&ring).unwrap();
+    std::fs::write(&ring, format!("{text}soon not-a-seed\n")).unwrap();
+    assert!(good.len() == 1);
+    crate::oauth_replicas::the_one_error_line(
+        dir.path(),
+        &["--key-file", ring.to_str().unwrap()],
+        &["ring.key", "corrupt", "line 3", "activation time"],
+        "not-a-seed",
+    );
+}
