@@ -23,11 +23,18 @@ use crate::oauth_replicas::{
 /// Token lifetime of the replicas under test: short, so keys retire quickly.
 const LIFETIME: &str = "4s";
 
-/// Runs `heist-oauth rotate-key` on `ring` and gives the new key ID it prints.
+/// Runs `heist-oauth rotate-key` on `ring` (no leeway, [`LIFETIME`]) and
+/// gives the new key ID it prints.
 fn rotate_key(ring: &Path) -> String {
+    rotate_key_with(ring, &["--token-lifetime", LIFETIME, "--key-leeway", "0s"])
+}
+
+/// Runs `heist-oauth rotate-key` on `ring` with `args` and gives the new key
+/// ID it prints.
+fn rotate_key_with(ring: &Path, args: &[&str]) -> String {
     let output = Command::new(binary("heist-oauth"))
         .args(["rotate-key", "--key-file", ring.to_str().unwrap()])
-        .args(["--token-lifetime", LIFETIME, "--key-leeway", "0s"])
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -240,4 +247,71 @@ fn a_malformed_key_ring_stops_the_binary_with_one_clear_line() {
         &["ring.key", "corrupt", "line 3", "activation time"],
         "not-a-seed",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_run_through_two_key_rotations_without_a_failed_turn() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use heist_e2e::processes::{MeshOptions, ProcessMesh};
+    use heist_orchestrator::{app, config::Config, llm::OfflineBackend, mesh::Mesh};
+
+    use crate::replicas::{session, spool, tokens_issued};
+
+    let options = MeshOptions::for_tests()
+        .replicas("oauth", 2)
+        .args("oauth", &["--key-reload", "200ms"]);
+    let mut processes = ProcessMesh::start_with(options).await;
+    let ring = processes.dir.path().join("oauth.key");
+    let config = Arc::new(Config::load(&processes.write_config("rotation.yaml")).unwrap());
+    let clients = Mesh::connect(&config).await.unwrap();
+    let (orchestrator, _) =
+        app::prepare(config, clients, Arc::new(OfflineBackend::new(9)), spool()).await;
+    let logs = [processes.log_of("oauth", 0), processes.log_of("oauth", 1)];
+    let issued = || logs.iter().map(|log| tokens_issued(log)).sum::<usize>();
+
+    // Sessions back to back until both rotations have been used.
+    let done = Arc::new(AtomicBool::new(false));
+    let running = {
+        let (orchestrator, done) = (orchestrator.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                let id = format!("heist_20261201_120000_kr{:02}", outcomes.len());
+                outcomes.push(session(&orchestrator, &id, 12).await);
+            }
+            outcomes
+        })
+    };
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        kids.push(rotate_key_with(&ring, &["--token-lifetime", "8s"]));
+        // Both replicas re-read the ring within 200 ms; then a token the
+        // sessions ask for (8-second tokens are renewed during a run) is
+        // signed by the new key.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let before = issued();
+        eventually(Duration::from_secs(20), "a token issued", || async {
+            issued() > before
+        })
+        .await;
+        // Keep the services' one-a-second unknown-kid refresh out of play.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    done.store(true, Ordering::SeqCst);
+    let outcomes = running.await.unwrap();
+    assert!(outcomes.len() >= 2, "{}", outcomes.len());
+    for outcome in &outcomes {
+        assert_eq!(outcome.failed_turns, 0, "{:?}", outcome.breaker_events);
+        assert_eq!(outcome.failed_tool_calls, 0, "{:?}", outcome.breaker_events);
+        assert_eq!(outcome.memory_failures, 0, "{:?}", outcome.breaker_events);
+        assert_eq!(outcome.audit_failures, 0, "{:?}", outcome.breaker_events);
+    }
+    let ring_now = KeyRing::read(&ring).unwrap().unwrap();
+    assert_eq!(ring_now.active().kid(), kids[1]);
+    assert_eq!(ring_now.len(), 3);
+    processes.stop();
 }
