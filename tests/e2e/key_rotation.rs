@@ -315,3 +315,27 @@ async fn sessions_run_through_two_key_rotations_without_a_failed_turn() {
     assert_eq!(ring_now.len(), 3);
     processes.stop();
 }
+
+#[tokio::test]
+async fn a_single_key_file_of_earlier_versions_is_served_and_rotated_as_a_ring_of_one() {
+    let dir = TempDir::new().unwrap();
+    let ring = dir.path().join("old.key");
+    // The old format: one line, the base64url seed (this one is RFC 8037's).
+    std::fs::write(&ring, "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A\n").unwrap();
+    let old_kid = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k".to_owned();
+    let a = rotating_replica(dir.path(), "a", &ring);
+    serving(&a).await;
+    assert_eq!(published_kids(&a).await, std::slice::from_ref(&old_kid));
+    let old_token = dev_token(a.addr, "planner", "calculator:use")
+        .await
+        .unwrap();
+
+    let new_kid = rotate_key(&ring);
+    assert_eq!(published_kids(&a).await, [new_kid, old_kid]);
+    let introspector = dev_token(a.addr, "orchestrator", "oauth:introspect")
+        .await
+        .unwrap();
+    assert!(signed_by_active_key(&ring, &introspector));
+    let answer = introspect(&a, &introspector, &old_token).await.unwrap();
+    assert!(answer.active, "{answer:?}");
+}
