@@ -195,10 +195,23 @@ impl Authenticator {
         Self::build(Some(verifier), Vec::new(), config)
     }
 
-    /// Replaces the verifier (the OAuth service, after a key rotation).
+    /// Replaces the verifier (the OAuth service, after a key rotation). When
+    /// a key is gone, the tokens verified with it are forgotten: a key OAuth
+    /// no longer publishes (retired after a rotation) must not keep the
+    /// tokens it signed alive through the cache of verified ones.
     pub fn set_verifier(&self, verifier: Verifier) {
-        if let Ok(mut slot) = self.inner.verifier.write() {
+        let dropped = {
+            let Ok(mut slot) = self.inner.verifier.write() else {
+                return;
+            };
+            let dropped = slot
+                .as_ref()
+                .is_some_and(|old| !old.keys().is_subset_of(verifier.keys()));
             *slot = Some(verifier);
+            dropped
+        };
+        if dropped && let Ok(mut verified) = self.inner.verified.lock() {
+            verified.clear();
         }
     }
 
@@ -291,22 +304,7 @@ impl Authenticator {
             })
             .collect();
         let keys = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
-        let verifier = Verifier::new(response.issuer, keys);
-        let dropped = {
-            let Ok(mut slot) = self.inner.verifier.write() else {
-                return Ok(());
-            };
-            let dropped = slot
-                .as_ref()
-                .is_some_and(|old| !old.keys().is_subset_of(verifier.keys()));
-            *slot = Some(verifier);
-            dropped
-        };
-        // A key OAuth no longer publishes (retired after a rotation) must not
-        // keep the tokens it signed alive through the cache of verified ones.
-        if dropped && let Ok(mut verified) = self.inner.verified.lock() {
-            verified.clear();
-        }
+        self.set_verifier(Verifier::new(response.issuer, keys));
         Ok(())
     }
 
@@ -631,6 +629,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_dropped_from_the_verifier_takes_its_verified_tokens_with_it() {
+        use heist_tokens::{SigningKey, TokenIssuer};
+        let old = SigningKey::generate().unwrap();
+        let new = SigningKey::generate().unwrap();
+        let keys = |keys: &[&SigningKey]| -> KeySet {
+            keys.iter().map(|key| key.public_key().clone()).collect()
+        };
+        let auth = Authenticator::with_verifier(
+            Verifier::new("iss", keys(&[&old, &new])),
+            &AuthConfig::new(""),
+        );
+        let token = TokenIssuer::new(old.clone(), "iss", MESH_AUDIENCE, Duration::from_secs(600))
+            .issue("planner", &["x"], unix_now())
+            .unwrap()
+            .token;
+        auth.verify(&token).unwrap();
+        // A new key added: what was verified stays verified.
+        auth.set_verifier(Verifier::new("iss", keys(&[&old, &new])));
+        auth.verify(&token).unwrap();
+        // The old key dropped: its token is checked again, and refused.
+        auth.set_verifier(Verifier::new("iss", keys(&[&new])));
+        assert!(matches!(
+            auth.verify(&token),
+            Err(AuthError::Invalid(TokenError::UnknownKid(_)))
+        ));
+    }
 
     fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
