@@ -1,7 +1,10 @@
 //! Signing-key rotation: `heist-oauth rotate-key` on the ring file shared by
 //! two running replicas, while tokens signed by each key are in use at a Tool
 //! service trusting one replica. Old tokens verify until they expire, new ones
-//! carry the new key, a key past its retirement verifies nothing.
+//! carry the new key, a key past its retirement verifies nothing. Also: a
+//! malformed ring stops the binary with one line, `rotate-key --help`
+//! explains the rule, a key file of earlier versions is a ring of one, and
+//! orchestrator sessions on a process mesh run through two rotations.
 
 use std::{
     path::Path,
