@@ -20,6 +20,7 @@ mod grpcurl_demo;
 mod harness;
 mod health_port;
 mod http2_limits;
+mod key_rotation;
 mod llm_openai;
 mod memory_replicas;
 mod memory_service;

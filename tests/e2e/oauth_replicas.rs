@@ -25,18 +25,18 @@ use tempfile::TempDir;
 use tonic::{Code, transport::Channel};
 
 /// How often the Tool service polls its OAuth replica's revocation list.
-const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(200);
 
 /// One `heist-oauth` process in a directory of its own (its log and address
 /// file), with `args` (the shared key file, the revocation store).
-fn replica(root: &Path, name: &str, args: &[&str]) -> ServiceProcess {
+pub(crate) fn replica(root: &Path, name: &str, args: &[&str]) -> ServiceProcess {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     ServiceProcess::start(&binary("heist-oauth"), args, "127.0.0.1:0", &dir).unwrap()
 }
 
 /// The arguments of a replica on `key` and the revocation store `store`.
-fn replica_args<'a>(key: &'a Path, store: &'a str) -> Vec<&'a str> {
+pub(crate) fn replica_args<'a>(key: &'a Path, store: &'a str) -> Vec<&'a str> {
     vec![
         "--key-file",
         key.to_str().unwrap(),
@@ -47,7 +47,7 @@ fn replica_args<'a>(key: &'a Path, store: &'a str) -> Vec<&'a str> {
     ]
 }
 
-async fn serving(process: &ServiceProcess) {
+pub(crate) async fn serving(process: &ServiceProcess) {
     heist_e2e::wait_until_serving(process.addr, "")
         .await
         .unwrap_or_else(|error| {
@@ -58,19 +58,19 @@ async fn serving(process: &ServiceProcess) {
         });
 }
 
-fn oauth(process: &ServiceProcess) -> OAuthServiceClient<Channel> {
+pub(crate) fn oauth(process: &ServiceProcess) -> OAuthServiceClient<Channel> {
     OAuthServiceClient::new(channel_to(process.addr))
 }
 
 type Authorized =
     OAuthServiceClient<tonic::service::interceptor::InterceptedService<Channel, BearerInterceptor>>;
 
-fn oauth_with(process: &ServiceProcess, token: &str) -> Authorized {
+pub(crate) fn oauth_with(process: &ServiceProcess, token: &str) -> Authorized {
     OAuthServiceClient::with_interceptor(channel_to(process.addr), BearerInterceptor::new(token))
 }
 
 /// The key IDs a replica publishes.
-async fn published_kids(process: &ServiceProcess) -> Vec<String> {
+pub(crate) async fn published_kids(process: &ServiceProcess) -> Vec<String> {
     oauth(process)
         .get_public_keys(pb::GetPublicKeysRequest {})
         .await
@@ -83,7 +83,7 @@ async fn published_kids(process: &ServiceProcess) -> Vec<String> {
 }
 
 /// A Tool service (calculator) trusting the OAuth replica at `oauth`.
-async fn tool_service_trusting(oauth: &ServiceProcess) -> TestServer {
+pub(crate) async fn tool_service_trusting(oauth: &ServiceProcess) -> TestServer {
     tool_service_trusting_urls(&format!("http://{}", oauth.addr)).await
 }
 
@@ -92,13 +92,18 @@ async fn tool_service_trusting(oauth: &ServiceProcess) -> TestServer {
 async fn tool_service_trusting_urls(oauth_urls: &str) -> TestServer {
     let mut config = AuthConfig::new(oauth_urls);
     config.revocation_poll = POLL;
+    tool_service_with(&config).await
+}
+
+/// A Tool service (calculator) authenticating with `config`.
+pub(crate) async fn tool_service_with(config: &AuthConfig) -> TestServer {
     let tools =
         heist_tools::ToolSet::from_names("calculator", &heist_tools::ToolsConfig::default())
             .unwrap();
     let server = services::tools(
         tools,
         Duration::from_secs(10),
-        Authenticator::new(&config).unwrap(),
+        Authenticator::new(config).unwrap(),
         ServeOptions::default(),
     )
     .await;
@@ -118,7 +123,7 @@ async fn list_tools(tools: &TestServer, token: &str) -> Result<(), Code> {
 }
 
 /// Introspects `token` at `at` as the orchestrator (`oauth:introspect`).
-async fn introspect(
+pub(crate) async fn introspect(
     at: &ServiceProcess,
     as_introspector: &str,
     token: &str,
@@ -394,7 +399,7 @@ fn run_to_exit(dir: &Path, args: &[&str]) -> (Option<i32>, Vec<String>) {
 
 /// A failed start says why on one line (at `--log error`, nothing else is
 /// written), checked for `words`, for repeats and against `secret`.
-fn the_one_error_line(dir: &Path, args: &[&str], words: &[&str], secret: &str) {
+pub(crate) fn the_one_error_line(dir: &Path, args: &[&str], words: &[&str], secret: &str) {
     let (code, stderr) = run_to_exit(dir, args);
     assert!(
         code.is_some_and(|code| code != 0),

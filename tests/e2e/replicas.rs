@@ -551,7 +551,7 @@ async fn an_audit_replica_killed_mid_session_spools_nothing_and_loses_no_turn() 
 }
 
 /// How many tokens the OAuth log at `path` says were issued.
-fn tokens_issued(path: &Path) -> usize {
+pub(crate) fn tokens_issued(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()

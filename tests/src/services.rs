@@ -15,6 +15,8 @@ pub fn oauth_config(dir: &Path) -> heist_oauth::OAuthConfig {
     heist_oauth::OAuthConfig {
         clients_file: None,
         key_file: dir.join("signing.key"),
+        key_leeway: Duration::from_secs(heist_tokens::DEFAULT_LEEWAY_SECS),
+        key_reload: Duration::from_secs(2),
         revocations: heist_oauth::revocations::RevocationBackend::File(dir.join("revoked.log")),
         issuer: "heist-oauth".into(),
         token_lifetime: Duration::from_secs(300),

@@ -3,7 +3,8 @@
 //! [`AuthLayer`] wraps a service: each call must carry
 //! `authorization: Bearer <jwt>`. The token is verified locally against the
 //! OAuth service's public keys (fetched at start with retry, refreshed when a
-//! token names an unknown `kid`): signature, `exp` with a small leeway, `aud`,
+//! token names an unknown `kid` and at each revocation poll, so a key OAuth
+//! has retired after a rotation stops verifying): signature, `exp` with a small leeway, `aud`,
 //! `iss`, and the scope the called method requires. Revoked tokens are
 //! refused once the service has polled the OAuth revocation list (every
 //! `revocation_poll`, 5 s by default). The verified [`Claims`] are handed to
@@ -118,7 +119,7 @@ pub struct AuthConfig {
     pub audience: String,
     /// Clock skew tolerated on `exp`, `iat` and `nbf`.
     pub leeway: Duration,
-    /// How often the revocation list is polled.
+    /// How often the revocation list (and the public keys) are polled.
     pub revocation_poll: Duration,
 }
 
@@ -192,6 +193,26 @@ impl Authenticator {
     /// OAuth service itself, and tests).
     pub fn with_verifier(verifier: Verifier, config: &AuthConfig) -> Self {
         Self::build(Some(verifier), Vec::new(), config)
+    }
+
+    /// Replaces the verifier (the OAuth service, after a key rotation). When
+    /// a key is gone, the tokens verified with it are forgotten: a key OAuth
+    /// no longer publishes (retired after a rotation) must not keep the
+    /// tokens it signed alive through the cache of verified ones.
+    pub fn set_verifier(&self, verifier: Verifier) {
+        let dropped = {
+            let Ok(mut slot) = self.inner.verifier.write() else {
+                return;
+            };
+            let dropped = slot
+                .as_ref()
+                .is_some_and(|old| !old.keys().is_subset_of(verifier.keys()));
+            *slot = Some(verifier);
+            dropped
+        };
+        if dropped && let Ok(mut verified) = self.inner.verified.lock() {
+            verified.clear();
+        }
     }
 
     fn build(
@@ -283,13 +304,11 @@ impl Authenticator {
             })
             .collect();
         let keys = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
-        let verifier = Verifier::new(response.issuer, keys);
-        if let Ok(mut slot) = self.inner.verifier.write() {
-            *slot = Some(verifier);
-        }
+        self.set_verifier(Verifier::new(response.issuer, keys));
         Ok(())
     }
 
+    /// Polls the revocation list and the public keys every `revocation_poll`.
     async fn poll_revocations(self) {
         let mut ticker = tokio::time::interval(self.inner.revocation_poll);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,6 +335,10 @@ impl Authenticator {
                 Err(status) => {
                     tracing::debug!(error = %status.message(), "revocation poll failed");
                 }
+            }
+            // Keys too: a key OAuth retired after a rotation stops verifying here.
+            if let Err(error) = self.fetch_keys().await {
+                tracing::debug!(%error, "public key poll failed");
             }
         }
     }
@@ -606,6 +629,34 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_dropped_from_the_verifier_takes_its_verified_tokens_with_it() {
+        use heist_tokens::{SigningKey, TokenIssuer};
+        let old = SigningKey::generate().unwrap();
+        let new = SigningKey::generate().unwrap();
+        let keys = |keys: &[&SigningKey]| -> KeySet {
+            keys.iter().map(|key| key.public_key().clone()).collect()
+        };
+        let auth = Authenticator::with_verifier(
+            Verifier::new("iss", keys(&[&old, &new])),
+            &AuthConfig::new(""),
+        );
+        let token = TokenIssuer::new(old.clone(), "iss", MESH_AUDIENCE, Duration::from_secs(600))
+            .issue("planner", &["x"], unix_now())
+            .unwrap()
+            .token;
+        auth.verify(&token).unwrap();
+        // A new key added: what was verified stays verified.
+        auth.set_verifier(Verifier::new("iss", keys(&[&old, &new])));
+        auth.verify(&token).unwrap();
+        // The old key dropped: its token is checked again, and refused.
+        auth.set_verifier(Verifier::new("iss", keys(&[&new])));
+        assert!(matches!(
+            auth.verify(&token),
+            Err(AuthError::Invalid(TokenError::UnknownKid(_)))
+        ));
+    }
 
     fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -32,8 +32,8 @@ pub enum KeyError {
     Corrupt {
         /// The key file.
         path: PathBuf,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong with it (with the line, for a key ring).
+        reason: String,
     },
     /// A new key could not be written to the key file.
     #[error("cannot write signing key file {path}: {source}")]

@@ -7,7 +7,8 @@ use crate::claims::Claims;
 use crate::error::IssueError;
 use crate::jwk::Jwk;
 use crate::jws;
-use crate::key::SigningKey;
+use crate::key::{PublicKey, SigningKey};
+use crate::ring::KeyRing;
 use crate::verify::{KeySet, Verifier};
 
 /// Bytes of randomness in a `jti` (128 bits, 32 hex digits).
@@ -22,10 +23,13 @@ pub struct IssuedToken {
     pub claims: Claims,
 }
 
-/// Signs access tokens for one issuer and audience with one key.
+/// Signs access tokens for one issuer and audience with one key, and publishes that key and
+/// the older keys whose tokens may still be in use.
 #[derive(Clone, Debug)]
 pub struct TokenIssuer {
     key: SigningKey,
+    /// Older keys still published (newest first): their tokens have not all expired.
+    older: Vec<PublicKey>,
     issuer: String,
     audience: String,
     lifetime: Duration,
@@ -45,11 +49,32 @@ impl TokenIssuer {
         let encoded_header = jws::encode_header(key.kid());
         Self {
             key,
+            older: Vec::new(),
             issuer: issuer.into(),
             audience: audience.into(),
             lifetime,
             encoded_header,
         }
+    }
+
+    /// The issuer signing with the active key of `ring` and publishing, besides it, the
+    /// older keys of the ring not retired at `now` (see [`KeyRing::published`]; `keep` is the
+    /// token lifetime plus the verifiers' leeway).
+    pub fn from_ring(
+        ring: &KeyRing,
+        now: u64,
+        keep: Duration,
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        lifetime: Duration,
+    ) -> Self {
+        let mut this = Self::new(ring.active().clone(), issuer, audience, lifetime);
+        this.older = ring
+            .published(now, keep)
+            .into_iter()
+            .filter(|key| key.kid() != this.key.kid())
+            .collect();
+        this
     }
 
     /// Issues a token for `sub` with `scopes` at time `now` (seconds since the Unix epoch),
@@ -106,12 +131,17 @@ impl TokenIssuer {
 
     /// The public keys that verify this issuer's tokens, in JWK form, current first.
     pub fn jwks(&self) -> Vec<Jwk> {
-        vec![Jwk::from(self.key.public_key())]
+        self.published().map(Jwk::from).collect()
+    }
+
+    /// The public keys published: the active key, then the older ones.
+    fn published(&self) -> impl Iterator<Item = &PublicKey> {
+        std::iter::once(self.key.public_key()).chain(&self.older)
     }
 
     /// A verifier of this issuer's own tokens (for introspection).
     pub fn verifier(&self) -> Verifier {
-        let keys: KeySet = [self.key.public_key().clone()].into_iter().collect();
+        let keys: KeySet = self.published().cloned().collect();
         Verifier::new(self.issuer.clone(), keys)
     }
 }
@@ -194,6 +224,31 @@ mod tests {
             .verify(&issued.token, "heist-mesh", 1_001, 0)
             .unwrap();
         assert_eq!(claims, issued.claims);
+    }
+
+    #[test]
+    fn an_issuer_from_a_ring_signs_with_the_new_key_and_still_verifies_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.key");
+        let keep = Duration::from_secs(60);
+        let lifetime = Duration::from_secs(30);
+        let ring = KeyRing::load_or_generate(&path, 1_000).unwrap();
+        let old = TokenIssuer::from_ring(&ring, 1_000, keep, "iss", "aud", lifetime);
+        let old_token = old.issue("planner", &["x"], 1_000).unwrap().token;
+        let ring = KeyRing::rotate(&path, 1_010, keep).unwrap();
+        let new = TokenIssuer::from_ring(&ring, 1_010, keep, "iss", "aud", lifetime);
+        assert_eq!(new.jwks().len(), 2);
+        assert_eq!(new.jwks()[0].kid, ring.active().kid());
+        assert_ne!(new.key().kid(), old.key().kid());
+        assert!(new.verifier().verify(&old_token, "aud", 1_011, 0).is_ok());
+        // Past the old key's retirement it is no longer published nor trusted.
+        let later = TokenIssuer::from_ring(&ring, 1_071, keep, "iss", "aud", lifetime);
+        assert_eq!(later.jwks().len(), 1);
+        let forged = old.issue("planner", &["x"], 1_071).unwrap().token;
+        assert!(matches!(
+            later.verifier().verify(&forged, "aud", 1_071, 0),
+            Err(crate::TokenError::UnknownKid(_))
+        ));
     }
 
     #[test]

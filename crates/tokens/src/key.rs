@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::b64;
 use crate::error::{JwkError, KeyError};
-use crate::key_file;
+use crate::ring::KeyRing;
 
 /// Length of an Ed25519 private key seed and of a public key, in bytes.
 pub(crate) const KEY_LEN: usize = 32;
@@ -31,31 +31,14 @@ impl SigningKey {
         Ok(Self::from_seed(&seed))
     }
 
-    /// Loads the key stored at `path`, or generates one and stores it there (creating the
+    /// Loads the active key of the ring stored at `path` (see [`KeyRing`]), or generates one and stores it there (creating the
     /// parent directory; the file is created with mode 0600 and written atomically) so that
     /// tokens survive a restart. A file that exists but does not hold a key is an error
     /// ([`KeyError::Corrupt`]): it is never replaced. Processes sharing `path` (replicas)
     /// that start at once end up with one key: the first to create the file wins and the
     /// others load its key.
     pub fn load_or_generate(path: &Path) -> Result<Self, KeyError> {
-        if let Some(seed) = key_file::read(path)? {
-            return Ok(Self::from_seed(&seed));
-        }
-        let key = Self::generate()?;
-        match key_file::write_new(path, &key.inner.to_bytes())? {
-            key_file::Written::Created => Ok(key),
-            key_file::Written::AlreadyExists => match key_file::read(path)? {
-                Some(seed) => Ok(Self::from_seed(&seed)),
-                // Created and removed again between our two looks: say so, do not guess.
-                None => Err(KeyError::Read {
-                    path: path.to_owned(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "the key file vanished while it was being created",
-                    ),
-                }),
-            },
-        }
+        KeyRing::load_or_generate(path, crate::unix_now()).map(|ring| ring.active().clone())
     }
 
     /// Builds the key from its 32-byte seed.
@@ -63,6 +46,11 @@ impl SigningKey {
         let inner = ed25519_dalek::SigningKey::from_bytes(seed);
         let public = PublicKey::from_verifying_key(inner.verifying_key());
         Self { inner, public }
+    }
+
+    /// The 32-byte seed, for the key ring file.
+    pub(crate) fn seed(&self) -> [u8; KEY_LEN] {
+        self.inner.to_bytes()
     }
 
     /// The key ID that tokens name in their `kid` header.

@@ -1,24 +1,25 @@
-//! The signing key file: one line holding the base64url-encoded 32-byte Ed25519 seed.
+//! The signing key file on disk: its bounded, private, atomically written text (the key
+//! ring format itself is in `ring`).
 //!
 //! A new file is written to a temporary file in the same directory (mode 0600 from its
 //! creation on), flushed to disk and hard-linked to the final name, which fails if that name
 //! exists: a reader never sees a half-written key, and of several processes creating the
 //! file at once (replicas sharing one key file) exactly one wins; the others read its key.
-//! The parent directory is created (mode 0700) when missing.
+//! The parent directory is created (mode 0700) when missing. A rotation replaces the file
+//! by writing a temporary file and renaming it over the old one, so readers see either the
+//! old ring or the new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::b64;
 use crate::error::KeyError;
-use crate::key::KEY_LEN;
 
-/// Files longer than this cannot be key files (a key line is 43 characters).
-const MAX_FILE_LEN: u64 = 256;
+/// Files longer than this cannot be key files (a ring line is under 70 characters).
+const MAX_FILE_LEN: u64 = 64 * 1024;
 
-/// Reads the seed stored at `path`; `Ok(None)` when there is no file.
-pub(crate) fn read(path: &Path) -> Result<Option<[u8; KEY_LEN]>, KeyError> {
+/// Reads the text stored at `path`; `Ok(None)` when there is no file.
+pub(crate) fn read(path: &Path) -> Result<Option<String>, KeyError> {
     let read_error = |source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -32,27 +33,18 @@ pub(crate) fn read(path: &Path) -> Result<Option<[u8; KEY_LEN]>, KeyError> {
     file.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut bytes)
         .map_err(read_error)?;
-    parse(&bytes).map(Some).map_err(|reason| KeyError::Corrupt {
+    text(bytes).map(Some).map_err(|reason| KeyError::Corrupt {
         path: path.to_owned(),
-        reason,
+        reason: reason.to_owned(),
     })
 }
 
-/// Parses the contents of a key file, or says what is wrong with them.
-fn parse(bytes: &[u8]) -> Result<[u8; KEY_LEN], &'static str> {
+/// The contents of a key file as text, or what is wrong with them.
+fn text(bytes: Vec<u8>) -> Result<String, &'static str> {
     if bytes.len() as u64 > MAX_FILE_LEN {
         return Err("too long for a key file");
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| "not text")?.trim();
-    if text.is_empty() {
-        return Err("empty");
-    }
-    b64::decode_array(text).ok_or("not a base64url-encoded 32-byte Ed25519 seed")
-}
-
-/// The text stored for `seed`.
-fn format(seed: &[u8; KEY_LEN]) -> String {
-    format!("{}\n", b64::encode(seed))
+    String::from_utf8(bytes).map_err(|_| "not text")
 }
 
 /// What [`write_new`] did.
@@ -64,23 +56,45 @@ pub(crate) enum Written {
     AlreadyExists,
 }
 
-/// Stores `seed` at `path` atomically unless a file is there already (never replacing one),
-/// creating the parent directory if needed.
-pub(crate) fn write_new(path: &Path, seed: &[u8; KEY_LEN]) -> Result<Written, KeyError> {
-    create_atomically(path, format(seed).as_bytes()).map_err(|source| KeyError::Write {
+/// Stores `contents` at `path` atomically unless a file is there already (never replacing
+/// one), creating the parent directory if needed.
+pub(crate) fn write_new(path: &Path, contents: &str) -> Result<Written, KeyError> {
+    write_atomically(path, contents.as_bytes(), |temp, path| {
+        fs::hard_link(temp, path)
+    })
+    .map_err(|source| KeyError::Write {
         path: path.to_owned(),
         source,
     })
 }
 
-fn create_atomically(path: &Path, contents: &[u8]) -> io::Result<Written> {
+/// Replaces the file at `path` (or creates it) with `contents` atomically: readers see
+/// the old contents or the new ones, never a mix.
+pub(crate) fn replace(path: &Path, contents: &str) -> Result<(), KeyError> {
+    write_atomically(path, contents.as_bytes(), |temp, path| {
+        fs::rename(temp, path)
+    })
+    .map(drop)
+    .map_err(|source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `contents` to a private temporary file next to `path`, flushes it and gives it
+/// the name `path` with `install` (hard link: never replacing; rename: replacing).
+fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    install: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> io::Result<Written> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     create_private_dir(dir)?;
     let temp = temp_path(path)?;
-    let linked = write_private_file(&temp, contents).and_then(|()| fs::hard_link(&temp, path));
+    let linked = write_private_file(&temp, contents).and_then(|()| install(&temp, path));
     // The temporary name is ours and useless now, whatever happened.
     let _ = fs::remove_file(&temp);
     match linked {
@@ -139,8 +153,8 @@ mod tests {
     fn a_written_seed_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/dir/signing.key");
-        assert_eq!(write_new(&path, &[9; KEY_LEN]).unwrap(), Written::Created);
-        assert_eq!(read(&path).unwrap(), Some([9; KEY_LEN]));
+        assert_eq!(write_new(&path, "nine\n").unwrap(), Written::Created);
+        assert_eq!(read(&path).unwrap().as_deref(), Some("nine\n"));
         // Only the key file is left: no temporary file.
         let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
@@ -150,12 +164,9 @@ mod tests {
     fn an_existing_file_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing.key");
-        assert_eq!(write_new(&path, &[1; KEY_LEN]).unwrap(), Written::Created);
-        assert_eq!(
-            write_new(&path, &[2; KEY_LEN]).unwrap(),
-            Written::AlreadyExists
-        );
-        assert_eq!(read(&path).unwrap(), Some([1; KEY_LEN]));
+        assert_eq!(write_new(&path, "one").unwrap(), Written::Created);
+        assert_eq!(write_new(&path, "two").unwrap(), Written::AlreadyExists);
+        assert_eq!(read(&path).unwrap().as_deref(), Some("one"));
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "the loser's temporary file is removed");
     }
@@ -166,7 +177,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys/signing.key");
-        write_new(&path, &[9; KEY_LEN]).unwrap();
+        write_new(&path, "nine\n").unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let dir_mode = fs::metadata(path.parent().unwrap())
@@ -177,19 +188,24 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_contents_are_described() {
-        assert_eq!(parse(b""), Err("empty"));
-        assert_eq!(parse(b" \n"), Err("empty"));
-        assert_eq!(parse(b"\xff\xfe"), Err("not text"));
+    fn contents_that_are_not_bounded_text_are_described() {
+        assert_eq!(text(b"\xff\xfe".to_vec()), Err("not text"));
         assert_eq!(
-            parse(b"not a key"),
-            Err("not a base64url-encoded 32-byte Ed25519 seed")
+            text(vec![b'A'; MAX_FILE_LEN as usize + 1]),
+            Err("too long for a key file")
         );
-        assert_eq!(
-            parse(b"AAAA"),
-            Err("not a base64url-encoded 32-byte Ed25519 seed")
-        );
-        assert_eq!(parse(&[b'A'; 300]), Err("too long for a key file"));
+        assert_eq!(text(b"ok\n".to_vec()).as_deref(), Ok("ok\n"));
+    }
+
+    #[test]
+    fn replacing_swaps_the_whole_file_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.key");
+        replace(&path, "first\n").unwrap();
+        replace(&path, "second\n").unwrap();
+        assert_eq!(read(&path).unwrap().as_deref(), Some("second\n"));
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
     }
 
     #[test]
@@ -201,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_path_without_file_name_cannot_be_written() {
-        let error = write_new(Path::new("/"), &[1; KEY_LEN]).unwrap_err();
+        let error = write_new(Path::new("/"), "one").unwrap_err();
         assert!(matches!(error, KeyError::Write { .. }), "{error}");
     }
 }

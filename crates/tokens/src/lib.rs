@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //!
-//! - `key`: [`SigningKey`] and [`PublicKey`]; `key_file`: the key file (0600, atomic writes).
+//! - `key`: [`SigningKey`] and [`PublicKey`]; `ring`: [`KeyRing`], the active key and the
+//!   older keys still published; `key_file`: the ring file on disk (0600, atomic writes).
 //! - `jwk`: [`Jwk`] from and to public keys.
 //! - `claims`: [`Claims`] and the time, audience and issuer checks.
 //! - `jws`: the compact form: header, signing, splitting, signature check.
@@ -35,6 +36,7 @@ mod jwk;
 mod jws;
 mod key;
 mod key_file;
+mod ring;
 mod verify;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,6 +47,7 @@ pub use issue::{IssuedToken, TokenIssuer};
 pub use jwk::{ALGORITHM, Jwk};
 pub use jws::MAX_TOKEN_LEN;
 pub use key::{PublicKey, SigningKey};
+pub use ring::KeyRing;
 pub use verify::{DEFAULT_LEEWAY_SECS, KeySet, Verifier};
 
 /// The current time in whole seconds since the Unix epoch (0 if the clock is before 1970).

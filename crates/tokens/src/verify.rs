@@ -39,6 +39,13 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    /// True when every key of `self` is also in `other` (with the same key).
+    pub fn is_subset_of(&self, other: &KeySet) -> bool {
+        self.keys
+            .iter()
+            .all(|(kid, key)| other.get(kid).is_some_and(|other| other == key))
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -116,6 +123,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_key_set_is_a_subset_only_when_every_key_is_kept() {
+        let a = crate::SigningKey::generate().unwrap().public_key().clone();
+        let b = crate::SigningKey::generate().unwrap().public_key().clone();
+        let both: KeySet = [a.clone(), b.clone()].into_iter().collect();
+        let only_a: KeySet = [a].into_iter().collect();
+        let only_b: KeySet = [b].into_iter().collect();
+        assert!(only_a.is_subset_of(&both));
+        assert!(!both.is_subset_of(&only_a));
+        assert!(!only_a.is_subset_of(&only_b));
+        assert!(KeySet::new().is_subset_of(&only_b));
+    }
     use crate::b64;
     use crate::error::TokenPart;
     use crate::issue::{IssuedToken, TokenIssuer};

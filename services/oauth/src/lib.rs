@@ -1,16 +1,20 @@
 //! The OAuth service: client-credentials grant issuing signed JWT access tokens.
 //!
+//! - [`keys`]: the signing key ring, re-read so that rotations apply at once.
 //! - [`clients`]: the client registry (YAML file, Argon2 secret hashes, scope rules).
 //! - [`revocations`]: revoked token IDs until they expire, in a file (one
 //!   process) or in PostgreSQL or Redis (shared by replicas).
 //! - [`service`]: the gRPC handlers.
 //! - [`run`]: load everything and serve until shutdown.
 //!
-//! The signing key (Ed25519) is loaded from its file, or generated and kept
-//! there, so tokens survive a restart; replicas given the same file sign with
-//! the same key and publish the same public keys.
+//! The signing keys (Ed25519) are a key ring loaded from its file, or
+//! generated and kept there, so tokens survive a restart; replicas given the
+//! same file sign with the same active key and publish the same public keys.
+//! `heist-oauth rotate-key` adds a new active key; older keys stay published
+//! until their last token has expired.
 
 pub mod clients;
+pub mod keys;
 pub mod revocations;
 pub mod service;
 
@@ -20,10 +24,11 @@ use revocations::{RevocationBackend, RevocationError, RevocationStore};
 
 use heist_plumbing::{
     ServeOptions,
-    auth::{AuthConfig, Authenticator, MESH_AUDIENCE},
+    auth::{AuthConfig, Authenticator},
     serve::ServeError,
 };
-use heist_tokens::{KeyError, SigningKey, TokenIssuer, unix_now};
+use heist_tokens::{KeyError, unix_now};
+use keys::SigningKeys;
 use tokio::net::TcpListener;
 
 pub use service::OAuthService;
@@ -34,8 +39,14 @@ pub struct OAuthConfig {
     /// The client registry file; `None` for the built-in development
     /// registry (the seed's four agents and the orchestrator).
     pub clients_file: Option<PathBuf>,
-    /// The signing key file (generated if missing).
+    /// The signing key ring file (generated if missing).
     pub key_file: PathBuf,
+    /// How long past its last token's expiry a retired key is still
+    /// published (the verifiers' clock leeway).
+    pub key_leeway: Duration,
+    /// How often the key ring file is re-read (it is also re-read on each
+    /// `GetPublicKeys`).
+    pub key_reload: Duration,
     /// Where the revocation list lives.
     pub revocations: RevocationBackend,
     /// The issuer (`iss`) tokens carry.
@@ -73,13 +84,13 @@ pub fn build(
     config: &OAuthConfig,
     revocations: RevocationStore,
 ) -> Result<OAuthService, OAuthServiceError> {
-    let (registry, issuer) = load(config)?;
-    Ok(assemble(registry, issuer, revocations))
+    let (registry, keys) = load(config)?;
+    Ok(assemble(registry, keys, revocations))
 }
 
-/// The client registry and the token issuer (its signing key) of `config`:
-/// the local files, checked before any engine is reached (blocking).
-fn load(config: &OAuthConfig) -> Result<(clients::ClientRegistry, TokenIssuer), OAuthServiceError> {
+/// The client registry and the signing keys of `config`: the local files,
+/// checked before any engine is reached (blocking).
+fn load(config: &OAuthConfig) -> Result<(clients::ClientRegistry, SigningKeys), OAuthServiceError> {
     let (registry, source) = match &config.clients_file {
         Some(path) => (
             clients::ClientRegistry::load(path)?,
@@ -100,24 +111,30 @@ fn load(config: &OAuthConfig) -> Result<(clients::ClientRegistry, TokenIssuer), 
             "clients use plain-text development secrets; use secret_hash outside development"
         );
     }
-    let key = SigningKey::load_or_generate(&config.key_file)?;
-    tracing::info!(kid = key.kid(), file = %config.key_file.display(), "signing key ready");
-    let issuer = TokenIssuer::new(
-        key,
+    let keys = SigningKeys::load(
+        config.key_file.clone(),
         config.issuer.clone(),
-        MESH_AUDIENCE,
         config.token_lifetime,
+        config.key_leeway,
+    )?;
+    let issuer = keys.current();
+    tracing::info!(
+        kid = issuer.key().kid(),
+        published = issuer.jwks().len(),
+        file = %config.key_file.display(),
+        "signing keys ready"
     );
-    Ok((registry, issuer))
+    Ok((registry, keys))
 }
 
 fn assemble(
     registry: clients::ClientRegistry,
-    issuer: TokenIssuer,
+    keys: SigningKeys,
     revocations: RevocationStore,
 ) -> OAuthService {
-    let authenticator = Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new(""));
-    OAuthService::new(registry, issuer, revocations, authenticator)
+    let authenticator =
+        Authenticator::with_verifier(keys.current().verifier(), &AuthConfig::new(""));
+    OAuthService::new(registry, keys, revocations, authenticator)
 }
 
 /// Serves the OAuth service on `listener` until `shutdown` resolves.
@@ -128,12 +145,17 @@ pub async fn run(
     options: ServeOptions,
 ) -> Result<(), OAuthServiceError> {
     let backend = config.revocations.clone();
-    let (registry, issuer) = tokio::task::spawn_blocking(move || load(&config))
+    let reload = config.key_reload;
+    let (registry, keys) = tokio::task::spawn_blocking(move || load(&config))
         .await
         .map_err(|error| OAuthServiceError::Startup(error.to_string()))??;
     let revocations = RevocationStore::open(&backend, unix_now()).await?;
     tracing::info!(store = %revocations.describe(), "revocation list ready");
-    let service = assemble(registry, issuer, revocations);
-    heist_plumbing::serve(listener, service.into_server(), async {}, shutdown, options).await?;
+    let service = assemble(registry, keys, revocations);
+    let watcher = tokio::spawn(service.clone().watch_keys(reload));
+    let served =
+        heist_plumbing::serve(listener, service.into_server(), async {}, shutdown, options).await;
+    watcher.abort();
+    served?;
     Ok(())
 }

@@ -1,24 +1,31 @@
-//! `heist-oauth`: serves the OAuth service until SIGINT/SIGTERM.
+//! `heist-oauth`: serves the OAuth service until SIGINT/SIGTERM, or
+//! (`rotate-key`) makes a new signing key active in the key ring and exits.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use heist_oauth::{OAuthConfig, revocations::RevocationBackend};
 use heist_plumbing::{
     cli::{CommonArgs, parse_duration},
     shutdown,
 };
+use heist_tokens::{KeyRing, unix_now};
 
 /// The OAuth service: client-credentials grant for the agents of the mesh.
 ///
 /// Clients (ID, secret hash, allowed scopes) come from a YAML file; tokens are
-/// JWTs signed with an Ed25519 key kept in a file (generated on first start),
-/// so tokens stay valid across restarts. Other services verify tokens locally
-/// with the public keys from `GetPublicKeys`. Replicas act as one when given
-/// the same key file and a shared revocation store (PostgreSQL or Redis).
+/// JWTs signed with the active Ed25519 key of a key ring kept in a file
+/// (generated on first start), so tokens stay valid across restarts. Other
+/// services verify tokens locally with the public keys from `GetPublicKeys`.
+/// Replicas act as one when given the same key file and a shared revocation
+/// store (PostgreSQL or Redis). `heist-oauth rotate-key` adds a new active
+/// key; running processes pick it up within `--key-reload`.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "HEIST_OAUTH_LISTEN", default_value = "127.0.0.1:8001")]
     listen: SocketAddr,
@@ -29,15 +36,13 @@ struct Args {
     #[arg(long, env = "HEIST_OAUTH_CLIENTS")]
     clients: Option<PathBuf>,
 
-    /// The Ed25519 signing key file; generated (mode 0600) if missing. Give
-    /// every replica the same file (a shared volume or a mounted secret):
-    /// replicas starting at once on a missing file create one key, not two.
-    #[arg(
-        long,
-        env = "HEIST_OAUTH_KEY",
-        default_value = "heist_oauth_signing.key"
-    )]
-    key_file: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
+
+    /// How often the key ring file is re-read, so that a rotation applies
+    /// without a restart (it is also re-read on each `GetPublicKeys`).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    key_reload: Duration,
 
     /// Where revocations live: a file path (this process alone; the
     /// default), `postgres://USER:PASSWORD@HOST:PORT/DB` (table
@@ -61,19 +66,74 @@ struct Args {
     #[arg(long, default_value = "heist-oauth")]
     issuer: String,
 
-    /// How long tokens live, e.g. `5m`.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    token_lifetime: Duration,
-
     #[command(flatten)]
     common: CommonArgs,
 }
 
+/// What `heist-oauth` can do besides serving.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a new signing key active in the key ring, then exit.
+    ///
+    /// The new key signs from now on; running OAuth processes on the same
+    /// ring file switch to it within their `--key-reload` interval (at once
+    /// on their next `GetPublicKeys`), and services trusting them fetch it by
+    /// its key ID. The keys it replaces are still published until their last
+    /// token has expired: a key retires at the next key's activation time plus
+    /// `--token-lifetime` plus `--key-leeway` (give the values the servers
+    /// use), and the keys retired by now are dropped from the file. The file is
+    /// replaced atomically (mode 0600); run one rotation at a time. Prints the
+    /// new key ID.
+    RotateKey(KeyArgs),
+}
+
+/// The key ring and the times that decide when an old key retires.
+#[derive(Debug, Clone, clap::Args)]
+struct KeyArgs {
+    /// The Ed25519 signing key ring file (one key a line: activation time and
+    /// seed; the last key signs); generated (mode 0600) if missing. A single
+    /// key file of earlier versions is read as a ring of one. Give every
+    /// replica the same file (a shared volume or a mounted secret): replicas
+    /// starting at once on a missing file create one key, not two.
+    #[arg(
+        long,
+        env = "HEIST_OAUTH_KEY",
+        default_value = "heist_oauth_signing.key"
+    )]
+    key_file: PathBuf,
+
+    /// How long tokens live, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    token_lifetime: Duration,
+
+    /// How long past its last token's expiry a replaced key is still
+    /// published (the verifiers' clock leeway).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    key_leeway: Duration,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let common = args.common.clone();
-    common.run_binary("heist-oauth", serve(args)).await
+    match args.command.take() {
+        Some(Command::RotateKey(keys)) => common.run_binary("heist-oauth", rotate_key(keys)).await,
+        None => common.run_binary("heist-oauth", serve(args)).await,
+    }
+}
+
+/// Adds a new active key to the ring and prints its key ID.
+async fn rotate_key(keys: KeyArgs) -> anyhow::Result<()> {
+    let keep = keys.token_lifetime.saturating_add(keys.key_leeway);
+    let ring =
+        tokio::task::spawn_blocking(move || KeyRing::rotate(&keys.key_file, unix_now(), keep))
+            .await??;
+    println!(
+        "new active key {} ({} keys in the ring)",
+        ring.active().kid(),
+        ring.len()
+    );
+    Ok(())
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -86,10 +146,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "oauth listening");
     let config = OAuthConfig {
         clients_file: args.clients,
-        key_file: args.key_file,
+        key_file: args.keys.key_file,
+        key_leeway: args.keys.key_leeway,
+        key_reload: args.key_reload,
         revocations,
         issuer: args.issuer,
-        token_lifetime: args.token_lifetime,
+        token_lifetime: args.keys.token_lifetime,
     };
     heist_oauth::run(
         listener,

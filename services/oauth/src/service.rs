@@ -2,7 +2,8 @@
 //!
 //! Issue (client credentials), public keys, introspection, revocation. Client
 //! secrets are checked with Argon2 on a blocking thread; tokens are signed
-//! with the service's Ed25519 key.
+//! with the active Ed25519 key of the service's key ring, re-read on each
+//! `GetPublicKeys` and periodically ([`OAuthService::watch_keys`]).
 //!
 //! Who may call what: `IssueToken`, `GetPublicKeys`, `ListRevokedTokens` (it
 //! holds only random token IDs and expiry times) and revoking a token one
@@ -13,7 +14,7 @@
 //! through another replica holds here at once); a store that cannot answer
 //! makes the call UNAVAILABLE: nothing is revoked, nor declared not revoked.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use heist_plumbing::{
     auth::{AuthError, Authenticator},
@@ -24,11 +25,12 @@ use heist_proto::v1::{
     o_auth_service_server::{OAuthService as OAuthRpc, OAuthServiceServer},
     revoke_token_request::Target,
 };
-use heist_tokens::{Claims, IssueError, TokenError, TokenIssuer, unix_now};
+use heist_tokens::{Claims, IssueError, TokenError, unix_now};
 use tonic::{Code, Request, Response, Status};
 
 use crate::{
     clients::{ClientError, ClientRegistry},
+    keys::SigningKeys,
     revocations::{RevocationError, RevocationStore},
 };
 
@@ -36,6 +38,8 @@ use crate::{
 pub const CLIENT_CREDENTIALS: &str = "client_credentials";
 /// The scope that may revoke any token by its `jti`.
 pub const ADMIN_SCOPE: &str = "oauth:admin";
+/// The shortest interval between two periodic re-reads of the key ring.
+const MIN_KEY_RELOAD: Duration = Duration::from_millis(50);
 /// The scope that may introspect tokens.
 pub const INTROSPECT_SCOPE: &str = "oauth:introspect";
 
@@ -102,23 +106,24 @@ impl From<OAuthError> for Status {
 #[derive(Clone)]
 pub struct OAuthService {
     clients: Arc<ClientRegistry>,
-    issuer: Arc<TokenIssuer>,
+    /// The key ring: who signs, which keys are published.
+    keys: SigningKeys,
     revocations: RevocationStore,
     /// Verifies the bearer token of `oauth:admin` callers.
     authenticator: Authenticator,
 }
 
 impl OAuthService {
-    /// A service issuing tokens to `clients` with `issuer`.
+    /// A service issuing tokens to `clients` with the active key of `keys`.
     pub fn new(
         clients: ClientRegistry,
-        issuer: TokenIssuer,
+        keys: SigningKeys,
         revocations: RevocationStore,
         authenticator: Authenticator,
     ) -> Self {
         Self {
             clients: Arc::new(clients),
-            issuer: Arc::new(issuer),
+            keys,
             revocations,
             authenticator,
         }
@@ -127,6 +132,27 @@ impl OAuthService {
     /// The service wrapped for a tonic server.
     pub fn into_server(self) -> OAuthServiceServer<Self> {
         OAuthServiceServer::new(self)
+    }
+
+    /// Re-reads the key ring (on a blocking thread); after a change, callers'
+    /// tokens are checked against the new set of keys.
+    async fn reload_keys(&self) {
+        let keys = self.keys.clone();
+        if let Ok(Some(issuer)) = tokio::task::spawn_blocking(move || keys.reload()).await {
+            self.authenticator.set_verifier(issuer.verifier());
+        }
+    }
+
+    /// Re-reads the key ring every `every`, forever (a rotation by another
+    /// process, a retirement); spawn it next to the server.
+    pub async fn watch_keys(self, every: Duration) {
+        // A zero period would make `interval` panic.
+        let mut ticker = tokio::time::interval(every.max(MIN_KEY_RELOAD));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.reload_keys().await;
+        }
     }
 
     /// True when `jti` is revoked in the shared list (whichever replica
@@ -160,9 +186,10 @@ impl OAuthService {
 
     /// Verifies one of our tokens; `leeway` 0 for introspection.
     fn verify(&self, token: &str, leeway: u64) -> Result<Claims, TokenError> {
-        self.issuer
+        let issuer = self.keys.current();
+        issuer
             .verifier()
-            .verify(token, self.issuer.audience(), unix_now(), leeway)
+            .verify(token, issuer.audience(), unix_now(), leeway)
     }
 
     async fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
@@ -210,7 +237,7 @@ impl OAuthRpc for OAuthService {
             return Err(OAuthError::EmptyScope.into());
         }
         let clients = self.clients.clone();
-        let issuer = self.issuer.clone();
+        let issuer = self.keys.current();
         // Argon2 takes milliseconds of CPU: keep it off the async workers.
         let span = tracing::info_span!("oauth.authenticate_and_sign");
         let issued = tokio::task::spawn_blocking(move || {
@@ -240,8 +267,9 @@ impl OAuthRpc for OAuthService {
         &self,
         _request: Request<pb::GetPublicKeysRequest>,
     ) -> Result<Response<pb::GetPublicKeysResponse>, Status> {
-        let keys = self
-            .issuer
+        self.reload_keys().await;
+        let issuer = self.keys.current();
+        let keys = issuer
             .jwks()
             .into_iter()
             .map(|jwk| pb::Jwk {
@@ -255,7 +283,7 @@ impl OAuthRpc for OAuthService {
             .collect();
         Ok(Response::new(pb::GetPublicKeysResponse {
             keys,
-            issuer: self.issuer.issuer().to_owned(),
+            issuer: issuer.issuer().to_owned(),
         }))
     }
 
@@ -305,7 +333,7 @@ impl OAuthRpc for OAuthService {
                     .into());
                 }
                 // The token's expiry is unknown here: keep it for a whole lifetime.
-                let exp = unix_now().saturating_add(self.issuer.lifetime().as_secs());
+                let exp = unix_now().saturating_add(self.keys.current().lifetime().as_secs());
                 Ok(Response::new(self.revoke(&jti, exp).await?))
             }
             None => Err(OAuthError::InvalidField {
