@@ -128,10 +128,13 @@ async fn rotate_key(keys: KeyArgs) -> anyhow::Result<()> {
     let ring =
         tokio::task::spawn_blocking(move || KeyRing::rotate(&keys.key_file, unix_now(), keep))
             .await??;
+    let count = match ring.len() {
+        1 => "1 key".to_owned(),
+        n => format!("{n} keys"),
+    };
     println!(
-        "new active key {} ({} keys in the ring)",
-        ring.active().kid(),
-        ring.len()
+        "new active key {} ({count} in the ring)",
+        ring.active().kid()
     );
     Ok(())
 }
