@@ -29,6 +29,6 @@ pub mod telemetry;
 
 pub use quote::{quote, quote_list};
 pub use serve::{
-    DependencyProbe, HealthListen, ServeOptions, TransportLimits, serve, serve_protected,
-    serve_protected_probed,
+    DependencyProbe, HealthListen, HostedService, ServeOptions, TransportLimits, serve,
+    serve_protected, serve_protected_probed,
 };

@@ -190,6 +190,38 @@ impl DependencyProbe {
     }
 }
 
+/// What a server here can host: a tonic-generated gRPC server (its name
+/// for health, its descriptor for reflection), cheap to clone and `'static`.
+pub trait HostedService:
+    Service<
+        http::Request<Body>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + ServiceDescriptor
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> HostedService for S where
+    S: Service<
+            http::Request<Body>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + ServiceDescriptor
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Serves `service` on `listener` until `shutdown` resolves, then drains
 /// within the grace period. Health turns SERVING when `ready` resolves.
 pub async fn serve<S>(
@@ -200,14 +232,7 @@ pub async fn serve<S>(
     options: ServeOptions,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + ServiceDescriptor
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: HostedService,
 {
     serve_probed(listener, service, ready, None, shutdown, options).await
 }
@@ -222,14 +247,7 @@ async fn serve_probed<S>(
     options: ServeOptions,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + ServiceDescriptor
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: HostedService,
 {
     let health_listener = match &options.health_port {
         Some(health) => Some(health.bind(&listener, S::NAME).await?),
@@ -402,14 +420,7 @@ pub async fn serve_protected<S>(
     options: ServeOptions,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + ServiceDescriptor
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: HostedService,
 {
     serve_protected_probed(
         listener,
@@ -435,14 +446,7 @@ pub async fn serve_protected_probed<S>(
     options: ServeOptions,
 ) -> Result<(), ServeError>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
-        + NamedService
-        + ServiceDescriptor
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
+    S: HostedService,
 {
     use tower::Layer as _;
     let protected =
