@@ -92,33 +92,9 @@ async fn orchestrator(processes: &ProcessMesh, pace: Duration) -> Orchestrator {
     app::prepare(config, clients, llm, spool()).await.0
 }
 
-/// How many messages Audit holds for `session_id` now (0 before it is
-/// created), asked of replicas other than `down` (a replica killed just now).
-async fn stored_messages(
-    processes: &ProcessMesh,
-    session_id: &str,
-    down: Option<(&str, usize)>,
-) -> usize {
-    let live = |service: &str| match down {
-        Some((killed, index)) if killed == service => 1 - index,
-        _ => 0,
-    };
-    let oauth = processes.addr_of("oauth", live("oauth"));
-    let Ok(token) = dev_token(oauth, "orchestrator", "audit:read").await else {
-        return 0;
-    };
-    AuditServiceClient::with_interceptor(
-        channel_to(processes.addr_of("audit", live("audit"))),
-        BearerInterceptor::new(&token),
-    )
-    .get_session(GetSessionRequest {
-        session_id: session_id.to_owned(),
-    })
-    .await
-    .map_or(0, |session| session.into_inner().message_count as usize)
-}
-
-/// Waits (bounded) until the session has stored `more` messages past `from`.
+/// Waits (bounded) until the session has stored `more` messages past `from`
+/// (it may not exist yet), asking replicas other than `down` (a replica
+/// killed just now); answers how many it has stored.
 async fn progress(
     processes: &ProcessMesh,
     session_id: &str,
@@ -126,9 +102,27 @@ async fn progress(
     more: usize,
     down: Option<(&str, usize)>,
 ) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let live = |service: &str| match down {
+        Some((killed, index)) if killed == service => 1 - index,
+        _ => 0,
+    };
+    // One token for the whole wait (8-second tokens outlive it).
+    let oauth = processes.addr_of("oauth", live("oauth"));
+    let token = dev_token(oauth, "orchestrator", "audit:read")
+        .await
+        .unwrap();
+    let mut audit = AuditServiceClient::with_interceptor(
+        channel_to(processes.addr_of("audit", live("audit"))),
+        BearerInterceptor::new(&token),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let stored = stored_messages(processes, session_id, down).await;
+        let stored = audit
+            .get_session(GetSessionRequest {
+                session_id: session_id.to_owned(),
+            })
+            .await
+            .map_or(0, |session| session.into_inner().message_count as usize);
         if stored >= from + more || Instant::now() > deadline {
             return stored;
         }
