@@ -13,12 +13,14 @@
 //!   them and parents the request span, and the session ID in baggage.
 //! - [`session_span`]: the span processor that copies baggage `session.id` onto every span.
 //! - [`auth`]: the bearer-token layer every protected service sits behind.
+//! - [`peer`]: the identity a client proved with its TLS certificate.
 //! - [`quote`]: the one way a caller's value is quoted back (escaped, capped).
 //! - [`status`]: the one mapping from service errors to `tonic::Status`.
 //! - [`cli`] and [`shutdown`]: the flags and signals every binary shares.
 
 pub mod auth;
 pub mod cli;
+pub mod peer;
 pub mod propagation;
 pub mod quote;
 pub mod serve;
