@@ -20,6 +20,7 @@ mod services;
 mod session;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -34,6 +35,7 @@ pub use services::{
     DEFAULT_AUDIT_URL, DEFAULT_CLIENT_ID, DEFAULT_MEMORY_URL, DEFAULT_OAUTH_URL, OAuthSettings,
 };
 pub use session::{MAX_TURNS_LIMIT, ResilienceSettings, SessionSettings, Timeouts};
+pub use tls::TlsSettings;
 
 /// The built-in configuration (`orchestrator/heist.yaml`): the seed's four agents, the services
 /// on 127.0.0.1:8001-8006, the offline LLM backend.
@@ -64,6 +66,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Retries, circuit breakers and the audit spool.
     pub resilience: ResilienceSettings,
+    /// TLS on every call (`None`: plaintext).
+    pub tls: Option<TlsSettings>,
     /// Where the configuration came from: the file's path or [`DEFAULT_SOURCE`].
     pub source: String,
     /// Keys of the seed's layout that were accepted but mean nothing here, one line each, for
@@ -119,6 +123,7 @@ impl Config {
         let session = session::build_session(&fields, &raw.session, &agents)?;
         let timeouts = session::build_timeouts(&fields, &raw.timeouts)?;
         let resilience = session::build_resilience(&fields, &raw.resilience)?;
+        let tls = tls::build_tls(&fields, raw.tls.as_ref(), services.entries())?;
         Ok(Self {
             agents,
             oauth: services.oauth,
@@ -129,6 +134,7 @@ impl Config {
             session,
             timeouts,
             resilience,
+            tls,
             source: fields.file().to_owned(),
             notes,
         })

@@ -50,8 +50,39 @@ struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     worker_threads: u16,
 
+    /// Call every service over TLS, verifying its certificate with this CA
+    /// (PEM); overrides the config's `tls` section.
+    #[arg(long, global = true, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+
+    /// The certificate (PEM) to show services that ask for one (mutual
+    /// TLS); needs --tls-ca and --tls-key.
+    #[arg(long, global = true, value_name = "PATH", requires_all = ["tls_ca", "tls_key"])]
+    tls_cert: Option<PathBuf>,
+
+    /// The key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// `--tls-*` over the config's `tls` section.
+    fn apply_tls(&self, config: &mut Config) {
+        let Some(ca) = &self.tls_ca else {
+            return;
+        };
+        config.tls = Some(heist_orchestrator::config::TlsSettings {
+            ca: ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            reload: config
+                .tls
+                .as_ref()
+                .map_or(std::time::Duration::from_secs(2), |tls| tls.reload),
+        });
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +197,7 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    cli.apply_tls(&mut config);
     if let Command::Run(args) = &cli.command
         && let Err(error) = apply_overrides(&mut config, args)
     {

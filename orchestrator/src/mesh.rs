@@ -5,7 +5,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use heist_plumbing::propagation::traced_at;
+use heist_plumbing::{
+    propagation::traced_at,
+    tls::{ClientTls, connect_lazy_verifying},
+};
 use heist_proto::v1::{
     audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
     o_auth_service_client::OAuthServiceClient, tool_service_client::ToolServiceClient,
@@ -46,6 +49,9 @@ pub enum MeshError {
     /// A service without any address (its config entry gives none).
     #[error("{0}: no address; give base_url or base_urls")]
     NoAddress(String),
+    /// The `tls` section's files do not load.
+    #[error("tls: {0}")]
+    Tls(#[from] heist_plumbing::tls::TlsError),
 }
 
 /// The clients of every service, built once (connections open lazily).
@@ -112,9 +118,11 @@ pub struct ReplicaEndpoint {
     pub breaker: String,
 }
 
-/// Makes channels, timed into `timings` when there is one.
+/// Makes channels, timed into `timings` when there is one, over TLS with
+/// `tls` when there is that.
 struct Channels<'a> {
     timings: Option<&'a RpcTimings>,
+    tls: Option<ClientTls>,
 }
 
 impl Channels<'_> {
@@ -122,16 +130,22 @@ impl Channels<'_> {
     fn make(&self, entry: &str, addresses: &[Address]) -> Result<Balanced, MeshError> {
         let mut replicas = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let endpoint =
-                Endpoint::from_shared(address.url.clone()).map_err(|source| MeshError::Url {
-                    service: entry.to_owned(),
-                    url: address.url.clone(),
-                    source,
-                })?;
-            let channel = endpoint
-                .connect_timeout(CONNECT_TIMEOUT)
-                .tcp_nodelay(true)
-                .connect_lazy();
+            let url = match &self.tls {
+                Some(_) => address.url.replacen("http://", "https://", 1),
+                None => address.url.clone(),
+            };
+            let endpoint = Endpoint::from_shared(url.clone()).map_err(|source| MeshError::Url {
+                service: entry.to_owned(),
+                url,
+                source,
+            })?;
+            let endpoint = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true);
+            let channel = match &self.tls {
+                // The certificate names the host as configured, not the
+                // address it resolved to.
+                Some(tls) => connect_lazy_verifying(endpoint, tls, &address.configured_host()),
+                None => endpoint.connect_lazy(),
+            };
             replicas.push(Replica {
                 address: address.clone(),
                 channel: traced_at(channel, &address.host, address.port),
@@ -188,6 +202,17 @@ impl Channels<'_> {
     }
 }
 
+/// The TLS of every call, if the config has a `tls` section (its files
+/// watched from now on).
+fn client_tls(config: &Config) -> Result<Option<ClientTls>, MeshError> {
+    let Some(settings) = &config.tls else {
+        return Ok(None);
+    };
+    let tls = ClientTls::load(settings.files(), settings.reload)?;
+    tls.watch();
+    Ok(Some(tls))
+}
+
 /// One service of the config, as the mesh builds it.
 struct Spec<'a> {
     /// The config entry (`audit_service`, `tool_services.calculator`).
@@ -208,7 +233,14 @@ impl Mesh {
     /// Clients for every service in `config`, each over every address of its replicas (host
     /// names resolved now).
     pub async fn connect(config: &Config) -> Result<Self, MeshError> {
-        Self::build(config, &Channels { timings: None }).await
+        Self::build(
+            config,
+            &Channels {
+                timings: None,
+                tls: client_tls(config)?,
+            },
+        )
+        .await
     }
 
     /// Like [`Mesh::connect`], with every call's latency recorded in
@@ -218,6 +250,7 @@ impl Mesh {
             config,
             &Channels {
                 timings: Some(timings),
+                tls: client_tls(config)?,
             },
         )
         .await

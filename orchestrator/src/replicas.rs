@@ -40,7 +40,23 @@ pub struct Address {
 impl Address {
     /// `host:port` (IPv6 in brackets), as breaker names and logs show it.
     pub fn authority(&self) -> &str {
-        self.url.trim_start_matches("http://")
+        self.url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+    }
+
+    /// The host of the configured endpoint (no brackets): the name a
+    /// server's certificate must carry.
+    pub fn configured_host(&self) -> String {
+        let uri: Option<Uri> = self.configured.parse().ok();
+        uri.as_ref().and_then(Uri::host).map_or_else(
+            || self.host.clone(),
+            |host| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()
+            },
+        )
     }
 }
 

@@ -121,6 +121,8 @@ pub struct AuthConfig {
     pub leeway: Duration,
     /// How often the revocation list (and the public keys) are polled.
     pub revocation_poll: Duration,
+    /// The TLS for `https://` OAuth URLs (needed for those).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl AuthConfig {
@@ -131,6 +133,7 @@ impl AuthConfig {
             audience: MESH_AUDIENCE.to_owned(),
             leeway: Duration::from_secs(heist_tokens::DEFAULT_LEEWAY_SECS),
             revocation_poll: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -168,23 +171,27 @@ impl std::fmt::Debug for Authenticator {
 impl Authenticator {
     /// An authenticator that fetches keys from the OAuth service in `config`.
     /// Nothing is fetched until [`Authenticator::load_keys`] runs.
-    pub fn new(config: &AuthConfig) -> Result<Self, tonic::transport::Error> {
+    pub fn new(config: &AuthConfig) -> Result<Self, crate::tls::TlsError> {
+        let channel = |url: &str| {
+            let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+                .map_err(|source| crate::tls::TlsError::Url {
+                    url: url.to_owned(),
+                    source,
+                })?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(5));
+            crate::tls::connect_lazy(endpoint, config.tls.as_ref())
+        };
         let replicas = config
             .oauth_url
             .split(',')
             .map(str::trim)
             .filter(|url| !url.is_empty())
-            .map(|url| {
-                let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(5))
-                    .connect_lazy();
-                Ok(OAuthServiceClient::new(traced(channel)))
-            })
-            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+            .map(|url| Ok(OAuthServiceClient::new(traced(channel(url)?))))
+            .collect::<Result<Vec<_>, crate::tls::TlsError>>()?;
         if replicas.is_empty() {
             // An empty URL is as invalid as a malformed one.
-            tonic::transport::Endpoint::from_shared(String::new())?;
+            channel("")?;
         }
         Ok(Self::build(None, replicas, config))
     }

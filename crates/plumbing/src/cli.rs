@@ -49,6 +49,85 @@ pub struct CommonArgs {
     /// What one peer may make the server hold.
     #[command(flatten, next_help_heading = "Transport limits")]
     pub transport: TransportArgs,
+
+    /// TLS on the main port, and on this server's own calls.
+    #[command(flatten, next_help_heading = "TLS (plaintext without these)")]
+    pub tls: TlsArgs,
+}
+
+/// TLS on the main port and for the calls a server makes (see [`crate::tls`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Serve TLS on the main port with this certificate chain (PEM, leaf
+    /// first); it is also shown as the client certificate when this server
+    /// calls a server that asks for one (mutual TLS). Read again when it
+    /// changes on disk, and on SIGHUP.
+    #[arg(
+        long,
+        env = "HEIST_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(
+        long,
+        env = "HEIST_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: accept only clients whose certificate this CA (PEM)
+    /// signed; the identity each proves (its URI or DNS SAN) is recorded
+    /// on the server span (and by Audit in the rows it writes).
+    #[arg(
+        long,
+        env = "HEIST_TLS_CLIENT_CA",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// The CA (PEM) that signed the certificates of the servers this one
+    /// calls at `https://` URLs (OAuth, for keys and revocations).
+    #[arg(long, env = "HEIST_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// How often to look for changed TLS files, e.g. `2s`.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub tls_reload: Duration,
+}
+
+impl TlsArgs {
+    /// The main port's TLS, if `--tls-cert` is given.
+    pub fn server_tls(&self) -> Result<Option<crate::tls::ServerTls>, crate::tls::TlsError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = crate::tls::ServerTlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        };
+        crate::tls::ServerTls::load(files, self.tls_reload).map(Some)
+    }
+
+    /// The TLS of this server's calls, if `--tls-ca` is given; it shows
+    /// `--tls-cert` to servers that ask for a client certificate.
+    pub fn client_tls(&self) -> Result<Option<crate::tls::ClientTls>, crate::tls::TlsError> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let files = crate::tls::ClientTlsFiles {
+            ca: ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        };
+        let tls = crate::tls::ClientTls::load(files, self.tls_reload)?;
+        tls.watch();
+        Ok(Some(tls))
+    }
 }
 
 /// What one peer may make the server hold (see [`crate::TransportLimits`]).
@@ -119,18 +198,23 @@ pub struct AuthArgs {
 }
 
 impl AuthArgs {
-    /// The authenticator these flags describe.
-    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, tonic::transport::Error> {
+    /// The authenticator these flags describe, reaching `https://` OAuth
+    /// URLs with `tls`.
+    pub fn authenticator(
+        &self,
+        tls: Option<crate::tls::ClientTls>,
+    ) -> Result<crate::auth::Authenticator, crate::tls::TlsError> {
         let mut config = crate::auth::AuthConfig::new(self.oauth_url.clone());
         config.revocation_poll = self.revocation_poll;
+        config.tls = tls;
         crate::auth::Authenticator::new(&config)
     }
 }
 
 impl CommonArgs {
-    /// The serving options these flags describe.
-    pub fn serve_options(&self) -> crate::ServeOptions {
-        crate::ServeOptions {
+    /// The serving options these flags describe (reading the TLS files).
+    pub fn serve_options(&self) -> Result<crate::ServeOptions, crate::tls::TlsError> {
+        Ok(crate::ServeOptions {
             grace_period: self.grace_period,
             limits: self.transport.limits(),
             health_port: self
@@ -139,8 +223,9 @@ impl CommonArgs {
                     address,
                     addr_file: self.health_addr_file.clone(),
                 }),
+            tls: self.tls.server_tls()?,
             ..crate::ServeOptions::default()
-        }
+        })
     }
 
     /// Runs a server binary's body with telemetry for `service_name` set up
@@ -252,7 +337,7 @@ mod tests {
     fn transport_flags_default_to_the_documented_limits() {
         let flags = Flags::try_parse_from(["server"]).unwrap();
         assert_eq!(
-            flags.common.serve_options().limits,
+            flags.common.serve_options().unwrap().limits,
             crate::TransportLimits::default()
         );
         let flags = Flags::try_parse_from([
@@ -265,7 +350,7 @@ mod tests {
             "1KiB",
         ])
         .unwrap();
-        let limits = flags.common.serve_options().limits;
+        let limits = flags.common.serve_options().unwrap().limits;
         assert_eq!(limits.max_concurrent_streams, 3);
         assert_eq!(limits.idle_timeout, Duration::from_secs(2));
         assert_eq!(limits.max_message_size, 1024);
@@ -274,7 +359,7 @@ mod tests {
     #[test]
     fn the_health_port_is_off_unless_asked_for() {
         let flags = Flags::try_parse_from(["server"]).unwrap();
-        assert_eq!(flags.common.serve_options().health_port, None);
+        assert_eq!(flags.common.serve_options().unwrap().health_port, None);
         let flags = Flags::try_parse_from([
             "server",
             "--health-listen",
@@ -284,7 +369,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(
-            flags.common.serve_options().health_port,
+            flags.common.serve_options().unwrap().health_port,
             Some(crate::HealthListen {
                 address: "127.0.0.1:0".parse().unwrap(),
                 addr_file: Some(PathBuf::from("h.addr")),

@@ -16,6 +16,7 @@
 //! - [`peer`]: the identity a client proved with its TLS certificate.
 //! - [`quote`]: the one way a caller's value is quoted back (escaped, capped).
 //! - [`status`]: the one mapping from service errors to `tonic::Status`.
+//! - [`tls`]: TLS and mutual TLS for servers and clients, reloaded when the files change.
 //! - [`cli`] and [`shutdown`]: the flags and signals every binary shares.
 
 pub mod auth;
@@ -28,6 +29,7 @@ pub mod session_span;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 
 pub use quote::{quote, quote_list};
 pub use serve::{

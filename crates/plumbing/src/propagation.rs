@@ -10,6 +10,8 @@
 //!   the request's server span on them before the span is entered, and records
 //!   the baggage `session.id` as a span field, so every log line written while
 //!   serving a session names it. Health checks and reflection make no spans.
+//! - Under mutual TLS the server span records the identity the client's
+//!   certificate proved as `tls.client.identity`.
 //! - The server logs `call served` with the gRPC code at DEBUG
 //!   (target `heist_plumbing::server`), inside the server span.
 //! - Both sides mark a call that ends with a non-OK status as an error (span
@@ -204,7 +206,14 @@ where
             rpc.grpc.status_code = Empty,
             session.id = Empty,
             client.id = Empty,
+            tls.client.identity = Empty,
         );
+        if let Some(peer) = request.extensions().get::<crate::peer::PeerIdentity>() {
+            span.record(
+                "tls.client.identity",
+                tracing::field::display(quote(peer.as_str())),
+            );
+        }
         let parent = extract(request.headers());
         if let Some(session_id) = session_id_of(&parent) {
             // The caller's value: escaped and capped before it reaches a log line.

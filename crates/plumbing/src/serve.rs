@@ -21,6 +21,7 @@
 mod health_port;
 mod idle;
 mod message_size;
+mod transport;
 
 pub use health_port::{HealthListen, HealthPortError};
 
@@ -28,13 +29,7 @@ use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc, time::Durati
 
 use heist_proto::ServiceDescriptor;
 use tokio::net::TcpListener;
-use tokio_stream::{Stream, StreamExt as _};
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{body::Body, server::NamedService, service::Routes, transport::Server};
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
 
@@ -69,6 +64,9 @@ pub struct ServeOptions {
     /// Where to also serve health alone, in plaintext (for Kubernetes'
     /// gRPC probe); `None` (the default): only on the main port.
     pub health_port: Option<HealthListen>,
+    /// TLS on the main port (the health port stays plaintext); `None` (the
+    /// default): plaintext.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ServeOptions {
@@ -78,6 +76,7 @@ impl Default for ServeOptions {
             limits: TransportLimits::default(),
             large_message_methods: &[],
             health_port: None,
+            tls: None,
         }
     }
 }
@@ -298,6 +297,7 @@ where
         tokio::spawn(run_routes(
             Routes::new(health_service),
             listener,
+            None,
             options.limits,
             message_size.clone(),
             async move {
@@ -307,10 +307,17 @@ where
     });
 
     let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = run_routes(routes, listener, options.limits, message_size, async move {
-        draining.await;
-        let _ = drain_started_tx.send(());
-    });
+    let server = run_routes(
+        routes,
+        listener,
+        options.tls.clone(),
+        options.limits,
+        message_size,
+        async move {
+            draining.await;
+            let _ = drain_started_tx.send(());
+        },
+    );
     tokio::pin!(server);
     // Both ports are done by the end of one grace period from the drain's
     // start (at once if the main port stopped by itself).
@@ -340,11 +347,13 @@ where
     drained.and(health)
 }
 
-/// Serves `routes` on `listener` with `limits` until `shutdown` resolves,
-/// then lets open calls finish (the caller bounds how long).
+/// Serves `routes` on `listener` (through `tls` when given) with `limits`
+/// until `shutdown` resolves, then lets open calls finish (the caller bounds
+/// how long).
 fn run_routes(
     routes: Routes,
     listener: TcpListener,
+    tls: Option<crate::tls::ServerTls>,
     limits: TransportLimits,
     message_size: message_size::MessageSizeLayer,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -355,11 +364,16 @@ fn run_routes(
         .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .layer(ServerTraceLayer)
+        // Call tracking first: it hands the connection's addresses and peer
+        // identity to the request, which the server span records.
         .layer(idle::CallTrackingLayer)
+        .layer(ServerTraceLayer)
         .layer(message_size)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener, limits.idle_timeout), shutdown)
+        .serve_with_incoming_shutdown(
+            transport::incoming(listener, limits.idle_timeout, tls),
+            shutdown,
+        )
 }
 
 /// Waits for the health port, told to stop, to close: until `grace_over`
@@ -378,20 +392,6 @@ async fn stop_health_port(
             Ok(())
         }
     }
-}
-
-/// The connections `listener` accepts, each with `TCP_NODELAY` set and
-/// closed once idle for `idle_timeout`.
-fn incoming(
-    listener: TcpListener,
-    idle_timeout: Duration,
-) -> impl Stream<Item = std::io::Result<idle::IdleIo>> {
-    // TCP_NODELAY on every accepted connection: without it Nagle holds
-    // a reply's last small segment (the trailers) until the client's
-    // delayed ACK, ~40 ms, whenever the reply goes out in two writes.
-    TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .map(move |accepted| accepted.map(|io| idle::IdleIo::new(io, idle_timeout)))
 }
 
 /// Sets the status of the service and of the whole server (`""`), which is
@@ -465,12 +465,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_stream::StreamExt as _;
 
     #[tokio::test]
     async fn accepted_connections_have_nagle_switched_off() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let accepted = incoming(listener, Duration::from_secs(60));
+        let accepted = transport::incoming(listener, Duration::from_secs(60), None);
         tokio::pin!(accepted);
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let stream = accepted.next().await.unwrap().unwrap();

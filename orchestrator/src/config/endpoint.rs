@@ -1,14 +1,16 @@
 //! [`Endpoint`]: a service address, given as `base_url` or `host` + `port`, normalised to
-//! `http://host:port`; and the looser check of the LLM's base URL.
+//! `http://host:port` (or `https://host:port` as written); and the looser check of the LLM's
+//! base URL.
 
 use std::fmt;
 
 use http::Uri;
 
-/// A service's address, always `http://host:port` (host lowercased, no path).
+/// A service's address, `http://host:port` (host lowercased, no path); `https://host:port` when
+/// written so (which needs the `tls` section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     pub url: String,
 }
 
@@ -61,12 +63,17 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
-    /// Parses `http://host:port` (a trailing `/` is allowed).
+    /// Parses `http://host:port` or `https://host:port` (a trailing `/` is allowed).
     pub fn parse(url: &str) -> Result<Self, EndpointError> {
-        let (host, port) = host_and_port(url)?;
+        let (scheme, host, port) = host_and_port(url)?;
         Ok(Self {
-            url: format!("http://{host}:{port}"),
+            url: format!("{scheme}://{host}:{port}"),
         })
+    }
+
+    /// Whether the address was written `https://`.
+    pub fn is_https(&self) -> bool {
+        self.url.starts_with("https://")
     }
 
     /// The endpoint given by `base_url`, or by `host` + `port`; when both are given they must
@@ -86,7 +93,7 @@ impl Endpoint {
             };
             return Self::parse(&format!("http://{}:{port}", bracketed(host)));
         };
-        let (url_host, url_port) = host_and_port(base_url)?;
+        let (scheme, url_host, url_port) = host_and_port(base_url)?;
         let disagree = |part, given: String| EndpointError::Disagree {
             base_url: base_url.to_owned(),
             part,
@@ -103,7 +110,7 @@ impl Endpoint {
             return Err(disagree("port", port.to_string()));
         }
         Ok(Self {
-            url: format!("http://{url_host}:{url_port}"),
+            url: format!("{scheme}://{url_host}:{url_port}"),
         })
     }
 }
@@ -133,24 +140,28 @@ pub(super) fn check_base_url(url: &str) -> Result<String, EndpointError> {
     Ok(url.trim().trim_end_matches('/').to_owned())
 }
 
-/// The lowercased host (IPv6 in brackets) and the port of a service URL `http://host:port[/]`.
-fn host_and_port(url: &str) -> Result<(String, u16), EndpointError> {
+/// The scheme, the lowercased host (IPv6 in brackets) and the port of a service URL
+/// `http(s)://host:port[/]`.
+fn host_and_port(url: &str) -> Result<(&'static str, String, u16), EndpointError> {
     let uri = parse_uri(url)?;
-    let scheme = uri.scheme_str().unwrap_or_default();
-    if scheme != "http" {
-        return Err(EndpointError::Scheme {
-            url: url.to_owned(),
-            scheme: scheme.to_owned(),
-            expected: "http",
-        });
-    }
+    let scheme = match uri.scheme_str().unwrap_or_default() {
+        "http" => "http",
+        "https" => "https",
+        other => {
+            return Err(EndpointError::Scheme {
+                url: url.to_owned(),
+                scheme: other.to_owned(),
+                expected: "http(s)",
+            });
+        }
+    };
     let path_is_empty = matches!(uri.path(), "" | "/");
     if !path_is_empty || uri.query().is_some() || has_user(&uri) {
         return Err(EndpointError::Extra(url.to_owned()));
     }
     let port = port_of(&uri, url)?.ok_or_else(|| EndpointError::NoPort(url.to_owned()))?;
     let host = uri.host().unwrap_or_default().to_ascii_lowercase();
-    Ok((host, port))
+    Ok((scheme, host, port))
 }
 
 /// `url` as a URI with a scheme and a non-empty host.
@@ -267,12 +278,19 @@ mod tests {
     }
 
     #[test]
+    fn an_https_service_url_keeps_its_scheme() {
+        let endpoint = Endpoint::parse("https://Audit.Heist:8006/").unwrap();
+        assert_eq!(endpoint.url, "https://audit.heist:8006");
+        assert!(endpoint.is_https());
+        assert!(!Endpoint::parse("http://audit.heist:8006").unwrap().is_https());
+    }
+
+    #[test]
     fn bad_service_urls_are_refused_with_the_reason() {
         let cases = [
             ("localhost:8001", "not a URL"),
             ("not a url", "not a URL"),
             ("http://", "not a URL"),
-            ("https://localhost:8001", "scheme `https`"),
             ("ftp://localhost:8001", "scheme `ftp`"),
             ("http://localhost", "no port"),
             ("http://localhost:0", "port 0"),

@@ -39,9 +39,29 @@ pub(super) struct RawConfig {
     /// Retries, circuit breakers and the audit spool.
     #[serde(default)]
     pub(super) resilience: RawResilience,
+    /// TLS on every call.
+    #[serde(default)]
+    pub(super) tls: Option<RawTls>,
     /// The seed's SQLite path: accepted and ignored (the Audit service owns the database).
     #[serde(default)]
     pub(super) database: Option<IgnoredAny>,
+}
+
+/// The `tls` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// The CA that signed the services' certificates.
+    pub(super) ca: String,
+    /// The certificate shown under mutual TLS.
+    #[serde(default)]
+    pub(super) cert: Option<String>,
+    /// Its key.
+    #[serde(default)]
+    pub(super) key: Option<String>,
+    /// How often changed files are read again.
+    #[serde(default)]
+    pub(super) reload: Option<String>,
 }
 
 /// One agent.

@@ -43,6 +43,23 @@ pub(super) struct Services {
     pub(super) audit: Endpoints,
 }
 
+impl Services {
+    /// Every service's config entry and addresses.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (String, &Endpoints)> {
+        [
+            ("oauth_service".to_owned(), &self.oauth.endpoint),
+            ("memory_service".to_owned(), &self.memory),
+            ("audit_service".to_owned(), &self.audit),
+        ]
+        .into_iter()
+        .chain(
+            self.tool_services
+                .iter()
+                .map(|(tool, endpoints)| (format!("tool_services.{tool}"), endpoints)),
+        )
+    }
+}
+
 /// Reads the service sections, noting the seed's keys that are accepted but mean nothing here.
 pub(super) fn build_services(
     fields: &Fields<'_>,

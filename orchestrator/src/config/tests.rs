@@ -280,6 +280,44 @@ fn a_service_section_without_address_keys_takes_the_default_address() {
 }
 
 #[test]
+fn a_tls_section_names_the_ca_and_the_certificate_shown() {
+    let text = format!(
+        "{MINIMAL}audit_service: {{ base_url: 'https://127.0.0.1:8006' }}\n\
+         tls: {{ ca: certs/ca.pem, cert: certs/orchestrator.pem, key: certs/orchestrator-key.pem, reload: 5s }}\n"
+    );
+    let config = parse(&text).unwrap();
+    let tls = config.tls.unwrap();
+    assert_eq!(tls.ca, std::path::PathBuf::from("certs/ca.pem"));
+    assert_eq!(
+        tls.identity,
+        Some(("certs/orchestrator.pem".into(), "certs/orchestrator-key.pem".into()))
+    );
+    assert_eq!(tls.reload, std::time::Duration::from_secs(5));
+    assert_eq!(config.audit.to_string(), "https://127.0.0.1:8006");
+    assert_eq!(parse(MINIMAL).unwrap().tls, None);
+}
+
+#[test]
+fn a_bad_tls_section_is_refused_naming_the_field() {
+    let cases = [
+        ("tls: { cert: a.pem, key: b.pem }", "missing field `ca`"),
+        ("tls: { ca: '' }", "tls.ca"),
+        ("tls: { ca: ca.pem, cert: a.pem }", "tls.key: tls.cert needs its key"),
+        ("tls: { ca: ca.pem, key: b.pem }", "tls.cert: tls.key needs its certificate"),
+        ("tls: { ca: ca.pem, reload: 0s }", "tls.reload"),
+        ("tls: { ca: ca.pem, crt: a.pem }", "unknown field `crt`"),
+        (
+            "tool_services: { calculator: { base_url: 'https://127.0.0.1:8002' } }",
+            "tool_services.calculator: https://127.0.0.1:8002 is https, but there is no tls section",
+        ),
+    ];
+    for (section, expected) in cases {
+        let error = error_of(&format!("{MINIMAL}{section}\n"));
+        assert!(error.contains(expected), "{expected}\n{error}");
+    }
+}
+
+#[test]
 fn invalid_endpoints_are_refused_naming_the_section() {
     let cases = [
         (
@@ -288,7 +326,7 @@ fn invalid_endpoints_are_refused_naming_the_section() {
         ),
         (
             "audit_service: { base_url: 'https://127.0.0.1:8006' }",
-            "audit_service: `https://127.0.0.1:8006` uses the scheme `https`",
+            "audit_service: https://127.0.0.1:8006 is https, but there is no tls section",
         ),
         (
             "memory_service: { host: localhost, port: 0 }",

@@ -83,9 +83,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     heist_audit::run(
         listener,
         config,
-        args.auth.authenticator()?,
+        args.auth.authenticator(args.common.tls.client_tls()?)?,
         shutdown::signal(),
-        args.common.serve_options(),
+        args.common.serve_options()?,
     )
     .await?;
     tracing::info!("audit stopped");

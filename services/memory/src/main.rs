@@ -73,9 +73,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     heist_memory::run(
         listener,
         store,
-        args.auth.authenticator()?,
+        args.auth.authenticator(args.common.tls.client_tls()?)?,
         shutdown::signal(),
-        args.common.serve_options(),
+        args.common.serve_options()?,
     )
     .await?;
     tracing::info!("memory stopped");

@@ -160,7 +160,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listener,
         config,
         shutdown::signal(),
-        args.common.serve_options(),
+        args.common.serve_options()?,
     )
     .await?;
     tracing::info!("oauth stopped");

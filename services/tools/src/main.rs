@@ -127,9 +127,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listener,
         tools,
         args.call_timeout,
-        args.auth.authenticator()?,
+        args.auth.authenticator(args.common.tls.client_tls()?)?,
         shutdown::signal(),
-        args.common.serve_options(),
+        args.common.serve_options()?,
     )
     .await?;
     tracing::info!("tools stopped");

@@ -23,7 +23,6 @@ use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
     time::{Instant, Sleep},
 };
 use tonic::{
@@ -33,6 +32,9 @@ use tonic::{
     transport::server::{Connected, TcpConnectInfo},
 };
 use tower::{Layer, Service};
+
+use super::transport::Transport;
+use crate::peer::PeerIdentity;
 
 /// The calls open on one connection, and since when it has had none.
 #[derive(Debug)]
@@ -88,23 +90,28 @@ impl Drop for CallGuard {
 pub(crate) struct ConnectionInfo {
     /// The addresses, as tonic gives them for plain TCP.
     tcp: TcpConnectInfo,
+    /// Who the client's certificate says it is (mutual TLS only).
+    peer: Option<PeerIdentity>,
     calls: Arc<Calls>,
 }
 
 /// An accepted connection that ends once idle for `timeout`.
 #[derive(Debug)]
 pub(crate) struct IdleIo {
-    io: TcpStream,
+    io: Transport,
+    peer: Option<PeerIdentity>,
     calls: Arc<Calls>,
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
 }
 
 impl IdleIo {
-    /// Watches `io` for `timeout` without calls.
-    pub(crate) fn new(io: TcpStream, timeout: Duration) -> Self {
+    /// Watches `io`, whose client proved to be `peer`, for `timeout`
+    /// without calls.
+    pub(crate) fn new(io: Transport, peer: Option<PeerIdentity>, timeout: Duration) -> Self {
         Self {
             io,
+            peer,
             calls: Arc::new(Calls::new()),
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
@@ -113,8 +120,8 @@ impl IdleIo {
 
     /// The TCP stream.
     #[cfg(test)]
-    pub(crate) fn get_ref(&self) -> &TcpStream {
-        &self.io
+    pub(crate) fn get_ref(&self) -> &tokio::net::TcpStream {
+        self.io.tcp()
     }
 
     /// Whether the connection has been idle for the timeout; re-arms the
@@ -137,7 +144,8 @@ impl Connected for IdleIo {
 
     fn connect_info(&self) -> Self::ConnectInfo {
         ConnectionInfo {
-            tcp: self.io.connect_info(),
+            tcp: self.io.tcp().connect_info(),
+            peer: self.peer.clone(),
             calls: self.calls.clone(),
         }
     }
@@ -228,6 +236,9 @@ where
         let guard = info.map(|info| {
             // Where tonic's `Request::remote_addr` looks for the addresses.
             request.extensions_mut().insert(info.tcp);
+            if let Some(peer) = info.peer {
+                request.extensions_mut().insert(peer);
+            }
             CallGuard::open(info.calls)
         });
         let response = self.inner.call(request);
