@@ -214,8 +214,14 @@ async fn check(replica: &ReplicaEndpoint, timeout: Duration) -> Verdict {
 /// A readable reason for a failed health call.
 fn describe_status(status: &tonic::Status) -> String {
     let text = status.message();
+    let chain = heist_plumbing::status::error_chain(status);
     if text.contains("Connection refused") || text.contains("tcp connect error") {
         "connection refused (is it running?)".into()
+    } else if chain.contains("frame with invalid size") {
+        // A TLS alert read as an HTTP/2 frame.
+        "the server does not speak plaintext HTTP/2 (is it serving TLS? call it over https with \
+         a tls section in the config)"
+            .into()
     } else if text.is_empty() {
         format!("{:?}", status.code())
     } else {

@@ -39,6 +39,7 @@ mod scripts_e2e;
 mod seed_vocabulary;
 mod service_logs;
 mod slow_service;
+mod tls;
 mod token_binding;
 mod tool_service;
 mod tracing_e2e;

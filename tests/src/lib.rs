@@ -29,6 +29,7 @@ pub mod processes;
 pub mod proxy;
 pub mod services;
 pub mod stores;
+pub mod tls;
 
 use std::{
     future::Future,
@@ -279,7 +280,15 @@ pub async fn health_status(
     addr: SocketAddr,
     service: &str,
 ) -> Result<ServingStatus, tonic::Status> {
-    let mut client = HealthClient::new(channel_to(addr));
+    health_status_on(channel_to(addr), service).await
+}
+
+/// Asks the health service behind `channel` about `service`.
+pub async fn health_status_on(
+    channel: Channel,
+    service: &str,
+) -> Result<ServingStatus, tonic::Status> {
+    let mut client = HealthClient::new(channel);
     let response = client
         .check(HealthCheckRequest {
             service: service.to_owned(),
@@ -305,10 +314,20 @@ pub async fn health_within(addr: SocketAddr, wanted: ServingStatus) -> ServingSt
 
 /// Waits until `addr` reports SERVING for `service`.
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> Result<(), String> {
+    wait_until_serving_on(addr, || channel_to(addr), service).await
+}
+
+/// Waits until the server at `addr`, reached by the channels `connect`
+/// makes, reports SERVING for `service`.
+pub async fn wait_until_serving_on(
+    addr: SocketAddr,
+    connect: impl Fn() -> Channel,
+    service: &str,
+) -> Result<(), String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
-        match health_status(addr, service).await {
+        match health_status_on(connect(), service).await {
             Ok(ServingStatus::Serving) => return Ok(()),
             Ok(other) => last = format!("{other:?}"),
             Err(status) => last = status.to_string(),

@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 
 use tempfile::TempDir;
 
-use crate::{ServiceProcess, binary, mesh::config_yaml_replicas, wait_until_serving};
+use crate::{ServiceProcess, binary, mesh::config_yaml_replicas};
 
 /// The services of a [`ProcessMesh`], by name.
 pub const SERVICES: [&str; 4] = ["oauth", "audit", "memory", "tools"];
@@ -41,6 +41,9 @@ pub struct MeshOptions {
     /// OAuth's `--revocations`, e.g. a PostgreSQL or Redis URL shared by its
     /// replicas (`None`: `revoked.log` in the mesh's directory).
     pub oauth_revocations: Option<String>,
+    /// TLS on every hop (`None`: plaintext), with a CA and certificates
+    /// made in the mesh's `certs/` directory.
+    pub tls: Option<crate::tls::TlsMode>,
 }
 
 impl MeshOptions {
@@ -56,6 +59,7 @@ impl MeshOptions {
             memory_store: None,
             audit_store: None,
             oauth_revocations: None,
+            tls: None,
         }
     }
 
@@ -71,6 +75,7 @@ impl MeshOptions {
             memory_store: None,
             audit_store: None,
             oauth_revocations: None,
+            tls: None,
         }
     }
 
@@ -88,6 +93,12 @@ impl MeshOptions {
             .entry(service.to_owned())
             .or_default()
             .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// Every hop over TLS in `mode`.
+    pub fn tls(mut self, mode: crate::tls::TlsMode) -> Self {
+        self.tls = Some(mode);
         self
     }
 
@@ -115,6 +126,8 @@ pub struct ProcessMesh {
     options: MeshOptions,
     addrs: BTreeMap<ReplicaKey, SocketAddr>,
     processes: BTreeMap<ReplicaKey, ServiceProcess>,
+    /// The certificates, under TLS.
+    certs: Option<crate::tls::TestCerts>,
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
@@ -189,11 +202,16 @@ impl ProcessMesh {
             .flat_map(|name| (0..options.count(name)).map(|index| (*name, index)))
             .collect();
         let addrs: BTreeMap<_, _> = keys.iter().map(|key| (*key, free_addr())).collect();
+        let certs = options.tls.map(|_| {
+            let names: Vec<&str> = SERVICES.iter().copied().chain(["orchestrator"]).collect();
+            crate::tls::TestCerts::new(&dir.path().join("certs"), &names)
+        });
         let mut mesh = Self {
             dir,
             options,
             addrs,
             processes: BTreeMap::new(),
+            certs,
         };
         for key in keys.iter().copied() {
             // The free port may be taken by another process between our
@@ -213,9 +231,29 @@ impl ProcessMesh {
 
     /// The URL of every replica of `name`, in order.
     pub fn urls(&self, name: &str) -> Vec<String> {
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         (0..self.replicas(name))
-            .map(|index| format!("http://{}", self.addr_of(name, index)))
+            .map(|index| format!("{scheme}://{}", self.addr_of(name, index)))
             .collect()
+    }
+
+    /// The certificates, when the mesh runs over TLS.
+    pub fn certs(&self) -> Option<&crate::tls::TestCerts> {
+        self.certs.as_ref()
+    }
+
+    /// A lazy channel to replica `index` of `name`: over TLS (showing the
+    /// orchestrator's certificate) when the mesh runs so.
+    pub fn channel_of(&self, name: &str, index: usize) -> tonic::transport::Channel {
+        let addr = self.addr_of(name, index);
+        match &self.certs {
+            Some(certs) => crate::tls::tls_channel_to(addr, &certs.client(Some("orchestrator"))),
+            None => crate::channel_to(addr),
+        }
     }
 
     /// How many replicas of `name` run (or ran).
@@ -298,6 +336,11 @@ impl ProcessMesh {
             None => "warn",
         };
         args.extend(["--grace-period", "1s", "--log", log]);
+        let tls_args = match (&self.certs, self.options.tls) {
+            (Some(certs), Some(mode)) => certs.server_args(name, mode),
+            _ => Vec::new(),
+        };
+        args.extend(tls_args.iter().map(String::as_str));
         if let Some(extra) = self.options.args.get(name) {
             args.extend(extra.iter().map(String::as_str));
         }
@@ -320,7 +363,10 @@ impl ProcessMesh {
 
     /// Waits until replica `index` of `name` reports SERVING.
     pub async fn wait_replica_serving(&self, name: &str, index: usize) {
-        if let Err(error) = wait_until_serving(self.addr_of(name, index), "").await {
+        let addr = self.addr_of(name, index);
+        if let Err(error) =
+            crate::wait_until_serving_on(addr, || self.channel_of(name, index), "").await
+        {
             panic!("{name}[{index}] is not serving: {error}");
         }
     }
@@ -395,9 +441,12 @@ impl ProcessMesh {
                 .find(|(service, _)| *service == name)
                 .map_or_else(|| self.urls(name), |(_, url)| vec![(*url).to_owned()])
         };
-        let yaml =
+        let mut yaml =
             config_yaml_replicas(&url("oauth"), &url("tools"), &url("memory"), &url("audit"))
                 .replace("open_for: 5s", "open_for: 1s");
+        if let Some(certs) = &self.certs {
+            yaml.push_str(&certs.config_section());
+        }
         let path = self.dir.path().join(file);
         std::fs::write(&path, yaml).expect("write config");
         path

@@ -282,7 +282,11 @@ mod tests {
         let endpoint = Endpoint::parse("https://Audit.Heist:8006/").unwrap();
         assert_eq!(endpoint.url, "https://audit.heist:8006");
         assert!(endpoint.is_https());
-        assert!(!Endpoint::parse("http://audit.heist:8006").unwrap().is_https());
+        assert!(
+            !Endpoint::parse("http://audit.heist:8006")
+                .unwrap()
+                .is_https()
+        );
     }
 
     #[test]

@@ -290,7 +290,10 @@ fn a_tls_section_names_the_ca_and_the_certificate_shown() {
     assert_eq!(tls.ca, std::path::PathBuf::from("certs/ca.pem"));
     assert_eq!(
         tls.identity,
-        Some(("certs/orchestrator.pem".into(), "certs/orchestrator-key.pem".into()))
+        Some((
+            "certs/orchestrator.pem".into(),
+            "certs/orchestrator-key.pem".into()
+        ))
     );
     assert_eq!(tls.reload, std::time::Duration::from_secs(5));
     assert_eq!(config.audit.to_string(), "https://127.0.0.1:8006");
@@ -302,8 +305,14 @@ fn a_bad_tls_section_is_refused_naming_the_field() {
     let cases = [
         ("tls: { cert: a.pem, key: b.pem }", "missing field `ca`"),
         ("tls: { ca: '' }", "tls.ca"),
-        ("tls: { ca: ca.pem, cert: a.pem }", "tls.key: tls.cert needs its key"),
-        ("tls: { ca: ca.pem, key: b.pem }", "tls.cert: tls.key needs its certificate"),
+        (
+            "tls: { ca: ca.pem, cert: a.pem }",
+            "tls.key: tls.cert needs its key",
+        ),
+        (
+            "tls: { ca: ca.pem, key: b.pem }",
+            "tls.cert: tls.key needs its certificate",
+        ),
         ("tls: { ca: ca.pem, reload: 0s }", "tls.reload"),
         ("tls: { ca: ca.pem, crt: a.pem }", "unknown field `crt`"),
         (

@@ -91,9 +91,18 @@ impl ServerTls {
         self.config.watch(self.reload_every);
     }
 
-    /// The handshake on `tcp`, with the configuration in force now.
+    /// The handshake on `tcp`, with the configuration in force now. A
+    /// refused client gets rustls' alert and then an orderly close, so it
+    /// reads why (`certificate required`, `unknown CA`) rather than a reset.
     pub(crate) async fn accept(&self, tcp: TcpStream) -> std::io::Result<TlsAccepted> {
-        let stream = TlsAcceptor::from(self.config.current()).accept(tcp).await?;
+        let accepting = TlsAcceptor::from(self.config.current()).accept(tcp);
+        let stream = match accepting.into_fallible().await {
+            Ok(stream) => stream,
+            Err((error, tcp)) => {
+                close_after_alert(tcp).await;
+                return Err(error);
+            }
+        };
         self.handshakes.fetch_add(1, Ordering::Relaxed);
         let peer = stream
             .get_ref()
@@ -103,6 +112,17 @@ impl ServerTls {
             .and_then(identity_of);
         Ok(TlsAccepted { stream, peer })
     }
+}
+
+/// Closes our side, then reads (and drops) what the client still sends for
+/// a moment: closing with unread data would reset the connection and the
+/// client might never read the alert.
+async fn close_after_alert(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let _ = tcp.shutdown().await;
+    let mut sink = [0_u8; 4096];
+    let drain = async { while matches!(tcp.read(&mut sink).await, Ok(read) if read > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 fn config_of(files: &ServerTlsFiles) -> Result<ServerConfig, TlsError> {
