@@ -11,7 +11,7 @@ use rcgen::{
 };
 
 use crate::CertError;
-use crate::files::{Access, check_stem, write_atomically};
+use crate::files::{Access, check_name, write_atomically};
 
 /// The trust domain of the mesh's SPIFFE IDs: `spiffe://heist.local/<name>`.
 pub const TRUST_DOMAIN: &str = "heist.local";
@@ -154,7 +154,7 @@ impl IssuedCert {
     /// each atomically, creating `dir` if needed. The key goes first, so that a
     /// reader who sees the new certificate finds its key.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(), CertError> {
-        check_stem(name)?;
+        check_name(name)?;
         write_atomically(dir, &key_file(name), &self.key_pem, Access::Private)?;
         write_atomically(dir, &cert_file(name), &self.cert_pem, Access::Public)
     }
