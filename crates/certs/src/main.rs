@@ -4,6 +4,7 @@
 //! service name. Exit codes: 0 done, 1 failed (I/O, unusable CA files, nothing
 //! to renew), 2 bad arguments.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -78,7 +79,8 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Nowhere to report a failure to write to stderr.
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -99,12 +101,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let leaf = Leaf::service(name).valid_for(validity);
         let issued = ca.issue(&leaf)?;
         issued.write(out, name)?;
-        println!(
+        say(format_args!(
             "wrote {} and {}: {}",
             out.join(cert_file(name)).display(),
             out.join(key_file(name)).display(),
             describe(&leaf),
-        );
+        ));
     }
     Ok(())
 }
@@ -116,7 +118,11 @@ fn open_ca(out: &Path, renewing: bool) -> anyhow::Result<DevCa> {
     if cert.exists() || key.exists() {
         // Both or neither: one alone is reported by load as unreadable.
         let ca = DevCa::load(&cert, &key).context("cannot use the CA already there")?;
-        println!("kept CA {} ({})", cert.display(), key.display());
+        say(format_args!(
+            "kept CA {} ({})",
+            cert.display(),
+            key.display()
+        ));
         return Ok(ca);
     }
     if renewing {
@@ -128,12 +134,19 @@ fn open_ca(out: &Path, renewing: bool) -> anyhow::Result<DevCa> {
     }
     let ca = DevCa::new(CA_NAME)?;
     ca.write(out)?;
-    println!(
+    say(format_args!(
         "made CA {} and {} (\"{CA_NAME}\", valid 10 years): trust {CA_CERT_FILE}",
         cert.display(),
         key.display()
-    );
+    ));
     Ok(ca)
+}
+
+/// Prints `line` on stdout. The report is for people: a closed pipe (`| head`)
+/// must neither stop the certificates being written nor panic, so a failure to
+/// print is ignored.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// `DNS a, b; IP 127.0.0.1, ::1; URI spiffe://...; valid until 2026-12-31T12:00:00Z`.

@@ -245,3 +245,63 @@ fn help_explains_the_files_the_names_and_renewal() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
 }
+
+/// Runs `scripts/dev_certs.sh ARGS...` in `cwd` on the binary cargo built for
+/// these tests, with `HEIST_RUN_DIR` set to `run_dir`.
+fn script(cwd: &Path, run_dir: &Path, args: &[&str]) -> Output {
+    let binary = Path::new(env!("CARGO_BIN_EXE_heist-dev-certs"));
+    let profile = binary
+        .parent()
+        .and_then(Path::file_name)
+        .expect("target/<profile>/heist-dev-certs");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Command::new(root.join("scripts/dev_certs.sh"))
+        .args(args)
+        .current_dir(cwd)
+        .env("HEIST_RUN_DIR", run_dir)
+        .env("HEIST_PROFILE", profile)
+        .env("HEIST_SKIP_BUILD", "1")
+        .output()
+        .expect("scripts/dev_certs.sh runs")
+}
+
+#[test]
+fn the_script_writes_to_the_run_directory_by_default_and_to_out_relative_to_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let output = script(dir.path(), &run_dir, &["--names", "oauth"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let certs = run_dir.join("certs");
+    let ca = read(&certs, "ca.pem");
+    verify_server(
+        &ca,
+        &read(&certs, "oauth.pem"),
+        "localhost",
+        SystemTime::now(),
+    )
+    .unwrap();
+
+    let output = script(
+        dir.path(),
+        &run_dir,
+        &["--out", "elsewhere", "--names", "tools"],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("elsewhere/tools.pem").exists());
+    assert!(!certs.join("tools.pem").exists());
+
+    let output = script(dir.path(), &run_dir, &["--renew", "nobody"]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the binary's exit code comes through"
+    );
+}
