@@ -164,3 +164,112 @@ fn a_leaf_is_valid_from_its_not_before_to_its_not_after_and_no_longer() {
         "{error:?}"
     );
 }
+
+/// A certificate chain and key for rustls.
+fn identity(
+    leaf: &IssuedCert,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+) {
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("a PEM private key");
+    (vec![der(&leaf.cert_pem)], key)
+}
+
+#[test]
+fn a_mutual_tls_handshake_on_loopback_succeeds_both_ways() {
+    use std::io::{Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::Arc;
+
+    let ca = new_ca();
+    let server_leaf = ca.issue(&Leaf::service("audit")).unwrap();
+    let client_leaf = ca.issue(&Leaf::service("orchestrator")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(&ca.cert_pem())).unwrap();
+    let roots = Arc::new(roots);
+
+    let client_verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let (chain, key) = identity(&server_leaf);
+    let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let (chain, key) = identity(&client_leaf);
+    let client_config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (socket, _) = listener.accept().unwrap();
+        let connection = rustls::ServerConnection::new(Arc::new(server_config)).unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, socket);
+        let mut hello = [0; 5];
+        tls.read_exact(&mut hello).unwrap();
+        tls.write_all(b"world").unwrap();
+        tls.flush().unwrap();
+        let peer = tls.conn.peer_certificates().unwrap()[0].clone();
+        (hello, peer)
+    });
+
+    let host = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(client_config), host).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(address).unwrap());
+    tls.write_all(b"hello").unwrap();
+    let mut answer = [0; 5];
+    tls.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"world");
+    let (hello, client_cert) = server.join().unwrap();
+    assert_eq!(&hello, b"hello");
+    assert_eq!(
+        client_cert,
+        der(&client_leaf.cert_pem),
+        "the server saw the orchestrator's certificate"
+    );
+}
+
+#[test]
+fn a_service_certificate_carries_its_spiffe_id_and_both_key_usages() {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+    let ca = new_ca();
+    let issued = ca.issue(&Leaf::service("memory")).unwrap();
+    let der = der(&issued.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    let names = cert.subject_alternative_name().unwrap().unwrap().value;
+    let uris: Vec<_> = names
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(uris, ["spiffe://heist.local/memory"]);
+    let usage = cert.extended_key_usage().unwrap().unwrap().value;
+    assert!(usage.server_auth && usage.client_auth, "{usage:?}");
+    assert!(!cert.is_ca());
+    assert_eq!(
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "memory"
+    );
+}
