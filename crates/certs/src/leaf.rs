@@ -61,7 +61,8 @@ pub struct Leaf {
 impl Leaf {
     /// The certificate of the mesh service `name`: DNS names `name` and
     /// `localhost`, IP addresses 127.0.0.1 and ::1, URI
-    /// `spiffe://heist.local/<name>`, valid from an hour ago for 30 days.
+    /// `spiffe://heist.local/<name>`, valid from an hour ago until 30 days from
+    /// now.
     pub fn service(name: &str) -> Self {
         let now = SystemTime::now();
         Self {
@@ -77,7 +78,7 @@ impl Leaf {
         }
     }
 
-    /// The same leaf valid until `validity` from now (from an hour ago).
+    /// The same leaf, valid from an hour ago until `validity` from now.
     pub fn valid_for(self, validity: Duration) -> Self {
         let now = SystemTime::now();
         Self {
