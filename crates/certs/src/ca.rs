@@ -42,9 +42,9 @@ impl DevCa {
     /// A fresh CA named `common_name`, valid from an hour ago for 10 years,
     /// allowed to sign leaf certificates only (path length 0).
     pub fn new(common_name: &str) -> Result<Self, CertError> {
-        let generate = |source| CertError::Generate {
+        let generate = |cause| CertError::Generate {
             what: "the CA".to_owned(),
-            source,
+            cause,
         };
         let key = KeyPair::generate().map_err(generate)?;
         let mut params = CertificateParams::default();
@@ -128,9 +128,9 @@ impl DevCa {
 
     /// A certificate for `leaf` with a fresh ECDSA P-256 key, signed by this CA.
     pub fn issue(&self, leaf: &Leaf) -> Result<IssuedCert, CertError> {
-        let generate = |source| CertError::Generate {
+        let generate = |cause| CertError::Generate {
             what: format!("the certificate for {}", leaf.name),
-            source,
+            cause,
         };
         let params = leaf.params()?;
         let key = KeyPair::generate().map_err(generate)?;
@@ -171,9 +171,9 @@ fn key_unit(key_identifier: &[u8]) -> String {
 /// The text of the PEM file at `path`, bounded in size.
 fn read_pem(path: &Path) -> Result<String, CertError> {
     use std::io::Read as _;
-    let read_error = |source| CertError::Read {
+    let read_error = |cause| CertError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut text = String::new();
     std::fs::File::open(path)
@@ -192,182 +192,7 @@ fn read_pem(path: &Path) -> Result<String, CertError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use rustls::client::WebPkiServerVerifier;
-    use rustls::client::danger::ServerCertVerifier as _;
-    use rustls::pki_types::{ServerName, UnixTime};
-    use rustls::server::WebPkiClientVerifier;
-    use rustls::{CertificateError, RootCertStore};
-
     use super::*;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    fn der(pem: &str) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
-    }
-
-    fn roots(ca: &DevCa) -> Arc<RootCertStore> {
-        let mut roots = RootCertStore::empty();
-        roots.add(der(&ca.cert_pem())).unwrap();
-        Arc::new(roots)
-    }
-
-    /// What a rustls client trusting `ca` says of `leaf` presented by `host`.
-    fn verify_as_server(ca: &DevCa, leaf: &IssuedCert, host: &str) -> Result<(), rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiServerVerifier::builder_with_provider(roots(ca), provider)
-            .build()
-            .unwrap();
-        let host = ServerName::try_from(host.to_owned()).unwrap();
-        verifier
-            .verify_server_cert(&der(&leaf.cert_pem), &[], &host, &[], UnixTime::now())
-            .map(drop)
-    }
-
-    /// What a rustls server trusting `ca` says of `leaf` presented by a client.
-    fn verify_as_client(ca: &DevCa, leaf: &IssuedCert) -> Result<(), rustls::Error> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca), provider)
-            .build()
-            .unwrap();
-        verifier
-            .verify_client_cert(&der(&leaf.cert_pem), &[], UnixTime::now())
-            .map(drop)
-    }
-
-    fn certificate_error(result: Result<(), rustls::Error>) -> CertificateError {
-        match result {
-            Err(rustls::Error::InvalidCertificate(error)) => error,
-            other => panic!("expected an invalid certificate, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_service_certificate_verifies_for_its_name_localhost_and_loopback_as_server_and_client() {
-        let ca = DevCa::new("test CA").unwrap();
-        let leaf = ca.issue(&Leaf::service("oauth")).unwrap();
-        for host in ["oauth", "localhost", "127.0.0.1", "::1"] {
-            verify_as_server(&ca, &leaf, host).unwrap_or_else(|e| panic!("{host}: {e}"));
-        }
-        verify_as_client(&ca, &leaf).unwrap();
-    }
-
-    #[test]
-    fn a_service_name_with_an_underscore_still_verifies() {
-        let ca = DevCa::new("test CA").unwrap();
-        let leaf = ca.issue(&Leaf::service("database_query")).unwrap();
-        verify_as_server(&ca, &leaf, "database_query").unwrap();
-        verify_as_server(&ca, &leaf, "localhost").unwrap();
-    }
-
-    #[test]
-    fn the_key_is_the_certificates_and_rustls_takes_it() {
-        let ca = DevCa::new("test CA").unwrap();
-        let leaf = ca.issue(&Leaf::service("tools")).unwrap();
-        let key =
-            rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
-        let provider = rustls::crypto::ring::default_provider();
-        let signing_key = provider.key_provider.load_private_key(key).unwrap();
-        let certified = rustls::sign::CertifiedKey::new(vec![der(&leaf.cert_pem)], signing_key);
-        certified.keys_match().unwrap();
-    }
-
-    #[test]
-    fn an_expired_certificate_fails_as_expired() {
-        let ca = DevCa::new("test CA").unwrap();
-        let now = SystemTime::now();
-        let expired = Leaf {
-            not_before: now - 2 * HOUR,
-            not_after: now - HOUR,
-            ..Leaf::service("oauth")
-        };
-        let leaf = ca.issue(&expired).unwrap();
-        let error = certificate_error(verify_as_server(&ca, &leaf, "localhost"));
-        assert!(
-            matches!(
-                error,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. }
-            ),
-            "{error:?}"
-        );
-    }
-
-    #[test]
-    fn expiry_set_only_by_not_after_still_fails_as_expired() {
-        let ca = DevCa::new("test CA").unwrap();
-        let expired = Leaf {
-            not_after: SystemTime::now() - HOUR,
-            ..Leaf::service("oauth")
-        };
-        let leaf = ca.issue(&expired).unwrap();
-        let error = certificate_error(verify_as_client(&ca, &leaf));
-        assert!(
-            matches!(
-                error,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. }
-            ),
-            "{error:?}"
-        );
-    }
-
-    #[test]
-    fn a_certificate_for_another_host_fails_as_not_valid_for_name() {
-        let ca = DevCa::new("test CA").unwrap();
-        let other = Leaf {
-            dns_names: vec!["other.example".to_owned()],
-            ip_addresses: vec![],
-            ..Leaf::service("oauth")
-        };
-        let leaf = ca.issue(&other).unwrap();
-        verify_as_server(&ca, &leaf, "other.example").unwrap();
-        for host in ["localhost", "127.0.0.1", "oauth"] {
-            let error = certificate_error(verify_as_server(&ca, &leaf, host));
-            assert!(
-                matches!(
-                    error,
-                    CertificateError::NotValidForName
-                        | CertificateError::NotValidForNameContext { .. }
-                ),
-                "{host}: {error:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_certificate_from_another_ca_fails_as_unknown_issuer() {
-        // The same common name on purpose: a directory made again.
-        let ca = DevCa::new("test CA").unwrap();
-        let stranger = DevCa::new("test CA").unwrap();
-        let leaf = stranger.issue(&Leaf::service("oauth")).unwrap();
-        let error = certificate_error(verify_as_server(&ca, &leaf, "localhost"));
-        assert_eq!(error, CertificateError::UnknownIssuer);
-        let error = certificate_error(verify_as_client(&ca, &leaf));
-        assert_eq!(error, CertificateError::UnknownIssuer);
-    }
-
-    #[test]
-    fn a_written_ca_loads_back_and_its_new_leaves_verify_against_the_old_certificate() {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = DevCa::new("test CA").unwrap();
-        ca.write(dir.path()).unwrap();
-        let old_leaf = ca.issue(&Leaf::service("memory")).unwrap();
-        let loaded = DevCa::load(
-            &dir.path().join(CA_CERT_FILE),
-            &dir.path().join(CA_KEY_FILE),
-        )
-        .unwrap();
-        assert_eq!(loaded.cert_pem(), ca.cert_pem());
-        assert_eq!(loaded.key_pem(), ca.key_pem());
-        // Renewing under the loaded CA keeps trust: clients holding the
-        // original ca.pem accept the new leaf, and the old one still verifies.
-        let renewed = loaded.issue(&Leaf::service("memory")).unwrap();
-        assert_ne!(renewed, old_leaf);
-        verify_as_server(&ca, &renewed, "localhost").unwrap();
-        verify_as_client(&ca, &renewed).unwrap();
-        verify_as_server(&loaded, &old_leaf, "127.0.0.1").unwrap();
-    }
 
     #[cfg(unix)]
     #[test]

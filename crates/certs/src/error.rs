@@ -7,18 +7,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// rcgen could not make a key or a certificate from the parameters.
-    #[error("cannot generate {what}: {source}")]
+    #[error("cannot generate {what}: {cause}")]
     Generate {
         /// What was being generated (`the CA`, `the certificate for oauth`).
         what: String,
         /// rcgen's reason.
-        #[source]
-        source: rcgen::Error,
+        cause: rcgen::Error,
     },
     /// A name, DNS name or URI cannot go into a certificate.
     #[error("invalid {field} `{value}`: {reason}")]
     InvalidInput {
-        /// Which input (`DNS name`, `URI`, `file name`, `validity`).
+        /// Which input (`name`, `DNS name`, `URI`, `validity`).
         field: &'static str,
         /// The value given.
         value: String,
@@ -26,13 +25,12 @@ pub enum CertError {
         reason: String,
     },
     /// A CA file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A CA file was read but does not hold what it should.
     #[error("{} is not a usable CA file: {reason}", path.display())]
@@ -43,13 +41,12 @@ pub enum CertError {
         reason: String,
     },
     /// A certificate or key file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {cause}", path.display())]
     Write {
         /// The file (or the directory it goes into).
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 

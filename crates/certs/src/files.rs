@@ -25,13 +25,13 @@ pub(crate) fn write_atomically(
     access: Access,
 ) -> Result<(), CertError> {
     let path = dir.join(name);
-    let error = |source| CertError::Write {
+    let error = |cause| CertError::Write {
         path: path.clone(),
-        source,
+        cause,
     };
-    fs::create_dir_all(dir).map_err(|source| CertError::Write {
+    fs::create_dir_all(dir).map_err(|cause| CertError::Write {
         path: dir.to_owned(),
-        source,
+        cause,
     })?;
     // tempfile creates the file with mode 0600, so a key is never readable by
     // others, not even for a moment.
@@ -57,10 +57,10 @@ pub(crate) fn write_atomically(
     Ok(())
 }
 
-/// Checks that `name` can be a file name stem in a certificate directory:
-/// non-empty ASCII letters, digits, `-`, `_` and `.` (not leading), and not
-/// `ca`, the CA's own files.
-pub(crate) fn check_stem(name: &str) -> Result<(), CertError> {
+/// Checks that `name` can name a leaf's files in a certificate directory
+/// (`<name>.pem`, `<name>-key.pem`): ASCII letters, digits, `-`, `_` and `.`
+/// (not leading), and not `ca`, the CA's own files.
+pub fn check_name(name: &str) -> Result<(), CertError> {
     let reason = if name.is_empty() {
         "it is empty"
     } else if name.starts_with('.') {
@@ -75,7 +75,7 @@ pub(crate) fn check_stem(name: &str) -> Result<(), CertError> {
     } else {
         return Ok(());
     };
-    Err(CertError::invalid("file name", name, reason))
+    Err(CertError::invalid("name", name, reason))
 }
 
 #[cfg(test)]
@@ -112,22 +112,16 @@ mod tests {
     }
 
     #[test]
-    fn stems_that_could_escape_the_directory_or_clobber_the_ca_are_refused() {
+    fn names_that_could_escape_the_directory_or_clobber_the_ca_are_refused() {
         for bad in ["", "../oauth", "a/b", ".hidden", "ca", "ümlaut"] {
-            let error = check_stem(bad).unwrap_err();
+            let error = check_name(bad).unwrap_err();
             assert!(
-                matches!(
-                    error,
-                    CertError::InvalidInput {
-                        field: "file name",
-                        ..
-                    }
-                ),
+                matches!(error, CertError::InvalidInput { field: "name", .. }),
                 "{bad}: {error}"
             );
         }
         for good in ["oauth", "database_query", "tools-2", "a.b"] {
-            check_stem(good).unwrap();
+            check_name(good).unwrap();
         }
     }
 }

@@ -11,7 +11,7 @@ use rcgen::{
 };
 
 use crate::CertError;
-use crate::files::{Access, check_stem, write_atomically};
+use crate::files::{Access, check_name, write_atomically};
 
 /// The trust domain of the mesh's SPIFFE IDs: `spiffe://heist.local/<name>`.
 pub const TRUST_DOMAIN: &str = "heist.local";
@@ -61,7 +61,8 @@ pub struct Leaf {
 impl Leaf {
     /// The certificate of the mesh service `name`: DNS names `name` and
     /// `localhost`, IP addresses 127.0.0.1 and ::1, URI
-    /// `spiffe://heist.local/<name>`, valid from an hour ago for 30 days.
+    /// `spiffe://heist.local/<name>`, valid from an hour ago until 30 days from
+    /// now.
     pub fn service(name: &str) -> Self {
         let now = SystemTime::now();
         Self {
@@ -77,7 +78,7 @@ impl Leaf {
         }
     }
 
-    /// The same leaf valid until `validity` from now (from an hour ago).
+    /// The same leaf, valid from an hour ago until `validity` from now.
     pub fn valid_for(self, validity: Duration) -> Self {
         let now = SystemTime::now();
         Self {
@@ -154,7 +155,7 @@ impl IssuedCert {
     /// each atomically, creating `dir` if needed. The key goes first, so that a
     /// reader who sees the new certificate finds its key.
     pub fn write(&self, dir: &Path, name: &str) -> Result<(), CertError> {
-        check_stem(name)?;
+        check_name(name)?;
         write_atomically(dir, &key_file(name), &self.key_pem, Access::Private)?;
         write_atomically(dir, &cert_file(name), &self.cert_pem, Access::Public)
     }

@@ -10,7 +10,8 @@
 //!   validity), with [`Leaf::service`] for a mesh service, and
 //!   [`IssuedCert`], a certificate with its key.
 //! - `files.rs`: atomic writes (temporary file + rename in the same
-//!   directory), keys mode 0600.
+//!   directory), keys mode 0600, and [`check_name`] for leaf file names.
+//! - `main.rs`: the `heist-dev-certs` binary.
 //!
 //! Keys are ECDSA P-256 (rcgen with the `ring` provider), which rustls
 //! accepts for TLS 1.2 and 1.3.
@@ -30,6 +31,7 @@ mod leaf;
 
 pub use ca::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY, DevCa};
 pub use error::CertError;
+pub use files::check_name;
 pub use leaf::{
     CLOCK_SKEW, IssuedCert, Leaf, SERVICE_VALIDITY, TRUST_DOMAIN, cert_file, key_file, spiffe_id,
 };
