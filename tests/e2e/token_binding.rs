@@ -427,6 +427,10 @@ async fn every_audit_row_read_back_names_the_client_that_wrote_it_and_a_repeat_k
         .unwrap()
         .into_inner();
     assert_eq!(session.written_by, "orchestrator");
+    assert_eq!(
+        session.written_via, "",
+        "over plaintext no certificate proves an identity"
+    );
     let listed = orchestrator
         .list_sessions(pb::ListSessionsRequest::default())
         .await
@@ -473,7 +477,8 @@ async fn every_audit_row_read_back_names_the_client_that_wrote_it_and_a_repeat_k
 }
 
 /// Writes a session with one message as a version 2 build would have left it:
-/// the rows without `written_by`, and `user_version` 2.
+/// the rows without `written_by` (nor version 4's `written_via`), and
+/// `user_version` 2.
 fn version_2_file(path: &Path) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -507,6 +512,10 @@ fn version_2_file(path: &Path) {
          ALTER TABLE messages DROP COLUMN written_by;
          ALTER TABLE tool_usage DROP COLUMN written_by;
          ALTER TABLE session_events DROP COLUMN written_by;
+         ALTER TABLE sessions DROP COLUMN written_via;
+         ALTER TABLE messages DROP COLUMN written_via;
+         ALTER TABLE tool_usage DROP COLUMN written_via;
+         ALTER TABLE session_events DROP COLUMN written_via;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -556,7 +565,7 @@ async fn a_version_2_database_is_migrated_and_its_rows_read_back_with_no_writer(
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let nulls: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM messages WHERE written_by IS NULL",

@@ -14,6 +14,8 @@ pub(crate) struct Write {
     pub(crate) trace_id: String,
     /// The client (token `sub`) that makes the call.
     pub(crate) written_by: String,
+    /// The identity the client's TLS certificate proved, or empty.
+    pub(crate) written_via: String,
 }
 
 /// The store's request for a `StoreMessageRequest`, written by `write`.
@@ -28,6 +30,7 @@ pub(crate) fn new_message(request: pb::StoreMessageRequest, write: Write) -> New
         idempotency_key: request.idempotency_key,
         trace_id: write.trace_id,
         written_by: write.written_by,
+        written_via: write.written_via,
     }
 }
 
@@ -45,6 +48,7 @@ pub(crate) fn new_tool_usage(request: pb::StoreToolUsageRequest, write: Write) -
         idempotency_key: request.idempotency_key,
         trace_id: write.trace_id,
         written_by: write.written_by,
+        written_via: write.written_via,
     }
 }
 
@@ -71,6 +75,7 @@ impl From<SessionRow> for pb::Session {
             message_count: row.message_count,
             tool_usage_count: row.tool_usage_count,
             written_by: row.written_by,
+            written_via: row.written_via,
         }
     }
 }
@@ -89,6 +94,7 @@ impl From<MessageRow> for pb::Message {
             idempotency_key: row.idempotency_key,
             trace_id: row.trace_id,
             written_by: row.written_by,
+            written_via: row.written_via,
         }
     }
 }
@@ -109,6 +115,7 @@ impl From<ToolUsageRow> for pb::ToolUsage {
             idempotency_key: row.idempotency_key,
             trace_id: row.trace_id,
             written_by: row.written_by,
+            written_via: row.written_via,
         }
     }
 }
@@ -123,6 +130,7 @@ impl From<SessionEventRow> for pb::SessionEvent {
             timestamp: row.timestamp,
             idempotency_key: row.idempotency_key,
             written_by: row.written_by,
+            written_via: row.written_via,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! calls the store, and converts the answer back. Errors are mapped to gRPC
 //! codes once, in [`StoreError`]'s `ServiceError` impl.
 //!
-//! Every row records the client (token `sub`) that wrote it, and a row that
+//! Every row records the client (token `sub`) that wrote it and, under
+//! mutual TLS, the identity its certificate proved; a row that
 //! names an agent (a message, a tool call) may be written only by that agent
 //! or by a client whose token grants `agents:act_for_any` (PERMISSION_DENIED).
 
@@ -12,6 +13,7 @@ use std::pin::Pin;
 
 use heist_plumbing::{
     auth,
+    peer::peer_identity,
     status::{ServiceError, to_status},
 };
 use heist_proto::v1::{
@@ -110,11 +112,15 @@ fn current_trace_id() -> String {
     }
 }
 
-/// Who writes the rows of `request`: its verified caller, under the current trace.
+/// Who writes the rows of `request`: its verified caller and the identity
+/// its TLS client certificate proved (if any), under the current trace.
 fn write_of<T>(request: &Request<T>) -> Result<Write, Status> {
     Ok(Write {
         trace_id: current_trace_id(),
         written_by: auth::caller_id(request)?,
+        written_via: peer_identity(request)
+            .map(|peer| peer.as_str().to_owned())
+            .unwrap_or_default(),
     })
 }
 
@@ -146,7 +152,11 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        let written_by = auth::caller_id(&request)?;
+        let Write {
+            written_by,
+            written_via,
+            ..
+        } = write_of(&request)?;
         let request = request.into_inner();
         let session = self
             .store
@@ -155,6 +165,7 @@ impl AuditRpc for AuditService {
                 metadata: request.metadata,
                 idempotency_key: request.idempotency_key,
                 written_by,
+                written_via,
             })
             .await?;
         Ok(Response::new(session.into()))
@@ -312,7 +323,11 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::StoreSessionEventRequest>,
     ) -> Result<Response<pb::SessionEvent>, Status> {
-        let written_by = auth::caller_id(&request)?;
+        let Write {
+            written_by,
+            written_via,
+            ..
+        } = write_of(&request)?;
         let request = request.into_inner();
         let event = self
             .store
@@ -322,6 +337,7 @@ impl AuditRpc for AuditService {
                 detail: request.detail,
                 idempotency_key: request.idempotency_key,
                 written_by,
+                written_via,
             })
             .await?;
         Ok(Response::new(event.into()))
@@ -364,3 +380,6 @@ impl AuditRpc for AuditService {
         Ok(Response::new(Box::pin(stream)))
     }
 }
+
+#[cfg(test)]
+mod tests;

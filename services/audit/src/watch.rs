@@ -228,7 +228,7 @@ impl Watcher {
         loop {
             match feed.recv().await {
                 Ok(Committed::Message(row)) if row.session_id == self.session_id => {
-                    self.send(row).await?;
+                    self.send(*row).await?;
                 }
                 Ok(Committed::SessionEnded { session_id }) if session_id == self.session_id => {
                     return Err("session ended");

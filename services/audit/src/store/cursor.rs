@@ -204,6 +204,7 @@ mod tests {
             message_count: 0,
             tool_usage_count: 0,
             written_by: String::new(),
+            written_via: String::new(),
         };
         let token = SessionCursor::token(&row);
         assert_eq!(

@@ -186,6 +186,8 @@ impl Drop for PgBackend {
 pub(crate) mod raw {
     use tokio_postgres::NoTls;
 
+    pub(crate) use super::schema::create_at_version;
+
     /// A plain connection to `url` (its driver task spawned).
     pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();

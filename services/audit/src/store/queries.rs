@@ -12,17 +12,18 @@ const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_
      s.num_turns, s.status, s.metadata, \
      (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id), \
      (SELECT COUNT(*) FROM tool_usage t WHERE t.session_id = s.session_id), \
-     COALESCE(s.written_by, '') FROM sessions s";
+     COALESCE(s.written_by, ''), COALESCE(s.written_via, '') FROM sessions s";
 
 const MESSAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, agent_role, message, \
-     timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, '') FROM messages";
+     timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, ''), \
+     COALESCE(written_via, '') FROM messages";
 
 const TOOL_USAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, tool_name, \
      tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id, \
-     COALESCE(written_by, '') FROM tool_usage";
+     COALESCE(written_by, ''), COALESCE(written_via, '') FROM tool_usage";
 
 const SESSION_EVENT_SELECT: &str = "SELECT id, session_id, kind, detail, timestamp, \
-     idempotency_key, COALESCE(written_by, '') FROM session_events";
+     idempotency_key, COALESCE(written_by, ''), COALESCE(written_via, '') FROM session_events";
 
 impl ToSql for SessionStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -229,6 +230,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
         message_count: row.get(6)?,
         tool_usage_count: row.get(7)?,
         written_by: row.get(8)?,
+        written_via: row.get(9)?,
     })
 }
 
@@ -245,6 +247,7 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         idempotency_key: row.get(8)?,
         trace_id: row.get(9)?,
         written_by: row.get(10)?,
+        written_via: row.get(11)?,
     })
 }
 
@@ -263,6 +266,7 @@ fn tool_usage_row(row: &Row<'_>) -> rusqlite::Result<ToolUsageRow> {
         idempotency_key: row.get(10)?,
         trace_id: row.get(11)?,
         written_by: row.get(12)?,
+        written_via: row.get(13)?,
     })
 }
 
@@ -275,5 +279,6 @@ fn session_event_row(row: &Row<'_>) -> rusqlite::Result<SessionEventRow> {
         timestamp: row.get(4)?,
         idempotency_key: row.get(5)?,
         written_by: row.get(6)?,
+        written_via: row.get(7)?,
     })
 }

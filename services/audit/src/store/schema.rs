@@ -18,7 +18,7 @@ use super::types::Synchronous;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -92,6 +92,16 @@ ALTER TABLE sessions ADD COLUMN written_by TEXT;
 ALTER TABLE messages ADD COLUMN written_by TEXT;
 ALTER TABLE tool_usage ADD COLUMN written_by TEXT;
 ALTER TABLE session_events ADD COLUMN written_by TEXT;
+";
+
+/// Version 4: `written_via` on every table, beside `written_by`: the identity
+/// the writer's TLS client certificate proved (mutual TLS only). Rows from
+/// before, and rows written over plaintext or server-only TLS, stay NULL.
+const V4: &str = "
+ALTER TABLE sessions ADD COLUMN written_via TEXT;
+ALTER TABLE messages ADD COLUMN written_via TEXT;
+ALTER TABLE tool_usage ADD COLUMN written_via TEXT;
+ALTER TABLE session_events ADD COLUMN written_via TEXT;
 ";
 
 /// The schema version this build creates and reads.
@@ -206,7 +216,7 @@ mod tests {
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 3);
+        assert_eq!(user_version(&conn), 4);
         assert_eq!(
             table_names(&conn),
             [
@@ -243,7 +253,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 3);
+        assert_eq!(user_version(&conn), 4);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
@@ -256,13 +266,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 4)
+            .pragma_update(None, "user_version", 5)
             .unwrap();
         assert_eq!(
             open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
-                found: 4,
-                supported: 3
+                found: 5,
+                supported: 4
             })
         );
     }
@@ -282,7 +292,7 @@ mod tests {
         drop(v1);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 3);
+        assert_eq!(user_version(&conn), 4);
         assert!(table_names(&conn).contains(&"session_events".to_owned()));
         let session: String = conn
             .query_row("SELECT session_id FROM sessions", [], |row| row.get(0))
@@ -333,7 +343,7 @@ mod tests {
         drop(v2);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 3);
+        assert_eq!(user_version(&conn), 4);
         for table in TABLES {
             assert!(
                 column_names(&conn, table).contains(&"written_by".to_owned()),

@@ -268,7 +268,7 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 contract! {
     async fn opening_an_empty_file_creates_the_schema_and_sets_user_version(backend) {
         let fx = fixture(backend).await;
-        assert_eq!(fx.schema_version().await, 3);
+        assert_eq!(fx.schema_version().await, 4);
         assert_eq!(fx.table_count().await, 4);
     }
 }
@@ -302,7 +302,7 @@ contract! {
             error,
             StoreError::SchemaTooNew {
                 found: 7,
-                supported: 3
+                supported: 4
             }
         );
     }
@@ -1103,8 +1103,8 @@ contract! {
             .await
             .unwrap();
 
-        assert_eq!(feed.recv().await.unwrap(), Committed::Message(first));
-        assert_eq!(feed.recv().await.unwrap(), Committed::Message(second));
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(Box::new(first)));
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(Box::new(second)));
         assert_eq!(
             feed.recv().await.unwrap(),
             Committed::SessionEnded {
@@ -1420,7 +1420,7 @@ contract! {
             .await
             .unwrap();
 
-        assert_eq!(feed.recv().await.unwrap(), Committed::Message(rows.message));
+        assert_eq!(feed.recv().await.unwrap(), Committed::Message(Box::new(rows.message)));
         assert!(
             feed.try_recv().is_err(),
             "tool calls and the repeat are not published"
@@ -1745,7 +1745,7 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
 
     let store = AuditStore::open(sqlite_config(&path)).unwrap();
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 3);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 4);
     assert_eq!(
         count(
             &raw,
@@ -1931,5 +1931,330 @@ contract! {
             .await
             .unwrap();
         assert_eq!(listed.items, [row]);
+    }
+}
+
+// --- peer identities ------------------------------------------------------------------
+
+/// The identity the orchestrator's client certificate proves.
+const ORCHESTRATOR_PEER: &str = "spiffe://heist.local/orchestrator";
+
+/// The four tables that record a writer.
+const WRITTEN_TABLES: [&str; 4] = ["sessions", "messages", "tool_usage", "session_events"];
+
+/// [`turn`] with one tool call keyed `tool_key`, every row written via `via`.
+fn turn_via(session_id: &str, key: &str, tool_key: &str, via: &str) -> NewTurn {
+    let mut turn = turn(session_id, key, &[tool_key]);
+    turn.message.written_via = via.into();
+    for call in &mut turn.tool_calls {
+        call.written_via = via.into();
+    }
+    turn
+}
+
+contract! {
+    async fn every_row_reads_back_with_the_identity_its_writer_proved(backend) {
+        let fx = fixture(backend).await;
+        let planner = "spiffe://heist.local/planner";
+        let session = fx
+            .store
+            .create_session(NewSession {
+                written_via: ORCHESTRATOR_PEER.into(),
+                ..new_session("s1")
+            })
+            .await
+            .unwrap();
+        assert_eq!(session.written_via, ORCHESTRATOR_PEER);
+        let message = fx
+            .store
+            .store_message(NewMessage {
+                written_via: ORCHESTRATOR_PEER.into(),
+                ..keyed("s1", "hello", "m1")
+            })
+            .await
+            .unwrap();
+        assert_eq!(message.written_via, ORCHESTRATOR_PEER);
+        let call = fx
+            .store
+            .store_tool_usage(NewToolUsage {
+                written_via: ORCHESTRATOR_PEER.into(),
+                ..tool_usage("s1", "t1")
+            })
+            .await
+            .unwrap();
+        assert_eq!(call.written_via, ORCHESTRATOR_PEER);
+        let turn = fx
+            .store
+            .store_turn(turn_via("s1", "m2", "t2", planner))
+            .await
+            .unwrap();
+        assert_eq!(turn.message.written_via, planner);
+        assert_eq!(turn.tool_calls[0].written_via, planner);
+        let event = fx
+            .store
+            .store_session_event(NewSessionEvent {
+                written_via: ORCHESTRATOR_PEER.into(),
+                ..event("s1", "breaker.open", "e1")
+            })
+            .await
+            .unwrap();
+        assert_eq!(event.written_via, ORCHESTRATOR_PEER);
+
+        let page = PageRequest::default;
+        assert_eq!(
+            fx.store.get_session("s1").await.unwrap().written_via,
+            ORCHESTRATOR_PEER
+        );
+        let listed: Vec<String> = fx
+            .store
+            .list_messages("s1", page())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|row| row.written_via)
+            .collect();
+        assert_eq!(listed, [ORCHESTRATOR_PEER, planner]);
+        let calls = fx.store.list_tool_usage("s1", page()).await.unwrap().items;
+        assert_eq!(calls, [call, turn.tool_calls[0].clone()]);
+        let events = fx
+            .store
+            .list_session_events("s1", page())
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(events, [event]);
+        for table in WRITTEN_TABLES {
+            assert_eq!(
+                fx.count(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE written_via = '{ORCHESTRATOR_PEER}'"
+                ))
+                .await,
+                1,
+                "{table}: the identity is in the table, for SQL readers too"
+            );
+        }
+    }
+}
+
+contract! {
+    async fn a_repeat_over_another_connection_keeps_the_stored_identity(backend) {
+        let fx = fixture(backend).await;
+        let first = NewSession {
+            written_via: ORCHESTRATOR_PEER.into(),
+            ..new_session("s1")
+        };
+        fx.store.create_session(first.clone()).await.unwrap();
+        let again = fx
+            .store
+            .create_session(NewSession {
+                written_via: String::new(),
+                ..first
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.written_via, ORCHESTRATOR_PEER);
+
+        let message = NewMessage {
+            written_via: ORCHESTRATOR_PEER.into(),
+            ..keyed("s1", "hello", "m1")
+        };
+        let stored = fx.store.store_message(message.clone()).await.unwrap();
+        let repeat = fx
+            .store
+            .store_message(NewMessage {
+                written_via: "spiffe://heist.local/planner".into(),
+                ..message
+            })
+            .await
+            .unwrap();
+        assert_eq!(repeat, stored, "the repeat answers the stored row");
+
+        let call = NewToolUsage {
+            written_via: ORCHESTRATOR_PEER.into(),
+            ..tool_usage("s1", "t1")
+        };
+        fx.store.store_tool_usage(call.clone()).await.unwrap();
+        let repeat = fx
+            .store
+            .store_tool_usage(NewToolUsage {
+                written_via: String::new(),
+                ..call.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(repeat.written_via, ORCHESTRATOR_PEER);
+
+        let turn = turn_via("s1", "m2", "t2", ORCHESTRATOR_PEER);
+        fx.store.store_turn(turn).await.unwrap();
+        let other = turn_via("s1", "m2", "t2", "spiffe://heist.local/planner");
+        let repeat = fx.store.store_turn(other).await.unwrap();
+        assert_eq!(repeat.message.written_via, ORCHESTRATOR_PEER);
+        assert_eq!(repeat.tool_calls[0].written_via, ORCHESTRATOR_PEER);
+
+        let event = NewSessionEvent {
+            written_via: ORCHESTRATOR_PEER.into(),
+            ..event("s1", "breaker.open", "e1")
+        };
+        fx.store.store_session_event(event.clone()).await.unwrap();
+        let repeat = fx
+            .store
+            .store_session_event(NewSessionEvent {
+                written_via: "spiffe://heist.local/mole".into(),
+                ..event
+            })
+            .await
+            .unwrap();
+        assert_eq!(repeat.written_via, ORCHESTRATOR_PEER);
+
+        for table in WRITTEN_TABLES {
+            assert_eq!(
+                fx.count(&format!(
+                    "SELECT COUNT(*) FROM {table} \
+                     WHERE written_via IS NULL OR written_via <> '{ORCHESTRATOR_PEER}'"
+                ))
+                .await,
+                0,
+                "{table}: nothing was rewritten"
+            );
+        }
+    }
+}
+
+contract! {
+    async fn a_write_over_plaintext_is_stored_with_no_identity_and_read_as_empty(backend) {
+        let fx = fixture(backend).await;
+        let session = fx.store.create_session(new_session("s1")).await.unwrap();
+        let turn = fx
+            .store
+            .store_turn(turn("s1", "m1", &["t1"]))
+            .await
+            .unwrap();
+        let event = fx
+            .store
+            .store_session_event(event("s1", "breaker.open", "e1"))
+            .await
+            .unwrap();
+        assert_eq!(session.written_via, "");
+        assert_eq!(turn.message.written_via, "");
+        assert_eq!(turn.tool_calls[0].written_via, "");
+        assert_eq!(event.written_via, "");
+        for table in WRITTEN_TABLES {
+            assert_eq!(
+                fx.count(&format!("SELECT COUNT(*) FROM {table} WHERE written_via IS NULL"))
+                    .await,
+                1,
+                "{table}: NULL, not an empty string"
+            );
+        }
+        let page = PageRequest::default;
+        assert_eq!(fx.store.get_session("s1").await.unwrap().written_via, "");
+        assert_eq!(
+            fx.store.list_messages("s1", page()).await.unwrap().items,
+            [turn.message]
+        );
+        assert_eq!(
+            fx.store.list_tool_usage("s1", page()).await.unwrap().items,
+            turn.tool_calls
+        );
+        assert_eq!(
+            fx.store.list_session_events("s1", page()).await.unwrap().items,
+            [event]
+        );
+    }
+}
+
+/// Prepares a fresh database of `backend` as a version 3 build left it: the
+/// schema without `written_via`, and one row in each table with its writer.
+async fn version_3_database(backend: Backend, dir: &TempDir) -> StoreLocation {
+    let location = fresh_location(backend, dir);
+    let rows = "INSERT INTO sessions (session_id, start_time, written_by)
+            VALUES ('old', '2025-01-01T00:00:00.000000Z', 'orchestrator');
+        INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp,
+            written_by)
+            VALUES ('old', 1, 'planner', 'r', 'from v3', '2025-01-01T00:00:01.000000Z', 'planner');
+        INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, tool_params,
+            tool_result, timestamp, success, written_by)
+            VALUES ('old', 1, 'hacker', 'calculator', '1+1', '2', '2025-01-01T00:00:02.000000Z',
+                TRUE, 'hacker');
+        INSERT INTO session_events (session_id, kind, detail, timestamp, written_by)
+            VALUES ('old', 'breaker.open', '', '2025-01-01T00:00:03.000000Z', 'mole');";
+    match &location {
+        StoreLocation::Sqlite(path) => {
+            schema::create_at_version(path, 3).unwrap();
+            Connection::open(path).unwrap().execute_batch(rows).unwrap();
+        }
+        StoreLocation::Postgres(url) => {
+            let client = postgres::raw::connect(url).await;
+            postgres::raw::create_at_version(&client, 3).await.unwrap();
+            client.batch_execute(rows).await.unwrap();
+        }
+    }
+    location
+}
+
+contract! {
+    async fn a_version_3_database_gains_written_via_and_its_rows_read_back_with_none(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = version_3_database(backend, &dir).await;
+        let store = AuditStore::connect(config(location.clone())).await.unwrap();
+        let fx = Fixture {
+            dir,
+            location,
+            store,
+        };
+        assert_eq!(fx.schema_version().await, 4);
+        for table in WRITTEN_TABLES {
+            assert_eq!(
+                fx.count(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE written_via IS NULL AND written_by <> ''"
+                ))
+                .await,
+                1,
+                "{table}: the old row stays with its writer, and no identity"
+            );
+        }
+        let page = PageRequest::default;
+        let writers = |by: &str, via: &str| (by.to_owned(), via.to_owned());
+        let session = fx.store.get_session("old").await.unwrap();
+        assert_eq!(
+            writers(&session.written_by, &session.written_via),
+            writers("orchestrator", "")
+        );
+        let messages = fx.store.list_messages("old", page()).await.unwrap().items;
+        assert_eq!(messages[0].message, "from v3");
+        assert_eq!(
+            writers(&messages[0].written_by, &messages[0].written_via),
+            writers("planner", "")
+        );
+        let calls = fx.store.list_tool_usage("old", page()).await.unwrap().items;
+        assert_eq!(
+            writers(&calls[0].written_by, &calls[0].written_via),
+            writers("hacker", "")
+        );
+        let events = fx
+            .store
+            .list_session_events("old", page())
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(
+            writers(&events[0].written_by, &events[0].written_via),
+            writers("mole", "")
+        );
+
+        let new = fx
+            .store
+            .store_message(NewMessage {
+                written_via: ORCHESTRATOR_PEER.into(),
+                ..keyed("old", "after the upgrade", "m2")
+            })
+            .await
+            .unwrap();
+        assert_eq!(new.written_via, ORCHESTRATOR_PEER);
+        assert_eq!(
+            fx.store.list_messages("old", page()).await.unwrap().items[1],
+            new
+        );
     }
 }

@@ -68,6 +68,10 @@ pub struct NewSession {
     pub idempotency_key: String,
     /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved (a SAN, e.g.
+    /// `spiffe://heist.local/orchestrator`); empty over plaintext or
+    /// server-only TLS (stored as NULL).
+    pub written_via: String,
 }
 
 /// Asks to store one agent message (the proto's `StoreMessageRequest`).
@@ -91,6 +95,10 @@ pub struct NewMessage {
     pub trace_id: String,
     /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved (a SAN, e.g.
+    /// `spiffe://heist.local/orchestrator`); empty over plaintext or
+    /// server-only TLS (stored as NULL).
+    pub written_via: String,
 }
 
 /// Asks to store one tool call (the proto's `StoreToolUsageRequest`).
@@ -118,6 +126,10 @@ pub struct NewToolUsage {
     pub trace_id: String,
     /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved (a SAN, e.g.
+    /// `spiffe://heist.local/orchestrator`); empty over plaintext or
+    /// server-only TLS (stored as NULL).
+    pub written_via: String,
 }
 
 /// Asks to store one turn, all or nothing: its message and the tool calls
@@ -148,6 +160,10 @@ pub struct NewSessionEvent {
     pub idempotency_key: String,
     /// The client (token `sub`) that writes it; empty: unknown (stored as NULL).
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved (a SAN, e.g.
+    /// `spiffe://heist.local/orchestrator`); empty over plaintext or
+    /// server-only TLS (stored as NULL).
+    pub written_via: String,
 }
 
 /// Asks to end a session (the proto's `EndSessionRequest`).
@@ -186,6 +202,9 @@ pub struct SessionRow {
     pub tool_usage_count: i64,
     /// The client (token `sub`) that created it; empty for rows from before writers were recorded.
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved; empty over
+    /// plaintext or server-only TLS, and for rows from before it was recorded.
+    pub written_via: String,
 }
 
 /// One stored agent message (the proto's `Message`).
@@ -213,6 +232,9 @@ pub struct MessageRow {
     pub trace_id: String,
     /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved; empty over
+    /// plaintext or server-only TLS, and for rows from before it was recorded.
+    pub written_via: String,
 }
 
 /// One stored tool call (the proto's `ToolUsage`).
@@ -244,6 +266,9 @@ pub struct ToolUsageRow {
     pub trace_id: String,
     /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved; empty over
+    /// plaintext or server-only TLS, and for rows from before it was recorded.
+    pub written_via: String,
 }
 
 /// One stored turn (the proto's `StoreTurnResponse`).
@@ -272,13 +297,17 @@ pub struct SessionEventRow {
     pub idempotency_key: String,
     /// The client (token `sub`) that wrote it; empty for rows from before writers were recorded.
     pub written_by: String,
+    /// The identity the writer's TLS client certificate proved; empty over
+    /// plaintext or server-only TLS, and for rows from before it was recorded.
+    pub written_via: String,
 }
 
 /// What the writer publishes to watchers after each commit, in commit order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Committed {
-    /// A new message was stored (repeats of an idempotent write are not published).
-    Message(MessageRow),
+    /// A new message was stored (repeats of an idempotent write are not
+    /// published); boxed, so the other events stay small in the channel.
+    Message(Box<MessageRow>),
     /// A session ended (ending an ended session again is not published).
     SessionEnded {
         /// The session that ended.

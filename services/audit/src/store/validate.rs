@@ -228,6 +228,7 @@ mod tests {
             detail: r#"{"service":"memory"}"#.into(),
             idempotency_key: "breaker-1".into(),
             written_by: String::new(),
+            written_via: String::new(),
         }
     }
 

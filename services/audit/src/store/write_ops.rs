@@ -35,14 +35,16 @@ impl Write for NewSession {
         let row = self.row(now);
         conn.prepare_cached(
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata, \
-             written_by) VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''))",
+             written_by, written_via) \
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''))",
         )?
         .execute(params![
             self.session_id,
             now,
             row.status,
             self.metadata,
-            self.written_by
+            self.written_by,
+            self.written_via
         ])?;
         Ok(Applied::quiet(row))
     }
@@ -61,6 +63,7 @@ impl NewSession {
             message_count: 0,
             tool_usage_count: 0,
             written_by: self.written_by.clone(),
+            written_via: self.written_via.clone(),
         }
     }
 }
@@ -109,8 +112,8 @@ impl Write for NewMessage {
             let inserted = insert_keyed(
                 conn,
                 "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id, written_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''))",
+                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''), NULLIF(?11, ''))",
                 params![
                     self.session_id,
                     self.turn_id,
@@ -121,13 +124,14 @@ impl Write for NewMessage {
                     self.is_error,
                     self.idempotency_key,
                     self.trace_id,
-                    self.written_by
+                    self.written_by,
+                    self.written_via
                 ],
             )?;
             if let Some(id) = inserted {
                 let row = self.row(id, now);
                 return Ok(Applied {
-                    event: Some(Committed::Message(row.clone())),
+                    event: Some(Committed::Message(Box::new(row.clone()))),
                     output: row,
                 });
             }
@@ -157,6 +161,7 @@ impl NewMessage {
             idempotency_key: self.idempotency_key.clone(),
             trace_id: self.trace_id.clone(),
             written_by: self.written_by.clone(),
+            written_via: self.written_via.clone(),
         }
     }
 
@@ -182,8 +187,9 @@ impl Write for NewToolUsage {
                 conn,
                 "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
                  tool_params, tool_result, timestamp, success, duration_ms, \
-                 idempotency_key, trace_id, written_by) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULLIF(?12, ''))",
+                 idempotency_key, trace_id, written_by, written_via) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+                 NULLIF(?12, ''), NULLIF(?13, ''))",
                 params![
                     self.session_id,
                     self.turn_id,
@@ -196,7 +202,8 @@ impl Write for NewToolUsage {
                     self.duration_ms,
                     self.idempotency_key,
                     self.trace_id,
-                    self.written_by
+                    self.written_by,
+                    self.written_via
                 ],
             )?;
             if let Some(id) = inserted {
@@ -230,6 +237,7 @@ impl NewToolUsage {
             idempotency_key: self.idempotency_key.clone(),
             trace_id: self.trace_id.clone(),
             written_by: self.written_by.clone(),
+            written_via: self.written_via.clone(),
         }
     }
 
@@ -281,14 +289,15 @@ impl Write for NewSessionEvent {
         let inserted = insert_keyed(
             conn,
             "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
-             written_by) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''))",
+             written_by, written_via) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, ''), NULLIF(?7, ''))",
             params![
                 self.session_id,
                 self.kind,
                 self.detail,
                 now,
                 self.idempotency_key,
-                self.written_by
+                self.written_by,
+                self.written_via
             ],
         )?;
         if let Some(id) = inserted {
@@ -315,6 +324,7 @@ impl NewSessionEvent {
             timestamp: now.to_owned(),
             idempotency_key: self.idempotency_key.clone(),
             written_by: self.written_by.clone(),
+            written_via: self.written_via.clone(),
         }
     }
 }

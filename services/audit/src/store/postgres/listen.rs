@@ -160,7 +160,7 @@ impl Listener {
                 .and_then(|id| id.parse().ok())
                 .and_then(|id| messages.remove(&id))
             {
-                Committed::Message(row)
+                Committed::Message(Box::new(row))
             } else {
                 tracing::warn!(payload, "unknown audit notification");
                 continue;

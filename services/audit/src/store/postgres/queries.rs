@@ -15,7 +15,7 @@ const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_
      s.num_turns, s.status, s.metadata, \
      (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id), \
      (SELECT COUNT(*) FROM tool_usage t WHERE t.session_id = s.session_id), \
-     COALESCE(s.written_by, '') FROM sessions s";
+     COALESCE(s.written_by, ''), COALESCE(s.written_via, '') FROM sessions s";
 
 /// A kind of row listed by ID within a session: its SELECT and its mapping.
 pub(crate) trait Listed: Sized + Send + 'static {
@@ -27,8 +27,8 @@ pub(crate) trait Listed: Sized + Send + 'static {
 
 impl Listed for MessageRow {
     const SELECT: &'static str = "SELECT id, session_id, turn_id, agent_name, agent_role, \
-        message, timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, '') \
-        FROM messages";
+        message, timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, ''), \
+        COALESCE(written_via, '') FROM messages";
 
     fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(MessageRow {
@@ -43,6 +43,7 @@ impl Listed for MessageRow {
             idempotency_key: row.try_get(8)?,
             trace_id: row.try_get(9)?,
             written_by: row.try_get(10)?,
+            written_via: row.try_get(11)?,
         })
     }
 }
@@ -50,7 +51,7 @@ impl Listed for MessageRow {
 impl Listed for ToolUsageRow {
     const SELECT: &'static str = "SELECT id, session_id, turn_id, agent_name, tool_name, \
         tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id, \
-        COALESCE(written_by, '') FROM tool_usage";
+        COALESCE(written_by, ''), COALESCE(written_via, '') FROM tool_usage";
 
     fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(ToolUsageRow {
@@ -67,13 +68,14 @@ impl Listed for ToolUsageRow {
             idempotency_key: row.try_get(10)?,
             trace_id: row.try_get(11)?,
             written_by: row.try_get(12)?,
+            written_via: row.try_get(13)?,
         })
     }
 }
 
 impl Listed for SessionEventRow {
     const SELECT: &'static str = "SELECT id, session_id, kind, detail, timestamp, \
-        idempotency_key, COALESCE(written_by, '') FROM session_events";
+        idempotency_key, COALESCE(written_by, ''), COALESCE(written_via, '') FROM session_events";
 
     fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(SessionEventRow {
@@ -84,6 +86,7 @@ impl Listed for SessionEventRow {
             timestamp: row.try_get(4)?,
             idempotency_key: row.try_get(5)?,
             written_by: row.try_get(6)?,
+            written_via: row.try_get(7)?,
         })
     }
 }
@@ -257,5 +260,6 @@ fn session_row(row: &Row) -> Result<SessionRow, StoreError> {
         message_count: row.try_get(6).map_err(pg)?,
         tool_usage_count: row.try_get(7).map_err(pg)?,
         written_by: row.try_get(8).map_err(pg)?,
+        written_via: row.try_get(9).map_err(pg)?,
     })
 }

@@ -18,7 +18,7 @@ use crate::store::error::StoreError;
 const MIGRATION_LOCK: i64 = 0x6865_6973_742d_6175;
 
 /// The steps from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -92,6 +92,15 @@ ALTER TABLE tool_usage ADD COLUMN written_by TEXT;
 ALTER TABLE session_events ADD COLUMN written_by TEXT;
 ";
 
+/// Version 4: `written_via` on every table, the identity the writer's TLS
+/// client certificate proved (NULL: none, or unknown).
+const V4: &str = "
+ALTER TABLE sessions ADD COLUMN written_via TEXT;
+ALTER TABLE messages ADD COLUMN written_via TEXT;
+ALTER TABLE tool_usage ADD COLUMN written_via TEXT;
+ALTER TABLE session_events ADD COLUMN written_via TEXT;
+";
+
 /// Brings the database to the current version in one transaction; a newer
 /// one is refused with `SchemaTooNew`.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
@@ -135,5 +144,30 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()
     if done < MIGRATIONS.len() {
         tracing::info!(from = found, to = supported, "audit schema migrated");
     }
+    Ok(())
+}
+
+/// Prepares the database as an older build would have: the first `version`
+/// steps, and `schema_version` set to `version`.
+#[cfg(test)]
+pub(crate) async fn create_at_version(
+    client: &tokio_postgres::Client,
+    version: usize,
+) -> Result<(), StoreError> {
+    client
+        .batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+        .await
+        .map_err(pg)?;
+    for step in MIGRATIONS.iter().take(version) {
+        client.batch_execute(step).await.map_err(pg)?;
+    }
+    let version = i64::try_from(version).unwrap_or(i64::MAX);
+    client
+        .execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(pg)?;
     Ok(())
 }

@@ -60,7 +60,8 @@ impl PgWrite for NewSession {
         let inserted = execute(
             tx,
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, \
-             metadata, written_by) VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, '')) \
+             metadata, written_by, written_via) \
+             VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, ''), NULLIF($6, '')) \
              ON CONFLICT (session_id) DO NOTHING",
             &[
                 &self.session_id,
@@ -68,6 +69,7 @@ impl PgWrite for NewSession {
                 &row.status.as_str(),
                 &self.metadata,
                 &self.written_by,
+                &self.written_via,
             ],
         )
         .await?;
@@ -133,8 +135,8 @@ impl PgWrite for NewMessage {
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id, written_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''))",
+                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''))",
             values: &[
                 &self.session_id,
                 &self.turn_id,
@@ -146,6 +148,7 @@ impl PgWrite for NewMessage {
                 &self.idempotency_key,
                 &self.trace_id,
                 &self.written_by,
+                &self.written_via,
             ],
             announce: Announce::Message,
         };
@@ -171,8 +174,9 @@ impl PgWrite for NewToolUsage {
         let insert = KeyedInsert {
             sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
                  tool_params, tool_result, timestamp, success, duration_ms, \
-                 idempotency_key, trace_id, written_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, ''))",
+                 idempotency_key, trace_id, written_by, written_via) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 NULLIF($12, ''), NULLIF($13, ''))",
             values: &[
                 &self.session_id,
                 &self.turn_id,
@@ -186,6 +190,7 @@ impl PgWrite for NewToolUsage {
                 &self.idempotency_key,
                 &self.trace_id,
                 &self.written_by,
+                &self.written_via,
             ],
             announce: Announce::Nothing,
         };
@@ -239,7 +244,7 @@ impl PgWrite for NewSessionEvent {
         queries::session_status(tx, &self.session_id, true).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
-             written_by) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''))",
+             written_by, written_via) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''))",
             values: &[
                 &self.session_id,
                 &self.kind,
@@ -247,6 +252,7 @@ impl PgWrite for NewSessionEvent {
                 &now,
                 &self.idempotency_key,
                 &self.written_by,
+                &self.written_via,
             ],
             announce: Announce::Nothing,
         };

@@ -1,0 +1,234 @@
+//! The handlers called directly, as the server calls them once its layers
+//! have run: the auth layer's verified claims and, under mutual TLS, the
+//! connection's [`PeerIdentity`] in the request's extensions. The store is a
+//! real SQLite file; the TLS itself is `heist_plumbing`'s to test.
+
+use heist_plumbing::peer::PeerIdentity;
+use heist_tokens::Claims;
+use tempfile::TempDir;
+
+use super::*;
+
+/// The identity the orchestrator's client certificate proves.
+const ORCHESTRATOR_PEER: &str = "spiffe://heist.local/orchestrator";
+
+const SESSION: &str = "s1";
+
+/// A service on a fresh SQLite file (kept while the `TempDir` lives).
+fn service() -> (AuditService, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AuditStore::open(crate::StoreConfig::new(dir.path().join("audit.db"))).unwrap();
+    (AuditService::new(store), dir)
+}
+
+/// `body` as the orchestrator sends it: its token's claims and, when `peer`
+/// is given, the identity its connection proved.
+fn from_orchestrator<T>(body: T, peer: Option<&str>) -> Request<T> {
+    let mut request = Request::new(body);
+    request.extensions_mut().insert(Claims {
+        iss: "heist-test".into(),
+        sub: "orchestrator".into(),
+        aud: heist_plumbing::auth::MESH_AUDIENCE.into(),
+        scope: "audit:write audit:read agents:act_for_any".into(),
+        iat: 0,
+        exp: u64::MAX,
+        jti: "j1".into(),
+    });
+    if let Some(peer) = peer {
+        request.extensions_mut().insert(PeerIdentity::new(peer));
+    }
+    request
+}
+
+fn said(key: &str) -> pb::StoreMessageRequest {
+    pb::StoreMessageRequest {
+        session_id: SESSION.into(),
+        turn_id: 1,
+        agent_name: "planner".into(),
+        agent_role: "Strategic Planner".into(),
+        message: "we go at dawn".into(),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+fn called(key: &str) -> pb::StoreToolUsageRequest {
+    pb::StoreToolUsageRequest {
+        session_id: SESSION.into(),
+        turn_id: 1,
+        agent_name: "planner".into(),
+        tool_name: "calculator".into(),
+        tool_params: "2+2".into(),
+        tool_result: "4".into(),
+        success: true,
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+fn happened(key: &str) -> pb::StoreSessionEventRequest {
+    pb::StoreSessionEventRequest {
+        session_id: SESSION.into(),
+        kind: "breaker.open".into(),
+        detail: String::new(),
+        idempotency_key: key.into(),
+    }
+}
+
+/// Creates the session and writes one row of every kind (a message, a tool
+/// call, a turn with one tool call, an event) with `peer`; answers
+/// `(written_by, written_via)` of every row the writes answered.
+async fn write_everything(service: &AuditService, peer: Option<&str>) -> Vec<(String, String)> {
+    let session = service
+        .create_session(from_orchestrator(
+            pb::CreateSessionRequest {
+                session_id: SESSION.into(),
+                ..Default::default()
+            },
+            peer,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let message = service
+        .store_message(from_orchestrator(said("m1"), peer))
+        .await
+        .unwrap()
+        .into_inner();
+    let call = service
+        .store_tool_usage(from_orchestrator(called("t1"), peer))
+        .await
+        .unwrap()
+        .into_inner();
+    let turn = service
+        .store_turn(from_orchestrator(
+            pb::StoreTurnRequest {
+                message: Some(said("m2")),
+                tool_calls: vec![called("t2")],
+            },
+            peer,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let event = service
+        .store_session_event(from_orchestrator(happened("e1"), peer))
+        .await
+        .unwrap()
+        .into_inner();
+    let turn_message = turn.message.unwrap();
+    vec![
+        (session.written_by, session.written_via),
+        (message.written_by, message.written_via),
+        (call.written_by, call.written_via),
+        (turn_message.written_by, turn_message.written_via),
+        (
+            turn.tool_calls[0].written_by.clone(),
+            turn.tool_calls[0].written_via.clone(),
+        ),
+        (event.written_by, event.written_via),
+    ]
+}
+
+/// `(written_by, written_via)` of every row of the session, as the read
+/// RPCs answer them: the session, its messages, tool calls and events.
+async fn read_everything(service: &AuditService) -> Vec<(String, String)> {
+    let session = service
+        .get_session(from_orchestrator(
+            pb::GetSessionRequest {
+                session_id: SESSION.into(),
+            },
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let messages = service
+        .list_messages(from_orchestrator(
+            pb::ListMessagesRequest {
+                session_id: SESSION.into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let calls = service
+        .list_tool_usage(from_orchestrator(
+            pb::ListToolUsageRequest {
+                session_id: SESSION.into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .tool_usage;
+    let events = service
+        .list_session_events(from_orchestrator(
+            pb::ListSessionEventsRequest {
+                session_id: SESSION.into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let mut rows = vec![(session.written_by, session.written_via)];
+    rows.extend(messages.into_iter().map(|m| (m.written_by, m.written_via)));
+    rows.extend(calls.into_iter().map(|c| (c.written_by, c.written_via)));
+    rows.extend(events.into_iter().map(|e| (e.written_by, e.written_via)));
+    rows
+}
+
+fn rows(count: usize, by: &str, via: &str) -> Vec<(String, String)> {
+    vec![(by.to_owned(), via.to_owned()); count]
+}
+
+#[tokio::test]
+async fn every_write_over_mutual_tls_records_the_peer_identity_beside_the_callers_sub() {
+    let (service, _dir) = service();
+    assert_eq!(
+        write_everything(&service, Some(ORCHESTRATOR_PEER)).await,
+        rows(6, "orchestrator", ORCHESTRATOR_PEER)
+    );
+    assert_eq!(
+        read_everything(&service).await,
+        rows(6, "orchestrator", ORCHESTRATOR_PEER),
+        "the session, 2 messages, 2 tool calls and 1 event read back with it"
+    );
+}
+
+#[tokio::test]
+async fn a_write_over_plaintext_records_no_peer_identity() {
+    let (service, _dir) = service();
+    assert_eq!(
+        write_everything(&service, None).await,
+        rows(6, "orchestrator", "")
+    );
+    assert_eq!(read_everything(&service).await, rows(6, "orchestrator", ""));
+}
+
+#[tokio::test]
+async fn a_repeat_from_another_connection_keeps_the_first_writes_identity() {
+    let (service, _dir) = service();
+    write_everything(&service, Some(ORCHESTRATOR_PEER)).await;
+    assert_eq!(
+        write_everything(&service, Some("spiffe://heist.local/impostor")).await,
+        rows(6, "orchestrator", ORCHESTRATOR_PEER),
+        "every repeat answers the stored row"
+    );
+    assert_eq!(
+        write_everything(&service, None).await,
+        rows(6, "orchestrator", ORCHESTRATOR_PEER)
+    );
+    assert_eq!(
+        read_everything(&service).await,
+        rows(6, "orchestrator", ORCHESTRATOR_PEER)
+    );
+}
