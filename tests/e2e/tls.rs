@@ -11,7 +11,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use heist_certs::{DevCa, Leaf};
+use heist_certs::Leaf;
 use heist_e2e::{
     health_status_on,
     processes::{MeshOptions, ProcessMesh},
@@ -230,6 +230,148 @@ async fn each_bad_peer_is_refused_with_a_clear_error_on_both_sides() {
     assert!(
         log_shows(&log, "received fatal alert: BadCertificate").await
             || log_shows(&log, "CertificateExpired").await
+    );
+    mesh.stop();
+}
+
+/// The offline LLM, a little slow: a session lasts long enough to renew a
+/// certificate in the middle of it.
+struct SlowLlm(OfflineBackend);
+
+impl LlmBackend for SlowLlm {
+    fn complete<'a>(
+        &'a self,
+        request: CompletionRequest<'a>,
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            self.0.complete(request).await
+        })
+    }
+
+    fn describe(&self) -> String {
+        "offline, 15 ms a completion".to_owned()
+    }
+
+    fn is_offline(&self) -> bool {
+        true
+    }
+}
+
+/// The certificate a fresh TLS connection to `addr` is served (DER).
+async fn served_certificate(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
+    use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_turn_session_over_mutual_tls_survives_certificates_renewed_mid_run() {
+    use heist_orchestrator::{app, config::Config, mesh::Mesh};
+
+    let options = MeshOptions::for_tests()
+        .tls(TlsMode::Mutual)
+        .log("audit", "info,heist_plumbing::server=debug")
+        .args("audit", &["--log-format", "json"]);
+    let mut mesh = ProcessMesh::start_with(options).await;
+    let certs = mesh.certs().unwrap();
+    let config = Config::load(&mesh.write_config("mtls.yaml")).unwrap();
+    assert!(config.tls.is_some());
+    let config = Arc::new(config);
+    let clients = Mesh::connect(&config).await.unwrap();
+    let (orchestrator, _) = app::prepare(
+        config,
+        clients,
+        Arc::new(SlowLlm(OfflineBackend::new(5))),
+        spool(),
+    )
+    .await;
+    let id = "heist_20261201_120000_tls1";
+    let running = {
+        let orchestrator = orchestrator.clone();
+        tokio::spawn(async move { session(&orchestrator, id, 100).await })
+    };
+
+    // Mid-run: Audit's server certificate and the orchestrator's client
+    // certificate are renewed on disk.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !running.is_finished(),
+        "the session ended before the renewal"
+    );
+    let renewed = certs.renew("audit");
+    certs.renew("orchestrator");
+    assert!(log_shows(&mesh.log_of("audit", 0), "TLS files reloaded").await);
+    // New connections get the new certificate while the session goes on.
+    let served = served_certificate(mesh.addr("audit"), &certs.ca()).await;
+    assert_eq!(served, der_of(&renewed.cert_pem));
+    assert!(
+        !running.is_finished(),
+        "the session ended before the renewal was in force"
+    );
+
+    let outcome = running.await.unwrap();
+    assert_eq!(outcome.turns.len(), 100);
+    assert_eq!(outcome.failed_turns, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(outcome.failed_tool_calls, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(outcome.memory_failures, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(outcome.audit_failures, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(outcome.audit_spooled, 0);
+
+    // Audit recorded the identity the orchestrator's certificate proved
+    // beside its token's sub, on every row, and on its server spans.
+    let db = rusqlite::Connection::open(mesh.dir.path().join("audit.db")).unwrap();
+    let (rows, via, by): (i64, String, String) = db
+        .query_row(
+            "SELECT COUNT(*), MIN(written_via), MAX(written_via) FROM messages WHERE session_id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .unwrap();
+    assert!(rows >= 100, "{rows}");
+    assert_eq!(
+        (via.as_str(), by.as_str()),
+        (
+            heist_certs::spiffe_id("orchestrator").as_str(),
+            heist_certs::spiffe_id("orchestrator").as_str()
+        )
+    );
+    let writer: String = db
+        .query_row(
+            "SELECT written_by FROM sessions WHERE session_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(writer, "orchestrator");
+    let log = std::fs::read_to_string(mesh.log_of("audit", 0)).unwrap();
+    assert!(
+        log.lines().any(|line| line.contains("call served")
+            && line.contains(r#""tls.client.identity":"spiffe://heist.local/orchestrator""#)),
+        "no server span with the peer identity in the Audit log"
     );
     mesh.stop();
 }
