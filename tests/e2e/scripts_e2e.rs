@@ -237,3 +237,92 @@ async fn run_heist_starts_the_mesh_runs_twenty_turns_and_stops_it() {
     );
     assert!(transcript.with_extension("json").exists() && transcript.with_extension("md").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_services_with_tls_serves_mutual_tls_with_the_dev_ca_and_run_heist_tls_runs_over_it()
+{
+    let _ports = SEED_PORTS.lock().await;
+    assert_seed_ports_free();
+    let run_dir = TempDir::new().unwrap();
+    let script = |name: &str, args: &[&str]| {
+        Command::new(repo_root().join("scripts").join(name))
+            .args(args)
+            .env("HEIST_RUN_DIR", run_dir.path())
+            .env("HEIST_PROFILE", profile())
+            .env("HEIST_SKIP_BUILD", "1")
+            .env_remove("HEIST_CONFIG")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .output()
+            .unwrap()
+    };
+    let shown = |output: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let started = script("start_services.sh", &["--tls"]);
+    let certs = run_dir.path().join("certs");
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(started.status.success(), "{}", shown(&started));
+        assert!(shown(&started).contains("Mutual TLS on every hop"));
+        for name in ["ca", "oauth", "tools", "memory", "audit", "orchestrator"] {
+            assert!(certs.join(format!("{name}.pem")).exists(), "{name}.pem");
+        }
+        let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+        for port in 8001..=8006 {
+            let addr = format!("127.0.0.1:{port}");
+            let mutual = Command::new("grpcurl")
+                .args([
+                    "-cacert",
+                    &file("ca.pem"),
+                    "-cert",
+                    &file("orchestrator.pem"),
+                ])
+                .args([
+                    "-key",
+                    &file("orchestrator-key.pem"),
+                    "-max-time",
+                    "5",
+                    &addr,
+                ])
+                .arg("grpc.health.v1.Health/Check")
+                .output()
+                .unwrap();
+            assert!(
+                shown(&mutual).contains("SERVING"),
+                "{port}: {}",
+                shown(&mutual)
+            );
+            let plaintext = Command::new("grpcurl")
+                .args([
+                    "-plaintext",
+                    "-max-time",
+                    "3",
+                    &addr,
+                    "grpc.health.v1.Health/Check",
+                ])
+                .output()
+                .unwrap();
+            assert!(!plaintext.status.success(), "{port} answered plaintext");
+        }
+    });
+    let stopped = script("stop_services.sh", &[]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(stopped.status.success(), "{}", shown(&stopped));
+
+    // run_heist.sh --tls: the same mesh, a session over it, the certificates kept.
+    let ca_before = std::fs::read(certs.join("ca.pem")).unwrap();
+    let ran = script(
+        "run_heist.sh",
+        &["--tls", "--turns", "6", "--seed", "7", "--quiet"],
+    );
+    assert!(ran.status.success(), "{}", shown(&ran));
+    assert!(shown(&ran).contains("completed"), "{}", shown(&ran));
+    assert_eq!(std::fs::read(certs.join("ca.pem")).unwrap(), ca_before);
+    let audit_log = std::fs::read_to_string(run_dir.path().join("audit.log")).unwrap();
+    assert!(!audit_log.contains("TLS handshake refused"), "{audit_log}");
+}
