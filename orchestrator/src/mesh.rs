@@ -67,6 +67,8 @@ pub struct Mesh {
     pub tools: BTreeMap<String, ToolRoute>,
     /// Every named service with its replicas, for health checks and breakers.
     pub endpoints: Vec<NamedEndpoint>,
+    /// The TLS of every channel, when the config has a `tls` section.
+    pub tls: Option<ClientTls>,
 }
 
 /// Where a tool is served.
@@ -334,6 +336,7 @@ impl Mesh {
             memory: MemoryServiceClient::new(memory),
             tools,
             endpoints,
+            tls: channels.tls.clone(),
         })
     }
 

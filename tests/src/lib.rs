@@ -187,7 +187,16 @@ pub async fn dev_token(
     client: &str,
     scope: &str,
 ) -> Result<String, tonic::Status> {
-    let mut oauth = OAuthServiceClient::new(channel_to(addr));
+    dev_token_on(channel_to(addr), client, scope).await
+}
+
+/// [`dev_token`] from the OAuth service behind `channel` (over TLS, say).
+pub async fn dev_token_on(
+    channel: Channel,
+    client: &str,
+    scope: &str,
+) -> Result<String, tonic::Status> {
+    let mut oauth = OAuthServiceClient::new(channel);
     let response = oauth
         .issue_token(IssueTokenRequest {
             grant_type: "client_credentials".into(),

@@ -3,7 +3,7 @@
 //! Redis, private servers started for the run), with one Audit replica or
 //! two on the one database.
 
-use heist_e2e::processes::MeshOptions;
+use heist_e2e::{processes::MeshOptions, tls::TlsMode};
 use heist_engines::{Durability, PostgresServer, RedisServer};
 
 /// The engines of a `--store postgres` run, started once for all its runs.
@@ -30,6 +30,8 @@ pub(crate) enum Backing {
     Embedded,
     /// PostgreSQL and Redis, with this many Audit replicas.
     OnEngines { audit_replicas: usize },
+    /// As shipped, with mutual TLS on every hop (a dev CA made per run).
+    MutualTls,
 }
 
 impl Backing {
@@ -41,6 +43,7 @@ impl Backing {
             Backing::OnEngines { audit_replicas } => {
                 format!("postgres + redis, {audit_replicas} audit replicas")
             }
+            Backing::MutualTls => "sqlite, mutual TLS on every hop".to_owned(),
         }
     }
 
@@ -49,6 +52,7 @@ impl Backing {
         match self {
             Backing::Embedded => "sqlite".to_owned(),
             Backing::OnEngines { audit_replicas } => format!("postgres_x{audit_replicas}"),
+            Backing::MutualTls => "mutual_tls".to_owned(),
         }
     }
 
@@ -60,8 +64,10 @@ impl Backing {
         options: MeshOptions,
         engines: Option<&mut Engines>,
     ) -> Result<MeshOptions, String> {
-        let Backing::OnEngines { audit_replicas } = self else {
-            return Ok(options);
+        let audit_replicas = match self {
+            Backing::Embedded => return Ok(options),
+            Backing::MutualTls => return Ok(options.tls(TlsMode::Mutual)),
+            Backing::OnEngines { audit_replicas } => audit_replicas,
         };
         let engines = engines.ok_or("the engines were not started")?;
         let database = engines

@@ -15,7 +15,9 @@
 //! `--store postgres`: the same matrix three times in one run, as shipped
 //! (SQLite, Memory in process), on the engines (Audit on a private
 //! PostgreSQL, durable commits, Memory on a private Redis), and on the
-//! engines with two Audit replicas; then the three side by side.
+//! engines with two Audit replicas; then the three side by side. `--tls`:
+//! the matrix as shipped and again with mutual TLS on every hop, side by
+//! side, with the orchestrator's TLS handshakes.
 //! Prints tables, the targets met or not, and one `JSON {...}` line.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
@@ -72,6 +74,13 @@ struct Args {
     #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
     store: String,
 
+    /// Also run every point with mutual TLS on every hop (a development CA
+    /// and a certificate per service made for each run), beside plaintext
+    /// in the same run, and print the per-turn cost of TLS and the
+    /// handshakes the orchestrator made.
+    #[arg(long, conflicts_with = "store")]
+    tls: bool,
+
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -105,6 +114,8 @@ async fn main() {
             Backing::OnEngines { audit_replicas: 2 },
         ];
         (backings, Some(engines))
+    } else if args.tls {
+        (vec![Backing::Embedded, Backing::MutualTls], None)
     } else {
         (vec![Backing::Embedded], None)
     };

@@ -421,6 +421,10 @@ pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point
         println!();
     }
     let at = |sessions: usize| rows.iter().find(|(s, _)| *s == sessions).map(|(_, f)| f);
+    if backings.get(1) == Some(&Backing::MutualTls) {
+        print_tls_cost(&rows, measured);
+        return;
+    }
     if let Some(one) = at(1).and_then(|figures| figures.get(1)) {
         println!(
             "target postgres per turn at 1 session within 2x of sqlite: {:.2}x: {}",
@@ -436,6 +440,31 @@ pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point
             twins.0,
             sqlite.0,
             verdict(twins.0 >= sqlite.0)
+        );
+    }
+}
+
+/// What mutual TLS costs per turn, and how many handshakes it took.
+fn print_tls_cost(rows: &[(usize, Vec<(f64, f64)>)], measured: &[Vec<Point>]) {
+    for ((sessions, figures), points) in rows.iter().zip(measured) {
+        let (Some((plain, _)), Some((tls, cost))) = (figures.first(), figures.get(1)) else {
+            continue;
+        };
+        let extra_us = (1.0 / tls.max(1e-9) - 1.0 / plain.max(1e-9)) * 1e6;
+        let handshakes: Vec<String> = points
+            .get(1)
+            .map(|point| {
+                point
+                    .runs
+                    .iter()
+                    .filter_map(|run| run.tls_handshakes)
+                    .map(|(all, measured)| format!("{all} ({measured} while measured)"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        println!(
+            "mutual TLS at {sessions} session(s): {cost:.2}x the plaintext time per turn ({extra_us:+.0} us a turn); orchestrator handshakes per run: {}",
+            handshakes.join(", ")
         );
     }
 }

@@ -67,6 +67,9 @@ pub(crate) struct RunFigures {
     pub(crate) floor_per_turn: Duration,
     /// Empty calls per second with S callers (the floor's throughput).
     pub(crate) floor_calls_per_s: f64,
+    /// TLS handshakes the orchestrator made: in all (warm-up and floor
+    /// included) and during the measured sessions; `None` over plaintext.
+    pub(crate) tls_handshakes: Option<(u64, u64)>,
     /// Peak RSS of each service, and of this process (the orchestrator).
     pub(crate) peak_rss: BTreeMap<String, u64>,
     /// CPU time per turn of each process (the orchestrator is this one).
@@ -252,12 +255,15 @@ async fn orchestrator(
     let urls = |name: &str| processes.urls(name);
     // The built-in config as it ships (breakers, retries, timeouts), pointed
     // at these processes (every replica).
-    let yaml = config_yaml_replicas(
+    let mut yaml = config_yaml_replicas(
         &urls("oauth"),
         &urls("tools"),
         &urls("memory"),
         &urls("audit"),
     );
+    if let Some(certs) = processes.certs() {
+        yaml.push_str(&certs.config_section());
+    }
     let config =
         Arc::new(Config::from_yaml("bench config", &yaml).map_err(|error| error.to_string())?);
     let mesh = Mesh::connect_timed(&config, timings)
@@ -284,8 +290,8 @@ pub(crate) async fn one_run(
     let warmup =
         sessions_at_once(&orchestrator, sessions, WARMUP_TURNS, seed, Arc::default()).await?;
     verify::audit_rows(
-        processes.addr("oauth"),
-        processes.addr("audit"),
+        processes.channel_of("oauth", 0),
+        processes.channel_of("audit", 0),
         &warmup,
         WARMUP_TURNS,
     )
@@ -302,6 +308,12 @@ pub(crate) async fn one_run(
     let floor_samples = timings.take();
     let floor_calls: usize = floor_samples.values().map(Vec::len).sum();
 
+    let handshakes = || {
+        mesh.tls
+            .as_ref()
+            .map(heist_plumbing::tls::ClientTls::handshakes)
+    };
+    let handshakes_before = handshakes();
     let sink = Arc::new(Timings::default());
     let machine_before = machine_busy().unwrap_or_default();
     let started = Instant::now();
@@ -312,10 +324,13 @@ pub(crate) async fn one_run(
         .unwrap_or_default()
         .saturating_sub(machine_before);
     let samples = timings.take();
+    let tls_handshakes = handshakes()
+        .zip(handshakes_before)
+        .map(|(all, before)| (all, all - before));
 
     verify::audit_rows(
-        processes.addr("oauth"),
-        processes.addr("audit"),
+        processes.channel_of("oauth", 0),
+        processes.channel_of("audit", 0),
         &outcomes,
         turns,
     )
@@ -377,6 +392,7 @@ pub(crate) async fn one_run(
         floor,
         floor_per_turn,
         floor_calls_per_s,
+        tls_handshakes,
         peak_rss,
         cpu_per_turn: cpu_per(
             &after_floor,

@@ -1,9 +1,7 @@
 //! The audit trail of a run, checked row by row: a run counts only if every
 //! session completed with every message and tool call stored.
 
-use std::net::SocketAddr;
-
-use heist_e2e::{channel_to, dev_token};
+use heist_e2e::dev_token_on;
 use heist_orchestrator::{
     engine::SessionOutcome,
     trail::{session_messages, session_tool_usage},
@@ -14,20 +12,20 @@ use tonic::{codegen::InterceptedService, transport::Channel};
 
 type Audit = AuditServiceClient<InterceptedService<Channel, BearerInterceptor>>;
 
-/// Checks every session of `outcomes` against Audit at `audit`: completed,
+/// Checks every session of `outcomes` against Audit behind `audit` (with a
+/// token from OAuth behind `oauth`): completed,
 /// `turns` messages with turn ids 1..=turns and no error, and as many tool
 /// rows as the session made tool calls. Returns the first problem found.
 pub(crate) async fn audit_rows(
-    oauth: SocketAddr,
-    audit: SocketAddr,
+    oauth: Channel,
+    audit: Channel,
     outcomes: &[SessionOutcome],
     turns: u64,
 ) -> Result<(), String> {
-    let token = dev_token(oauth, "orchestrator", "audit:read")
+    let token = dev_token_on(oauth, "orchestrator", "audit:read")
         .await
         .map_err(|status| format!("no token to read Audit: {}", status.message()))?;
-    let mut client =
-        AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
+    let mut client = AuditServiceClient::with_interceptor(audit, BearerInterceptor::new(&token));
     for outcome in outcomes {
         session(&mut client, outcome, turns)
             .await
