@@ -217,6 +217,25 @@ async fn a_heist_with_a_token_per_service_lands_every_turn_in_audit() {
         .unwrap_or_else(|| panic!("no session ID in {stdout}"))
         .trim()
         .to_owned();
+    // Every token the run bought was for one service, and each service had its own.
+    let log = std::fs::read_to_string(mesh.log_of("oauth", 0)).unwrap();
+    let audiences: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("token issued"))
+        .map(|line| line.rsplit_once(" aud=").map_or("", |(_, aud)| aud.trim()))
+        .collect();
+    assert!(
+        audiences
+            .iter()
+            .all(|aud| ["tools", "memory", "audit"].contains(aud)),
+        "{audiences:?}"
+    );
+    for wanted in ["tools", "memory", "audit"] {
+        assert!(
+            audiences.contains(&wanted),
+            "no token for {wanted}: {audiences:?}"
+        );
+    }
     let trail = audit_trail(mesh.addr("oauth"), mesh.addr("audit"), &session_id).await;
     assert_eq!(trail.session.status(), SessionStatus::Completed, "{stdout}");
     assert_eq!(trail.messages.len(), TURNS, "{stdout}");
