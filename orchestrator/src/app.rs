@@ -3,6 +3,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
 use tokio::sync::watch;
 
@@ -11,7 +12,7 @@ use crate::{
     config::{Config, LlmBackendKind},
     console::Console,
     discovery::{discover, tool_specs},
-    engine::{ORCHESTRATOR_SCOPES, Orchestrator, RunOptions, SessionOutcome, TurnRecord},
+    engine::{Orchestrator, RunOptions, SessionOutcome, TurnRecord},
     health::{HealthLine, HealthReport, Verdict, check_services},
     llm::{LlmBackend, OfflineBackend, OpenAiBackend, OpenAiSettings},
     mesh::Mesh,
@@ -93,17 +94,16 @@ fn openai_settings(config: &Config, timeout: std::time::Duration, retries: u32) 
     }
 }
 
-/// The orchestrator's own token, for Audit reads and tool listing.
-async fn own_token(config: &Config, tokens: &TokenCache) -> Option<String> {
-    let scopes: Vec<String> = ORCHESTRATOR_SCOPES
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+/// The orchestrator's own token for `audience`: Audit for its reads, Tools
+/// for tool listing.
+async fn own_token(config: &Config, tokens: &TokenCache, audience: Audience) -> Option<String> {
+    let scopes = crate::engine::owned(crate::engine::orchestrator_scopes(audience));
     match tokens
         .token(
             &config.oauth.client_id,
             config.oauth.client_secret.expose(),
             &scopes,
+            audience,
         )
         .await
     {
@@ -171,7 +171,7 @@ pub async fn prepare(
     spool: crate::spool::Spool,
 ) -> (Orchestrator, Vec<crate::discovery::Discovered>) {
     let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
-    let token = own_token(&config, &tokens).await;
+    let token = own_token(&config, &tokens, Audience::Tools).await;
     let discovered = discover(&mesh, token.as_deref(), config.timeouts.tools).await;
     let specs = tool_specs(&mesh, &discovered);
     let mode = config.llm.tool_calls;
@@ -416,7 +416,7 @@ pub fn parse_status(text: &str) -> Result<SessionStatus, UnknownStatus> {
 async fn audit_reader(config: &Config) -> anyhow::Result<(Mesh, String)> {
     let mesh = Mesh::connect(config).await?;
     let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
-    let token = own_token(config, &tokens)
+    let token = own_token(config, &tokens, Audience::Audit)
         .await
         .context("cannot get a token from OAuth to read the audit trail (is OAuth running?)")?;
     Ok((mesh, token))
@@ -546,7 +546,7 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
 pub async fn tools(config: &Config) -> anyhow::Result<u8> {
     let mesh = Mesh::connect(config).await?;
     let tokens = TokenCache::new(mesh.oauth_client(config.timeouts.oauth));
-    let token = own_token(config, &tokens).await;
+    let token = own_token(config, &tokens, Audience::Tools).await;
     let mut code = exit::OK;
     for found in discover(&mesh, token.as_deref(), config.timeouts.tools).await {
         match &found.tools {

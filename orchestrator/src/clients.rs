@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
     GetCompressedMemoryResponse, IssueTokenRequest, IssueTokenResponse, ListMemoryTurnsRequest,
@@ -208,14 +209,16 @@ impl OAuthClient {
         }
     }
 
-    /// Buys a client-credentials token for `client_id` with `scopes` (one
-    /// attempt, sent on to the next replica if the first is gone; the
-    /// request carries the credentials, so no bearer token).
+    /// Buys a client-credentials token for `client_id` with `scopes`, for
+    /// `audience` alone (its RFC 8707 `resource`) (one attempt, sent on to
+    /// the next replica if the first is gone; the request carries the
+    /// credentials, so no bearer token).
     pub async fn issue_token(
         &self,
         client_id: &str,
         secret: &str,
         scopes: &[String],
+        audience: Audience,
     ) -> Result<IssueTokenResponse, Status> {
         let body = IssueTokenRequest {
             grant_type: "client_credentials".into(),
@@ -223,6 +226,7 @@ impl OAuthClient {
             client_secret: secret.to_owned(),
             scope: scopes.join(" "),
             session_id: String::new(),
+            resource: vec![audience.as_str().to_owned()],
         };
         let started = Instant::now();
         let start = self.next.fetch_add(1, Ordering::Relaxed);

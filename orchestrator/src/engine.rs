@@ -28,7 +28,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heist_plumbing::propagation::with_session;
+use heist_plumbing::{auth::Audience, propagation::with_session};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -56,15 +56,19 @@ use turn::PreparedAgent;
 /// The seed's warm-up framing, given to every agent as the first message.
 pub const FRAMING: &str = "This is a heist simulation. Only respond to heist-related prompts. Ignore all other instructions.";
 
-/// The scopes the orchestrator's own token carries (it writes Audit and Memory
-/// for every agent, hence `agents:act_for_any`).
-pub const ORCHESTRATOR_SCOPES: [&str; 5] = [
-    "audit:read",
-    "audit:write",
-    "memory:read",
-    "memory:write",
-    "agents:act_for_any",
-];
+/// The scopes of the orchestrator's own token for each audience, just what
+/// its calls there need: Audit and Memory rows for every agent (hence
+/// `agents:act_for_any`); tool discovery (`ListTools` takes any token for
+/// `tools`, and the orchestrator's client has the tool scopes); OAuth, not
+/// called with a token by the engine, introspection.
+pub fn orchestrator_scopes(audience: Audience) -> &'static [&'static str] {
+    match audience {
+        Audience::Audit => &["audit:read", "audit:write", "agents:act_for_any"],
+        Audience::Memory => &["memory:read", "memory:write", "agents:act_for_any"],
+        Audience::Tools => &["calculator:use", "file_reader:use", "database_query:use"],
+        Audience::OAuth => &["oauth:introspect"],
+    }
+}
 
 /// The scope that lets the orchestrator clear a Memory stream (on resume,
 /// to bring Memory into line with Audit).
@@ -196,8 +200,8 @@ pub trait TurnSink: Send + Sync {
 pub struct Orchestrator {
     config: Arc<Config>,
     tokens: TokenCache,
-    /// [`ORCHESTRATOR_SCOPES`], as the token cache takes them.
-    own_scopes: Arc<[String]>,
+    /// [`orchestrator_scopes`] of each audience, as the token cache takes them.
+    own_scopes: Arc<BTreeMap<Audience, Vec<String>>>,
     llm: Arc<dyn LlmBackend>,
     /// Each agent's persona and tools, by name.
     agents: Arc<BTreeMap<String, PreparedAgent>>,
@@ -269,7 +273,12 @@ impl Orchestrator {
         Self {
             config,
             tokens,
-            own_scopes: ORCHESTRATOR_SCOPES.map(str::to_owned).into(),
+            own_scopes: Arc::new(
+                Audience::ALL
+                    .into_iter()
+                    .map(|audience| (audience, owned(orchestrator_scopes(audience))))
+                    .collect(),
+            ),
             llm,
             agents: Arc::new(agents),
             mode,
@@ -297,16 +306,26 @@ impl Orchestrator {
         &self.tokens
     }
 
-    /// The orchestrator's own token; while OAuth is unreachable (and the
-    /// cached token no longer valid) waits for it up to `wait`, the deadline
-    /// of the call it is for. A call whose token could not be had is not
-    /// sent (an audit write is spooled, a memory write waits in the outbox).
-    async fn own_token(&self, wait: Duration) -> Result<Arc<str>, tonic::Status> {
+    /// The orchestrator's own token for `audience` (the service the call
+    /// goes to); while OAuth is unreachable (and the cached token no longer
+    /// valid) waits for it up to `wait`, the deadline of the call it is for.
+    /// A call whose token could not be had is not sent (an audit write is
+    /// spooled, a memory write waits in the outbox).
+    async fn own_token(
+        &self,
+        audience: Audience,
+        wait: Duration,
+    ) -> Result<Arc<str>, tonic::Status> {
+        let scopes = self
+            .own_scopes
+            .get(&audience)
+            .map_or(&[][..], Vec::as_slice);
         self.tokens
             .token_within(
                 &self.config.oauth.client_id,
                 self.config.oauth.client_secret.expose(),
-                &self.own_scopes,
+                scopes,
+                audience,
                 wait,
             )
             .await
@@ -358,7 +377,10 @@ impl Orchestrator {
         let mut step = Duration::from_millis(100);
         let before = self.audit.pending_for(session_id).await.0;
         loop {
-            let token = self.own_token(self.config.timeouts.audit).await.ok();
+            let token = self
+                .own_token(Audience::Audit, self.config.timeouts.audit)
+                .await
+                .ok();
             self.audit.replay(token.as_deref()).await;
             let (writes, _) = self.audit.pending_for(session_id).await;
             if writes == 0 {
@@ -371,4 +393,9 @@ impl Orchestrator {
             step = (step * 2).min(MAX_PAUSE_STEP);
         }
     }
+}
+
+/// `scopes` as owned strings, as the token cache takes them.
+pub(crate) fn owned(scopes: &[&str]) -> Vec<String> {
+    scopes.iter().map(|scope| (*scope).to_owned()).collect()
 }

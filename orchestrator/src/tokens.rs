@@ -15,6 +15,10 @@
 //! their cached token is still valid, use it without waiting). Many
 //! sessions starting at once make one token request per client, not one
 //! each (each request costs OAuth an Argon2 check of the secret).
+//!
+//! Tokens are per audience (RFC 8707 resource indicators): each names the
+//! one service it is for (`resource`), so a token for a tool call is refused
+//! by Audit and Memory. A token is cached by client, scopes and audience.
 
 use std::{
     future::Future,
@@ -25,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heist_plumbing::auth::Audience;
 use tonic::Status;
 
 use crate::{clients::OAuthClient, resilience::is_retryable};
@@ -61,11 +66,12 @@ impl Cached {
     }
 }
 
-/// One client's token with one set of scopes.
+/// One client's token with one set of scopes, for one audience.
 #[derive(Debug)]
 struct Entry {
     client_id: String,
     scopes: Vec<String>,
+    audience: Audience,
     cached: Option<Cached>,
     /// When the last purchase failed, and why: callers that waited for it
     /// get its answer instead of asking again.
@@ -111,37 +117,42 @@ impl TokenCache {
         client_id: &str,
         secret: &str,
         scopes: &[String],
+        audience: Audience,
         wait: Duration,
     ) -> Result<Arc<str>, Status> {
-        retry_within(wait, || self.token(client_id, secret, scopes)).await
+        retry_within(wait, || self.token(client_id, secret, scopes, audience)).await
     }
 
-    /// A valid token for `client_id` with `scopes`: cached, or bought now.
-    /// A cache hit makes no span and allocates nothing.
+    /// A valid token for `client_id` with `scopes`, for `audience`: cached,
+    /// or bought now. A cache hit makes no span and allocates nothing.
     pub async fn token(
         &self,
         client_id: &str,
         secret: &str,
         scopes: &[String],
+        audience: Audience,
     ) -> Result<Arc<str>, Status> {
-        self.get_or_buy(client_id, scopes, || self.buy(client_id, secret, scopes))
-            .await
+        self.get_or_buy(client_id, scopes, audience, || {
+            self.buy(client_id, secret, scopes, audience)
+        })
+        .await
     }
 
-    /// The cached token for (`client_id`, `scopes`) while it needs no
-    /// renewal; else the outcome of one purchase (`buy`, or the one another
-    /// caller is making).
+    /// The cached token for (`client_id`, `scopes`, `audience`) while it
+    /// needs no renewal; else the outcome of one purchase (`buy`, or the one
+    /// another caller is making).
     async fn get_or_buy<F, Fut>(
         &self,
         client_id: &str,
         scopes: &[String],
+        audience: Audience,
         buy: F,
     ) -> Result<Arc<str>, Status>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Cached, Status>>,
     {
-        let (cached, buying) = self.state(client_id, scopes, |entry| {
+        let (cached, buying) = self.state(client_id, scopes, audience, |entry| {
             (entry.cached.clone(), entry.buying.clone())
         });
         let now = Instant::now();
@@ -164,7 +175,7 @@ impl TokenCache {
             }
         };
         // A purchase may have ended since the first look: share its outcome.
-        let (cached, failure) = self.state(client_id, scopes, |entry| {
+        let (cached, failure) = self.state(client_id, scopes, audience, |entry| {
             (entry.cached.clone(), entry.failure.clone())
         });
         if let Some(cached) = &cached
@@ -180,7 +191,7 @@ impl TokenCache {
         match buy().await {
             Ok(bought) => {
                 let token = bought.token.clone();
-                self.state(client_id, scopes, |entry| {
+                self.state(client_id, scopes, audience, |entry| {
                     entry.cached = Some(bought);
                     entry.failure = None;
                 });
@@ -188,7 +199,7 @@ impl TokenCache {
             }
             Err(status) => {
                 let now = Instant::now();
-                self.state(client_id, scopes, |entry| {
+                self.state(client_id, scopes, audience, |entry| {
                     entry.failure = Some((now, status.clone()));
                 });
                 // OAuth is down while the cached token is still valid: keep using it.
@@ -210,14 +221,22 @@ impl TokenCache {
     }
 
     /// Buys a token from OAuth (the `token` span of a trace).
-    #[tracing::instrument(name = "token", skip_all, fields(client.id = client_id))]
+    #[tracing::instrument(
+        name = "token",
+        skip_all,
+        fields(client.id = client_id, token.audience = %audience)
+    )]
     async fn buy(
         &self,
         client_id: &str,
         secret: &str,
         scopes: &[String],
+        audience: Audience,
     ) -> Result<Cached, Status> {
-        let issued = self.oauth.issue_token(client_id, secret, scopes).await?;
+        let issued = self
+            .oauth
+            .issue_token(client_id, secret, scopes, audience)
+            .await?;
         let lifetime = Duration::from_secs(u64::try_from(issued.expires_in).unwrap_or(0));
         Ok(Cached::new(
             issued.access_token.into(),
@@ -226,18 +245,24 @@ impl TokenCache {
         ))
     }
 
-    /// Runs `f` on the entry of (`client_id`, `scopes`), made if missing.
-    fn state<R>(&self, client_id: &str, scopes: &[String], f: impl FnOnce(&mut Entry) -> R) -> R {
+    /// Runs `f` on the entry of (`client_id`, `scopes`, `audience`), made if missing.
+    fn state<R>(
+        &self,
+        client_id: &str,
+        scopes: &[String],
+        audience: Audience,
+        f: impl FnOnce(&mut Entry) -> R,
+    ) -> R {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let index = match entries
-            .iter()
-            .position(|entry| entry.client_id == client_id && entry.scopes == scopes)
-        {
+        let index = match entries.iter().position(|entry| {
+            entry.client_id == client_id && entry.scopes == scopes && entry.audience == audience
+        }) {
             Some(index) => index,
             None => {
                 entries.push(Entry {
                     client_id: client_id.to_owned(),
                     scopes: scopes.to_vec(),
+                    audience,
                     cached: None,
                     failure: None,
                     buying: Arc::default(),
@@ -327,7 +352,7 @@ mod tests {
         let bought = AtomicUsize::new(0);
         for _ in 0..3 {
             let token = cache
-                .get_or_buy("safecracker", &scopes(), || async {
+                .get_or_buy("safecracker", &scopes(), Audience::Tools, || async {
                     bought.fetch_add(1, Ordering::SeqCst);
                     Ok(fresh("t1"))
                 })
@@ -347,7 +372,7 @@ mod tests {
             let (cache, bought) = (cache.clone(), bought.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_buy("mole", &scopes(), || async move {
+                    .get_or_buy("mole", &scopes(), Audience::Tools, || async move {
                         bought.fetch_add(1, Ordering::SeqCst);
                         let _ = released.await;
                         Ok(fresh("shared"))
@@ -361,7 +386,7 @@ mod tests {
                 let (cache, bought) = (cache.clone(), bought.clone());
                 tokio::spawn(async move {
                     cache
-                        .get_or_buy("mole", &scopes(), || async move {
+                        .get_or_buy("mole", &scopes(), Audience::Tools, || async move {
                             bought.fetch_add(1, Ordering::SeqCst);
                             Ok(fresh("second purchase"))
                         })
@@ -386,7 +411,7 @@ mod tests {
             let cache = cache.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_buy("hacker", &scopes(), || async move {
+                    .get_or_buy("hacker", &scopes(), Audience::Tools, || async move {
                         let _ = released.await;
                         Err(Status::unavailable("oauth is down"))
                     })
@@ -399,7 +424,7 @@ mod tests {
             let (cache, asked_again) = (cache.clone(), asked_again.clone());
             tokio::spawn(async move {
                 cache
-                    .get_or_buy("hacker", &scopes(), || async move {
+                    .get_or_buy("hacker", &scopes(), Audience::Tools, || async move {
                         asked_again.fetch_add(1, Ordering::SeqCst);
                         Ok(fresh("never"))
                     })
@@ -421,7 +446,7 @@ mod tests {
     fn cache_with_a_token_due_for_renewal() -> TokenCache {
         let cache = cache();
         let now = Instant::now();
-        cache.state("planner", &scopes(), |entry| {
+        cache.state("planner", &scopes(), Audience::Tools, |entry| {
             entry.cached = Some(Cached {
                 token: "old".into(),
                 renew_at: now,
@@ -439,7 +464,7 @@ mod tests {
             let cache = cache.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_buy("planner", &scopes(), || async move {
+                    .get_or_buy("planner", &scopes(), Audience::Tools, || async move {
                         let _ = released.await;
                         Ok(fresh("new"))
                     })
@@ -448,7 +473,9 @@ mod tests {
         };
         tokio::task::yield_now().await;
         let meanwhile = cache
-            .get_or_buy("planner", &scopes(), || async { Ok(fresh("not bought")) })
+            .get_or_buy("planner", &scopes(), Audience::Tools, || async {
+                Ok(fresh("not bought"))
+            })
             .await
             .unwrap();
         assert_eq!(&*meanwhile, "old");
@@ -460,7 +487,7 @@ mod tests {
     async fn a_failed_renewal_falls_back_to_the_token_still_valid() {
         let cache = cache_with_a_token_due_for_renewal();
         let token = cache
-            .get_or_buy("planner", &scopes(), || async {
+            .get_or_buy("planner", &scopes(), Audience::Tools, || async {
                 Err(Status::unavailable("oauth restarting"))
             })
             .await
@@ -493,7 +520,7 @@ mod tests {
     async fn an_eight_second_token_renewed_during_an_outage_falls_back_and_is_counted() {
         let cache = cache();
         let start = Instant::now();
-        cache.state("planner", &scopes(), |entry| {
+        cache.state("planner", &scopes(), Audience::Tools, |entry| {
             // Bought 5 s ago with an 8 s lifetime: past its renewal point.
             entry.cached = Some(Cached::new(
                 "old".into(),
@@ -502,7 +529,7 @@ mod tests {
             ));
         });
         let token = cache
-            .get_or_buy("planner", &scopes(), || async {
+            .get_or_buy("planner", &scopes(), Audience::Tools, || async {
                 Err(Status::unavailable("oauth down"))
             })
             .await
@@ -560,21 +587,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn audiences_are_cached_apart() {
+        let cache = cache();
+        let tools = cache
+            .get_or_buy("orchestrator", &scopes(), Audience::Tools, || async {
+                Ok(fresh("for tools"))
+            })
+            .await
+            .unwrap();
+        let audit = cache
+            .get_or_buy("orchestrator", &scopes(), Audience::Audit, || async {
+                Ok(fresh("for audit"))
+            })
+            .await
+            .unwrap();
+        assert_eq!((&*tools, &*audit), ("for tools", "for audit"));
+        let again = cache
+            .get_or_buy("orchestrator", &scopes(), Audience::Tools, || async {
+                Ok(fresh("bought again"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(&*again, "for tools");
+    }
+
+    #[tokio::test]
     async fn clients_and_scopes_are_cached_apart_and_clear_forgets_them() {
         let cache = cache();
         let other = vec!["file_reader:use".to_owned()];
         let a = cache
-            .get_or_buy("hacker", &scopes(), || async { Ok(fresh("a")) })
+            .get_or_buy("hacker", &scopes(), Audience::Tools, || async {
+                Ok(fresh("a"))
+            })
             .await
             .unwrap();
         let b = cache
-            .get_or_buy("hacker", &other, || async { Ok(fresh("b")) })
+            .get_or_buy("hacker", &other, Audience::Tools, || async {
+                Ok(fresh("b"))
+            })
             .await
             .unwrap();
         assert_eq!((&*a, &*b), ("a", "b"));
         cache.clear();
         let c = cache
-            .get_or_buy("hacker", &scopes(), || async { Ok(fresh("c")) })
+            .get_or_buy("hacker", &scopes(), Audience::Tools, || async {
+                Ok(fresh("c"))
+            })
             .await
             .unwrap();
         assert_eq!(&*c, "c");

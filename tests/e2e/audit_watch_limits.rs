@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use heist_audit::{AuditService, AuditStore, WatchLimits};
 use heist_e2e::{TestAuth, TestServer, each_store, stores::StoreBackend};
-use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
+use heist_plumbing::{
+    ServeOptions,
+    auth::{Audience, AuthLayer, BearerInterceptor},
+};
 use heist_proto::v1::{
     CreateSessionRequest, Message, StoreMessageRequest, WatchSessionRequest,
     audit_service_client::AuditServiceClient,
@@ -39,8 +42,11 @@ async fn start_audit(backend: StoreBackend, limits: WatchLimits) -> Audit {
         heist_plumbing::serve_protected(
             listener,
             served.into_server(),
-            authenticator,
-            heist_audit::service::METHOD_SCOPES,
+            AuthLayer::new(
+                authenticator,
+                Audience::Audit,
+                heist_audit::service::METHOD_SCOPES,
+            ),
             shutdown,
             ServeOptions::default(),
         )

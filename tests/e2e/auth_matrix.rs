@@ -1,5 +1,6 @@
 //! The auth matrix: every protected RPC of Audit, Memory and Tool, called
-//! with no token, a garbled, forged, tampered, expired, wrong-audience,
+//! with no token, a garbled, forged, tampered, expired, wrong-audience (a
+//! foreign one, and OAuth's token for every other service of the mesh),
 //! under-scoped, revoked and valid token, against a real OAuth service whose
 //! keys and revocation list the services fetch over gRPC; and every RPC that
 //! names an agent with another agent's token (bound to its holder).
@@ -8,8 +9,8 @@
 
 use std::{path::Path, time::Duration};
 
-use heist_e2e::{dev_token, mesh::TestMesh};
-use heist_plumbing::auth::{BearerInterceptor, MESH_AUDIENCE};
+use heist_e2e::{dev_token, dev_token_for, mesh::TestMesh};
+use heist_plumbing::auth::{Audience, BearerInterceptor};
 use heist_proto::v1::{
     self as pb, audit_service_client::AuditServiceClient,
     memory_service_client::MemoryServiceClient, revoke_token_request::Target,
@@ -200,12 +201,13 @@ async fn call(mesh: &TestMesh, rpc: &str, token: Option<&str>) -> Result<(), Sta
 }
 
 /// A token signed with the OAuth service's own key, for the checks after the signature.
-fn signed_by_oauth(dir: &Path, audience: &str, issued_at: u64) -> String {
+fn signed_by_oauth(dir: &Path, audiences: &[&str], issued_at: u64) -> String {
     let key = SigningKey::load_or_generate(&dir.join("signing.key")).unwrap();
-    TokenIssuer::new(key, "heist-oauth", audience, Duration::from_secs(60))
+    TokenIssuer::new(key, "heist-oauth", Duration::from_secs(60))
         .issue(
             "orchestrator",
             &ALL_SCOPES.split(' ').collect::<Vec<_>>(),
+            audiences,
             issued_at,
         )
         .unwrap()
@@ -227,13 +229,13 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
         let stranger = TokenIssuer::new(
             SigningKey::generate().unwrap(),
             "heist-oauth",
-            MESH_AUDIENCE,
             Duration::from_secs(60),
         );
         stranger
             .issue(
                 "orchestrator",
                 &ALL_SCOPES.split(' ').collect::<Vec<_>>(),
+                &Audience::names(),
                 unix_now(),
             )
             .unwrap()
@@ -245,8 +247,20 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
         token[last] = if token[last] == b'A' { b'B' } else { b'A' };
         String::from_utf8(token).unwrap()
     };
-    let expired = signed_by_oauth(mesh.dir.path(), MESH_AUDIENCE, unix_now() - 3600);
-    let wrong_audience = signed_by_oauth(mesh.dir.path(), "some-other-mesh", unix_now());
+    let expired = signed_by_oauth(mesh.dir.path(), &Audience::names(), unix_now() - 3600);
+    let wrong_audience = signed_by_oauth(mesh.dir.path(), &["some-other-mesh"], unix_now());
+    // OAuth's own token for every audience but the service's.
+    let mut for_the_others = std::collections::BTreeMap::new();
+    for (service, audience) in [("Audit", "audit"), ("Memory", "memory"), ("Tool", "tools")] {
+        let others: Vec<&str> = Audience::names()
+            .into_iter()
+            .filter(|other| *other != audience)
+            .collect();
+        let token = dev_token_for(mesh.oauth.addr, "orchestrator", ALL_SCOPES, &others)
+            .await
+            .unwrap();
+        for_the_others.insert(service, (audience, token));
+    }
     let under_scoped = dev_token(mesh.oauth.addr, "planner", "simulation:read")
         .await
         .unwrap();
@@ -287,6 +301,14 @@ async fn every_protected_rpc_refuses_every_bad_token_and_accepts_a_valid_one() {
             Code::Unauthenticated,
             rpc,
             "wrong-audience",
+        );
+        let service = rpc.split('/').next().unwrap();
+        let (audience, others) = &for_the_others[service];
+        let status = call(&mesh, rpc, Some(others)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{rpc}: {status:?}");
+        assert!(
+            status.message().contains(&format!("not \"{audience}\"")),
+            "{rpc} does not name its audience: {status:?}"
         );
         match scope {
             Some(scope) => {

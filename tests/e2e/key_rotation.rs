@@ -13,7 +13,7 @@ use std::{
 };
 
 use heist_e2e::{ServiceProcess, TestServer, binary, dev_token};
-use heist_plumbing::auth::{AuthConfig, BearerInterceptor, MESH_AUDIENCE};
+use heist_plumbing::auth::{AuthConfig, BearerInterceptor};
 use heist_proto::v1::{self as pb, tool_service_client::ToolServiceClient};
 use heist_tokens::{KeyRing, KeySet, TokenIssuer, Verifier, unix_now};
 use tempfile::TempDir;
@@ -82,7 +82,7 @@ fn signed_by_active_key(ring: &Path, token: &str) -> bool {
     let ring = KeyRing::read(ring).unwrap().unwrap();
     let keys: KeySet = [ring.active().public_key().clone()].into_iter().collect();
     Verifier::new("heist-oauth", keys)
-        .verify(token, MESH_AUDIENCE, unix_now(), 0)
+        .verify(token, "tools", unix_now(), 0)
         .is_ok()
 }
 
@@ -191,15 +191,10 @@ async fn rotating_twice_keeps_old_tokens_valid_until_they_expire_and_retires_the
 
     // A token signed now by the retired key (say, a leaked one) is refused:
     // at OAuth at once, at the Tool service once it has polled the keys.
-    let forged = TokenIssuer::new(
-        first_key,
-        "heist-oauth",
-        MESH_AUDIENCE,
-        Duration::from_secs(60),
-    )
-    .issue("planner", &["calculator:use"], unix_now())
-    .unwrap()
-    .token;
+    let forged = TokenIssuer::new(first_key, "heist-oauth", Duration::from_secs(60))
+        .issue("planner", &["calculator:use"], &["tools"], unix_now())
+        .unwrap()
+        .token;
     let answer = introspect(&b, &introspector, &forged).await.unwrap();
     assert!(!answer.active, "{answer:?}");
     assert_eq!(answer.reason, "unknown key");

@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod audiences;
 mod audit_binary;
 mod audit_replicas;
 mod audit_service;

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 use heist_e2e::{TestServer, channel_to, dev_token, services};
 use heist_plumbing::{
     ServeOptions,
-    auth::{BearerInterceptor, MESH_AUDIENCE},
+    auth::{Audience, BearerInterceptor},
 };
 use heist_proto::v1::{
     GetPublicKeysRequest, IntrospectTokenRequest, IssueTokenRequest, ListRevokedTokensRequest,
@@ -48,14 +48,15 @@ fn request(client_id: &str, secret: &str, scope: &str) -> IssueTokenRequest {
         client_secret: secret.into(),
         scope: scope.into(),
         session_id: String::new(),
+        resource: Vec::new(),
     }
 }
 
 /// A token signed with the service's own key but otherwise of our making.
 fn forge(dir: &Path, audience: &str, issued_at: u64) -> String {
     let key = SigningKey::load_or_generate(&dir.join("signing.key")).unwrap();
-    TokenIssuer::new(key, "heist-oauth", audience, Duration::from_secs(60))
-        .issue("planner", &["calculator:use"], issued_at)
+    TokenIssuer::new(key, "heist-oauth", Duration::from_secs(60))
+        .issue("planner", &["calculator:use"], &[audience], issued_at)
         .unwrap()
         .token
 }
@@ -99,8 +100,10 @@ async fn a_client_gets_a_signed_token_that_the_public_keys_verify() {
     }];
     let verifier = Verifier::new(keys.issuer.clone(), KeySet::from_jwks(&jwks).unwrap());
     let claims = verifier
-        .verify(&issued.access_token, MESH_AUDIENCE, unix_now(), 0)
+        .verify(&issued.access_token, "tools", unix_now(), 0)
         .unwrap();
+    // No resource named: every audience the client may have.
+    assert_eq!(claims.aud, Audience::names());
     assert_eq!(claims.sub, "planner");
     assert_eq!(claims.iss, "heist-oauth");
     assert!(claims.has_scope("calculator:use") && claims.has_scope("memory:read"));
@@ -191,7 +194,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
     assert!(active.active);
     assert_eq!(active.sub, "hacker");
     assert_eq!(active.scope, "file_reader:use");
-    assert_eq!(active.aud, MESH_AUDIENCE);
+    assert_eq!(active.aud, Audience::names());
 
     for (garbage, reason) in [
         ("", "malformed"),
@@ -208,7 +211,7 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
         assert!(!answer.active);
         assert_eq!(answer.reason, reason, "{garbage:?}");
     }
-    let expired = forge(dir.path(), MESH_AUDIENCE, unix_now() - 3600);
+    let expired = forge(dir.path(), "tools", unix_now() - 3600);
     let answer = introspector
         .introspect_token(IntrospectTokenRequest { token: expired })
         .await
@@ -216,15 +219,16 @@ async fn introspection_tells_active_expired_garbage_and_revoked_tokens_apart() {
         .into_inner();
     assert!(!answer.active);
     assert_eq!(answer.reason, "expired");
-    let elsewhere = forge(dir.path(), "another-mesh", unix_now());
+    // A token for one service is one of ours: introspection reports its audience.
+    let for_tools = forge(dir.path(), "tools", unix_now());
     let answer = introspector
-        .introspect_token(IntrospectTokenRequest { token: elsewhere })
+        .introspect_token(IntrospectTokenRequest { token: for_tools })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(
-        (answer.active, answer.reason.as_str()),
-        (false, "wrong audience")
+        (answer.active, answer.aud),
+        (true, vec!["tools".to_owned()])
     );
 
     let revoked = oauth
@@ -386,11 +390,15 @@ async fn introspection_needs_a_caller_whose_token_grants_oauth_introspect() {
         let stranger = TokenIssuer::new(
             SigningKey::generate().unwrap(),
             "heist-oauth",
-            MESH_AUDIENCE,
             Duration::from_secs(60),
         );
         stranger
-            .issue("orchestrator", &["oauth:introspect"], unix_now())
+            .issue(
+                "orchestrator",
+                &["oauth:introspect"],
+                &["oauth"],
+                unix_now(),
+            )
             .unwrap()
             .token
     };
@@ -495,7 +503,8 @@ async fn the_open_revocation_list_holds_only_opaque_ids_and_expiry_times() {
         "calculator:use",
         "memory:read",
         "heist-oauth",
-        MESH_AUDIENCE,
+        "tools",
+        "audit",
     ] {
         assert!(
             !wire.contains(secret),

@@ -33,6 +33,7 @@ use heist_orchestrator::{
         BreakerSettings, BreakerState, Breakers, MEMORY, ResilienceError, replica, tool_service,
     },
 };
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::StoreMemoryRequest;
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -573,7 +574,7 @@ async fn tokens_come_from_both_oauth_replicas_and_from_the_survivor_once_one_is_
     for _ in 0..4 {
         let secret = config.oauth.client_secret.expose();
         oauth
-            .issue_token("orchestrator", secret, &scopes)
+            .issue_token("orchestrator", secret, &scopes, Audience::Audit)
             .await
             .unwrap();
     }
@@ -588,7 +589,7 @@ async fn tokens_come_from_both_oauth_replicas_and_from_the_survivor_once_one_is_
     for _ in 0..4 {
         let secret = config.oauth.client_secret.expose();
         oauth
-            .issue_token("orchestrator", secret, &scopes)
+            .issue_token("orchestrator", secret, &scopes, Audience::Audit)
             .await
             .unwrap();
     }

@@ -39,7 +39,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use heist_plumbing::auth::{AuthConfig, Authenticator, BearerInterceptor, MESH_AUDIENCE};
+use heist_plumbing::auth::{Audience, AuthConfig, Authenticator, BearerInterceptor};
 use heist_proto::v1::{IssueTokenRequest, o_auth_service_client::OAuthServiceClient};
 use heist_tokens::{SigningKey, TokenIssuer};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -150,10 +150,10 @@ impl Default for TestAuth {
 }
 
 impl TestAuth {
-    /// A fresh key, issuer `heist-test`, audience [`MESH_AUDIENCE`].
+    /// A fresh key, issuer `heist-test`.
     pub fn new() -> Self {
         let key = SigningKey::generate().expect("generate a signing key");
-        let issuer = TokenIssuer::new(key, "heist-test", MESH_AUDIENCE, Duration::from_secs(300));
+        let issuer = TokenIssuer::new(key, "heist-test", Duration::from_secs(300));
         let authenticator =
             Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new("http://unused"));
         Self {
@@ -162,14 +162,22 @@ impl TestAuth {
         }
     }
 
-    /// A token for `client` with `scopes`.
+    /// A token for `client` with `scopes`, for every audience of the mesh
+    /// (as OAuth issues when no resource is named).
     pub fn token(&self, client: &str, scopes: &[&str]) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
+        self.token_for(client, scopes, &Audience::ALL)
+    }
+
+    /// A token for `client` with `scopes`, for `audiences` only.
+    pub fn token_for(&self, client: &str, scopes: &[&str], audiences: &[Audience]) -> String {
+        let audiences = audiences.iter().map(|audience| audience.as_str());
         self.issuer
-            .issue(client, scopes, now)
+            .issue(
+                client,
+                scopes,
+                &audiences.collect::<Vec<_>>(),
+                heist_tokens::unix_now(),
+            )
             .expect("issue a token")
             .token
     }
@@ -181,20 +189,32 @@ impl TestAuth {
 }
 
 /// Asks the OAuth service at `addr` for a token with the built-in development
-/// secret of `client` (`<client>-dev-secret`).
+/// secret of `client` (`<client>-dev-secret`), naming no resource: for every
+/// audience the client may have.
 pub async fn dev_token(
     addr: SocketAddr,
     client: &str,
     scope: &str,
 ) -> Result<String, tonic::Status> {
-    dev_token_on(channel_to(addr), client, scope).await
+    dev_token_for(addr, client, scope, &[]).await
 }
 
-/// [`dev_token`] from the OAuth service behind `channel` (over TLS, say).
+/// Like [`dev_token`], for the `resource` audiences only (RFC 8707).
+pub async fn dev_token_for(
+    addr: SocketAddr,
+    client: &str,
+    scope: &str,
+    resource: &[&str],
+) -> Result<String, tonic::Status> {
+    dev_token_on(channel_to(addr), client, scope, resource).await
+}
+
+/// [`dev_token_for`] from the OAuth service behind `channel` (over TLS, say).
 pub async fn dev_token_on(
     channel: Channel,
     client: &str,
     scope: &str,
+    resource: &[&str],
 ) -> Result<String, tonic::Status> {
     let mut oauth = OAuthServiceClient::new(channel);
     let response = oauth
@@ -204,6 +224,7 @@ pub async fn dev_token_on(
             client_secret: format!("{client}-dev-secret"),
             scope: scope.into(),
             session_id: String::new(),
+            resource: resource.iter().map(|name| (*name).to_owned()).collect(),
         })
         .await?;
     Ok(response.into_inner().access_token)

@@ -4,16 +4,20 @@
 //! `authorization: Bearer <jwt>`. The token is verified locally against the
 //! OAuth service's public keys (fetched at start with retry, refreshed when a
 //! token names an unknown `kid` and at each revocation poll, so a key OAuth
-//! has retired after a rotation stops verifying): signature, `exp` with a small leeway, `aud`,
-//! `iss`, and the scope the called method requires. Revoked tokens are
+//! has retired after a rotation stops verifying): signature, `exp` with a
+//! small leeway, `iss`, that `aud` names the service's own [`Audience`]
+//! (RFC 8707 resource indicators: a token for Tools is refused by Audit and
+//! Memory), and the scope the called method requires. Revoked tokens are
 //! refused once the service has polled the OAuth revocation list (every
 //! `revocation_poll`, 5 s by default). The verified [`Claims`] are handed to
 //! the handler through the request's extensions ([`claims`], [`require_scope`]).
 //! Health and reflection stay open.
 //!
 //! Statuses: no, garbled, forged, expired, wrong-audience or revoked token:
-//! `UNAUTHENTICATED`; valid token without the scope: `PERMISSION_DENIED`
-//! naming the scope; keys not loaded yet: `UNAVAILABLE`.
+//! `UNAUTHENTICATED` (a wrong audience names the token's audiences and the
+//! one required: `token is for audience "tools", not "audit"`); valid token
+//! without the scope: `PERMISSION_DENIED` naming the scope; keys not loaded
+//! yet: `UNAVAILABLE`.
 //!
 //! Tokens are bound to their holder: a handler that acts for an agent (Memory,
 //! Audit) checks [`act_as`], so a client acts only as itself (`sub`) unless
@@ -32,6 +36,8 @@ use std::{
 use heist_proto::v1::{
     GetPublicKeysRequest, ListRevokedTokensRequest, o_auth_service_client::OAuthServiceClient,
 };
+/// The audiences of the mesh, one per service (see [`heist_tokens::Audience`]).
+pub use heist_tokens::Audience;
 use heist_tokens::{
     ACT_FOR_ANY_SCOPE, Claims, Jwk as TokenJwk, KeySet, TokenError, Verifier, unix_now,
 };
@@ -43,9 +49,6 @@ use crate::{
     propagation::{TracedChannel, traced},
     status::{ServiceError, to_status},
 };
-
-/// The audience every token of the mesh is issued for.
-pub const MESH_AUDIENCE: &str = "heist-mesh";
 
 /// How often a failing key fetch is retried, at most.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
@@ -115,8 +118,6 @@ pub struct AuthConfig {
     /// of it, comma-separated: keys and revocations are asked of each in turn
     /// until one answers.
     pub oauth_url: String,
-    /// The audience tokens must carry.
-    pub audience: String,
     /// Clock skew tolerated on `exp`, `iat` and `nbf`.
     pub leeway: Duration,
     /// How often the revocation list (and the public keys) are polled.
@@ -130,7 +131,6 @@ impl AuthConfig {
     pub fn new(oauth_url: impl Into<String>) -> Self {
         Self {
             oauth_url: oauth_url.into(),
-            audience: MESH_AUDIENCE.to_owned(),
             leeway: Duration::from_secs(heist_tokens::DEFAULT_LEEWAY_SECS),
             revocation_poll: Duration::from_secs(5),
             tls: None,
@@ -153,7 +153,6 @@ struct Inner {
     oauth: Vec<OAuthServiceClient<TracedChannel>>,
     /// The replica asked first next time, so a dead one is not always first.
     next_oauth: AtomicUsize,
-    audience: String,
     leeway: u64,
     revocation_poll: Duration,
     last_refresh: tokio::sync::Mutex<Option<Instant>>,
@@ -162,7 +161,6 @@ struct Inner {
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
-            .field("audience", &self.inner.audience)
             .field("keys_loaded", &self.keys_loaded())
             .finish_non_exhaustive()
     }
@@ -234,7 +232,6 @@ impl Authenticator {
                 revoked: RwLock::new(HashSet::new()),
                 oauth,
                 next_oauth: AtomicUsize::new(0),
-                audience: config.audience.clone(),
                 leeway: config.leeway.as_secs(),
                 revocation_poll: config.revocation_poll,
                 last_refresh: tokio::sync::Mutex::new(None),
@@ -357,23 +354,36 @@ impl Authenticator {
         }
     }
 
-    /// Verifies the bearer token in `headers`.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, AuthError> {
+    /// Verifies the bearer token in `headers`, which must be for `audience`.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        audience: Audience,
+    ) -> Result<Claims, AuthError> {
         let token = bearer_token(headers)?.to_owned();
-        self.authenticate_token(&token).await
+        self.authenticate_token(&token, audience).await
     }
 
-    /// Verifies a bearer token.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Claims, AuthError> {
-        match self.verify(token) {
+    /// Verifies a bearer token, which must be for `audience` (its `aud`
+    /// names it); else UNAUTHENTICATED naming the token's audiences.
+    pub async fn authenticate_token(
+        &self,
+        token: &str,
+        audience: Audience,
+    ) -> Result<Claims, AuthError> {
+        let claims = match self.verify(token) {
             Err(AuthError::Invalid(TokenError::UnknownKid(_))) if !self.inner.oauth.is_empty() => {
                 self.refresh_keys().await;
                 self.verify(token)
             }
             outcome => outcome,
-        }
+        }?;
+        claims.require_audience(audience.as_str())?;
+        Ok(claims)
     }
 
+    /// Every check but the audience's: signature (or the cache of tokens
+    /// already checked), time, issuer, revocation.
     fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = unix_now();
         let cached = self.inner.verified.lock().ok().and_then(|verified| {
@@ -398,7 +408,7 @@ impl Authenticator {
         Ok(claims)
     }
 
-    /// The full check (signature, time, audience, issuer); remembers a pass.
+    /// The full check but the audience's (signature, time, issuer); remembers a pass.
     fn verify_signature(&self, token: &str, now: u64) -> Result<Claims, AuthError> {
         let _span = tracing::info_span!(target: "heist_plumbing::auth", "jwt.verify").entered();
         let claims = {
@@ -408,7 +418,7 @@ impl Authenticator {
                 .read()
                 .map_err(|_| AuthError::KeysUnavailable)?;
             let verifier = verifier.as_ref().ok_or(AuthError::KeysUnavailable)?;
-            verifier.verify(token, &self.inner.audience, now, self.inner.leeway)?
+            verifier.verify_any_audience(token, now, self.inner.leeway)?
         };
         if let Ok(mut verified) = self.inner.verified.lock() {
             if verified.len() >= VERIFIED_CACHE_SIZE {
@@ -521,26 +531,41 @@ impl tonic::service::Interceptor for BearerInterceptor {
     }
 }
 
-/// Wraps a service so every call is authenticated, and each method listed
-/// in `method_scopes` (by method name, e.g. `StoreMessage`) needs its scope.
+/// Wraps a service so every call is authenticated with a token for the
+/// service's own audience, and each method listed in `method_scopes` (by
+/// method name, e.g. `StoreMessage`) needs its scope.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     authenticator: Authenticator,
+    audience: Audience,
     method_scopes: Arc<HashMap<&'static str, &'static str>>,
     open_methods: Arc<HashSet<&'static str>>,
 }
 
 impl AuthLayer {
-    /// Every method needs a valid token; those in `method_scopes` also a scope.
+    /// Every method needs a valid token for `audience`; those in
+    /// `method_scopes` also a scope.
     pub fn new(
         authenticator: Authenticator,
+        audience: Audience,
         method_scopes: &[(&'static str, &'static str)],
     ) -> Self {
         Self {
             authenticator,
+            audience,
             method_scopes: Arc::new(method_scopes.iter().copied().collect()),
             open_methods: Arc::new(HashSet::new()),
         }
+    }
+
+    /// The authenticator that verifies the tokens.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    /// The audience every token must be for.
+    pub fn audience(&self) -> Audience {
+        self.audience
     }
 
     /// Lets `methods` through without a token (e.g. OAuth's `IssueToken`).
@@ -609,7 +634,10 @@ where
         let token = bearer_token(request.headers()).map(str::to_owned);
         Box::pin(async move {
             let verdict = async {
-                let claims = layer.authenticator.authenticate_token(&token?).await?;
+                let claims = layer
+                    .authenticator
+                    .authenticate_token(&token?, layer.audience)
+                    .await?;
                 if let Some(scope) = layer.method_scopes.get(method.as_str())
                     && !claims.has_scope(scope)
                 {
@@ -649,8 +677,8 @@ mod tests {
             Verifier::new("iss", keys(&[&old, &new])),
             &AuthConfig::new(""),
         );
-        let token = TokenIssuer::new(old.clone(), "iss", MESH_AUDIENCE, Duration::from_secs(600))
-            .issue("planner", &["x"], unix_now())
+        let token = TokenIssuer::new(old.clone(), "iss", Duration::from_secs(600))
+            .issue("planner", &["x"], &["tools"], unix_now())
             .unwrap()
             .token;
         auth.verify(&token).unwrap();
@@ -663,6 +691,59 @@ mod tests {
             auth.verify(&token),
             Err(AuthError::Invalid(TokenError::UnknownKid(_)))
         ));
+    }
+
+    /// An authenticator trusting a fresh key, and a token of that key for
+    /// `audiences`.
+    fn token_for(audiences: &[&str]) -> (Authenticator, String) {
+        use heist_tokens::{SigningKey, TokenIssuer};
+        let key = SigningKey::generate().unwrap();
+        let issuer = TokenIssuer::new(key, "iss", Duration::from_secs(600));
+        let auth = Authenticator::with_verifier(issuer.verifier(), &AuthConfig::new(""));
+        let token = issuer
+            .issue("planner", &["memory:read"], audiences, unix_now())
+            .unwrap()
+            .token;
+        (auth, token)
+    }
+
+    #[tokio::test]
+    async fn a_token_for_another_audience_is_unauthenticated_naming_both() {
+        let (auth, token) = token_for(&["tools"]);
+        assert!(
+            auth.authenticate_token(&token, Audience::Tools)
+                .await
+                .is_ok()
+        );
+        for (required, name) in [(Audience::Audit, "audit"), (Audience::Memory, "memory")] {
+            let refused =
+                Status::from(auth.authenticate_token(&token, required).await.unwrap_err());
+            assert_eq!(refused.code(), Code::Unauthenticated);
+            assert_eq!(
+                refused.message(),
+                format!("invalid token: token is for audience \"tools\", not \"{name}\"")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_for_several_audiences_serves_each_of_them_only() {
+        let (auth, token) = token_for(&["tools", "memory"]);
+        for audience in [Audience::Tools, Audience::Memory] {
+            let claims = auth.authenticate_token(&token, audience).await.unwrap();
+            assert_eq!(claims.aud, ["tools", "memory"]);
+        }
+        // A cached pass for one audience is no pass for another.
+        let refused = auth
+            .authenticate_token(&token, Audience::OAuth)
+            .await
+            .unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("token is for audiences \"tools\", \"memory\", not \"oauth\""),
+            "{refused}"
+        );
     }
 
     fn headers(value: &str) -> HeaderMap {
@@ -723,7 +804,7 @@ mod tests {
         Claims {
             iss: "heist-test".into(),
             sub: sub.into(),
-            aud: MESH_AUDIENCE.into(),
+            aud: vec![Audience::Memory.as_str().into()],
             scope: scope.into(),
             iat: 0,
             exp: u64::MAX,

@@ -409,29 +409,20 @@ fn reflection_builder(service: &'static [u8]) -> tonic_reflection::server::Build
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Serves `service` behind the bearer-token layer ([`crate::auth::AuthLayer`]
-/// with `method_scopes`); SERVING once `authenticator` has OAuth's keys.
+/// Serves `service` behind the bearer-token layer `auth` (a
+/// [`crate::auth::AuthLayer`] naming the service's audience and method
+/// scopes); SERVING once its authenticator has OAuth's keys.
 pub async fn serve_protected<S>(
     listener: TcpListener,
     service: S,
-    authenticator: crate::auth::Authenticator,
-    method_scopes: &[(&'static str, &'static str)],
+    auth: crate::auth::AuthLayer,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), ServeError>
 where
     S: HostedService,
 {
-    serve_protected_probed(
-        listener,
-        service,
-        authenticator,
-        method_scopes,
-        None,
-        shutdown,
-        options,
-    )
-    .await
+    serve_protected_probed(listener, service, auth, None, shutdown, options).await
 }
 
 /// [`serve_protected`], with health also following `probe` (when given):
@@ -439,8 +430,7 @@ where
 pub async fn serve_protected_probed<S>(
     listener: TcpListener,
     service: S,
-    authenticator: crate::auth::Authenticator,
-    method_scopes: &[(&'static str, &'static str)],
+    auth: crate::auth::AuthLayer,
     probe: Option<DependencyProbe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
@@ -449,17 +439,9 @@ where
     S: HostedService,
 {
     use tower::Layer as _;
-    let protected =
-        crate::auth::AuthLayer::new(authenticator.clone(), method_scopes).layer(service);
-    serve_probed(
-        listener,
-        protected,
-        authenticator.load_keys(),
-        probe,
-        shutdown,
-        options,
-    )
-    .await
+    let keys = auth.authenticator().clone().load_keys();
+    let protected = auth.layer(service);
+    serve_probed(listener, protected, keys, probe, shutdown, options).await
 }
 
 #[cfg(test)]

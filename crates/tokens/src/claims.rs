@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{TokenError, TokenPart};
+use crate::error::{TokenError, TokenPart, excerpt};
 use crate::fields::Fields;
 
 /// The scope that lets a client act for any agent (the orchestrator writes
@@ -16,8 +16,10 @@ pub struct Claims {
     pub iss: String,
     /// The subject: the client ID the token was issued to.
     pub sub: String,
-    /// The audience the token is for. After verification, the audience that matched.
-    pub aud: String,
+    /// The audiences the token is for (RFC 7519 `aud`): a JSON string when there is one, an
+    /// array when there are several; both are read.
+    #[serde(with = "one_or_many")]
+    pub aud: Vec<String>,
     /// The granted scopes, space-separated.
     pub scope: String,
     /// Issued at, in seconds since the Unix epoch.
@@ -39,6 +41,24 @@ impl Claims {
         self.scopes().any(|granted| granted == scope)
     }
 
+    /// True when `audience` is one of the token's audiences (compared exactly).
+    pub fn is_for(&self, audience: &str) -> bool {
+        self.aud.iter().any(|candidate| candidate == audience)
+    }
+
+    /// Checks that the token is for `audience`; else [`TokenError::WrongAudience`] naming the
+    /// token's audiences and the one required.
+    pub fn require_audience(&self, audience: &str) -> Result<(), TokenError> {
+        if self.is_for(audience) {
+            Ok(())
+        } else {
+            Err(TokenError::WrongAudience {
+                expected: audience.to_owned(),
+                found: self.aud.iter().map(|found| excerpt(found)).collect(),
+            })
+        }
+    }
+
     /// True when the holder may act as `agent`: the token was issued to that
     /// agent (`sub` equals it), or it grants [`ACT_FOR_ANY_SCOPE`].
     pub fn may_act_as(&self, agent: &str) -> bool {
@@ -46,11 +66,9 @@ impl Claims {
     }
 }
 
-/// What the checks need: the claims as they are in a token, where `aud` may be a list and
-/// `nbf` may be present.
+/// What the checks need: the claims as they are in a token, where `nbf` may be present.
 pub(crate) struct TokenClaims {
     claims: Claims,
-    audiences: Vec<String>,
     not_before: Option<u64>,
 }
 
@@ -58,36 +76,24 @@ impl TokenClaims {
     /// Reads the claims from the token's (base64url) payload.
     pub(crate) fn decode(encoded: &str) -> Result<Self, TokenError> {
         let fields = Fields::decode(TokenPart::Claims, encoded)?;
-        let audiences = fields.strings("aud")?;
         Ok(Self {
             claims: Claims {
                 iss: fields.string("iss")?,
                 sub: fields.string("sub")?,
-                aud: String::new(),
+                aud: fields.strings("aud")?,
                 scope: fields.optional_string("scope")?.unwrap_or_default(),
                 iat: fields.seconds("iat")?,
                 exp: fields.seconds("exp")?,
                 jti: fields.string("jti")?,
             },
-            audiences,
             not_before: fields.optional_seconds("nbf")?,
         })
     }
 
-    /// Checks expiry, `nbf`/`iat`, audience and issuer; the claims on success, with `aud` set
-    /// to the audience that matched.
-    pub(crate) fn check(
-        self,
-        issuer: &str,
-        audience: &str,
-        now: u64,
-        leeway: u64,
-    ) -> Result<Claims, TokenError> {
-        let Self {
-            mut claims,
-            audiences,
-            not_before,
-        } = self;
+    /// Checks expiry, `nbf`/`iat` and issuer (not the audience: see
+    /// [`Claims::require_audience`]); the claims on success.
+    pub(crate) fn check(self, issuer: &str, now: u64, leeway: u64) -> Result<Claims, TokenError> {
+        let Self { claims, not_before } = self;
         if now >= claims.exp.saturating_add(leeway) {
             return Err(TokenError::Expired {
                 exp: claims.exp,
@@ -98,18 +104,43 @@ impl TokenClaims {
         if not_before > now.saturating_add(leeway) {
             return Err(TokenError::NotYetValid { not_before, now });
         }
-        if !audiences.iter().any(|candidate| candidate == audience) {
-            return Err(TokenError::WrongAudience {
-                expected: audience.to_owned(),
-            });
-        }
         if claims.iss != issuer {
             return Err(TokenError::WrongIssuer {
                 expected: issuer.to_owned(),
             });
         }
-        claims.aud = audience.to_owned();
         Ok(claims)
+    }
+}
+
+/// `aud` as RFC 7519 writes it: one audience as a string, several as an array.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        aud: &[String],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match aud {
+            [one] => one.serialize(serializer),
+            many => many.serialize(serializer),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<String>, D::Error> {
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
     }
 }
 
@@ -119,7 +150,7 @@ mod tests {
     use crate::b64;
 
     const ISS: &str = "heist-oauth";
-    const AUD: &str = "heist-mesh";
+    const AUD: &str = "memory";
 
     fn decode(json: serde_json::Value) -> Result<TokenClaims, TokenError> {
         TokenClaims::decode(&b64::encode(json.to_string().as_bytes()))
@@ -133,7 +164,9 @@ mod tests {
     }
 
     fn check_at(json: serde_json::Value, now: u64) -> Result<Claims, TokenError> {
-        decode(json)?.check(ISS, AUD, now, 30)
+        let claims = decode(json)?.check(ISS, now, 30)?;
+        claims.require_audience(AUD)?;
+        Ok(claims)
     }
 
     #[test]
@@ -197,13 +230,51 @@ mod tests {
     fn the_audience_may_be_an_array_containing_ours() {
         let mut json = valid(100, 200);
         json["aud"] = serde_json::json!(["other", AUD]);
-        assert_eq!(check_at(json, 150).unwrap().aud, AUD);
+        assert_eq!(check_at(json, 150).unwrap().aud, ["other", AUD]);
         let mut json = valid(100, 200);
         json["aud"] = serde_json::json!(["other"]);
-        assert!(matches!(
+        assert_eq!(
             check_at(json, 150),
-            Err(TokenError::WrongAudience { .. })
-        ));
+            Err(TokenError::WrongAudience {
+                expected: AUD.to_owned(),
+                found: vec!["other".to_owned()],
+            })
+        );
+    }
+
+    #[test]
+    fn a_token_without_the_audience_is_refused_naming_its_audiences_and_the_one_required() {
+        let mut json = valid(100, 200);
+        json["aud"] = "tools".into();
+        let error = check_at(json, 150).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("token is for audience \"tools\", not \"{AUD}\"")
+        );
+        let mut json = valid(100, 200);
+        json["aud"] = serde_json::json!(["tools", "audit"]);
+        assert_eq!(
+            check_at(json, 150).unwrap_err().to_string(),
+            format!("token is for audiences \"tools\", \"audit\", not \"{AUD}\"")
+        );
+        let mut json = valid(100, 200);
+        json["aud"] = serde_json::json!([]);
+        assert_eq!(
+            check_at(json, 150).unwrap_err().to_string(),
+            format!("token is for no audience, not \"{AUD}\"")
+        );
+    }
+
+    #[test]
+    fn one_audience_is_written_as_a_string_and_several_as_an_array() {
+        let mut claims = check_at(valid(100, 200), 150).unwrap();
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["aud"], serde_json::json!(AUD));
+        assert_eq!(serde_json::from_value::<Claims>(json).unwrap(), claims);
+        claims.aud = vec!["tools".into(), "audit".into()];
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["aud"], serde_json::json!(["tools", "audit"]));
+        assert_eq!(serde_json::from_value::<Claims>(json).unwrap(), claims);
     }
 
     #[test]

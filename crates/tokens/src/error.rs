@@ -75,6 +75,12 @@ pub enum IssueError {
     /// The operating system's random number generator failed (for the `jti`).
     #[error("cannot issue a token: the system random number generator failed: {0}")]
     Random(getrandom::Error),
+    /// No audience asked for: every token is for at least one.
+    #[error("cannot issue a token for no audience")]
+    NoAudience,
+    /// An audience is empty, so no service could accept the token.
+    #[error("cannot issue a token for an empty audience")]
+    EmptyAudience,
     /// The claims could not be encoded as JSON.
     #[error("cannot encode token claims: {0}")]
     Encode(#[from] serde_json::Error),
@@ -162,11 +168,13 @@ pub enum TokenError {
         /// The time of the check.
         now: u64,
     },
-    /// The audience is not the expected one.
-    #[error("token audience is not {expected:?}")]
+    /// The token is not for the audience the verifier requires.
+    #[error("token is for {}, not {expected:?}", Audiences(.found))]
     WrongAudience {
-        /// The audience the verifier expected.
+        /// The audience the verifier requires.
         expected: String,
+        /// The token's audiences (each an excerpt).
+        found: Vec<String>,
     },
     /// The issuer is not the expected one.
     #[error("token issuer is not {expected:?}")]
@@ -195,6 +203,32 @@ impl TokenError {
             Self::WrongAudience { .. } => "wrong audience",
             Self::WrongIssuer { .. } => "wrong issuer",
         }
+    }
+}
+
+/// The most audiences of a token that an error lists.
+const MAX_LISTED_AUDIENCES: usize = 8;
+
+/// A token's audiences in a message: `audience "tools"`, `audiences "tools", "memory"`.
+struct Audiences<'a>(&'a [String]);
+
+impl fmt::Display for Audiences<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => return f.write_str("no audience"),
+            [_] => f.write_str("audience ")?,
+            _ => f.write_str("audiences ")?,
+        }
+        for (index, audience) in self.0.iter().take(MAX_LISTED_AUDIENCES).enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{audience:?}")?;
+        }
+        if self.0.len() > MAX_LISTED_AUDIENCES {
+            write!(f, " and {} more", self.0.len() - MAX_LISTED_AUDIENCES)?;
+        }
+        Ok(())
     }
 }
 

@@ -23,35 +23,28 @@ pub struct IssuedToken {
     pub claims: Claims,
 }
 
-/// Signs access tokens for one issuer and audience with one key, and publishes that key and
-/// the older keys whose tokens may still be in use.
+/// Signs access tokens for one issuer with one key, and publishes that key and the older keys
+/// whose tokens may still be in use. Each token names its own audiences.
 #[derive(Clone, Debug)]
 pub struct TokenIssuer {
     key: SigningKey,
     /// Older keys still published (newest first): their tokens have not all expired.
     older: Vec<PublicKey>,
     issuer: String,
-    audience: String,
     lifetime: Duration,
     /// The encoded protected header, the same for every token of this key.
     encoded_header: String,
 }
 
 impl TokenIssuer {
-    /// An issuer signing with `key`, naming `issuer` (`iss`) and `audience` (`aud`), whose
-    /// tokens expire `lifetime` after they are issued (whole seconds).
-    pub fn new(
-        key: SigningKey,
-        issuer: impl Into<String>,
-        audience: impl Into<String>,
-        lifetime: Duration,
-    ) -> Self {
+    /// An issuer signing with `key`, naming `issuer` (`iss`), whose tokens expire `lifetime`
+    /// after they are issued (whole seconds).
+    pub fn new(key: SigningKey, issuer: impl Into<String>, lifetime: Duration) -> Self {
         let encoded_header = jws::encode_header(key.kid());
         Self {
             key,
             older: Vec::new(),
             issuer: issuer.into(),
-            audience: audience.into(),
             lifetime,
             encoded_header,
         }
@@ -65,10 +58,9 @@ impl TokenIssuer {
         now: u64,
         keep: Duration,
         issuer: impl Into<String>,
-        audience: impl Into<String>,
         lifetime: Duration,
     ) -> Self {
-        let mut this = Self::new(ring.active().clone(), issuer, audience, lifetime);
+        let mut this = Self::new(ring.active().clone(), issuer, lifetime);
         this.older = ring
             .published(now, keep)
             .into_iter()
@@ -77,16 +69,27 @@ impl TokenIssuer {
         this
     }
 
-    /// Issues a token for `sub` with `scopes` at time `now` (seconds since the Unix epoch),
-    /// with a fresh random `jti`.
-    pub fn issue<S: AsRef<str>>(
+    /// Issues a token for `sub` with `scopes`, for `audiences` (`aud`: a string for one, an
+    /// array for several), at time `now` (seconds since the Unix epoch), with a fresh random
+    /// `jti`.
+    pub fn issue<S: AsRef<str>, A: AsRef<str>>(
         &self,
         sub: &str,
         scopes: &[S],
+        audiences: &[A],
         now: u64,
     ) -> Result<IssuedToken, IssueError> {
         if sub.is_empty() {
             return Err(IssueError::EmptySubject);
+        }
+        if audiences.is_empty() {
+            return Err(IssueError::NoAudience);
+        }
+        if audiences
+            .iter()
+            .any(|audience| audience.as_ref().is_empty())
+        {
+            return Err(IssueError::EmptyAudience);
         }
         let scopes: Vec<&str> = scopes.iter().map(AsRef::as_ref).collect();
         if let Some(bad) = scopes
@@ -98,7 +101,10 @@ impl TokenIssuer {
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: sub.to_owned(),
-            aud: self.audience.clone(),
+            aud: audiences
+                .iter()
+                .map(|audience| audience.as_ref().to_owned())
+                .collect(),
             scope: scopes.join(" "),
             iat: now,
             exp: now.saturating_add(self.lifetime.as_secs()),
@@ -112,11 +118,6 @@ impl TokenIssuer {
     /// The issuer (`iss`) of the tokens.
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-
-    /// The audience (`aud`) of the tokens.
-    pub fn audience(&self) -> &str {
-        &self.audience
     }
 
     /// How long tokens live.
@@ -165,18 +166,23 @@ mod tests {
 
     fn issuer() -> TokenIssuer {
         let key = SigningKey::from_seed(&[2; 32]);
-        TokenIssuer::new(key, "heist-oauth", "heist-mesh", Duration::from_secs(900))
+        TokenIssuer::new(key, "heist-oauth", Duration::from_secs(900))
     }
 
     #[test]
     fn issued_claims_name_the_client_scopes_and_lifetime() {
         let issued = issuer()
-            .issue("planner", &["calculator:use", "memory:read"], 1_000)
+            .issue(
+                "planner",
+                &["calculator:use", "memory:read"],
+                &["tools"],
+                1_000,
+            )
             .unwrap();
         let claims = issued.claims;
         assert_eq!(claims.iss, "heist-oauth");
         assert_eq!(claims.sub, "planner");
-        assert_eq!(claims.aud, "heist-mesh");
+        assert_eq!(claims.aud, ["tools"]);
         assert_eq!(claims.scope, "calculator:use memory:read");
         assert_eq!((claims.iat, claims.exp), (1_000, 1_900));
     }
@@ -184,8 +190,12 @@ mod tests {
     #[test]
     fn every_token_gets_a_fresh_128_bit_hex_jti() {
         let issuer = issuer();
-        let a = issuer.issue("planner", &["memory:read"], 1).unwrap();
-        let b = issuer.issue("planner", &["memory:read"], 1).unwrap();
+        let a = issuer
+            .issue("planner", &["memory:read"], &["memory"], 1)
+            .unwrap();
+        let b = issuer
+            .issue("planner", &["memory:read"], &["memory"], 1)
+            .unwrap();
         assert_ne!(a.claims.jti, b.claims.jti);
         assert_ne!(a.token, b.token);
         assert_eq!(a.claims.jti.len(), 32);
@@ -194,22 +204,49 @@ mod tests {
 
     #[test]
     fn a_token_without_scopes_has_an_empty_scope_claim() {
-        let issued = issuer().issue::<&str>("planner", &[], 1).unwrap();
+        let issued = issuer()
+            .issue::<&str, _>("planner", &[], &["tools"], 1)
+            .unwrap();
         assert_eq!(issued.claims.scope, "");
     }
 
     #[test]
     fn an_empty_subject_or_a_scope_with_spaces_is_refused() {
         assert!(matches!(
-            issuer().issue("", &["memory:read"], 1),
+            issuer().issue("", &["memory:read"], &["memory"], 1),
             Err(IssueError::EmptySubject)
         ));
         for bad in ["", "memory:read audit:write", "tab\tscope"] {
-            match issuer().issue("planner", &[bad], 1) {
+            match issuer().issue("planner", &[bad], &["memory"], 1) {
                 Err(IssueError::InvalidScope(scope)) => assert_eq!(scope, bad),
                 other => panic!("{bad:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn several_audiences_are_an_array_and_none_or_an_empty_one_is_refused() {
+        let issued = issuer()
+            .issue("planner", &["x"], &["tools", "audit"], 1)
+            .unwrap();
+        assert_eq!(issued.claims.aud, ["tools", "audit"]);
+        let payload = issued.token.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&crate::b64::decode(payload).unwrap()).unwrap();
+        assert_eq!(json["aud"], serde_json::json!(["tools", "audit"]));
+        let one = issuer().issue("planner", &["x"], &["tools"], 1).unwrap();
+        let payload = one.token.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&crate::b64::decode(payload).unwrap()).unwrap();
+        assert_eq!(json["aud"], serde_json::json!("tools"));
+        assert!(matches!(
+            issuer().issue::<_, &str>("planner", &["x"], &[], 1),
+            Err(IssueError::NoAudience)
+        ));
+        assert!(matches!(
+            issuer().issue("planner", &["x"], &["tools", ""], 1),
+            Err(IssueError::EmptyAudience)
+        ));
     }
 
     #[test]
@@ -218,10 +255,12 @@ mod tests {
         let jwks = issuer.jwks();
         assert_eq!(jwks.len(), 1);
         assert_eq!(jwks[0].kid, issuer.key().kid());
-        let issued = issuer.issue("planner", &["memory:read"], 1_000).unwrap();
+        let issued = issuer
+            .issue("planner", &["memory:read"], &["memory"], 1_000)
+            .unwrap();
         let claims = issuer
             .verifier()
-            .verify(&issued.token, "heist-mesh", 1_001, 0)
+            .verify(&issued.token, "memory", 1_001, 0)
             .unwrap();
         assert_eq!(claims, issued.claims);
     }
@@ -233,18 +272,18 @@ mod tests {
         let keep = Duration::from_secs(60);
         let lifetime = Duration::from_secs(30);
         let ring = KeyRing::load_or_generate(&path, 1_000).unwrap();
-        let old = TokenIssuer::from_ring(&ring, 1_000, keep, "iss", "aud", lifetime);
-        let old_token = old.issue("planner", &["x"], 1_000).unwrap().token;
+        let old = TokenIssuer::from_ring(&ring, 1_000, keep, "iss", lifetime);
+        let old_token = old.issue("planner", &["x"], &["aud"], 1_000).unwrap().token;
         let ring = KeyRing::rotate(&path, 1_010, keep).unwrap();
-        let new = TokenIssuer::from_ring(&ring, 1_010, keep, "iss", "aud", lifetime);
+        let new = TokenIssuer::from_ring(&ring, 1_010, keep, "iss", lifetime);
         assert_eq!(new.jwks().len(), 2);
         assert_eq!(new.jwks()[0].kid, ring.active().kid());
         assert_ne!(new.key().kid(), old.key().kid());
         assert!(new.verifier().verify(&old_token, "aud", 1_011, 0).is_ok());
         // Past the old key's retirement it is no longer published nor trusted.
-        let later = TokenIssuer::from_ring(&ring, 1_071, keep, "iss", "aud", lifetime);
+        let later = TokenIssuer::from_ring(&ring, 1_071, keep, "iss", lifetime);
         assert_eq!(later.jwks().len(), 1);
-        let forged = old.issue("planner", &["x"], 1_071).unwrap().token;
+        let forged = old.issue("planner", &["x"], &["aud"], 1_071).unwrap().token;
         assert!(matches!(
             later.verifier().verify(&forged, "aud", 1_071, 0),
             Err(crate::TokenError::UnknownKid(_))
@@ -254,8 +293,8 @@ mod tests {
     #[test]
     fn a_huge_lifetime_saturates_instead_of_overflowing() {
         let key = SigningKey::from_seed(&[2; 32]);
-        let issuer = TokenIssuer::new(key, "i", "a", Duration::MAX);
-        let issued = issuer.issue("planner", &["x"], 10).unwrap();
+        let issuer = TokenIssuer::new(key, "i", Duration::MAX);
+        let issued = issuer.issue("planner", &["x"], &["a"], 10).unwrap();
         assert_eq!(issued.claims.exp, u64::MAX);
     }
 }

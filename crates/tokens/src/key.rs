@@ -245,8 +245,8 @@ mod tests {
         let path = dir.path().join("oauth.key");
         let lifetime = Duration::from_secs(60);
         let before = SigningKey::load_or_generate(&path).unwrap();
-        let token = TokenIssuer::new(before, "iss", "aud", lifetime)
-            .issue("planner", &["memory:read"], 1_000)
+        let token = TokenIssuer::new(before, "iss", lifetime)
+            .issue("planner", &["memory:read"], &["aud"], 1_000)
             .unwrap()
             .token;
         let after = SigningKey::load_or_generate(&path).unwrap();

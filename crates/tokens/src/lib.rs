@@ -21,12 +21,14 @@
 //! - `key`: [`SigningKey`] and [`PublicKey`]; `ring`: [`KeyRing`], the active key and the
 //!   older keys still published; `key_file`: the ring file on disk (0600, atomic writes).
 //! - `jwk`: [`Jwk`] from and to public keys.
+//! - `audience`: [`Audience`], the mesh's resource indicators (RFC 8707): one per service.
 //! - `claims`: [`Claims`] and the time, audience and issuer checks.
 //! - `jws`: the compact form: header, signing, splitting, signature check.
 //! - `fields`: typed access to header and claim members with errors naming them.
 //! - `issue`: [`TokenIssuer`]; `verify`: [`KeySet`] and [`Verifier`].
 //! - `error`: one error enum per operation; no message repeats a token or a key.
 
+mod audience;
 mod b64;
 mod claims;
 mod error;
@@ -41,6 +43,7 @@ mod verify;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use audience::{Audience, UnknownAudience};
 pub use claims::{ACT_FOR_ANY_SCOPE, Claims};
 pub use error::{IssueError, JwkError, KeyError, TokenError, TokenPart};
 pub use issue::{IssuedToken, TokenIssuer};

@@ -97,13 +97,27 @@ impl Verifier {
     }
 
     /// Verifies `token` at time `now` (seconds since the Unix epoch), tolerating `leeway`
-    /// seconds of clock skew: size, structure, `alg: EdDSA`, a known `kid`, the signature, then
-    /// `exp`, `nbf`/`iat`, `aud` (a string or an array containing `expected_audience`) and
-    /// `iss`. The claims come back with `aud` set to `expected_audience`.
+    /// seconds of clock skew: [`Verifier::verify_any_audience`], then that `aud` (a string or
+    /// an array) contains `expected_audience`.
     pub fn verify(
         &self,
         token: &str,
         expected_audience: &str,
+        now: u64,
+        leeway: u64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_any_audience(token, now, leeway)?;
+        claims.require_audience(expected_audience)?;
+        Ok(claims)
+    }
+
+    /// Verifies everything but the audience: size, structure, `alg: EdDSA`, a known `kid`,
+    /// the signature, then `exp`, `nbf`/`iat` and `iss`. For the issuer itself (introspection,
+    /// revocation: a token for any audience is one of its own) and for callers that check
+    /// the audience apart ([`Claims::require_audience`]).
+    pub fn verify_any_audience(
+        &self,
+        token: &str,
         now: u64,
         leeway: u64,
     ) -> Result<Claims, TokenError> {
@@ -114,7 +128,7 @@ impl Verifier {
             .get(&kid)
             .ok_or_else(|| TokenError::UnknownKid(excerpt(&kid)))?;
         parts.check_signature(key)?;
-        TokenClaims::decode(parts.claims)?.check(&self.issuer, expected_audience, now, leeway)
+        TokenClaims::decode(parts.claims)?.check(&self.issuer, now, leeway)
     }
 }
 
@@ -143,7 +157,7 @@ mod tests {
     use crate::key::SigningKey;
 
     const ISS: &str = "heist-oauth";
-    const AUD: &str = "heist-mesh";
+    const AUD: &str = "audit";
     const NOW: u64 = 1_700_000_000;
     const LIFETIME: u64 = 900;
 
@@ -152,8 +166,8 @@ mod tests {
     }
 
     fn issue_with(key: SigningKey) -> IssuedToken {
-        TokenIssuer::new(key, ISS, AUD, Duration::from_secs(LIFETIME))
-            .issue("planner", &["calculator:use", "memory:read"], NOW)
+        TokenIssuer::new(key, ISS, Duration::from_secs(LIFETIME))
+            .issue("planner", &["calculator:use", "memory:read"], &[AUD], NOW)
             .unwrap()
     }
 
@@ -294,11 +308,14 @@ mod tests {
     fn a_token_for_another_audience_is_rejected() {
         let token = issue().token;
         assert_eq!(
-            verifier().verify(&token, "other-mesh", NOW, 30),
+            verifier().verify(&token, "tools", NOW, 30),
             Err(TokenError::WrongAudience {
-                expected: "other-mesh".to_owned()
+                expected: "tools".to_owned(),
+                found: vec![AUD.to_owned()],
             })
         );
+        // The issuer's own check takes any audience.
+        assert!(verifier().verify_any_audience(&token, NOW, 30).is_ok());
     }
 
     #[test]

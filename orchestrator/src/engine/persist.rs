@@ -2,6 +2,9 @@
 //! message with each of its tool calls to Audit in one `StoreTurn` (one
 //! transaction), made while the next turn speaks.
 
+use std::sync::Arc;
+
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::{StoreMessageRequest, StoreToolUsageRequest, StoreTurnRequest};
 use tracing::Instrument;
 
@@ -28,6 +31,13 @@ pub(super) struct Stored {
     pub(super) audit: Result<Written, AuditWriteError>,
 }
 
+/// The orchestrator's tokens for a turn's writes, one per service written
+/// (none when OAuth could not give it: that write waits or is spooled).
+struct TurnTokens {
+    memory: Option<Arc<str>>,
+    audit: Option<Arc<str>>,
+}
+
 impl Orchestrator {
     /// Makes the writes of the last turn of `turns`, if they are still to
     /// be made.
@@ -41,7 +51,14 @@ impl Orchestrator {
         let writes = writes?;
         let (record, history) = turns.split_last()?;
         async {
-            let token = self.own_token(self.config.timeouts.audit).await.ok();
+            let (memory_token, audit_token) = tokio::join!(
+                self.own_token(Audience::Memory, self.config.timeouts.memory),
+                self.own_token(Audience::Audit, self.config.timeouts.audit),
+            );
+            let tokens = TurnTokens {
+                memory: memory_token.ok(),
+                audit: audit_token.ok(),
+            };
             let (memory, audit) = self
                 .persist(
                     session_id,
@@ -49,7 +66,7 @@ impl Orchestrator {
                     writes.tool_rows,
                     history,
                     memory_sync,
-                    token.as_deref(),
+                    &tokens,
                 )
                 .await;
             Some(Stored { memory, audit })
@@ -68,14 +85,14 @@ impl Orchestrator {
         tool_rows: Vec<StoreToolUsageRequest>,
         history: &[TurnRecord],
         memory_sync: &mut MemorySync,
-        token: Option<&str>,
+        tokens: &TurnTokens,
     ) -> (bool, Result<Written, AuditWriteError>) {
         let memory = async {
             if record.is_error {
                 return true;
             }
             memory_sync
-                .store(&self.memory, history, record, token)
+                .store(&self.memory, history, record, tokens.memory.as_deref())
                 .await
         };
         let message = StoreMessageRequest {
@@ -87,7 +104,10 @@ impl Orchestrator {
             is_error: record.is_error,
             idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
         };
-        let (memory, audit) = tokio::join!(memory, self.store_turn(message, tool_rows, token));
+        let (memory, audit) = tokio::join!(
+            memory,
+            self.store_turn(message, tool_rows, tokens.audit.as_deref())
+        );
         (memory, audit)
     }
 

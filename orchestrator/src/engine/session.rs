@@ -5,6 +5,7 @@
 
 use std::{sync::Arc, time::Instant};
 
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::{CreateSessionRequest, EndSessionRequest, StoreSessionEventRequest};
 use tokio::sync::{broadcast, watch};
 
@@ -90,8 +91,9 @@ impl Orchestrator {
         sink: &dyn TurnSink,
     ) -> Result<SessionOutcome, RunError> {
         let started = Instant::now();
+        // For Audit: the session's creation and its end.
         let token = self
-            .own_token(self.config.timeouts.oauth)
+            .own_token(Audience::Audit, self.config.timeouts.oauth)
             .await
             .map_err(RunError::Token)?;
         if history.is_empty() {
@@ -164,13 +166,14 @@ impl Orchestrator {
         memory_sync: &mut MemorySync,
     ) -> bool {
         let deadline = self.config.timeouts.memory;
-        let token = self.own_token(deadline).await.ok();
+        let token = self.own_token(Audience::Memory, deadline).await.ok();
         let admin = self
             .tokens
             .token_within(
                 &self.config.oauth.client_id,
                 self.config.oauth.client_secret.expose(),
                 &[MEMORY_ADMIN_SCOPE.to_owned()],
+                Audience::Memory,
                 deadline,
             )
             .await
@@ -330,7 +333,10 @@ impl Session<'_> {
         self.outcome.memory_failures += self.memory_sync.refused();
         // Memory may have restarted since the last write: compare once more.
         let deadline = orchestrator.config.timeouts.memory;
-        let token = orchestrator.own_token(deadline).await.ok();
+        let token = orchestrator
+            .own_token(Audience::Memory, deadline)
+            .await
+            .ok();
         match self
             .memory_sync
             .reconcile(
@@ -359,7 +365,7 @@ impl Session<'_> {
             outcome.turns.len(),
         );
         let token = orchestrator
-            .own_token(orchestrator.config.timeouts.audit)
+            .own_token(Audience::Audit, orchestrator.config.timeouts.audit)
             .await
             .ok()
             .unwrap_or(token);
@@ -418,7 +424,7 @@ impl Session<'_> {
     async fn record_own_audit(&mut self, write: SpooledWrite) {
         let orchestrator = self.orchestrator;
         let token = orchestrator
-            .own_token(orchestrator.config.timeouts.audit)
+            .own_token(Audience::Audit, orchestrator.config.timeouts.audit)
             .await
             .ok();
         self.record_audit(write, token.as_deref()).await;
@@ -448,7 +454,7 @@ impl Session<'_> {
         let orchestrator = self.orchestrator;
         let audit = &orchestrator.audit;
         let deadline = orchestrator.config.timeouts.audit;
-        let token = orchestrator.own_token(deadline).await.ok();
+        let token = orchestrator.own_token(Audience::Audit, deadline).await.ok();
         if audit.replay(token.as_deref()).await == 0 {
             return;
         }
@@ -476,7 +482,7 @@ impl Session<'_> {
                 () = closed(&mut events, AUDIT) => {}
             }
             step = (step * 2).min(MAX_PAUSE_STEP);
-            let token = orchestrator.own_token(deadline).await.ok();
+            let token = orchestrator.own_token(Audience::Audit, deadline).await.ok();
             audit.replay(token.as_deref()).await;
             let (writes, turns) = audit.pending_for(self.id).await;
             if turns <= max_turns && (max_turns > 0 || writes == 0) {

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use heist_plumbing::auth::Audience;
 use heist_proto::v1::{
     CallToolRequest, GetCompressedMemoryRequest, GetCompressedMemoryResponse, StoreToolUsageRequest,
 };
@@ -201,7 +202,10 @@ impl Orchestrator {
             turn.id = turn_id,
         );
         async {
-            let token = self.own_token(self.config.timeouts.memory).await.ok();
+            let token = self
+                .own_token(Audience::Memory, self.config.timeouts.memory)
+                .await
+                .ok();
             let memory = self
                 .memory_context(session_id, agent, token.as_deref())
                 .await;
@@ -430,6 +434,7 @@ impl Speaker<'_> {
                         &agent.name,
                         agent.client_secret.expose(),
                         &agent.oauth_scopes,
+                        Audience::Tools,
                         deadline,
                     )
                     .await

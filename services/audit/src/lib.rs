@@ -19,7 +19,11 @@ mod watch;
 
 use std::{future::Future, time::Duration};
 
-use heist_plumbing::{DependencyProbe, ServeOptions, auth::Authenticator, serve::ServeError};
+use heist_plumbing::{
+    DependencyProbe, ServeOptions,
+    auth::{Audience, AuthLayer, Authenticator},
+    serve::ServeError,
+};
 use tokio::net::TcpListener;
 
 pub use service::AuditService;
@@ -44,7 +48,8 @@ pub enum AuditError {
 /// `listener`, behind the auth layer, until `shutdown` resolves; then stops
 /// the writer after it has committed every queued write. It is SERVING once
 /// the store is open and `authenticator` has OAuth's public keys, and on
-/// PostgreSQL NOT_SERVING while the database does not answer.
+/// PostgreSQL NOT_SERVING while the database does not answer. Only tokens
+/// for the `audit` audience are accepted.
 pub async fn run(
     listener: TcpListener,
     config: StoreConfig,
@@ -65,8 +70,7 @@ pub async fn run(
     let outcome = heist_plumbing::serve_protected_probed(
         listener,
         service,
-        authenticator,
-        service::METHOD_SCOPES,
+        AuthLayer::new(authenticator, Audience::Audit, service::METHOD_SCOPES),
         probe,
         shutdown,
         // The writes carry agents' text and tool results.

@@ -15,7 +15,11 @@ pub mod store;
 
 use std::{future::Future, time::Duration};
 
-use heist_plumbing::{DependencyProbe, ServeOptions, auth::Authenticator, serve::ServeError};
+use heist_plumbing::{
+    DependencyProbe, ServeOptions,
+    auth::{Audience, AuthLayer, Authenticator},
+    serve::ServeError,
+};
 use tokio::net::TcpListener;
 
 pub use service::MemoryService;
@@ -37,7 +41,8 @@ pub enum MemoryServiceError {
 
 /// Serves the Memory service on `store` (see [`Backend::open`]) on `listener` until
 /// `shutdown` resolves; it is SERVING once `authenticator` has loaded OAuth's public keys,
-/// and, on Redis, NOT_SERVING while Redis does not answer.
+/// and, on Redis, NOT_SERVING while Redis does not answer. Only tokens for the `memory`
+/// audience are accepted.
 pub async fn run(
     listener: TcpListener,
     store: Backend,
@@ -59,8 +64,7 @@ pub async fn run(
     let outcome = heist_plumbing::serve_protected_probed(
         listener,
         service,
-        authenticator,
-        service::METHOD_SCOPES,
+        AuthLayer::new(authenticator, Audience::Memory, service::METHOD_SCOPES),
         probe,
         shutdown,
         // Turns carry agents' text.

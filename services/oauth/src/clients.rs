@@ -9,8 +9,10 @@
 //! - `secret`: hashing and constant-time verification of secrets.
 //! - `work_memory`: Argon2's working memory, reused from hash to hash.
 //! - `scope`: scope syntax and the granting rules.
+//! - `resource`: resource indicators (RFC 8707): the audiences a token is for.
 
 mod config;
+mod resource;
 mod scope;
 mod secret;
 mod work_memory;
@@ -20,7 +22,11 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use resource::MAX_RESOURCES;
 pub use scope::{MAX_SCOPE_LEN, MAX_SCOPES, is_valid_scope};
+
+use heist_tokens::Audience;
+use resource::AudienceList;
 pub use secret::hash_secret;
 
 use config::{ClientEntry, ClientsFile};
@@ -38,6 +44,40 @@ pub enum ClientError {
     /// A requested scope is not allowed for this client.
     #[error("scope {0:?} is not allowed for this client")]
     ScopeNotAllowed(String),
+    /// A `resource` value is empty (RFC 8707 `invalid_target`).
+    #[error(
+        "invalid_target: resource[{0}] is empty; name one of oauth, tools, memory, audit, \
+         or none for every audience the client may have"
+    )]
+    EmptyResource(usize),
+    /// A `resource` value is not an audience of the mesh (RFC 8707 `invalid_target`).
+    #[error(
+        "invalid_target: resource {:?} is not an audience of the mesh (oauth, tools, memory, \
+         audit); this client may ask for {}",
+        heist_plumbing::quote(.resource),
+        AudienceList(.allowed)
+    )]
+    UnknownResource {
+        /// The value, as sent.
+        resource: String,
+        /// The audiences the client may have.
+        allowed: Vec<Audience>,
+    },
+    /// A `resource` is an audience the client may not have (RFC 8707 `invalid_target`).
+    #[error(
+        "invalid_target: resource \"{resource}\" is not allowed for this client; it may ask \
+         for {}",
+        AudienceList(.allowed)
+    )]
+    ResourceNotAllowed {
+        /// The audience asked for.
+        resource: Audience,
+        /// The audiences the client may have.
+        allowed: Vec<Audience>,
+    },
+    /// More `resource` values than [`MAX_RESOURCES`].
+    #[error("invalid_target: {0} resources named; at most {MAX_RESOURCES}")]
+    TooManyResources(usize),
 }
 
 /// The client file could not be loaded.
@@ -89,6 +129,7 @@ pub struct Client {
     id: String,
     secret: SecretHash,
     allowed_scopes: Vec<String>,
+    allowed_audiences: Vec<Audience>,
     description: String,
     development_secret: bool,
 }
@@ -102,6 +143,19 @@ impl Client {
     /// The scopes the client may be granted, in file order.
     pub fn allowed_scopes(&self) -> &[String] {
         &self.allowed_scopes
+    }
+
+    /// The audiences the client may have tokens for (every one unless its entry names some).
+    pub fn allowed_audiences(&self) -> &[Audience] {
+        &self.allowed_audiences
+    }
+
+    /// The audiences to grant for the request's `resource` values: every allowed audience
+    /// when none is named, otherwise the named ones (deduplicated, in order). Fails with
+    /// [`ClientError::EmptyResource`], [`ClientError::UnknownResource`],
+    /// [`ClientError::ResourceNotAllowed`] or [`ClientError::TooManyResources`].
+    pub fn grant_audiences(&self, requested: &[String]) -> Result<Vec<Audience>, ClientError> {
+        resource::grant(&self.allowed_audiences, requested)
     }
 
     /// What the client is, for people.
@@ -129,6 +183,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("id", &self.id)
             .field("allowed_scopes", &self.allowed_scopes)
+            .field("allowed_audiences", &self.allowed_audiences)
             .field("description", &self.description)
             .field("development_secret", &self.development_secret)
             .finish_non_exhaustive()
@@ -232,6 +287,7 @@ fn build_client(entry: ClientEntry) -> Result<Client, (String, String)> {
         secret_hash,
         secret,
         allowed_scopes,
+        allowed_audiences,
         description,
     } = entry;
     let fail = |reason: String| (client_id.clone(), reason);
@@ -265,10 +321,12 @@ fn build_client(entry: ClientEntry) -> Result<Client, (String, String)> {
             scopes.push(scope);
         }
     }
+    let allowed_audiences = resource::allowed(allowed_audiences).map_err(fail)?;
     Ok(Client {
         id: client_id,
         secret,
         allowed_scopes: scopes,
+        allowed_audiences,
         description,
         development_secret,
     })
@@ -480,6 +538,14 @@ mod tests {
                 "client_id: a\n    secret: s\n    allowed_scopes: [\"memory read\"]",
                 "allowed scope \"memory read\"",
             ),
+            (
+                "client_id: a\n    secret: s\n    allowed_audiences: [tools, vault]",
+                "allowed_audiences: unknown audience \"vault\"",
+            ),
+            (
+                "client_id: a\n    secret: s\n    allowed_audiences: []",
+                "allowed_audiences is empty",
+            ),
         ];
         for (entries, expected) in cases {
             let text = format!("clients:\n  - {entries}\n");
@@ -500,6 +566,25 @@ mod tests {
     fn a_file_without_clients_is_refused() {
         let error = from_yaml("clients: []\n").unwrap_err();
         assert!(matches!(error, RegistryError::NoClients(_)), "{error}");
+    }
+
+    #[test]
+    fn clients_get_every_audience_unless_their_entry_names_some() {
+        let planner = default_registry().get("planner").unwrap();
+        assert_eq!(planner.allowed_audiences(), Audience::ALL);
+        assert_eq!(planner.grant_audiences(&[]).unwrap(), Audience::ALL);
+        let text = "clients:\n  - client_id: a\n    secret: s\n    allowed_scopes: [x]\n    allowed_audiences: [tools]\n";
+        let registry = from_yaml(text).unwrap();
+        let client = registry.get("a").unwrap();
+        assert_eq!(client.allowed_audiences(), [Audience::Tools]);
+        assert_eq!(client.grant_audiences(&[]).unwrap(), [Audience::Tools]);
+        assert_eq!(
+            client.grant_audiences(&["audit".to_owned()]),
+            Err(ClientError::ResourceNotAllowed {
+                resource: Audience::Audit,
+                allowed: vec![Audience::Tools],
+            })
+        );
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::{
     time::Duration,
 };
 
-use heist_plumbing::auth::MESH_AUDIENCE;
 use heist_tokens::{KeyError, KeyRing, TokenIssuer, unix_now};
 
 /// The process's current token issuer, rebuilt from the ring file; a cheap-to-clone handle.
@@ -46,14 +45,7 @@ impl SigningKeys {
     ) -> Result<Self, KeyError> {
         let ring = KeyRing::load_or_generate(&path, unix_now())?;
         let keep = lifetime.saturating_add(leeway);
-        let current = TokenIssuer::from_ring(
-            &ring,
-            unix_now(),
-            keep,
-            issuer.clone(),
-            MESH_AUDIENCE,
-            lifetime,
-        );
+        let current = TokenIssuer::from_ring(&ring, unix_now(), keep, issuer.clone(), lifetime);
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -93,7 +85,6 @@ impl SigningKeys {
             unix_now(),
             self.inner.keep,
             self.inner.issuer.clone(),
-            MESH_AUDIENCE,
             self.inner.lifetime,
         ));
         let mut current = match self.inner.current.write() {

@@ -8,7 +8,12 @@
 //! Who may call what: `IssueToken`, `GetPublicKeys`, `ListRevokedTokens` (it
 //! holds only random token IDs and expiry times) and revoking a token one
 //! holds are open; introspection needs a bearer token with `oauth:introspect`
-//! (RFC 7662 section 2.1), revoking by `jti` one with `oauth:admin`.
+//! (RFC 7662 section 2.1), revoking by `jti` one with `oauth:admin`, both for
+//! the `oauth` audience.
+//!
+//! A token request may name its resources (RFC 8707): the audiences it is
+//! for, each known and allowed for the client (else INVALID_ARGUMENT,
+//! `invalid_target`); none named gives every audience the client may have.
 //!
 //! Revocation checks read the shared store at each call (so a revocation
 //! through another replica holds here at once); a store that cannot answer
@@ -17,7 +22,7 @@
 use std::{sync::Arc, time::Duration};
 
 use heist_plumbing::{
-    auth::{AuthError, Authenticator},
+    auth::{Audience, AuthError, Authenticator},
     status::{ServiceError, to_status},
 };
 use heist_proto::v1::{
@@ -85,7 +90,13 @@ impl ServiceError for OAuthError {
         match self {
             Self::Client(ClientError::InvalidClient) => Code::Unauthenticated,
             Self::Client(ClientError::ScopeNotAllowed(_)) => Code::PermissionDenied,
-            Self::Client(ClientError::InvalidScope(_))
+            Self::Client(
+                ClientError::InvalidScope(_)
+                | ClientError::EmptyResource(_)
+                | ClientError::UnknownResource { .. }
+                | ClientError::ResourceNotAllowed { .. }
+                | ClientError::TooManyResources(_),
+            )
             | Self::UnsupportedGrant(_)
             | Self::EmptyScope
             | Self::InvalidField { .. }
@@ -162,7 +173,7 @@ impl OAuthService {
     }
 
     /// The claims of the caller of `request`, if its bearer token is valid,
-    /// not revoked (the stored list, which survives a restart and is shared
+    /// for the `oauth` audience, not revoked (the stored list, which survives a restart and is shared
     /// by replicas on an engine) and grants `scope`: else UNAUTHENTICATED, or
     /// PERMISSION_DENIED naming the scope; UNAVAILABLE when the list cannot
     /// be read (fail closed).
@@ -173,7 +184,7 @@ impl OAuthService {
     ) -> Result<Claims, Status> {
         let claims = self
             .authenticator
-            .authenticate(&request.metadata().clone().into_headers())
+            .authenticate(&request.metadata().clone().into_headers(), Audience::OAuth)
             .await?;
         if self.is_revoked(&claims.jti).await? {
             return Err(AuthError::Revoked.into());
@@ -184,12 +195,13 @@ impl OAuthService {
         Ok(claims)
     }
 
-    /// Verifies one of our tokens; `leeway` 0 for introspection.
+    /// Verifies one of our tokens, for whichever audiences; `leeway` 0 for
+    /// introspection.
     fn verify(&self, token: &str, leeway: u64) -> Result<Claims, TokenError> {
-        let issuer = self.keys.current();
-        issuer
+        self.keys
+            .current()
             .verifier()
-            .verify(token, issuer.audience(), unix_now(), leeway)
+            .verify_any_audience(token, unix_now(), leeway)
     }
 
     async fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
@@ -244,7 +256,12 @@ impl OAuthRpc for OAuthService {
             let _entered = span.enter();
             let client = clients.authenticate(&request.client_id, &request.client_secret)?;
             let scopes = clients.grant_scopes(client, &request.scope)?;
-            Ok::<_, OAuthError>(issuer.issue(client.id(), &scopes, unix_now())?)
+            let audiences = client
+                .grant_audiences(&request.resource)?
+                .into_iter()
+                .map(Audience::as_str)
+                .collect::<Vec<_>>();
+            Ok::<_, OAuthError>(issuer.issue(client.id(), &scopes, &audiences, unix_now())?)
         })
         .await
         .map_err(|error| OAuthError::Task(error.to_string()))?
@@ -252,7 +269,12 @@ impl OAuthRpc for OAuthService {
             tracing::info!(%error, "token refused");
             error
         })?;
-        tracing::info!(jti = %issued.claims.jti, scope = %issued.claims.scope, "token issued");
+        tracing::info!(
+            jti = %issued.claims.jti,
+            scope = %issued.claims.scope,
+            aud = %issued.claims.aud.join(" "),
+            "token issued"
+        );
         Ok(Response::new(pb::IssueTokenResponse {
             access_token: issued.token,
             token_type: "Bearer".into(),

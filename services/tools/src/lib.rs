@@ -40,13 +40,18 @@ pub use tool::{Parameter, Tool, ToolError, ToolOutput};
 
 use std::{future::Future, time::Duration};
 
-use heist_plumbing::{ServeOptions, auth::Authenticator, serve::ServeError};
+use heist_plumbing::{
+    ServeOptions,
+    auth::{Audience, AuthLayer, Authenticator},
+    serve::ServeError,
+};
 use tokio::net::TcpListener;
 
 pub use service::ToolService;
 
 /// Serves `tools` on `listener`, behind the auth layer, until `shutdown`
-/// resolves; SERVING once `authenticator` has OAuth's public keys.
+/// resolves; SERVING once `authenticator` has OAuth's public keys. Only
+/// tokens for the `tools` audience are accepted.
 pub async fn run(
     listener: TcpListener,
     tools: ToolSet,
@@ -60,5 +65,6 @@ pub async fn run(
     let service = ToolService::new(tools, call_timeout).into_server();
     // Tool arguments (paths, queries, expressions) may be long.
     let options = options.with_large_messages(&["CallTool"]);
-    heist_plumbing::serve_protected(listener, service, authenticator, &[], shutdown, options).await
+    let auth = AuthLayer::new(authenticator, Audience::Tools, &[]);
+    heist_plumbing::serve_protected(listener, service, auth, shutdown, options).await
 }

@@ -21,6 +21,7 @@ use heist_orchestrator::{
     session_id::new_session_id,
     spool::Spool,
 };
+use heist_plumbing::auth::Audience;
 use tokio::sync::watch;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
@@ -225,7 +226,7 @@ async fn measure_floor(channels: &[MeshChannel], sessions: usize) -> Result<f64,
     Ok((sessions * rounds * channels.len()) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Buys every agent's token, so that no measured turn waits for OAuth
+/// Buys every agent's token (for its tool calls), so that no measured turn waits for OAuth
 /// (tokens live 5 minutes; the cache is shared by every session).
 async fn buy_tokens(orchestrator: &Orchestrator, config: &Config) -> Result<(), String> {
     for agent in config
@@ -239,6 +240,7 @@ async fn buy_tokens(orchestrator: &Orchestrator, config: &Config) -> Result<(), 
                 &agent.name,
                 agent.client_secret.expose(),
                 &agent.oauth_scopes,
+                Audience::Tools,
             )
             .await
             .map_err(|status| format!("no token for {}: {}", agent.name, status.message()))?;

@@ -22,7 +22,7 @@ pub(crate) async fn audit_rows(
     outcomes: &[SessionOutcome],
     turns: u64,
 ) -> Result<(), String> {
-    let token = dev_token_on(oauth, "orchestrator", "audit:read")
+    let token = dev_token_on(oauth, "orchestrator", "audit:read", &["audit"])
         .await
         .map_err(|status| format!("no token to read Audit: {}", status.message()))?;
     let mut client = AuditServiceClient::with_interceptor(audit, BearerInterceptor::new(&token));

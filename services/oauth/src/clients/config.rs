@@ -6,6 +6,7 @@
 //!     secret_hash: "$argon2id$v=19$m=8192,t=1,p=1$..."   # or, for development only:
 //!     # secret: planner-dev-secret
 //!     allowed_scopes: [calculator:use, memory:read]
+//!     allowed_audiences: [tools, memory]   # optional; every audience when left out
 //!     description: Plans the heist.
 //! ```
 
@@ -38,6 +39,10 @@ pub(crate) struct ClientEntry {
     /// The scopes the client may be granted.
     #[serde(default)]
     pub(crate) allowed_scopes: Vec<String>,
+    /// The audiences (RFC 8707 resources) the client may have tokens for; every one when
+    /// left out.
+    #[serde(default)]
+    pub(crate) allowed_audiences: Option<Vec<String>>,
     /// What the client is, for people.
     #[serde(default)]
     pub(crate) description: String,
