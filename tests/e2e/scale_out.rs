@@ -40,9 +40,9 @@ const RUN_LIMIT: Duration = Duration::from_secs(180);
 
 /// The offline LLM, answering each round after `pace`: the mesh answers a
 /// turn in milliseconds, and the faults must land while the session runs.
-struct Paced {
-    offline: OfflineBackend,
-    pace: Duration,
+pub(crate) struct Paced {
+    pub(crate) offline: OfflineBackend,
+    pub(crate) pace: Duration,
 }
 
 impl LlmBackend for Paced {

@@ -37,6 +37,19 @@ fn profile() -> String {
         .into_owned()
 }
 
+/// Runs `scripts/NAME ARGS` on the binaries as built, state in `run_dir`.
+fn run_script(run_dir: &std::path::Path, name: &str, args: &[&str]) -> std::process::Output {
+    Command::new(repo_root().join("scripts").join(name))
+        .args(args)
+        .env("HEIST_RUN_DIR", run_dir)
+        .env("HEIST_PROFILE", profile())
+        .env("HEIST_SKIP_BUILD", "1")
+        .env_remove("HEIST_CONFIG")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_services_on_postgres_and_redis_keeps_the_state_there_and_no_password_in_argv() {
     let _ports = SEED_PORTS.lock().await;
@@ -46,17 +59,7 @@ async fn start_services_on_postgres_and_redis_keeps_the_state_there_and_no_passw
         .expect("the private PostgreSQL must start");
     let redis = RedisServer::start().expect("the private Redis must start");
     let run_dir = TempDir::new().unwrap();
-    let script = |name: &str, args: &[&str]| {
-        Command::new(repo_root().join("scripts").join(name))
-            .args(args)
-            .env("HEIST_RUN_DIR", run_dir.path())
-            .env("HEIST_PROFILE", profile())
-            .env("HEIST_SKIP_BUILD", "1")
-            .env_remove("HEIST_CONFIG")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .output()
-            .unwrap()
-    };
+    let script = |name: &str, args: &[&str]| run_script(run_dir.path(), name, args);
     let started = script(
         "start_services.sh",
         &["--postgres", &database, "--redis", &redis.url()],
@@ -244,17 +247,7 @@ async fn start_services_with_tls_serves_mutual_tls_with_the_dev_ca_and_run_heist
     let _ports = SEED_PORTS.lock().await;
     assert_seed_ports_free();
     let run_dir = TempDir::new().unwrap();
-    let script = |name: &str, args: &[&str]| {
-        Command::new(repo_root().join("scripts").join(name))
-            .args(args)
-            .env("HEIST_RUN_DIR", run_dir.path())
-            .env("HEIST_PROFILE", profile())
-            .env("HEIST_SKIP_BUILD", "1")
-            .env_remove("HEIST_CONFIG")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .output()
-            .unwrap()
-    };
+    let script = |name: &str, args: &[&str]| run_script(run_dir.path(), name, args);
     let shown = |output: &std::process::Output| {
         format!(
             "{}{}",

@@ -17,14 +17,15 @@ use heist_e2e::{
     processes::{MeshOptions, ProcessMesh},
     tls::{TestCerts, TlsMode, tls_channel_to},
 };
-use heist_orchestrator::llm::{
-    BoxFuture, Completion, CompletionRequest, LlmBackend, LlmError, OfflineBackend,
-};
+use heist_orchestrator::llm::OfflineBackend;
 use heist_plumbing::tls::{ClientTls, ClientTlsFiles, connect_lazy_verifying};
 use tonic::transport::Endpoint;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::replicas::{session, spool};
+use crate::{
+    replicas::{session, spool},
+    scale_out::Paced,
+};
 
 /// grpcurl against `addr` with `tls_args`; its stdout, stderr and success.
 fn grpcurl(tls_args: &[&str], addr: &str, rest: &[&str]) -> (String, String, bool) {
@@ -136,6 +137,40 @@ async fn every_service_answers_grpcurl_over_mutual_tls_and_the_health_port_stays
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_answers_grpcurl_with_cacert_over_server_only_tls_and_a_session_runs() {
+    use heist_orchestrator::{app, config::Config, mesh::Mesh};
+
+    let mut mesh = ProcessMesh::start_with(MeshOptions::for_tests().tls(TlsMode::ServerOnly)).await;
+    let ca = text(&mesh.certs().unwrap().ca());
+    for name in ["oauth", "audit", "memory", "tools"] {
+        let addr = mesh.addr(name).to_string();
+        let (out, err, ok) = grpcurl(&["-cacert", &ca], &addr, &["grpc.health.v1.Health/Check"]);
+        assert!(ok && out.contains("SERVING"), "{name}: {out}{err}");
+        let (out, err, ok) = grpcurl(&["-cacert", &ca], &addr, &["list"]);
+        assert!(ok && out.contains("heist.v1."), "{name}: {out}{err}");
+    }
+    let config = Arc::new(Config::load(&mesh.write_config("tls.yaml")).unwrap());
+    let clients = Mesh::connect(&config).await.unwrap();
+    let (orchestrator, _) =
+        app::prepare(config, clients, Arc::new(OfflineBackend::new(3)), spool()).await;
+    let outcome = session(&orchestrator, "heist_20261201_120000_tls0", 12).await;
+    assert_eq!(outcome.turns.len(), 12);
+    assert_eq!(outcome.failed_turns, 0, "{:?}", outcome.breaker_events);
+    assert_eq!(outcome.audit_failures, 0, "{:?}", outcome.breaker_events);
+    // Server-only TLS proves no client identity: Audit's rows carry none.
+    let db = rusqlite::Connection::open(mesh.dir.path().join("audit.db")).unwrap();
+    let via: Option<String> = db
+        .query_row(
+            "SELECT MAX(written_via) FROM messages WHERE session_id = 'heist_20261201_120000_tls0'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(via, None);
+    mesh.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_bad_peer_is_refused_with_a_clear_error_on_both_sides() {
     let options = MeshOptions::for_tests()
         .tls(TlsMode::Mutual)
@@ -234,30 +269,6 @@ async fn each_bad_peer_is_refused_with_a_clear_error_on_both_sides() {
     mesh.stop();
 }
 
-/// The offline LLM, a little slow: a session lasts long enough to renew a
-/// certificate in the middle of it.
-struct SlowLlm(OfflineBackend);
-
-impl LlmBackend for SlowLlm {
-    fn complete<'a>(
-        &'a self,
-        request: CompletionRequest<'a>,
-    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            self.0.complete(request).await
-        })
-    }
-
-    fn describe(&self) -> String {
-        "offline, 15 ms a completion".to_owned()
-    }
-
-    fn is_offline(&self) -> bool {
-        true
-    }
-}
-
 /// The certificate a fresh TLS connection to `addr` is served (DER).
 async fn served_certificate(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
     use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
@@ -302,13 +313,12 @@ async fn a_100_turn_session_over_mutual_tls_survives_certificates_renewed_mid_ru
     assert!(config.tls.is_some());
     let config = Arc::new(config);
     let clients = Mesh::connect(&config).await.unwrap();
-    let (orchestrator, _) = app::prepare(
-        config,
-        clients,
-        Arc::new(SlowLlm(OfflineBackend::new(5))),
-        spool(),
-    )
-    .await;
+    // A session long enough to renew certificates in the middle of it.
+    let slow = Paced {
+        offline: OfflineBackend::new(5),
+        pace: Duration::from_millis(15),
+    };
+    let (orchestrator, _) = app::prepare(config, clients, Arc::new(slow), spool()).await;
     let id = "heist_20261201_120000_tls1";
     let running = {
         let orchestrator = orchestrator.clone();

@@ -215,4 +215,30 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    #[tokio::test]
+    async fn sighup_reads_the_files_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("value");
+        std::fs::write(&path, "one").unwrap();
+        let file = path.clone();
+        let reloading = Reloading::new("test", vec![path.clone()], move || text_of(&file)).unwrap();
+        // Polling once an hour: only the signal can bring the change in.
+        reloading.watch(Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::fs::write(&path, "two, longer").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while *reloading.current() != "two, longer" {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not reloaded on SIGHUP"
+            );
+            let sent = std::process::Command::new("kill")
+                .args(["-HUP", &std::process::id().to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

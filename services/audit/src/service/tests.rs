@@ -28,7 +28,7 @@ fn from_orchestrator<T>(body: T, peer: Option<&str>) -> Request<T> {
     request.extensions_mut().insert(Claims {
         iss: "heist-test".into(),
         sub: "orchestrator".into(),
-        aud: heist_plumbing::auth::MESH_AUDIENCE.into(),
+        aud: vec!["audit".into()],
         scope: "audit:write audit:read agents:act_for_any".into(),
         iat: 0,
         exp: u64::MAX,
