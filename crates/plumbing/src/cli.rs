@@ -46,6 +46,17 @@ pub struct CommonArgs {
     #[arg(long, value_name = "PATH", requires = "health_listen")]
     pub health_addr_file: Option<PathBuf>,
 
+    /// Serve Prometheus metrics (OpenMetrics text) at `http://ADDR/metrics`,
+    /// e.g. `0.0.0.0:9464`; off by default (and the per-call metrics are then
+    /// not counted). Must differ from `--listen`.
+    #[arg(long, env = "HEIST_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Once the metrics port listens, write its bound address (`IP:PORT`)
+    /// to this file; handy with `--metrics-listen 127.0.0.1:0`.
+    #[arg(long, value_name = "PATH", requires = "metrics_listen")]
+    pub metrics_addr_file: Option<PathBuf>,
+
     /// What one peer may make the server hold.
     #[command(flatten, next_help_heading = "Transport limits")]
     pub transport: TransportArgs,
@@ -224,6 +235,12 @@ impl CommonArgs {
                     addr_file: self.health_addr_file.clone(),
                 }),
             tls: self.tls.server_tls()?,
+            metrics: self
+                .metrics_listen
+                .map(|address| crate::metrics::MetricsListen {
+                    address,
+                    addr_file: self.metrics_addr_file.clone(),
+                }),
             ..crate::ServeOptions::default()
         })
     }

@@ -13,6 +13,7 @@
 //!   them and parents the request span, and the session ID in baggage.
 //! - [`session_span`]: the span processor that copies baggage `session.id` onto every span.
 //! - [`auth`]: the bearer-token layer every protected service sits behind.
+//! - [`metrics`]: the Prometheus registry, the `/metrics` endpoint and the per-RPC metrics.
 //! - [`peer`]: the identity a client proved with its TLS certificate.
 //! - [`quote`]: the one way a caller's value is quoted back (escaped, capped).
 //! - [`status`]: the one mapping from service errors to `tonic::Status`.
@@ -21,6 +22,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod metrics;
 pub mod peer;
 pub mod propagation;
 pub mod quote;

@@ -131,6 +131,47 @@ fn is_traced(path: &str) -> bool {
         .any(|prefix| path.starts_with(prefix))
 }
 
+/// A call being timed for the RPC metrics (only while they are on).
+struct Metered {
+    service: String,
+    method: String,
+    started: std::time::Instant,
+}
+
+impl Metered {
+    fn start(service: &str, method: &str) -> Option<Self> {
+        crate::metrics::enabled().then(|| Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn code(status: Option<&tonic::Status>) -> tonic::Code {
+        status.map_or(tonic::Code::Ok, tonic::Status::code)
+    }
+
+    fn served(self, status: Option<&tonic::Status>) {
+        let code = Self::code(status);
+        crate::metrics::rpc::record_server(
+            &self.service,
+            &self.method,
+            code,
+            self.started.elapsed(),
+        );
+    }
+
+    fn made(self, status: Option<&tonic::Status>) {
+        let code = Self::code(status);
+        crate::metrics::rpc::record_client(
+            &self.service,
+            &self.method,
+            code,
+            self.started.elapsed(),
+        );
+    }
+}
+
 /// The gRPC status of a response, when it is in the headers (a
 /// trailers-only error response); `None` means it comes in the trailers
 /// (an OK unary response or a stream), taken as OK.
@@ -222,6 +263,7 @@ where
         if let Err(error) = span.set_parent(parent) {
             tracing::debug!(%error, "cannot parent the server span");
         }
+        let metered = Metered::start(service, method);
         let future = self.inner.call(request);
         Box::pin(
             async move {
@@ -229,6 +271,9 @@ where
                 if let Ok(response) = &outcome {
                     let status = grpc_status(response);
                     record_outcome(&Span::current(), status.as_ref());
+                    if let Some(metered) = metered {
+                        metered.served(status.as_ref());
+                    }
                     // An access log line, inside the server span (so it names
                     // the session): `--log info,heist_plumbing::server=debug`.
                     tracing::debug!(
@@ -327,16 +372,19 @@ where
             span.record("server.port", i64::from(server.1));
         }
         inject(&span, request.headers_mut());
+        let metered = Metered::start(service, method);
         let future = self.inner.call(request);
         Box::pin(
             async move {
                 let outcome = future.await;
                 let span = Span::current();
-                match &outcome {
-                    Ok(response) => record_outcome(&span, grpc_status(response).as_ref()),
-                    Err(error) => {
-                        record_outcome(&span, Some(&tonic::Status::unavailable(error.to_string())))
-                    }
+                let status = match &outcome {
+                    Ok(response) => grpc_status(response),
+                    Err(error) => Some(tonic::Status::unavailable(error.to_string())),
+                };
+                record_outcome(&span, status.as_ref());
+                if let Some(metered) = metered {
+                    metered.made(status.as_ref());
                 }
                 outcome
             }

@@ -47,6 +47,9 @@ pub enum ServeError {
     /// The health-only port cannot be opened.
     #[error(transparent)]
     HealthPort(#[from] HealthPortError),
+    /// The metrics port cannot be opened.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// How a server behaves around its service.
@@ -67,6 +70,9 @@ pub struct ServeOptions {
     /// TLS on the main port (the health port stays plaintext); `None` (the
     /// default): plaintext.
     pub tls: Option<crate::tls::ServerTls>,
+    /// Where to serve Prometheus metrics over HTTP; `None` (the default):
+    /// nowhere, and the per-call metrics are not counted.
+    pub metrics: Option<crate::metrics::MetricsListen>,
 }
 
 impl Default for ServeOptions {
@@ -77,6 +83,7 @@ impl Default for ServeOptions {
             large_message_methods: &[],
             health_port: None,
             tls: None,
+            metrics: None,
         }
     }
 }
@@ -253,6 +260,11 @@ where
         None => None,
     };
 
+    let metrics_listener = match &options.metrics {
+        Some(metrics) => Some(metrics.bind().await?),
+        None => None,
+    };
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_status(&reporter, S::NAME, ServingStatus::NotServing).await;
 
@@ -293,6 +305,13 @@ where
     // The health port stops only once the main port has drained, so that a
     // probe keeps hearing NOT_SERVING (not a refused connection) meanwhile.
     let (main_done_tx, main_done_rx) = tokio::sync::oneshot::channel::<()>();
+    // Metrics are served until the main port has drained.
+    let (metrics_done_tx, metrics_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = metrics_listener.map(|listener| {
+        tokio::spawn(crate::metrics::serve(listener, async move {
+            let _ = metrics_done_rx.await;
+        }))
+    });
     let health_server = health_listener.map(|listener| {
         tokio::spawn(run_routes(
             Routes::new(health_service),
@@ -340,6 +359,10 @@ where
         }
     };
     let _ = main_done_tx.send(());
+    let _ = metrics_done_tx.send(());
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     let health = match health_server {
         Some(health_server) => stop_health_port(health_server, grace_over).await,
         None => Ok(()),
