@@ -219,6 +219,25 @@ fn stop_signal(announce: bool) -> watch::Receiver<bool> {
     stop_rx
 }
 
+/// Serves the metrics at `metrics.listen`, if set, until the guard drops.
+async fn serve_metrics(
+    config: &Config,
+) -> anyhow::Result<Option<tokio::sync::oneshot::Sender<()>>> {
+    let Some(address) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let listen = heist_plumbing::metrics::MetricsListen {
+        address,
+        addr_file: None,
+    };
+    let listener = listen.bind().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(heist_plumbing::metrics::serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Some(stop))
+}
+
 /// `orchestrator run`: the banner, the health check, the tools, then the
 /// sessions at once, their summaries and transcripts.
 pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
@@ -230,6 +249,7 @@ pub async fn run(config: Config, run: RunRequest) -> anyhow::Result<u8> {
     let llm = llm_backend(&config, seed);
     banner(&console, &config, llm.as_ref(), max_turns, sessions, seed);
 
+    let _metrics = serve_metrics(&config).await?;
     let mesh = Mesh::connect(&config).await?;
     if !ready_to_start(&console, &config, &mesh, run.quiet).await {
         return Ok(exit::UNAVAILABLE);

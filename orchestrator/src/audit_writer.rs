@@ -103,8 +103,14 @@ impl AuditWriter {
     }
 
     /// Replays the spool in order until it is empty or Audit fails again;
-    /// returns how many writes still wait.
+    /// returns how many writes still wait (the spool-depth metric).
     pub async fn replay(&self, token: Option<&str>) -> usize {
+        let waiting = self.replay_in_order(token).await;
+        crate::metrics::spool_depth(waiting);
+        waiting
+    }
+
+    async fn replay_in_order(&self, token: Option<&str>) -> usize {
         let mut spool = Arc::clone(&self.spool).lock_owned().await;
         loop {
             let Some((seq, write)) = spool.pending().first().cloned() else {

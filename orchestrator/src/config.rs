@@ -68,6 +68,8 @@ pub struct Config {
     pub resilience: ResilienceSettings,
     /// TLS on every call (`None`: plaintext).
     pub tls: Option<TlsSettings>,
+    /// Where to serve Prometheus metrics while a run lasts (`None`: nowhere).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where the configuration came from: the file's path or [`DEFAULT_SOURCE`].
     pub source: String,
     /// Keys of the seed's layout that were accepted but mean nothing here, one line each, for
@@ -124,6 +126,24 @@ impl Config {
         let timeouts = session::build_timeouts(&fields, &raw.timeouts)?;
         let resilience = session::build_resilience(&fields, &raw.resilience)?;
         let tls = tls::build_tls(&fields, raw.tls.as_ref(), services.entries())?;
+        let metrics_listen = match raw
+            .metrics
+            .as_ref()
+            .and_then(|metrics| metrics.listen.as_deref())
+        {
+            Some(text) => {
+                let text = fields.required_text("metrics.listen", text)?;
+                Some(text.parse().map_err(|_| {
+                    fields.invalid(
+                        "metrics.listen",
+                        format!(
+                            "`{text}` is not HOST:PORT with an IP address, e.g. 127.0.0.1:9464"
+                        ),
+                    )
+                })?)
+            }
+            None => None,
+        };
         Ok(Self {
             agents,
             oauth: services.oauth,
@@ -135,6 +155,7 @@ impl Config {
             timeouts,
             resilience,
             tls,
+            metrics_listen,
             source: fields.file().to_owned(),
             notes,
         })

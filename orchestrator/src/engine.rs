@@ -270,6 +270,7 @@ impl Orchestrator {
             .map(|agent| (agent.name.clone(), PreparedAgent::new(agent, &tools, mode)))
             .collect();
         let health = crate::breaker_health::HealthWatcher::spawn(&breakers, &mesh.endpoints);
+        crate::metrics::watch_breakers(&breakers);
         Self {
             config,
             tokens,

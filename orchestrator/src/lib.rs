@@ -9,6 +9,7 @@
 //!   tool-call parsing.
 //! - [`audit_writer`]: audit writes that are spooled, never dropped, while Audit is down.
 //! - [`memory_sync`]: the memory outbox and the reconcile after Memory lost entries.
+//! - [`metrics`]: the orchestrator's Prometheus metrics (turns, breakers, spool, outbox, LLM).
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps; [`stdout`]: every line
 //!   printed, quiet when the reader goes away (`| head`).
@@ -33,6 +34,7 @@ pub mod health;
 pub mod liveness;
 pub mod memory_sync;
 pub mod mesh;
+pub mod metrics;
 pub mod replicas;
 pub mod rpc_timing;
 pub mod session_id;

@@ -64,6 +64,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "PATH", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command
+    /// runs (turns, breakers, spool and outbox depth, LLM latency and
+    /// tokens, every RPC); overrides the config's `metrics.listen`.
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -198,6 +204,9 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     cli.apply_tls(&mut config);
+    if cli.metrics_listen.is_some() {
+        config.metrics_listen = cli.metrics_listen;
+    }
     if let Command::Run(args) = &cli.command
         && let Err(error) = apply_overrides(&mut config, args)
     {

@@ -54,6 +54,14 @@ pub struct MemorySync {
     refused: usize,
     /// The refusals not yet taken by [`MemorySync::take_refusals`].
     refusals: Vec<Refusal>,
+    /// The outbox's depth as last told to the metric.
+    reported: usize,
+}
+
+impl Drop for MemorySync {
+    fn drop(&mut self) {
+        crate::metrics::outbox_changed(self.reported, 0);
+    }
 }
 
 /// A memory write Memory refused for good (and that was dropped).
@@ -177,6 +185,7 @@ impl MemorySync {
             max_per_stream: None,
             refused: 0,
             refusals: Vec::new(),
+            reported: 0,
         }
     }
 
@@ -238,6 +247,24 @@ impl MemorySync {
     /// `history` (the session's earlier turns) serves a reconcile if Memory
     /// lost entries.
     pub async fn store(
+        &mut self,
+        client: &MemoryClient,
+        history: &[TurnRecord],
+        current: &TurnRecord,
+        token: Option<&str>,
+    ) -> bool {
+        let done = self.queue_and_replay(client, history, current, token).await;
+        self.report_depth();
+        done
+    }
+
+    /// The outbox's depth, told to the metric (as a change since last told).
+    fn report_depth(&mut self) {
+        crate::metrics::outbox_changed(self.reported, self.outbox.len());
+        self.reported = self.outbox.len();
+    }
+
+    async fn queue_and_replay(
         &mut self,
         client: &MemoryClient,
         history: &[TurnRecord],
@@ -319,6 +346,17 @@ impl MemorySync {
     /// re-sends those it lacks, if it lost them (a new instance, an
     /// overflowed outbox); returns how many were sent.
     pub async fn reconcile<'a>(
+        &mut self,
+        client: &MemoryClient,
+        turns: impl IntoIterator<Item = &'a TurnRecord>,
+        token: Option<&str>,
+    ) -> Result<usize, tonic::Status> {
+        let resent = self.resend_lost(client, turns, token).await;
+        self.report_depth();
+        resent
+    }
+
+    async fn resend_lost<'a>(
         &mut self,
         client: &MemoryClient,
         turns: impl IntoIterator<Item = &'a TurnRecord>,

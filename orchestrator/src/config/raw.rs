@@ -42,9 +42,21 @@ pub(super) struct RawConfig {
     /// TLS on every call.
     #[serde(default)]
     pub(super) tls: Option<RawTls>,
+    /// Where to serve Prometheus metrics.
+    #[serde(default)]
+    pub(super) metrics: Option<RawMetrics>,
     /// The seed's SQLite path: accepted and ignored (the Audit service owns the database).
     #[serde(default)]
     pub(super) database: Option<IgnoredAny>,
+}
+
+/// The `metrics` section.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    /// `HOST:PORT` to serve `/metrics` on while a run lasts.
+    #[serde(default)]
+    pub(super) listen: Option<String>,
 }
 
 /// The `tls` section.

@@ -301,6 +301,30 @@ fn a_tls_section_names_the_ca_and_the_certificate_shown() {
 }
 
 #[test]
+fn the_metrics_section_names_an_address_and_refuses_anything_else() {
+    let config = parse(&format!(
+        "{MINIMAL}metrics: {{ listen: '127.0.0.1:9464' }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    assert_eq!(parse(MINIMAL).unwrap().metrics_listen, None);
+    for (section, expected) in [
+        (
+            "metrics: { listen: 'localhost' }",
+            "metrics.listen: `localhost` is not HOST:PORT",
+        ),
+        ("metrics: { listen: '' }", "metrics.listen"),
+        ("metrics: { port: 9464 }", "unknown field `port`"),
+    ] {
+        let error = error_of(&format!("{MINIMAL}{section}\n"));
+        assert!(error.contains(expected), "{expected}\n{error}");
+    }
+}
+
+#[test]
 fn a_bad_tls_section_is_refused_naming_the_field() {
     let cases = [
         ("tls: { cert: a.pem, key: b.pem }", "missing field `ca`"),

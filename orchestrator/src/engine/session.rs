@@ -273,6 +273,7 @@ impl Session<'_> {
     /// Counts a turn that has spoken, reports it (and the timing of the one
     /// before it), and keeps it as the last turn.
     fn spoke(&mut self, spoken: SpokenTurn, turn_id: i64, started: Instant, last: &mut LastTurn) {
+        crate::metrics::turn(&spoken.record.agent, spoken.record.is_error);
         let outcome = &mut self.outcome;
         outcome.failed_turns += usize::from(spoken.record.is_error);
         outcome.failed_tool_calls += spoken

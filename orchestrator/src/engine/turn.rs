@@ -353,9 +353,17 @@ impl Speaker<'_> {
             turn_id: self.turn_id,
             round,
         };
+        let started = std::time::Instant::now();
         let outcome = llm.complete(request).instrument(span.clone()).await;
         match outcome {
             Ok(completion) => {
+                crate::metrics::llm_call(
+                    &self.prepared.persona.name,
+                    &completion.model,
+                    started.elapsed(),
+                    completion.prompt_tokens,
+                    completion.completion_tokens,
+                );
                 span.record("gen_ai.request.model", completion.model.as_str());
                 if let Some(tokens) = completion.prompt_tokens {
                     span.record("gen_ai.usage.input_tokens", tokens);
