@@ -49,6 +49,12 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
+/// Turns the per-call metrics on or off, as binding `--metrics-listen`
+/// does (for benchmarks that compare both in one process).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
 /// Adds `metric` (a cheap handle: keep a clone to update it) to the
 /// process's registry as `name` (without the `_total` a counter gets).
 pub fn register(name: &str, help: &str, metric: impl Metric) {

@@ -32,6 +32,9 @@ pub(crate) enum Backing {
     OnEngines { audit_replicas: usize },
     /// As shipped, with mutual TLS on every hop (a dev CA made per run).
     MutualTls,
+    /// As shipped, with every process counting its metrics (services
+    /// serving `/metrics`, the orchestrator counting).
+    Metrics,
 }
 
 impl Backing {
@@ -44,6 +47,7 @@ impl Backing {
                 format!("postgres + redis, {audit_replicas} audit replicas")
             }
             Backing::MutualTls => "sqlite, mutual TLS on every hop".to_owned(),
+            Backing::Metrics => "sqlite, metrics on".to_owned(),
         }
     }
 
@@ -53,6 +57,7 @@ impl Backing {
             Backing::Embedded => "sqlite".to_owned(),
             Backing::OnEngines { audit_replicas } => format!("postgres_x{audit_replicas}"),
             Backing::MutualTls => "mutual_tls".to_owned(),
+            Backing::Metrics => "metrics_on".to_owned(),
         }
     }
 
@@ -67,6 +72,12 @@ impl Backing {
         let audit_replicas = match self {
             Backing::Embedded => return Ok(options),
             Backing::MutualTls => return Ok(options.tls(TlsMode::Mutual)),
+            Backing::Metrics => {
+                let on = ["--metrics-listen", "127.0.0.1:0"];
+                return Ok(heist_e2e::processes::SERVICES
+                    .iter()
+                    .fold(options, |options, service| options.args(service, &on)));
+            }
             Backing::OnEngines { audit_replicas } => audit_replicas,
         };
         let engines = engines.ok_or("the engines were not started")?;

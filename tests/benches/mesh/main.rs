@@ -17,7 +17,8 @@
 //! PostgreSQL, durable commits, Memory on a private Redis), and on the
 //! engines with two Audit replicas; then the three side by side. `--tls`:
 //! the matrix as shipped and again with mutual TLS on every hop, side by
-//! side, with the orchestrator's TLS handshakes.
+//! side, with the orchestrator's TLS handshakes. `--metrics`: the matrix with
+//! metrics off (as shipped) and on, side by side.
 //! Prints tables, the targets met or not, and one `JSON {...}` line.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
@@ -81,6 +82,12 @@ struct Args {
     #[arg(long, conflicts_with = "store")]
     tls: bool,
 
+    /// Also run every point with metrics counted in every process (the
+    /// services serving `/metrics`), beside the shipped default (off), in the
+    /// same run.
+    #[arg(long, conflicts_with_all = ["store", "tls"])]
+    metrics: bool,
+
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -116,6 +123,8 @@ async fn main() {
         (backings, Some(engines))
     } else if args.tls {
         (vec![Backing::Embedded, Backing::MutualTls], None)
+    } else if args.metrics {
+        (vec![Backing::Embedded, Backing::Metrics], None)
     } else {
         (vec![Backing::Embedded], None)
     };
@@ -140,6 +149,8 @@ async fn main() {
                 let options = backing
                     .options(shipped.clone(), engines.as_mut())
                     .expect("the run's stores");
+                // The orchestrator (this process) counts only on the metrics backing.
+                heist_plumbing::metrics::set_enabled(*backing == Backing::Metrics);
                 let figures = run::one_run(point.sessions, args.turns, args.seed, options)
                     .await
                     .unwrap_or_else(|problem| panic!("run does not count: {problem}"));

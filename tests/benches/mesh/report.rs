@@ -425,6 +425,16 @@ pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point
         print_tls_cost(&rows, measured);
         return;
     }
+    if backings.get(1) == Some(&Backing::Metrics) {
+        for (sessions, figures) in &rows {
+            if let Some((_, cost)) = figures.get(1) {
+                println!(
+                    "metrics on at {sessions} session(s): {cost:.2}x the time per turn with them off"
+                );
+            }
+        }
+        return;
+    }
     if let Some(one) = at(1).and_then(|figures| figures.get(1)) {
         println!(
             "target postgres per turn at 1 session within 2x of sqlite: {:.2}x: {}",
