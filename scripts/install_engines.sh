@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the engines that the scale-out tests and benchmarks start privately
-# (each on a free port in a temporary directory): PostgreSQL and Redis, from
-# Debian's packages `postgresql` and `redis-server`. Does nothing when both are
-# there. Needs root (or sudo) to install.
+# Installs the engines that the tests and benchmarks start privately (each on a
+# free port in a temporary directory): PostgreSQL, Redis and Prometheus (with
+# its `promtool`), from Debian's packages `postgresql`, `redis-server` and
+# `prometheus`. Does nothing when all are there. Needs root (or sudo) to install.
 set -euo pipefail
 
 missing=()
@@ -11,6 +11,9 @@ if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v in
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
   missing+=(redis-server)
+fi
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,4 +1,4 @@
-//! Private PostgreSQL and Redis servers for tests and benchmarks.
+//! Private PostgreSQL, Redis and Prometheus servers for tests and benchmarks.
 //!
 //! Each server runs from a temporary directory on a free port of 127.0.0.1
 //! and stops when its handle is dropped, or, should the test process die
@@ -12,8 +12,12 @@
 //!   binary, from which each test takes a [`PostgresServer::fresh_database`].
 //! - [`RedisServer::start`] runs `redis-server` with a password and no
 //!   persistence; it starts in milliseconds, so each test takes its own.
+//! - [`PrometheusServer::start`] runs `prometheus` scraping the given
+//!   [`ScrapeTarget`]s every second; [`PrometheusServer::query`] and
+//!   [`PrometheusServer::wait_for`] read back through its HTTP query API.
+//!   [`promtool_check_metrics`] lints an exposition with `promtool`.
 //!
-//! Both can be stopped, killed and started again on the same port and data,
+//! PostgreSQL and Redis can be stopped, killed and started again on the same port and data,
 //! for fault tests. When an engine is not installed, starting it fails with
 //! [`EngineError::NotInstalled`], naming the Debian package; tests fail on
 //! it rather than skip.
@@ -21,10 +25,16 @@
 mod guard;
 mod port;
 mod postgres;
+mod prometheus;
+mod promtool;
 mod redis;
 mod system;
 
 pub use postgres::{Durability, PostgresServer};
+pub use prometheus::{
+    PromError, PrometheusServer, SCRAPE_INTERVAL, Sample, ScrapeTarget, TargetUp,
+};
+pub use promtool::promtool_check_metrics;
 pub use redis::RedisServer;
 
 /// Why an engine could not be started or used.
@@ -36,7 +46,7 @@ pub enum EngineError {
          `{package}` (scripts/install_engines.sh does)"
     )]
     NotInstalled {
-        /// `PostgreSQL` or `Redis`.
+        /// `PostgreSQL`, `Redis` or `Prometheus`.
         engine: &'static str,
         /// The program looked for.
         missing: &'static str,
@@ -54,7 +64,7 @@ pub enum EngineError {
     /// The server did not accept connections in time.
     #[error("{engine} on port {port} did not become ready within {seconds} s: {log}")]
     NotReady {
-        /// `PostgreSQL` or `Redis`.
+        /// `PostgreSQL`, `Redis` or `Prometheus`.
         engine: &'static str,
         /// The port it was started on.
         port: u16,
@@ -62,6 +72,14 @@ pub enum EngineError {
         seconds: u64,
         /// The end of its log.
         log: String,
+    },
+    /// A scrape target cannot go into a Prometheus configuration.
+    #[error("scrape target `{job}`: {reason}")]
+    BadTarget {
+        /// The target's job name.
+        job: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A file or process operation failed.
     #[error("{what}: {source}")]

@@ -30,13 +30,11 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port.
     pub fn start() -> Result<Self, EngineError> {
-        let program = system::on_path("redis-server")
-            .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file()))
-            .ok_or(EngineError::NotInstalled {
-                engine: "Redis",
-                missing: "redis-server",
-                package: "redis-server",
-            })?;
+        let program = system::program("redis-server").ok_or(EngineError::NotInstalled {
+            engine: "Redis",
+            missing: "redis-server",
+            package: "redis-server",
+        })?;
         let dir = tempfile::Builder::new()
             .prefix("heist-redis-")
             .tempdir()

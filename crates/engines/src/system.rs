@@ -56,6 +56,11 @@ pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
+/// `name` on `PATH`, or in `/usr/bin` (where Debian installs it) when `PATH` lacks it.
+pub(crate) fn program(name: &str) -> Option<PathBuf> {
+    on_path(name).or_else(|| Some(Path::new("/usr/bin").join(name)).filter(|p| p.is_file()))
+}
+
 /// Runs `command` to completion; a failure carries its output.
 pub(crate) fn run(what: &str, mut command: Command) -> Result<(), EngineError> {
     let output = command
