@@ -550,6 +550,7 @@ mod tests {
             message: "go".to_owned(),
             is_error: false,
             tool_calls: Vec::new(),
+            usage: Default::default(),
         }
     }
 
