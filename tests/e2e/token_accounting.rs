@@ -268,3 +268,78 @@ async fn an_offline_run_records_no_usage_and_reads_unknown_not_zero() {
         "{listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_that_fails_after_a_tool_round_keeps_the_tokens_its_first_round_used() {
+    let mesh = TestMesh::start().await;
+    let models = ok(json!({"object": "list", "data": [{"id": MODEL}]}));
+    // Turn 1 (planner): a tool call, then a refusal (400, not retried): the
+    // turn fails, having used the first call's tokens. Turn 2 (safecracker).
+    let fake = FakeServer::start(vec![
+        (MODELS, vec![models]),
+        (
+            CHAT,
+            vec![
+                said_using("Let me time it. [TOOL:calculator:45 * 3 + 20]", 700, 30),
+                status(400, json!({"error": {"message": "context too long"}})),
+                said_using("Two shifts, then.", 400, 20),
+            ],
+        ),
+    ])
+    .await;
+    let (dir, args) = two_agent_mesh(&mesh);
+    let run = orchestrator(
+        args(&[
+            "run",
+            "--turns",
+            "2",
+            "--seed",
+            "5",
+            "--llm-url",
+            &fake.base_url,
+            "--model",
+            MODEL,
+        ]),
+        dir.path(),
+    )
+    .await;
+    let shown = text(&run);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "one turn of two failed: {shown}"
+    );
+    let session_id = session_id_of(&shown);
+    let mut audit = mesh.audit_client("audit:read").await;
+    let messages = audit
+        .list_messages(pb::ListMessagesRequest {
+            session_id: session_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .messages;
+    let per_turn: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.agent_name.as_str(),
+                m.is_error,
+                m.input_tokens,
+                m.output_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        per_turn,
+        [
+            ("planner", true, Some(700), Some(30)),
+            ("safecracker", false, Some(400), Some(20)),
+        ]
+    );
+    assert!(
+        shown.contains("   Tokens: 1100 in, 50 out (2 turns)"),
+        "{shown}"
+    );
+}
