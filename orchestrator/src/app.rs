@@ -4,7 +4,9 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 use heist_plumbing::auth::Audience;
-use heist_proto::v1::{GetSessionRequest, ListSessionsRequest, SessionStatus};
+use heist_proto::v1::{
+    GetSessionRequest, GetSessionUsageRequest, ListSessionsRequest, SessionStatus,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -21,6 +23,7 @@ use crate::{
     tokens::TokenCache,
     trail::{StoredTurn, session_trail},
     transcript,
+    usage::SessionTokens,
 };
 
 /// Exit codes the orchestrator uses.
@@ -535,6 +538,7 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
+    print_session_usage(&mesh, &token, config, session_id).await;
     let trail = session_trail(
         &mesh.audit,
         mesh.replica_count(AUDIT),
@@ -560,6 +564,27 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         crate::outln!("  {marker}{}", turn.message);
     }
     Ok(exit::OK)
+}
+
+/// Prints the session's token usage as Audit sums it (`GetSessionUsage`),
+/// or why Audit could not say (the turns are printed all the same).
+async fn print_session_usage(mesh: &Mesh, token: &str, config: &Config, session_id: &str) {
+    let get = GetSessionUsageRequest {
+        session_id: session_id.to_owned(),
+    };
+    let replicas = mesh.replica_count(AUDIT);
+    let read = read_across(replicas, &get, Some(token), config.timeouts.audit, |get| {
+        let mut audit = mesh.audit.clone();
+        async move { Ok(audit.get_session_usage(get).await?.into_inner()) }
+    });
+    match read.await {
+        Ok(usage) => {
+            for line in SessionTokens::from_audit(&usage).lines() {
+                crate::outln!("{line}");
+            }
+        }
+        Err(status) => crate::outln!("Tokens: Audit cannot say ({})", status.message()),
+    }
 }
 
 /// `orchestrator tools`.

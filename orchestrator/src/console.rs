@@ -1,9 +1,12 @@
 //! What the user sees: the banner, each turn as `[Turn N] Role (name):`,
-//! and the summary. Colour only on a terminal.
+//! and the summary (with the session's tokens). Colour only on a terminal.
 
 use std::io::IsTerminal;
 
-use crate::engine::{SessionEnd, SessionOutcome, TurnRecord, TurnSink};
+use crate::{
+    engine::{SessionEnd, SessionOutcome, TurnRecord, TurnSink},
+    usage::SessionTokens,
+};
 
 /// Prints turns and summaries to standard output.
 #[derive(Debug, Clone)]
@@ -62,6 +65,9 @@ impl Console {
                 outcome.elapsed_ms as f64 / 1000.0
             ),
         ];
+        for line in SessionTokens::from_turns(&outcome.turns).lines() {
+            lines.push(format!("   {line}"));
+        }
         if outcome.memory_failures > 0 || outcome.audit_failures > 0 {
             lines.push(format!(
                 "   Degraded: {} memory writes and {} audit writes failed",

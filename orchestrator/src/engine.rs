@@ -104,6 +104,8 @@ pub struct TurnRecord {
     pub is_error: bool,
     /// The tool calls it made.
     pub tool_calls: Vec<ToolRecord>,
+    /// The LLM tokens its rounds used, summed (unknown when the LLM reported none).
+    pub usage: crate::llm::TokenUsage,
 }
 
 /// What a session came to.

@@ -12,7 +12,8 @@
 //! - [`metrics`]: the orchestrator's Prometheus metrics (turns, breakers, spool, outbox, LLM).
 //! - [`engine`]: a session turn by turn; [`turn_order`]: who speaks; [`session_id`].
 //! - [`console`] and [`transcript`]: what the user sees and keeps; [`stdout`]: every line
-//!   printed, quiet when the reader goes away (`| head`).
+//!   printed, quiet when the reader goes away (`| head`); [`usage`]: token accounting
+//!   (per agent and per session) as the run summary and `sessions show` print it.
 //! - [`breaker_health`]: open breakers closed as soon as their service's health says SERVING.
 //! - [`spool`] (crate `heist-spool`): Audit writes kept on disk while Audit is unreachable;
 //!   [`resilience`] (crate `heist-resilience`): retries, deadlines and circuit breakers.
@@ -43,6 +44,7 @@ pub mod tokens;
 pub mod trail;
 pub mod transcript;
 pub mod turn_order;
+pub mod usage;
 
 // The orchestrator's separable parts, crates of their own (they import
 // nothing from the rest of it), under the module names they always had.

@@ -499,6 +499,7 @@ mod tests {
             message: format!("turn {turn}"),
             is_error,
             tool_calls: Vec::new(),
+            usage: Default::default(),
         }
     }
 

@@ -16,6 +16,7 @@ use heist_proto::v1::{
 use crate::{
     clients::read_across,
     engine::{ToolRecord, TurnRecord},
+    llm::TokenUsage,
     mesh::MeshChannel,
 };
 
@@ -156,6 +157,11 @@ pub async fn session_trail(
                 turn: message.turn_id,
                 agent: message.agent_name,
                 role: message.agent_role,
+                usage: TokenUsage {
+                    input: message.input_tokens.and_then(|n| u64::try_from(n).ok()),
+                    output: message.output_tokens.and_then(|n| u64::try_from(n).ok()),
+                    estimated: message.tokens_estimated,
+                },
                 message: message.message,
                 is_error: message.is_error,
             },

@@ -107,6 +107,7 @@ mod tests {
                     success: true,
                     duration_ms: 2,
                 }],
+                usage: Default::default(),
             }],
             failed_turns: 0,
             failed_tool_calls: 0,

@@ -84,6 +84,7 @@ async fn one_round(
                                     .into(),
                                 is_error: false,
                                 idempotency_key: format!("r{round}-w{writer}-{n}"),
+                                ..Default::default()
                             })
                             .await
                             .is_ok(),

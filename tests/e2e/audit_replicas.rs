@@ -66,6 +66,7 @@ fn message(session_id: &str, turn_id: i64, key: &str) -> StoreMessageRequest {
         message: format!("turn {turn_id}: the vault opens at nine"),
         is_error: false,
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

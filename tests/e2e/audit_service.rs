@@ -87,6 +87,7 @@ fn message(session_id: &str, turn_id: i64, key: &str) -> StoreMessageRequest {
         message: format!("turn {turn_id}: we go in through the loading dock"),
         is_error: false,
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

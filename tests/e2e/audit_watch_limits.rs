@@ -96,6 +96,7 @@ impl Audit {
                 message: format!("turn {turn_id}"),
                 is_error: false,
                 idempotency_key: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -33,6 +33,7 @@ const RPCS: &[(&str, Option<&str>)] = &[
     ("Audit/WatchSession", Some("audit:read")),
     ("Audit/StoreSessionEvent", Some("audit:write")),
     ("Audit/ListSessionEvents", Some("audit:read")),
+    ("Audit/GetSessionUsage", Some("audit:read")),
     ("Memory/StoreMemory", Some("memory:write")),
     ("Memory/GetCompressedMemory", Some("memory:read")),
     ("Memory/ListMemoryTurns", Some("memory:read")),
@@ -151,6 +152,12 @@ async fn call(mesh: &TestMesh, rpc: &str, token: Option<&str>) -> Result<(), Sta
             .list_session_events(pb::ListSessionEventsRequest {
                 session_id: session(),
                 ..Default::default()
+            })
+            .await
+            .map(drop),
+        "Audit/GetSessionUsage" => audit
+            .get_session_usage(pb::GetSessionUsageRequest {
+                session_id: session(),
             })
             .await
             .map(drop),

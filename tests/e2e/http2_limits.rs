@@ -335,6 +335,7 @@ async fn methods_declared_large_take_messages_past_the_small_limit() {
             message: "x".repeat(40 << 10),
             is_error: false,
             idempotency_key: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -42,6 +42,7 @@ mod seed_vocabulary;
 mod service_logs;
 mod slow_service;
 mod tls;
+mod token_accounting;
 mod token_binding;
 mod tool_service;
 mod tracing_e2e;

@@ -368,6 +368,7 @@ async fn a_write_memory_refuses_for_good_does_not_block_the_writes_behind_it() {
         message: text.into(),
         is_error: false,
         tool_calls: Vec::new(),
+        usage: Default::default(),
     };
     let mut sync = MemorySync::new(session, 8);
     let mut history = Vec::new();

@@ -89,6 +89,7 @@ fn said(agent: &str, turn_id: i64, key: &str) -> pb::StoreMessageRequest {
         message: format!("{agent} speaks in turn {turn_id}"),
         is_error: false,
         idempotency_key: key.into(),
+        ..Default::default()
     }
 }
 

@@ -64,6 +64,7 @@ async fn main() {
                     message: format!("turn {turn}"),
                     is_error: false,
                     idempotency_key: String::new(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap();

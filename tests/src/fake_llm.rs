@@ -48,21 +48,40 @@ pub fn status(status: u16, body: Value) -> Reply {
     }
 }
 
-/// A chat completion whose first choice is `message`.
+/// A chat completion whose first choice is `message` (reporting 42 prompt
+/// and 7 completion tokens).
 pub fn chat_answer(message: Value) -> Value {
+    chat_answer_using(message, 42, 7)
+}
+
+/// A chat completion whose first choice is `message`, whose `usage` reports
+/// `prompt` prompt tokens and `completion` completion tokens.
+pub fn chat_answer_using(message: Value, prompt: u64, completion: u64) -> Value {
     json!({
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": MODEL,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 42, "completion_tokens": 7, "total_tokens": 49}
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion
+        }
     })
 }
 
 /// A completion that says `content`.
 pub fn said(content: &str) -> Reply {
-    ok(chat_answer(
+    said_using(content, 42, 7)
+}
+
+/// A completion that says `content` and reports `prompt` prompt and
+/// `completion` completion tokens used.
+pub fn said_using(content: &str, prompt: u64, completion: u64) -> Reply {
+    ok(chat_answer_using(
         json!({"role": "assistant", "content": content}),
+        prompt,
+        completion,
     ))
 }
 

@@ -32,6 +32,6 @@ pub use inline::{parse_inline_tool_calls, tool_result_message};
 pub use offline::OfflineBackend;
 pub use openai::{OpenAiBackend, OpenAiSettings};
 pub use types::{
-    AgentPersona, ChatMessage, Completion, CompletionRequest, Role, ToolCall, ToolCallMode,
-    ToolSpec,
+    AgentPersona, ChatMessage, Completion, CompletionRequest, Role, TokenUsage, ToolCall,
+    ToolCallMode, ToolSpec,
 };

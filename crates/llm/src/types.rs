@@ -187,6 +187,15 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// The tokens this call used, as the server reported them (unknown: `None`).
+    pub fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            input: self.prompt_tokens,
+            output: self.completion_tokens,
+            estimated: false,
+        }
+    }
+
     /// The answer as an assistant message to append to the conversation before tool results.
     pub fn assistant_message(&self, mode: ToolCallMode) -> ChatMessage {
         let tool_calls = match mode {
@@ -197,6 +206,40 @@ impl Completion {
             tool_calls,
             ..ChatMessage::assistant(self.content.clone())
         }
+    }
+}
+
+/// The tokens one or more LLM calls used: `None` when no call reported the count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Input (prompt) tokens.
+    pub input: Option<u64>,
+    /// Output (completion) tokens.
+    pub output: Option<u64>,
+    /// True when a count is an estimate rather than the server's report.
+    pub estimated: bool,
+}
+
+impl TokenUsage {
+    /// The usage of both: each count summed over the calls that reported it
+    /// (unknown only when neither did); estimated when either is.
+    pub fn plus(self, other: TokenUsage) -> TokenUsage {
+        fn add(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.saturating_add(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        TokenUsage {
+            input: add(self.input, other.input),
+            output: add(self.output, other.output),
+            estimated: self.estimated || other.estimated,
+        }
+    }
+
+    /// True when at least one count is known.
+    pub fn is_known(&self) -> bool {
+        self.input.is_some() || self.output.is_some()
     }
 }
 
@@ -241,6 +284,35 @@ mod tests {
         let message = completion_with_call().assistant_message(ToolCallMode::Inline);
         assert!(message.tool_calls.is_empty());
         assert!(message.content.contains("[TOOL:calculator:1+1]"));
+    }
+
+    #[test]
+    fn usage_sums_the_counts_that_were_reported_and_stays_unknown_when_none_was() {
+        let reported = TokenUsage {
+            input: Some(40),
+            output: Some(7),
+            estimated: false,
+        };
+        let silent = TokenUsage::default();
+        assert_eq!(silent.plus(silent), silent);
+        assert!(!silent.plus(silent).is_known());
+        assert_eq!(silent.plus(reported), reported);
+        let twice = reported.plus(reported);
+        assert_eq!((twice.input, twice.output), (Some(80), Some(14)));
+        let half = TokenUsage {
+            output: None,
+            ..reported
+        };
+        assert_eq!(
+            half.plus(half).output,
+            None,
+            "an unreported count stays unknown"
+        );
+        let guessed = TokenUsage {
+            estimated: true,
+            ..reported
+        };
+        assert!(reported.plus(guessed).estimated);
     }
 
     #[test]

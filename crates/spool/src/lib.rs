@@ -350,6 +350,7 @@ mod tests {
             message: format!("turn {turn}: we go at dawn"),
             is_error: false,
             idempotency_key: format!("{session}/turn/{turn}/message"),
+            ..Default::default()
         }
         .into()
     }

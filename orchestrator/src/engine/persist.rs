@@ -15,6 +15,12 @@ use crate::{
     spool::SpooledWrite,
 };
 
+/// A token count as the proto's `int64` (a count past `i64::MAX` is no count
+/// a server sends; Audit refuses anything that large anyway).
+fn saturating_i64(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
 /// A turn's writes, made while the next turn speaks.
 pub(super) struct TurnWrites {
     /// Its tool calls' audit rows, written with its message.
@@ -103,6 +109,9 @@ impl Orchestrator {
             message: record.message.clone(),
             is_error: record.is_error,
             idempotency_key: format!("{session_id}/turn/{}/message", record.turn),
+            input_tokens: record.usage.input.map(saturating_i64),
+            output_tokens: record.usage.output.map(saturating_i64),
+            tokens_estimated: record.usage.estimated,
         };
         let (memory, audit) = tokio::join!(
             memory,

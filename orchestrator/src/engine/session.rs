@@ -551,6 +551,7 @@ mod tests {
             message: "go".to_owned(),
             is_error: false,
             tool_calls: Vec::new(),
+            usage: Default::default(),
         }
     }
 

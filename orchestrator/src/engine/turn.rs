@@ -18,8 +18,8 @@ use super::{FRAMING, Orchestrator, ToolRecord, TurnRecord, persist::TurnWrites};
 use crate::{
     config::AgentConfig,
     llm::{
-        AgentPersona, ChatMessage, Completion, CompletionRequest, LlmError, ToolCall, ToolCallMode,
-        ToolSpec, tool_result_message,
+        AgentPersona, ChatMessage, Completion, CompletionRequest, LlmError, TokenUsage, ToolCall,
+        ToolCallMode, ToolSpec, tool_result_message,
     },
 };
 
@@ -69,6 +69,8 @@ struct TurnLog {
     writes: Vec<StoreToolUsageRequest>,
     /// The time the LLM calls took.
     llm: Duration,
+    /// The tokens the LLM calls used, summed over the rounds that answered.
+    usage: TokenUsage,
 }
 
 /// A turn that has spoken; its writes are still to be made.
@@ -245,6 +247,7 @@ impl Orchestrator {
                 message,
                 is_error,
                 tool_calls: log.records,
+                usage: log.usage,
             };
             SpokenTurn {
                 record,
@@ -292,7 +295,8 @@ impl Orchestrator {
 impl Speaker<'_> {
     /// Asks the LLM, runs its tool calls, asks again, up to the round limit;
     /// the final answer, or why the LLM failed. The tool calls made (also
-    /// on failure), their audit rows and the LLM's time go into `log`.
+    /// on failure), their audit rows, the LLM's time and its token usage go
+    /// into `log`.
     async fn converse(
         &self,
         mut messages: Vec<ChatMessage>,
@@ -305,6 +309,7 @@ impl Speaker<'_> {
             let completion = self.complete(&messages, round).await;
             log.llm += asked.elapsed();
             let completion = completion?;
+            log.usage = log.usage.plus(completion.usage());
             if completion.tool_calls.is_empty() || round >= MAX_TOOL_ROUNDS {
                 return Ok(completion.content.trim().to_owned());
             }

@@ -3,8 +3,8 @@
 use heist_proto::v1 as pb;
 
 use crate::store::{
-    MessageRow, NewMessage, NewToolUsage, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow,
-    TurnRows,
+    AgentUsage, MessageRow, NewMessage, NewToolUsage, SessionEventRow, SessionRow, SessionStatus,
+    SessionUsage, TokenCounts, ToolUsageRow, TurnRows, UsageTotals,
 };
 
 /// Who writes a row and under which trace: the same for every row of one call.
@@ -31,6 +31,11 @@ pub(crate) fn new_message(request: pb::StoreMessageRequest, write: Write) -> New
         trace_id: write.trace_id,
         written_by: write.written_by,
         written_via: write.written_via,
+        tokens: TokenCounts {
+            input: request.input_tokens,
+            output: request.output_tokens,
+            estimated: request.tokens_estimated,
+        },
     }
 }
 
@@ -95,6 +100,9 @@ impl From<MessageRow> for pb::Message {
             trace_id: row.trace_id,
             written_by: row.written_by,
             written_via: row.written_via,
+            input_tokens: row.tokens.input,
+            output_tokens: row.tokens.output,
+            tokens_estimated: row.tokens.estimated,
         }
     }
 }
@@ -140,6 +148,37 @@ impl From<TurnRows> for pb::StoreTurnResponse {
         Self {
             message: Some(rows.message.into()),
             tool_calls: rows.tool_calls.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<UsageTotals> for pb::TokenUsage {
+    fn from(usage: UsageTotals) -> Self {
+        Self {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            turns_with_usage: usage.turns_with_usage,
+            turns_without_usage: usage.turns_without_usage,
+            estimated_turns: usage.estimated_turns,
+        }
+    }
+}
+
+impl From<AgentUsage> for pb::AgentUsage {
+    fn from(agent: AgentUsage) -> Self {
+        Self {
+            agent_name: agent.agent_name,
+            usage: Some(agent.usage.into()),
+        }
+    }
+}
+
+impl From<SessionUsage> for pb::SessionUsage {
+    fn from(usage: SessionUsage) -> Self {
+        Self {
+            session_id: usage.session_id,
+            agents: usage.agents.into_iter().map(Into::into).collect(),
+            total: Some(usage.total.into()),
         }
     }
 }

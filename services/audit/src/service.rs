@@ -48,6 +48,7 @@ pub const METHOD_SCOPES: &[(&str, &str)] = &[
     ("WatchSession", "audit:read"),
     ("StoreSessionEvent", "audit:write"),
     ("ListSessionEvents", "audit:read"),
+    ("GetSessionUsage", "audit:read"),
 ];
 
 impl ServiceError for StoreError {
@@ -360,6 +361,18 @@ impl AuditRpc for AuditService {
             events: found.items.into_iter().map(Into::into).collect(),
             next_page_token: found.next_page_token,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
+    async fn get_session_usage(
+        &self,
+        request: Request<pb::GetSessionUsageRequest>,
+    ) -> Result<Response<pb::SessionUsage>, Status> {
+        let usage = self
+            .store
+            .session_usage(&request.get_ref().session_id)
+            .await?;
+        Ok(Response::new(usage.into()))
     }
 
     type WatchSessionStream = Pin<Box<dyn Stream<Item = Result<pb::Message, Status>> + Send>>;

@@ -53,13 +53,13 @@ pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
 pub use location::StoreLocation;
 pub use types::{
-    Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
-    NewTurn, Page, PageRequest, SessionEventRow, SessionRow, SessionStatus, Synchronous,
-    ToolUsageRow, TurnRows,
+    AgentUsage, Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent,
+    NewToolUsage, NewTurn, Page, PageRequest, SessionEventRow, SessionRow, SessionStatus,
+    SessionUsage, Synchronous, TokenCounts, ToolUsageRow, TurnRows, UsageTotals,
 };
 pub use validate::{
     MAX_EVENT_KIND_CHARS, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_ROLE_CHARS,
-    MAX_TOOL_CALLS_PER_TURN, MAX_TRACE_ID_CHARS,
+    MAX_TOOL_CALLS_PER_TURN, MAX_TRACE_ID_CHARS, MAX_TURN_TOKENS,
 };
 
 use cursor::{IdListing, SessionCursor, into_page, page_size};
@@ -299,6 +299,25 @@ impl AuditStore {
             }
             Backend::Postgres(pg) => pg.session(session_id).await,
         }
+    }
+
+    /// A session's LLM token usage summed per agent (by name) and in total;
+    /// an unknown session fails with `SessionNotFound`.
+    pub async fn session_usage(&self, session_id: &str) -> Result<SessionUsage, StoreError> {
+        validate::session_id(session_id)?;
+        let agents = match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                let session_id = session_id.to_owned();
+                readers
+                    .read(move |conn| {
+                        queries::session_status(conn, &session_id)?;
+                        queries::usage_per_agent(conn, &session_id)
+                    })
+                    .await?
+            }
+            Backend::Postgres(pg) => pg.usage_per_agent(session_id).await?,
+        };
+        Ok(SessionUsage::from_agents(session_id, agents))
     }
 
     /// A page of sessions, newest first, optionally only those with `status`.

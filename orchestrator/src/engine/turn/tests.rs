@@ -26,6 +26,7 @@ fn turn(turn: i64, agent: &str, message: &str) -> TurnRecord {
         message: message.to_owned(),
         is_error: false,
         tool_calls: Vec::new(),
+        usage: Default::default(),
     }
 }
 

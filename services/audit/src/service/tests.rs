@@ -232,3 +232,127 @@ async fn a_repeat_from_another_connection_keeps_the_first_writes_identity() {
         rows(6, "orchestrator", ORCHESTRATOR_PEER)
     );
 }
+
+fn usage_of(session_id: &str) -> Request<pb::GetSessionUsageRequest> {
+    from_orchestrator(
+        pb::GetSessionUsageRequest {
+            session_id: session_id.into(),
+        },
+        None,
+    )
+}
+
+#[tokio::test]
+async fn get_session_usage_sums_the_token_counts_the_writes_carried() {
+    let (service, _dir) = service();
+    write_everything(&service, None).await;
+    let counted = pb::StoreMessageRequest {
+        turn_id: 3,
+        input_tokens: Some(321),
+        output_tokens: Some(12),
+        ..said("m3")
+    };
+    let stored = service
+        .store_message(from_orchestrator(counted, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            stored.input_tokens,
+            stored.output_tokens,
+            stored.tokens_estimated
+        ),
+        (Some(321), Some(12), false)
+    );
+    let usage = service
+        .get_session_usage(usage_of(SESSION))
+        .await
+        .unwrap()
+        .into_inner();
+    let planner = pb::TokenUsage {
+        input_tokens: 321,
+        output_tokens: 12,
+        turns_with_usage: 1,
+        turns_without_usage: 2,
+        estimated_turns: 0,
+    };
+    assert_eq!(
+        usage,
+        pb::SessionUsage {
+            session_id: SESSION.into(),
+            agents: vec![pb::AgentUsage {
+                agent_name: "planner".into(),
+                usage: Some(planner),
+            }],
+            total: Some(planner),
+        }
+    );
+}
+
+#[tokio::test]
+async fn get_session_usage_refuses_a_bad_id_and_an_unknown_session_precisely() {
+    let (service, _dir) = service();
+    let cases = [
+        ("", Code::InvalidArgument, "session_id"),
+        ("a b", Code::InvalidArgument, "session_id"),
+        ("heist_nope", Code::NotFound, "heist_nope"),
+    ];
+    for (session_id, code, named) in cases {
+        let status = service
+            .get_session_usage(usage_of(session_id))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{session_id:?}: {status:?}");
+        assert!(status.message().contains(named), "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_negative_or_absurd_token_count_is_invalid_argument_naming_the_field() {
+    let (service, _dir) = service();
+    write_everything(&service, None).await;
+    let cases = [
+        (
+            pb::StoreMessageRequest {
+                input_tokens: Some(-3),
+                ..said("m9")
+            },
+            "input_tokens",
+        ),
+        (
+            pb::StoreMessageRequest {
+                output_tokens: Some(i64::MAX),
+                ..said("m9")
+            },
+            "output_tokens",
+        ),
+        (
+            pb::StoreMessageRequest {
+                tokens_estimated: true,
+                ..said("m9")
+            },
+            "tokens_estimated",
+        ),
+    ];
+    for (request, field) in cases {
+        let status = service
+            .store_message(from_orchestrator(request.clone(), None))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+        let status = service
+            .store_turn(from_orchestrator(
+                pb::StoreTurnRequest {
+                    message: Some(request),
+                    tool_calls: Vec::new(),
+                },
+                None,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().starts_with(field), "{status:?}");
+    }
+}

@@ -36,7 +36,7 @@ pub(crate) use writes::PgWrite;
 use super::clock::Clock;
 use super::cursor::SessionCursor;
 use super::error::StoreError;
-use super::types::{Committed, SessionRow, SessionStatus};
+use super::types::{AgentUsage, Committed, SessionRow, SessionStatus};
 
 /// The notification channel of the store's events.
 pub(crate) const CHANNEL: &str = "heist_audit";
@@ -126,6 +126,16 @@ impl PgBackend {
     pub(crate) async fn session(&self, session_id: &str) -> Result<SessionRow, StoreError> {
         let client = self.client().await?;
         queries::existing_session(&client, session_id).await
+    }
+
+    /// An existing session's token usage per agent, or `SessionNotFound`.
+    pub(crate) async fn usage_per_agent(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<AgentUsage>, StoreError> {
+        let client = self.client().await?;
+        queries::session_status(&client, session_id, false).await?;
+        queries::usage_per_agent(&client, session_id).await
     }
 
     /// Up to `limit` sessions, newest first, after `after`.

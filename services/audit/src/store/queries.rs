@@ -5,7 +5,10 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use super::cursor::SessionCursor;
 use super::error::StoreError;
-use super::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
+use super::types::{
+    AgentUsage, MessageRow, SessionEventRow, SessionRow, SessionStatus, TokenCounts, ToolUsageRow,
+    UsageTotals,
+};
 
 /// A session with its counts; `end_time` is NULL while active and read as "".
 const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_time, ''), \
@@ -16,7 +19,23 @@ const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_
 
 const MESSAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, agent_role, message, \
      timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, ''), \
-     COALESCE(written_via, '') FROM messages";
+     COALESCE(written_via, ''), input_tokens, output_tokens, tokens_estimated FROM messages";
+
+/// A session's token usage per agent, from its turns' messages (framing
+/// messages, turn 0, are no turns): each backend adds `WHERE session_id =
+/// <its placeholder> AND turn_id > 0` and [`USAGE_GROUPING`]. A message
+/// with a count (input or output) has usage; unknown counts add nothing.
+pub(crate) const USAGE_PER_AGENT_SELECT: &str = "SELECT agent_name, \
+     CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+     COUNT(*) FILTER (WHERE input_tokens IS NOT NULL OR output_tokens IS NOT NULL), \
+     COUNT(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL), \
+     COUNT(*) FILTER (WHERE tokens_estimated \
+         AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)) \
+     FROM messages";
+
+/// The grouping and order of [`USAGE_PER_AGENT_SELECT`]: one row per agent, by name.
+pub(crate) const USAGE_GROUPING: &str = "GROUP BY agent_name ORDER BY agent_name";
 
 const TOOL_USAGE_SELECT: &str = "SELECT id, session_id, turn_id, agent_name, tool_name, \
      tool_params, tool_result, timestamp, success, duration_ms, idempotency_key, trace_id, \
@@ -156,6 +175,28 @@ pub(crate) fn session_events(
     )
 }
 
+/// A session's token usage per agent, by agent name (the session's
+/// existence is the caller's to check).
+pub(crate) fn usage_per_agent(
+    conn: &Connection,
+    session_id: &str,
+) -> Result<Vec<AgentUsage>, StoreError> {
+    let sql =
+        format!("{USAGE_PER_AGENT_SELECT} WHERE session_id = ?1 AND turn_id > 0 {USAGE_GROUPING}");
+    collect(conn, &sql, [session_id], |row| {
+        Ok(AgentUsage {
+            agent_name: row.get(0)?,
+            usage: UsageTotals {
+                input_tokens: row.get(1)?,
+                output_tokens: row.get(2)?,
+                turns_with_usage: row.get(3)?,
+                turns_without_usage: row.get(4)?,
+                estimated_turns: row.get(5)?,
+            },
+        })
+    })
+}
+
 /// The message stored in a session under an idempotency key.
 pub(crate) fn message_by_key(
     conn: &Connection,
@@ -248,6 +289,11 @@ fn message_row(row: &Row<'_>) -> rusqlite::Result<MessageRow> {
         trace_id: row.get(9)?,
         written_by: row.get(10)?,
         written_via: row.get(11)?,
+        tokens: TokenCounts {
+            input: row.get(12)?,
+            output: row.get(13)?,
+            estimated: row.get(14)?,
+        },
     })
 }
 

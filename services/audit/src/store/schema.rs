@@ -18,7 +18,7 @@ use super::types::Synchronous;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -102,6 +102,15 @@ ALTER TABLE sessions ADD COLUMN written_via TEXT;
 ALTER TABLE messages ADD COLUMN written_via TEXT;
 ALTER TABLE tool_usage ADD COLUMN written_via TEXT;
 ALTER TABLE session_events ADD COLUMN written_via TEXT;
+";
+
+/// Version 5: each message's LLM token usage (its turn's rounds summed):
+/// input and output tokens, NULL when unknown (rows from before, the offline
+/// backend), and whether the counts are estimated.
+const V5: &str = "
+ALTER TABLE messages ADD COLUMN input_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN output_tokens INTEGER;
+ALTER TABLE messages ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The schema version this build creates and reads.
@@ -216,7 +225,7 @@ mod tests {
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 4);
+        assert_eq!(user_version(&conn), 5);
         assert_eq!(
             table_names(&conn),
             [
@@ -253,7 +262,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 4);
+        assert_eq!(user_version(&conn), 5);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
@@ -266,13 +275,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 5)
+            .pragma_update(None, "user_version", 6)
             .unwrap();
         assert_eq!(
             open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
-                found: 5,
-                supported: 4
+                found: 6,
+                supported: 5
             })
         );
     }
@@ -292,7 +301,7 @@ mod tests {
         drop(v1);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 4);
+        assert_eq!(user_version(&conn), 5);
         assert!(table_names(&conn).contains(&"session_events".to_owned()));
         let session: String = conn
             .query_row("SELECT session_id FROM sessions", [], |row| row.get(0))
@@ -343,7 +352,7 @@ mod tests {
         drop(v2);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 4);
+        assert_eq!(user_version(&conn), 5);
         for table in TABLES {
             assert!(
                 column_names(&conn, table).contains(&"written_by".to_owned()),

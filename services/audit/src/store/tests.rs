@@ -268,7 +268,7 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 contract! {
     async fn opening_an_empty_file_creates_the_schema_and_sets_user_version(backend) {
         let fx = fixture(backend).await;
-        assert_eq!(fx.schema_version().await, 4);
+        assert_eq!(fx.schema_version().await, 5);
         assert_eq!(fx.table_count().await, 4);
     }
 }
@@ -302,7 +302,7 @@ contract! {
             error,
             StoreError::SchemaTooNew {
                 found: 7,
-                supported: 4
+                supported: 5
             }
         );
     }
@@ -1745,7 +1745,7 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
 
     let store = AuditStore::open(sqlite_config(&path)).unwrap();
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 4);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 5);
     assert_eq!(
         count(
             &raw,
@@ -2203,7 +2203,7 @@ contract! {
             location,
             store,
         };
-        assert_eq!(fx.schema_version().await, 4);
+        assert_eq!(fx.schema_version().await, 5);
         for table in WRITTEN_TABLES {
             assert_eq!(
                 fx.count(&format!(
@@ -2255,6 +2255,315 @@ contract! {
         assert_eq!(
             fx.store.list_messages("old", page()).await.unwrap().items[1],
             new
+        );
+    }
+}
+
+// --- token accounting -----------------------------------------------------------------
+
+/// A message of `agent` in turn `turn_id`, keyed by both, that used `tokens`.
+fn spent(session_id: &str, agent: &str, turn_id: i64, tokens: TokenCounts) -> NewMessage {
+    NewMessage {
+        turn_id,
+        agent_name: agent.into(),
+        tokens,
+        ..keyed(
+            session_id,
+            "we go at dawn",
+            &format!("{agent}/{turn_id}/message"),
+        )
+    }
+}
+
+fn counted(input: i64, output: i64) -> TokenCounts {
+    TokenCounts {
+        input: Some(input),
+        output: Some(output),
+        estimated: false,
+    }
+}
+
+contract! {
+    async fn token_counts_are_stored_read_back_and_summed_per_agent(backend) {
+        let fx = started(backend, "s1").await;
+        let first = fx
+            .store
+            .store_message(spent("s1", "planner", 1, counted(1200, 80)))
+            .await
+            .unwrap();
+        assert_eq!(first.tokens, counted(1200, 80));
+        let turn = NewTurn {
+            message: spent("s1", "hacker", 2, counted(900, 45)),
+            tool_calls: vec![NewToolUsage {
+                agent_name: "hacker".into(),
+                ..tool_usage("s1", "t1")
+            }],
+        };
+        let rows = fx.store.store_turn(turn).await.unwrap();
+        assert_eq!(rows.message.tokens, counted(900, 45));
+        let guessed = TokenCounts {
+            estimated: true,
+            ..counted(30, 3)
+        };
+        fx.store
+            .store_message(spent("s1", "planner", 3, guessed))
+            .await
+            .unwrap();
+        fx.store
+            .store_message(spent("s1", "hacker", 4, TokenCounts::default()))
+            .await
+            .unwrap();
+
+        let listed = fx
+            .store
+            .list_messages("s1", PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        let tokens: Vec<TokenCounts> = listed.iter().map(|row| row.tokens).collect();
+        assert_eq!(
+            tokens,
+            [counted(1200, 80), counted(900, 45), guessed, TokenCounts::default()]
+        );
+
+        let usage = fx.store.session_usage("s1").await.unwrap();
+        let hacker = UsageTotals {
+            input_tokens: 900,
+            output_tokens: 45,
+            turns_with_usage: 1,
+            turns_without_usage: 1,
+            estimated_turns: 0,
+        };
+        let planner = UsageTotals {
+            input_tokens: 1230,
+            output_tokens: 83,
+            turns_with_usage: 2,
+            turns_without_usage: 0,
+            estimated_turns: 1,
+        };
+        assert_eq!(
+            usage,
+            SessionUsage {
+                session_id: "s1".into(),
+                agents: vec![
+                    AgentUsage {
+                        agent_name: "hacker".into(),
+                        usage: hacker,
+                    },
+                    AgentUsage {
+                        agent_name: "planner".into(),
+                        usage: planner,
+                    },
+                ],
+                total: UsageTotals {
+                    input_tokens: 2130,
+                    output_tokens: 128,
+                    turns_with_usage: 3,
+                    turns_without_usage: 1,
+                    estimated_turns: 1,
+                },
+            }
+        );
+    }
+}
+
+contract! {
+    async fn unknown_token_counts_are_stored_as_null_and_add_nothing(backend) {
+        let fx = started(backend, "s1").await;
+        let half = TokenCounts {
+            input: Some(50),
+            output: None,
+            estimated: false,
+        };
+        fx.store
+            .store_message(spent("s1", "mole", 1, TokenCounts::default()))
+            .await
+            .unwrap();
+        fx.store
+            .store_message(spent("s1", "mole", 2, half))
+            .await
+            .unwrap();
+        assert_eq!(
+            fx.count("SELECT COUNT(*) FROM messages WHERE input_tokens IS NULL").await,
+            1,
+            "unknown is NULL, not 0"
+        );
+        assert_eq!(
+            fx.count("SELECT COUNT(*) FROM messages WHERE output_tokens IS NULL").await,
+            2
+        );
+        let usage = fx.store.session_usage("s1").await.unwrap();
+        assert_eq!(
+            usage.total,
+            UsageTotals {
+                input_tokens: 50,
+                output_tokens: 0,
+                turns_with_usage: 1,
+                turns_without_usage: 1,
+                estimated_turns: 0,
+            }
+        );
+    }
+}
+
+contract! {
+    async fn a_session_without_messages_has_no_agents_and_zero_turns(backend) {
+        let fx = started(backend, "s1").await;
+        let usage = fx.store.session_usage("s1").await.unwrap();
+        assert_eq!(usage, SessionUsage::from_agents("s1", Vec::new()));
+        assert_eq!(usage.total, UsageTotals::default());
+    }
+}
+
+contract! {
+    async fn the_usage_of_an_unknown_or_malformed_session_is_refused(backend) {
+        let fx = started(backend, "s1").await;
+        let error = fx.store.session_usage("ghost").await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+        for bad in ["", "a b"] {
+            let error = fx.store.session_usage(bad).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+        }
+    }
+}
+
+contract! {
+    async fn bad_token_counts_are_refused_naming_the_field_before_the_writer(backend) {
+        let fx = started(backend, "s1").await;
+        let commits = fx.store.commit_count();
+        let cases = [
+            (
+                TokenCounts { input: Some(-1), ..TokenCounts::default() },
+                "input_tokens must be >= 0, got -1",
+            ),
+            (
+                TokenCounts { output: Some(-5), ..counted(1, 1) },
+                "output_tokens must be >= 0, got -5",
+            ),
+            (
+                TokenCounts { output: Some(MAX_TURN_TOKENS + 1), ..TokenCounts::default() },
+                "output_tokens must be at most 1000000000 for one turn, got 1000000001",
+            ),
+            (
+                TokenCounts { estimated: true, ..TokenCounts::default() },
+                "tokens_estimated must come with input_tokens or output_tokens",
+            ),
+        ];
+        for (tokens, expected) in cases {
+            let error = fx
+                .store
+                .store_message(spent("s1", "planner", 1, tokens))
+                .await
+                .unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::InvalidArgument, "{error}");
+            assert!(error.to_string().starts_with(expected), "{error}");
+            let turn = NewTurn {
+                message: spent("s1", "planner", 1, tokens),
+                tool_calls: Vec::new(),
+            };
+            let error = fx.store.store_turn(turn).await.unwrap_err();
+            assert!(error.to_string().starts_with(expected), "{error}");
+        }
+        let most = fx
+            .store
+            .store_message(spent("s1", "planner", 1, counted(MAX_TURN_TOKENS, 0)))
+            .await
+            .unwrap();
+        assert_eq!(most.tokens.input, Some(MAX_TURN_TOKENS));
+        assert_eq!(fx.store.commit_count(), commits + 1, "only the good one was written");
+    }
+}
+
+contract! {
+    async fn a_repeat_with_other_token_counts_is_a_conflict_and_the_same_ones_a_repeat(backend) {
+        let fx = started(backend, "s1").await;
+        let stored = fx
+            .store
+            .store_message(spent("s1", "planner", 1, counted(10, 1)))
+            .await
+            .unwrap();
+        let repeat = fx
+            .store
+            .store_message(spent("s1", "planner", 1, counted(10, 1)))
+            .await
+            .unwrap();
+        assert_eq!(repeat, stored);
+        let error = fx
+            .store
+            .store_message(spent("s1", "planner", 1, counted(10, 2)))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists, "{error}");
+    }
+}
+
+/// Prepares a fresh database of `backend` as a version 4 build left it: no
+/// token columns, one session with two messages of two agents.
+async fn version_4_database(backend: Backend, dir: &TempDir) -> StoreLocation {
+    let location = fresh_location(backend, dir);
+    let rows = "INSERT INTO sessions (session_id, start_time, written_by)
+            VALUES ('old', '2025-01-01T00:00:00.000000Z', 'orchestrator');
+        INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp)
+            VALUES ('old', 1, 'planner', 'r', 'from v4', '2025-01-01T00:00:01.000000Z'),
+                   ('old', 2, 'hacker', 'r', 'also v4', '2025-01-01T00:00:02.000000Z');";
+    match &location {
+        StoreLocation::Sqlite(path) => {
+            schema::create_at_version(path, 4).unwrap();
+            Connection::open(path).unwrap().execute_batch(rows).unwrap();
+        }
+        StoreLocation::Postgres(url) => {
+            let client = postgres::raw::connect(url).await;
+            postgres::raw::create_at_version(&client, 4).await.unwrap();
+            client.batch_execute(rows).await.unwrap();
+        }
+    }
+    location
+}
+
+contract! {
+    async fn a_version_4_database_gains_token_columns_and_its_messages_read_back_unknown(backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = version_4_database(backend, &dir).await;
+        let store = AuditStore::connect(config(location.clone())).await.unwrap();
+        let fx = Fixture {
+            dir,
+            location,
+            store,
+        };
+        assert_eq!(fx.schema_version().await, 5);
+        assert_eq!(
+            fx.count(
+                "SELECT COUNT(*) FROM messages WHERE input_tokens IS NULL \
+                 AND output_tokens IS NULL AND NOT tokens_estimated"
+            )
+            .await,
+            2,
+            "the old rows stay, their usage unknown"
+        );
+        let messages = fx
+            .store
+            .list_messages("old", PageRequest::default())
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(messages[0].message, "from v4");
+        assert_eq!(messages[0].tokens, TokenCounts::default());
+        let usage = fx.store.session_usage("old").await.unwrap();
+        assert_eq!(
+            (usage.total.turns_with_usage, usage.total.turns_without_usage),
+            (0, 2)
+        );
+
+        let new = fx
+            .store
+            .store_message(spent("old", "planner", 3, counted(7, 3)))
+            .await
+            .unwrap();
+        assert_eq!(new.tokens, counted(7, 3));
+        let usage = fx.store.session_usage("old").await.unwrap();
+        assert_eq!(
+            (usage.total.input_tokens, usage.total.output_tokens, usage.total.turns_with_usage),
+            (7, 3, 1)
         );
     }
 }

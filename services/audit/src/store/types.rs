@@ -99,6 +99,91 @@ pub struct NewMessage {
     /// `spiffe://heist.local/orchestrator`); empty over plaintext or
     /// server-only TLS (stored as NULL).
     pub written_via: String,
+    /// The LLM tokens the turn used (unknown counts are stored as NULL).
+    pub tokens: TokenCounts,
+}
+
+/// The LLM tokens one turn used, summed over its rounds: `None` is unknown
+/// (stored as NULL, never as 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Input (prompt) tokens (0 to `MAX_TURN_TOKENS`).
+    pub input: Option<i64>,
+    /// Output (completion) tokens (0 to `MAX_TURN_TOKENS`).
+    pub output: Option<i64>,
+    /// True when the counts are an estimate, not the server's report.
+    pub estimated: bool,
+}
+
+impl TokenCounts {
+    /// True when at least one count is known.
+    pub fn is_known(&self) -> bool {
+        self.input.is_some() || self.output.is_some()
+    }
+}
+
+/// Token usage summed over a set of turns (the proto's `TokenUsage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UsageTotals {
+    /// Input tokens of the turns whose usage is known.
+    pub input_tokens: i64,
+    /// Output tokens of the turns whose usage is known.
+    pub output_tokens: i64,
+    /// Turns that carry a count.
+    pub turns_with_usage: i64,
+    /// Turns that carry none.
+    pub turns_without_usage: i64,
+    /// Turns with usage whose counts are estimated.
+    pub estimated_turns: i64,
+}
+
+impl UsageTotals {
+    /// The sum of `self` and `other`, field by field (saturating).
+    pub fn plus(self, other: UsageTotals) -> UsageTotals {
+        UsageTotals {
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            turns_with_usage: self.turns_with_usage.saturating_add(other.turns_with_usage),
+            turns_without_usage: self
+                .turns_without_usage
+                .saturating_add(other.turns_without_usage),
+            estimated_turns: self.estimated_turns.saturating_add(other.estimated_turns),
+        }
+    }
+}
+
+/// One agent's token usage in a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentUsage {
+    /// The agent (the messages' `agent_name`).
+    pub agent_name: String,
+    /// Its turns' usage.
+    pub usage: UsageTotals,
+}
+
+/// A session's token usage (the proto's `SessionUsage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionUsage {
+    /// The session ID.
+    pub session_id: String,
+    /// One entry per agent with a message in the session, by agent name.
+    pub agents: Vec<AgentUsage>,
+    /// The whole session: the sum of `agents`.
+    pub total: UsageTotals,
+}
+
+impl SessionUsage {
+    /// The usage of `session_id` from its per-agent sums (the total added up here).
+    pub fn from_agents(session_id: &str, agents: Vec<AgentUsage>) -> SessionUsage {
+        let total = agents
+            .iter()
+            .fold(UsageTotals::default(), |sum, agent| sum.plus(agent.usage));
+        SessionUsage {
+            session_id: session_id.to_owned(),
+            agents,
+            total,
+        }
+    }
 }
 
 /// Asks to store one tool call (the proto's `StoreToolUsageRequest`).
@@ -235,6 +320,8 @@ pub struct MessageRow {
     /// The identity the writer's TLS client certificate proved; empty over
     /// plaintext or server-only TLS, and for rows from before it was recorded.
     pub written_via: String,
+    /// The LLM tokens the turn used; unknown for rows from before they were recorded.
+    pub tokens: TokenCounts,
 }
 
 /// One stored tool call (the proto's `ToolUsage`).

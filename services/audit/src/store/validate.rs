@@ -3,7 +3,9 @@
 //! Validation runs in the caller's task, so bad input never occupies the writer thread.
 
 use super::error::StoreError;
-use super::types::{EndSession, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn};
+use super::types::{
+    EndSession, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn, TokenCounts,
+};
 
 /// The most characters of a session ID, agent name, tool name or idempotency key.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -17,6 +19,9 @@ pub const MAX_EVENT_KIND_CHARS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 64 * 1024;
 /// The most tool calls one turn may carry (`StoreTurn`).
 pub const MAX_TOOL_CALLS_PER_TURN: usize = 64;
+/// The most input or output tokens one turn may record: far beyond any
+/// model's context window, so a larger count is a bug, not usage.
+pub const MAX_TURN_TOKENS: i64 = 1_000_000_000;
 
 /// Checks a session ID: 1 to 128 characters of `[A-Za-z0-9_.:-]`.
 pub(crate) fn session_id(id: &str) -> Result<(), StoreError> {
@@ -54,7 +59,34 @@ pub(crate) fn new_message(new: &NewMessage, max_bytes: usize) -> Result<(), Stor
     chars("agent_role", &new.agent_role, MAX_ROLE_CHARS)?;
     bytes("message", &new.message, max_bytes)?;
     chars("idempotency_key", &new.idempotency_key, MAX_NAME_CHARS)?;
-    chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)
+    chars("trace_id", &new.trace_id, MAX_TRACE_ID_CHARS)?;
+    tokens(&new.tokens)
+}
+
+/// Checks a turn's token counts: each unknown or 0 to [`MAX_TURN_TOKENS`],
+/// and `tokens_estimated` only beside a count.
+fn tokens(tokens: &TokenCounts) -> Result<(), StoreError> {
+    for (field, count) in [
+        ("input_tokens", tokens.input),
+        ("output_tokens", tokens.output),
+    ] {
+        if let Some(count) = count {
+            non_negative(field, count)?;
+            if count > MAX_TURN_TOKENS {
+                return Err(StoreError::invalid(
+                    field,
+                    format!("must be at most {MAX_TURN_TOKENS} for one turn, got {count}"),
+                ));
+            }
+        }
+    }
+    if tokens.estimated && !tokens.is_known() {
+        return Err(StoreError::invalid(
+            "tokens_estimated",
+            "must come with input_tokens or output_tokens (there is no count to estimate)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a request to store a tool call; `max_bytes` bounds parameters and result.

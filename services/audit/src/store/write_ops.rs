@@ -112,8 +112,10 @@ impl Write for NewMessage {
             let inserted = insert_keyed(
                 conn,
                 "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''), NULLIF(?11, ''))",
+                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via, \
+                 input_tokens, output_tokens, tokens_estimated) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULLIF(?10, ''), NULLIF(?11, ''), \
+                 ?12, ?13, ?14)",
                 params![
                     self.session_id,
                     self.turn_id,
@@ -125,7 +127,10 @@ impl Write for NewMessage {
                     self.idempotency_key,
                     self.trace_id,
                     self.written_by,
-                    self.written_via
+                    self.written_via,
+                    self.tokens.input,
+                    self.tokens.output,
+                    self.tokens.estimated
                 ],
             )?;
             if let Some(id) = inserted {
@@ -162,6 +167,7 @@ impl NewMessage {
             trace_id: self.trace_id.clone(),
             written_by: self.written_by.clone(),
             written_via: self.written_via.clone(),
+            tokens: self.tokens,
         }
     }
 
@@ -173,6 +179,7 @@ impl NewMessage {
             && row.agent_role == self.agent_role
             && row.message == self.message
             && row.is_error == self.is_error
+            && row.tokens == self.tokens
     }
 }
 

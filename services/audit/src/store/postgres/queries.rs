@@ -9,7 +9,11 @@ use tokio_postgres::types::ToSql;
 use super::error::pg;
 use crate::store::cursor::SessionCursor;
 use crate::store::error::StoreError;
-use crate::store::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
+use crate::store::queries::{USAGE_GROUPING, USAGE_PER_AGENT_SELECT};
+use crate::store::types::{
+    AgentUsage, MessageRow, SessionEventRow, SessionRow, SessionStatus, TokenCounts, ToolUsageRow,
+    UsageTotals,
+};
 
 const SESSION_SELECT: &str = "SELECT s.session_id, s.start_time, COALESCE(s.end_time, ''), \
      s.num_turns, s.status, s.metadata, \
@@ -28,7 +32,7 @@ pub(crate) trait Listed: Sized + Send + 'static {
 impl Listed for MessageRow {
     const SELECT: &'static str = "SELECT id, session_id, turn_id, agent_name, agent_role, \
         message, timestamp, is_error, idempotency_key, trace_id, COALESCE(written_by, ''), \
-        COALESCE(written_via, '') FROM messages";
+        COALESCE(written_via, ''), input_tokens, output_tokens, tokens_estimated FROM messages";
 
     fn from_row(row: &Row) -> Result<Self, tokio_postgres::Error> {
         Ok(MessageRow {
@@ -44,6 +48,11 @@ impl Listed for MessageRow {
             trace_id: row.try_get(9)?,
             written_by: row.try_get(10)?,
             written_via: row.try_get(11)?,
+            tokens: TokenCounts {
+                input: row.try_get(12)?,
+                output: row.try_get(13)?,
+                estimated: row.try_get(14)?,
+            },
         })
     }
 }
@@ -195,6 +204,32 @@ pub(crate) async fn rows_after<T: Listed>(
         .map_err(pg)?;
     rows.iter()
         .map(|row| T::from_row(row).map_err(pg))
+        .collect()
+}
+
+/// A session's token usage per agent, by agent name (the session's
+/// existence is the caller's to check).
+pub(crate) async fn usage_per_agent(
+    client: &impl GenericClient,
+    session_id: &str,
+) -> Result<Vec<AgentUsage>, StoreError> {
+    let sql =
+        format!("{USAGE_PER_AGENT_SELECT} WHERE session_id = $1 AND turn_id > 0 {USAGE_GROUPING}");
+    let statement = client.prepare_cached(&sql).await.map_err(pg)?;
+    let rows = client.query(&statement, &[&session_id]).await.map_err(pg)?;
+    rows.iter()
+        .map(|row| {
+            Ok(AgentUsage {
+                agent_name: row.try_get(0).map_err(pg)?,
+                usage: UsageTotals {
+                    input_tokens: row.try_get(1).map_err(pg)?,
+                    output_tokens: row.try_get(2).map_err(pg)?,
+                    turns_with_usage: row.try_get(3).map_err(pg)?,
+                    turns_without_usage: row.try_get(4).map_err(pg)?,
+                    estimated_turns: row.try_get(5).map_err(pg)?,
+                },
+            })
+        })
         .collect()
 }
 

@@ -18,7 +18,7 @@ use crate::store::error::StoreError;
 const MIGRATION_LOCK: i64 = 0x6865_6973_742d_6175;
 
 /// The steps from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -99,6 +99,14 @@ ALTER TABLE sessions ADD COLUMN written_via TEXT;
 ALTER TABLE messages ADD COLUMN written_via TEXT;
 ALTER TABLE tool_usage ADD COLUMN written_via TEXT;
 ALTER TABLE session_events ADD COLUMN written_via TEXT;
+";
+
+/// Version 5: each message's LLM token usage (NULL: unknown) and whether
+/// the counts are estimated.
+const V5: &str = "
+ALTER TABLE messages ADD COLUMN input_tokens BIGINT;
+ALTER TABLE messages ADD COLUMN output_tokens BIGINT;
+ALTER TABLE messages ADD COLUMN tokens_estimated BOOLEAN NOT NULL DEFAULT FALSE;
 ";
 
 /// Brings the database to the current version in one transaction; a newer

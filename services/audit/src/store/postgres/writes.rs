@@ -135,8 +135,10 @@ impl PgWrite for NewMessage {
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''))",
+                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via, \
+                 input_tokens, output_tokens, tokens_estimated) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''), \
+                 $12, $13, $14)",
             values: &[
                 &self.session_id,
                 &self.turn_id,
@@ -149,6 +151,9 @@ impl PgWrite for NewMessage {
                 &self.trace_id,
                 &self.written_by,
                 &self.written_via,
+                &self.tokens.input,
+                &self.tokens.output,
+                &self.tokens.estimated,
             ],
             announce: Announce::Message,
         };
