@@ -142,6 +142,14 @@ pub fn record_error(span: &tracing::Span, exception_type: &str, message: &str) {
     );
 }
 
+/// Sets an attribute on the exported span only: unlike a `tracing` field it
+/// never appears in a log line, so it suits large or sensitive values that a
+/// user opted in to export (e.g. captured GenAI message content). Does
+/// nothing when nothing is exported.
+pub fn set_exported_attribute(span: &tracing::Span, key: &'static str, value: String) {
+    span.set_attribute(key, value);
+}
+
 /// True when an OTLP endpoint is configured in the environment.
 pub fn otlp_endpoint_configured() -> bool {
     endpoint_configured(|var| std::env::var(var).ok())
