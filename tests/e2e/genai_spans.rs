@@ -8,11 +8,12 @@
 //!
 //! The default run's checks are called from `tracing_e2e`'s main test (one
 //! mesh run serves both); the opt-in run is its own test, against the fake
-//! OpenAI-compatible server (which reports token usage).
+//! OpenAI-compatible server (which reports token usage), and so is a run
+//! whose LLM refuses every call (`error.type` on chat, turn and session).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use heist_e2e::fake_llm::{CHAT, FakeServer, MODEL, MODELS, ok, said};
+use heist_e2e::fake_llm::{CHAT, FakeServer, MODEL, MODELS, ok, said, status};
 use heist_orchestrator::{config::Config, engine::FRAMING};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{Value, json};
@@ -266,20 +267,22 @@ pub(crate) fn no_message_content_is_exported_by_default(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_opt_in_a_run_exports_its_messages_tool_calls_and_token_usage() {
-    let _serial = SERIAL.lock().await;
-    let dir = TempDir::new().unwrap();
-    let collector = Collector::start().await;
-    let endpoint = collector.url();
+/// A mesh exporting to `collector`, its config (the mole without its
+/// query scope) in `dir`, and a fake LLM answering every chat with `chat`.
+async fn mesh_and_fake_llm(
+    dir: &TempDir,
+    collector: &Collector,
+    chat: heist_e2e::fake_llm::Reply,
+) -> (Services, FakeServer) {
     let fake = FakeServer::start(vec![
-        (CHAT, vec![said(ANSWER)]),
+        (CHAT, vec![chat]),
         (
             MODELS,
             vec![ok(json!({"object": "list", "data": [{"id": MODEL}]}))],
         ),
     ])
     .await;
+    let endpoint = collector.url();
     let services_env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
     let services = Services::start(dir.path(), &services_env).await;
     std::fs::write(
@@ -287,6 +290,47 @@ async fn with_the_opt_in_a_run_exports_its_messages_tool_calls_and_token_usage()
         with_scopeless_mole(&services.config()),
     )
     .unwrap();
+    (services, fake)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_llm_gives_its_error_type_to_the_chat_the_turn_and_the_session() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().unwrap();
+    let collector = Collector::start().await;
+    let refusal = status(400, json!({"error": {"message": "context too long"}}));
+    let (services, fake) = mesh_and_fake_llm(&dir, &collector, refusal).await;
+    let endpoint = collector.url();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let args = ["--llm-url", fake.base_url.as_str(), "--model", MODEL];
+    let run = run_orchestrator_with(dir.path(), "mesh.yaml", &env, &args).await;
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "every turn failed: {}",
+        run.shown()
+    );
+    let session_id = run.session_id();
+    services.terminate();
+    let session = SessionTrace::of(&session_id, collector.spans());
+
+    assert_attr(&session.root, "error.type", "session_failed");
+    assert!(session.root.is_error(), "the session span is an error");
+    let agents: Vec<&Collected> = session.operation("invoke_agent").collect();
+    assert_eq!(agents.len(), 6, "every turn ran");
+    for span in agents.into_iter().chain(session.operation("chat")) {
+        assert_attr(span, "error.type", "400");
+        assert!(span.is_error(), "{} is not an error", span.describe());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_opt_in_a_run_exports_its_messages_tool_calls_and_token_usage() {
+    let _serial = SERIAL.lock().await;
+    let dir = TempDir::new().unwrap();
+    let collector = Collector::start().await;
+    let (services, fake) = mesh_and_fake_llm(&dir, &collector, said(ANSWER)).await;
+    let endpoint = collector.url();
     // The opt-in for the orchestrator process alone.
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
