@@ -3,7 +3,7 @@
 //! each exporting over OTLP/gRPC to a receiver inside this test.
 //!
 //! The design under test: one trace per session, rooted at the
-//! orchestrator's `session` span; every client call's server span is the
+//! orchestrator's `invoke_workflow heist` span; every client call's server span is the
 //! child of that client span, in the service that handled it; every span of
 //! the session carries `session.id`. Work that spans sessions (Audit's group
 //! commit) is a trace of its own that links every request span it commits;

@@ -14,7 +14,7 @@
 //! retried briefly, so a dead collector never slows a run by more than a
 //! few hundred milliseconds.
 //!
-//! Span design (one trace per session): the orchestrator's `session` span is
+//! Span design (one trace per session): the orchestrator's session span (`invoke_workflow`) is
 //! the root; each turn, LLM call, tool call and client call is under it; each
 //! service's server span is parented on the calling client span (see
 //! [`crate::propagation`]), and the service's own spans under that. Work that
