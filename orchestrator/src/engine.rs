@@ -44,6 +44,7 @@ use crate::{
     audit_writer::AuditWriter,
     clients::{AuditClient, CallGuard, MemoryClient, ToolClient},
     config::Config,
+    genai::{self, ContentCapture},
     llm::{LlmBackend, ToolCallMode, ToolSpec},
     mesh::Mesh,
     resilience::{AUDIT, BreakerSettings, Breakers, MEMORY, RetryPolicy, tool_service},
@@ -155,6 +156,17 @@ pub enum RunError {
     CreateSession(tonic::Status),
 }
 
+impl RunError {
+    /// Its `error.type` on the session's span: `token_unavailable`, or the
+    /// gRPC code with which Audit refused the session.
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::Token(_) => "token_unavailable",
+            Self::CreateSession(status) => genai::grpc_error_type(status.code()),
+        }
+    }
+}
+
 /// How a session runs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -205,6 +217,8 @@ pub struct Orchestrator {
     /// [`orchestrator_scopes`] of each audience, as the token cache takes them.
     own_scopes: Arc<BTreeMap<Audience, Vec<String>>>,
     llm: Arc<dyn LlmBackend>,
+    /// Whether message content goes on the GenAI spans (opt-in, per process).
+    capture: ContentCapture,
     /// Each agent's persona and tools, by name.
     agents: Arc<BTreeMap<String, PreparedAgent>>,
     mode: ToolCallMode,
@@ -283,6 +297,7 @@ impl Orchestrator {
                     .collect(),
             ),
             llm,
+            capture: ContentCapture::from_env(),
             agents: Arc::new(agents),
             mode,
             breakers,
@@ -359,16 +374,20 @@ impl Orchestrator {
         stop: watch::Receiver<bool>,
         sink: &dyn TurnSink,
     ) -> Result<SessionOutcome, RunError> {
-        let span = tracing::info_span!(
-            target: "heist_orchestrator",
-            "session",
-            session.id = tracing::field::Empty,
-            max_turns = options.max_turns,
-        );
+        let span = genai::workflow_span(session_id, options.max_turns);
         with_session(&span, session_id);
-        self.run_session_inner(session_id, options, history, stop, sink)
-            .instrument(span)
-            .await
+        let outcome = self
+            .run_session_inner(session_id, options, history, stop, sink)
+            .instrument(span.clone())
+            .await;
+        match &outcome {
+            Ok(outcome) if outcome.status == SessionEnd::Failed => {
+                genai::record_failure(&span, "session_failed", "every turn of the session failed");
+            }
+            Ok(_) => {}
+            Err(error) => genai::record_failure(&span, error.error_type(), &error.to_string()),
+        }
+        outcome
     }
     /// Replays the spool until it holds no write of `session_id` (Audit
     /// refusing one drops it), waiting for Audit with backoff up to `limit`;

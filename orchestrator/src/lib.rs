@@ -17,6 +17,8 @@
 //! - [`breaker_health`]: open breakers closed as soon as their service's health says SERVING.
 //! - [`spool`] (crate `heist-spool`): Audit writes kept on disk while Audit is unreachable;
 //!   [`resilience`] (crate `heist-resilience`): retries, deadlines and circuit breakers.
+//! - [`genai`]: the OpenTelemetry GenAI conventions of the session, turn, LLM and tool spans,
+//!   and the opt-in message content.
 //! - [`liveness`]: telling a crashed session from a running one.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
@@ -31,6 +33,7 @@ pub mod config;
 pub mod console;
 pub mod discovery;
 pub mod engine;
+pub mod genai;
 pub mod health;
 pub mod liveness;
 pub mod memory_sync;

@@ -14,6 +14,16 @@ use heist_proto::v1::SessionStatus;
 #[global_allocator]
 static ALLOCATOR: heist_orchestrator::Allocator = heist_orchestrator::Allocator;
 
+/// The tracing variables, after the flags in `--help`.
+const TRACING_HELP: &str = "\
+Tracing (OpenTelemetry, read once at start):
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+      export spans over OTLP/gRPC (GenAI conventions: invoke_workflow, invoke_agent, chat,
+      execute_tool); unset, nothing is exported
+  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
+      also export the messages sent to and answered by the LLM and the tool calls' arguments
+      and results (off by default: they may hold anything the agents and tools said)";
+
 /// The heist orchestrator: a team of LLM agents plans a heist in turns, each
 /// turn crossing the OAuth, Tool, Memory and Audit services.
 ///
@@ -22,7 +32,7 @@ static ALLOCATOR: heist_orchestrator::Allocator = heist_orchestrator::Allocator;
 /// `orchestrator run` works with no flags once the services run
 /// (scripts/start_services.sh).
 #[derive(Debug, Parser)]
-#[command(version, propagate_version = true)]
+#[command(version, propagate_version = true, after_help = TRACING_HELP)]
 struct Cli {
     /// The YAML config (the seed's agents_config.yaml layout works).
     #[arg(long, short, global = true, env = "HEIST_CONFIG")]

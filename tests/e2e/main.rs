@@ -17,6 +17,7 @@ mod audit_watch_limits;
 mod auth_matrix;
 mod database_query;
 mod fault_injection;
+mod genai_spans;
 mod grpcurl_demo;
 mod harness;
 mod health_port;

@@ -55,6 +55,8 @@ fn help_explains_every_command() {
         "tools",
         "--config",
         "--worker-threads",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true",
     ] {
         assert!(help.contains(word), "{word} missing from --help:\n{help}");
     }

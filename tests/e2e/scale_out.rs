@@ -63,6 +63,14 @@ impl LlmBackend for Paced {
     fn is_offline(&self) -> bool {
         true
     }
+
+    fn model(&self) -> &str {
+        self.offline.model()
+    }
+
+    fn provider_name(&self) -> &'static str {
+        self.offline.provider_name()
+    }
 }
 
 /// The scaled-out mesh: `replicas` of each service, Audit and OAuth's

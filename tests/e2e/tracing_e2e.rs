@@ -3,7 +3,7 @@
 //! each exporting over OTLP/gRPC to a receiver inside this test.
 //!
 //! The design under test: one trace per session, rooted at the
-//! orchestrator's `session` span; every client call's server span is the
+//! orchestrator's `invoke_workflow heist` span; every client call's server span is the
 //! child of that client span, in the service that handled it; every span of
 //! the session carries `session.id`. Work that spans sessions (Audit's group
 //! commit) is a trace of its own that links every request span it commits;
@@ -34,6 +34,8 @@ use opentelemetry_proto::tonic::{
     trace::v1::{Span, span::SpanKind, status::StatusCode},
 };
 use tempfile::TempDir;
+
+use crate::genai_spans::{TRANSCRIPT_ARGS, Transcript};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -63,7 +65,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const CLOSED_PORT_ALLOWANCE: Duration = Duration::from_secs(2);
 
 /// Whole meshes run one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------- receiver
 
@@ -87,7 +89,7 @@ impl TraceService for Receiver {
 }
 
 /// A receiver serving on a listener of its own.
-struct Collector {
+pub(crate) struct Collector {
     _server: TestServer,
     receiver: Receiver,
     addr: std::net::SocketAddr,
@@ -114,17 +116,17 @@ impl Collector {
     }
 
     /// Serves on a free port.
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::on(TcpListener::bind("127.0.0.1:0").await.unwrap()).await
     }
 
     /// `http://127.0.0.1:PORT`, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Every span received so far, with the `service.name` that sent it.
-    fn spans(&self) -> Vec<Collected> {
+    pub(crate) fn spans(&self) -> Vec<Collected> {
         let requests = self.receiver.requests.lock().unwrap();
         let mut spans = Vec::new();
         for request in requests.iter() {
@@ -154,12 +156,12 @@ impl Collector {
 
 /// One exported span and the service that sent it.
 #[derive(Debug, Clone)]
-struct Collected {
-    service: String,
-    span: Span,
+pub(crate) struct Collected {
+    pub(crate) service: String,
+    pub(crate) span: Span,
 }
 
-fn value_text(value: &AnyValue) -> Option<String> {
+pub(crate) fn value_text(value: &AnyValue) -> Option<String> {
     match value.value.as_ref()? {
         Value::StringValue(text) => Some(text.clone()),
         Value::IntValue(number) => Some(number.to_string()),
@@ -178,15 +180,15 @@ fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
 }
 
 impl Collected {
-    fn attr(&self, key: &str) -> Option<String> {
+    pub(crate) fn attr(&self, key: &str) -> Option<String> {
         string_attribute(&self.span.attributes, key)
     }
 
-    fn kind(&self) -> SpanKind {
+    pub(crate) fn kind(&self) -> SpanKind {
         SpanKind::try_from(self.span.kind).unwrap_or(SpanKind::Unspecified)
     }
 
-    fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         self.span
             .status
             .as_ref()
@@ -201,7 +203,7 @@ impl Collected {
     }
 
     /// `heist-tools ToolService/CallTool (server)`, for messages.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!("{} {} ({:?})", self.service, self.span.name, self.kind())
     }
 }
@@ -209,7 +211,7 @@ impl Collected {
 // ---------------------------------------------------------------- processes
 
 /// The four services of the mesh, each a real binary.
-struct Services {
+pub(crate) struct Services {
     oauth: ServiceProcess,
     audit: ServiceProcess,
     memory: ServiceProcess,
@@ -218,7 +220,7 @@ struct Services {
 
 impl Services {
     /// Starts every service in `dir` with `env`; waits until each is SERVING.
-    async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
         let start = |name: &str, args: &[&str]| {
             let args: Vec<&str> = args.iter().copied().chain(["--log", SERVICE_LOG]).collect();
             ServiceProcess::start_with_env(&binary(name), &args, "127.0.0.1:0", dir, env).unwrap()
@@ -268,7 +270,7 @@ impl Services {
     }
 
     /// The orchestrator config pointing at these services.
-    fn config(&self) -> String {
+    pub(crate) fn config(&self) -> String {
         let url = |process: &ServiceProcess| format!("http://{}", process.addr);
         config_yaml(
             &url(&self.oauth),
@@ -280,7 +282,7 @@ impl Services {
 
     /// SIGTERM to each (they flush their spans on the way out); all must
     /// exit cleanly.
-    fn terminate(mut self) {
+    pub(crate) fn terminate(mut self) {
         let logs = self.logs();
         for process in [
             &mut self.tools,
@@ -314,16 +316,16 @@ impl Services {
 }
 
 /// What one orchestrator run printed, how it exited and how long it took.
-struct Run {
-    stdout: String,
-    stderr: String,
-    status: ExitStatus,
+pub(crate) struct Run {
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) status: ExitStatus,
     elapsed: Duration,
 }
 
 impl Run {
     /// The session ID the orchestrator announced (`Session ID: heist_...`).
-    fn session_id(&self) -> String {
+    pub(crate) fn session_id(&self) -> String {
         self.stdout
             .lines()
             .find_map(|line| line.strip_prefix("Session ID: "))
@@ -331,7 +333,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no session ID in:\n{}", self.stdout))
     }
 
-    fn shown(&self) -> String {
+    pub(crate) fn shown(&self) -> String {
         format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
     }
 }
@@ -339,8 +341,19 @@ impl Run {
 /// Runs `orchestrator --config CONFIG run --turns 6 --seed 7` in `dir` with
 /// `env`, off the async runtime, killing it if it outlives [`RUN_TIMEOUT`].
 async fn run_orchestrator(dir: &Path, config: &str, env: &[(&str, &str)]) -> Run {
+    run_orchestrator_with(dir, config, env, &[]).await
+}
+
+/// Like [`run_orchestrator`], with more `run` arguments (e.g. `--llm-url`).
+pub(crate) async fn run_orchestrator_with(
+    dir: &Path,
+    config: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
     let dir = dir.to_owned();
     let config = config.to_owned();
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
@@ -351,6 +364,7 @@ async fn run_orchestrator(dir: &Path, config: &str, env: &[(&str, &str)]) -> Run
         let started = Instant::now();
         let mut child = Command::new(binary("orchestrator"))
             .args(["--config", &config, "run", "--turns", "6", "--seed", "7"])
+            .args(&args)
             .current_dir(&dir)
             .env_remove("HEIST_CONFIG")
             .env_remove("HEIST_LLM_URL")
@@ -400,22 +414,22 @@ fn closed_port_url() -> String {
 // ---------------------------------------------------------------- the session's trace
 
 /// The spans of one session: its trace, and everything else received.
-struct SessionTrace {
-    session_id: String,
-    all: Vec<Collected>,
-    trace: Vec<Collected>,
-    root: Collected,
+pub(crate) struct SessionTrace {
+    pub(crate) session_id: String,
+    pub(crate) all: Vec<Collected>,
+    pub(crate) trace: Vec<Collected>,
+    pub(crate) root: Collected,
 }
 
 impl SessionTrace {
-    /// Finds the orchestrator's `session` span for `session_id` and keeps
-    /// the spans of its trace.
-    fn of(session_id: &str, all: Vec<Collected>) -> Self {
+    /// Finds the orchestrator's `invoke_workflow heist` span for
+    /// `session_id` and keeps the spans of its trace.
+    pub(crate) fn of(session_id: &str, all: Vec<Collected>) -> Self {
         let root = all
             .iter()
             .find(|span| {
                 span.service == "heist-orchestrator"
-                    && span.span.name == "session"
+                    && span.span.name == "invoke_workflow heist"
                     && span.attr("session.id").as_deref() == Some(session_id)
             })
             .cloned()
@@ -440,20 +454,31 @@ impl SessionTrace {
             .collect()
     }
 
-    fn parent_of(&self, span: &Collected) -> Option<&Collected> {
+    pub(crate) fn parent_of(&self, span: &Collected) -> Option<&Collected> {
         self.trace
             .iter()
             .find(|candidate| candidate.span.span_id == span.span.parent_span_id)
     }
 
-    fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Collected> + 'a {
+    pub(crate) fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Collected> + 'a {
         self.trace.iter().filter(move |span| span.span.name == name)
+    }
+
+    /// The orchestrator's GenAI spans of one `gen_ai.operation.name`.
+    pub(crate) fn operation<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Collected> + 'a {
+        self.trace.iter().filter(move |span| {
+            span.service == "heist-orchestrator"
+                && span.attr("gen_ai.operation.name").as_deref() == Some(name)
+        })
     }
 }
 
 /// A config whose mole has no `database_query:use` scope: its query is
 /// refused with PERMISSION_DENIED, deterministically.
-fn with_scopeless_mole(config: &str) -> String {
+pub(crate) fn with_scopeless_mole(config: &str) -> String {
     let scoped = r#"oauth_scopes: ["database_query:use"]"#;
     assert_eq!(config.matches(scoped).count(), 1, "the mole's scopes moved");
     config.replace(scoped, r#"oauth_scopes: ["simulation:read"]"#)
@@ -476,11 +501,12 @@ async fn one_session_is_one_trace_across_all_five_processes() {
     )
     .unwrap();
 
-    let run = run_orchestrator(dir.path(), "mesh.yaml", &env).await;
+    let run = run_orchestrator_with(dir.path(), "mesh.yaml", &env, &TRANSCRIPT_ARGS).await;
     assert!(run.status.success(), "{}", run.shown());
     let session_id = run.session_id();
     let logs = services.log_texts();
     services.terminate();
+    let transcript = Transcript::read(dir.path());
 
     let session = SessionTrace::of(&session_id, collector.spans());
     spans_arrive_from_all_five_services(&session);
@@ -492,6 +518,8 @@ async fn one_session_is_one_trace_across_all_five_processes() {
     audit_commits_link_every_write_they_commit(&session);
     health_checks_and_reflection_make_no_spans(&session);
     service_log_lines_name_the_session(&session_id, &logs);
+    crate::genai_spans::the_genai_spans_follow_the_conventions(&session, &transcript);
+    crate::genai_spans::no_message_content_is_exported_by_default(&session, &transcript);
 }
 
 fn spans_arrive_from_all_five_services(session: &SessionTrace) {
@@ -516,7 +544,7 @@ fn the_session_is_one_trace_with_one_root(session: &SessionTrace) {
         .collect();
     assert_eq!(
         roots,
-        ["heist-orchestrator session (Internal)"],
+        ["heist-orchestrator invoke_workflow heist (Internal)"],
         "exactly one root: the session span"
     );
     let by_id = session.by_id();
@@ -595,33 +623,33 @@ fn every_span_of_the_session_carries_its_id(session: &SessionTrace) {
 }
 
 fn the_span_tree_has_the_designed_shape(session: &SessionTrace) {
-    let turns: Vec<&Collected> = session.named("turn").collect();
-    assert_eq!(turns.len(), 6, "one turn span per turn");
+    let turns: Vec<&Collected> = session.operation("invoke_agent").collect();
+    assert_eq!(turns.len(), 6, "one invoke_agent span per turn");
     for turn in &turns {
-        assert_eq!(session.parent_of(turn).unwrap().span.name, "session");
+        assert_eq!(
+            session.parent_of(turn).unwrap().span.span_id,
+            session.root.span.span_id
+        );
         for key in ["agent.name", "agent.role", "turn.id"] {
             assert!(turn.attr(key).is_some(), "turn lacks {key}");
         }
     }
-    let under_a_turn = |name: &str| {
-        let spans: Vec<&Collected> = session.named(name).collect();
-        assert!(!spans.is_empty(), "no {name} span");
+    let under_a_turn = |operation: &str| {
+        let spans: Vec<&Collected> = session.operation(operation).collect();
+        assert!(!spans.is_empty(), "no {operation} span");
         for span in spans {
             let parent = session.parent_of(span).unwrap();
             assert_eq!(
-                parent.span.name,
-                "turn",
-                "{name} under {}",
+                parent.attr("gen_ai.operation.name").as_deref(),
+                Some("invoke_agent"),
+                "{} under {}",
+                span.describe(),
                 parent.describe()
             );
         }
     };
-    under_a_turn("llm.chat");
-    under_a_turn("tool.call");
-    for chat in session.named("llm.chat") {
-        assert_eq!(chat.attr("gen_ai.system").as_deref(), Some("offline"));
-        assert_eq!(chat.attr("gen_ai.operation.name").as_deref(), Some("chat"));
-    }
+    under_a_turn("chat");
+    under_a_turn("execute_tool");
     // Each service's own work hangs under its server span.
     for (service, name) in [
         ("heist-oauth", "oauth.authenticate_and_sign"),
@@ -662,11 +690,11 @@ fn the_span_tree_has_the_designed_shape(session: &SessionTrace) {
 
 fn the_refused_tool_call_is_an_error_at_every_hop(session: &SessionTrace) {
     let refused = session
-        .named("tool.call")
-        .find(|span| span.attr("tool.name").as_deref() == Some("database_query"))
+        .named("execute_tool database_query")
+        .next()
         .expect("the mole's database_query call (seed 7 gives the mole turn 6)");
-    assert!(refused.is_error(), "tool.call is not an error");
-    assert!(refused.has_exception(), "tool.call records no exception");
+    assert!(refused.is_error(), "execute_tool is not an error");
+    assert!(refused.has_exception(), "execute_tool records no exception");
     let client = session
         .trace
         .iter()
@@ -675,7 +703,7 @@ fn the_refused_tool_call_is_an_error_at_every_hop(session: &SessionTrace) {
                 && span.span.parent_span_id == refused.span.span_id
                 && span.attr("rpc.method").as_deref() == Some("CallTool")
         })
-        .expect("the CallTool client span under tool.call");
+        .expect("the CallTool client span under execute_tool");
     let server = session
         .trace
         .iter()

@@ -22,4 +22,16 @@ pub trait LlmBackend: Send + Sync {
 
     /// Whether this backend answers without any LLM.
     fn is_offline(&self) -> bool;
+
+    /// The model every request asks for (the configured one; the answer names the model that
+    /// actually answered), e.g. for the `gen_ai.request.model` span attribute.
+    fn model(&self) -> &str;
+
+    /// Who serves the completions, as OpenTelemetry's `gen_ai.provider.name` names it:
+    /// `openai` for any OpenAI-compatible server, [`OFFLINE_PROVIDER`] for the offline backend.
+    fn provider_name(&self) -> &'static str;
 }
+
+/// The `gen_ai.provider.name` of the offline backend (no well-known value applies: it is this
+/// project's own deterministic stand-in).
+pub const OFFLINE_PROVIDER: &str = "heist.offline";

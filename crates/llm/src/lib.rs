@@ -25,7 +25,7 @@ mod openai_wire;
 mod text;
 mod types;
 
-pub use backend::{BoxFuture, LlmBackend};
+pub use backend::{BoxFuture, LlmBackend, OFFLINE_PROVIDER};
 pub use error::LlmError;
 pub use http_retry::Backoff;
 pub use inline::{parse_inline_tool_calls, tool_result_message};

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::ready;
 
-use super::backend::{BoxFuture, LlmBackend};
+use super::backend::{BoxFuture, LlmBackend, OFFLINE_PROVIDER};
 use super::error::LlmError;
 use super::fnv::Fnv64;
 use super::inline::{format_inline_tool_call, parse_inline_tool_calls, read_tool_result};
@@ -143,6 +143,14 @@ impl LlmBackend for OfflineBackend {
 
     fn is_offline(&self) -> bool {
         true
+    }
+
+    fn model(&self) -> &str {
+        MODEL
+    }
+
+    fn provider_name(&self) -> &'static str {
+        OFFLINE_PROVIDER
     }
 }
 

@@ -198,6 +198,14 @@ impl LlmBackend for OpenAiBackend {
     fn is_offline(&self) -> bool {
         false
     }
+
+    fn model(&self) -> &str {
+        &self.settings.model
+    }
+
+    fn provider_name(&self) -> &'static str {
+        "openai"
+    }
 }
 
 fn http_error(url: &str, answer: &HttpAnswer) -> LlmError {

@@ -6,7 +6,7 @@
 //! - [`SessionIdProcessor`] (OpenTelemetry): copies baggage `session.id` onto
 //!   every exported span as it starts. The Rust SDK has no such built-in.
 //! - [`SessionIdLayer`] (`tracing`): remembers the `session.id` field of the
-//!   spans that record one (the orchestrator's `session` span, each server
+//!   spans that record one (the orchestrator's `invoke_workflow` span, each server
 //!   span), so that [`current_session_id`] finds the session of the code
 //!   running now even when nothing is exported and OpenTelemetry keeps no
 //!   context. The client layer then still sends it as baggage, and the

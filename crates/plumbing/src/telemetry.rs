@@ -14,7 +14,7 @@
 //! retried briefly, so a dead collector never slows a run by more than a
 //! few hundred milliseconds.
 //!
-//! Span design (one trace per session): the orchestrator's `session` span is
+//! Span design (one trace per session): the orchestrator's session span (`invoke_workflow`) is
 //! the root; each turn, LLM call, tool call and client call is under it; each
 //! service's server span is parented on the calling client span (see
 //! [`crate::propagation`]), and the service's own spans under that. Work that
@@ -140,6 +140,14 @@ pub fn record_error(span: &tracing::Span, exception_type: &str, message: &str) {
             KeyValue::new("exception.message", message.to_owned()),
         ],
     );
+}
+
+/// Sets an attribute on the exported span only: unlike a `tracing` field it
+/// never appears in a log line, so it suits large or sensitive values that a
+/// user opted in to export (e.g. captured GenAI message content). Does
+/// nothing when nothing is exported.
+pub fn set_exported_attribute(span: &tracing::Span, key: &'static str, value: String) {
+    span.set_attribute(key, value);
 }
 
 /// True when an OTLP endpoint is configured in the environment.

@@ -4,6 +4,7 @@
 //! [`super::persist`].
 
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     time::{Duration, Instant},
 };
@@ -17,6 +18,7 @@ use tracing::Instrument;
 use super::{FRAMING, Orchestrator, ToolRecord, TurnRecord, persist::TurnWrites};
 use crate::{
     config::AgentConfig,
+    genai,
     llm::{
         AgentPersona, ChatMessage, Completion, CompletionRequest, LlmError, TokenUsage, ToolCall,
         ToolCallMode, ToolSpec, tool_result_message,
@@ -58,6 +60,28 @@ enum ToolError {
     /// The tool service refused or failed the call.
     #[error("{:?}: {}", .0.code(), .0.message())]
     Call(tonic::Status),
+}
+
+impl TurnError {
+    /// Its `error.type` on the turn's span.
+    fn error_type(&self) -> Cow<'static, str> {
+        match self {
+            Self::NotConfigured(_) => Cow::Borrowed("agent_not_configured"),
+            Self::Llm(error) => genai::llm_error_type(error),
+        }
+    }
+}
+
+impl ToolError {
+    /// Its `error.type` on the tool call's span: `tool_not_configured`,
+    /// `token_unavailable`, or the gRPC code the tool service answered.
+    fn error_type(&self) -> &'static str {
+        match self {
+            Self::NotConfigured(_) => "tool_not_configured",
+            Self::NoToken { .. } => "token_unavailable",
+            Self::Call(status) => genai::grpc_error_type(status.code()),
+        }
+    }
 }
 
 /// What a turn gathers while it talks to the LLM and the tools.
@@ -196,12 +220,12 @@ impl Orchestrator {
         turn_id: i64,
         history: &[TurnRecord],
     ) -> SpokenTurn {
-        let span = tracing::info_span!(
-            target: "heist_orchestrator",
-            "turn",
-            agent.name = %agent.name,
-            agent.role = %agent.role,
-            turn.id = turn_id,
+        let span = genai::agent_span(
+            session_id,
+            self.llm.as_ref(),
+            &agent.name,
+            &agent.role,
+            turn_id,
         );
         async {
             let token = self
@@ -237,6 +261,11 @@ impl Orchestrator {
                 Ok(message) => (message, false),
                 Err(error) => {
                     tracing::warn!(%error, "turn failed");
+                    genai::record_failure(
+                        &tracing::Span::current(),
+                        &error.error_type(),
+                        &error.to_string(),
+                    );
                     (format!("Error generating response: {error}"), true)
                 }
             };
@@ -335,21 +364,11 @@ impl Speaker<'_> {
         }
     }
 
-    /// One LLM call, in its `llm.chat` span.
+    /// One LLM call, in its `chat {model}` span.
     async fn complete(&self, messages: &[ChatMessage], round: u32) -> Result<Completion, LlmError> {
-        let llm = &self.orchestrator.llm;
-        let span = tracing::info_span!(
-            target: "heist_orchestrator",
-            "llm.chat",
-            otel.kind = "client",
-            gen_ai.system = if llm.is_offline() { "offline" } else { "openai" },
-            gen_ai.operation.name = "chat",
-            gen_ai.request.model = tracing::field::Empty,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            round,
-            otel.status_code = tracing::field::Empty,
-        );
+        let (llm, capture) = (&self.orchestrator.llm, self.orchestrator.capture);
+        let span = genai::chat_span(self.session_id, llm.as_ref(), round);
+        capture.record_input(&span, messages);
         let request = CompletionRequest {
             persona: &self.prepared.persona,
             messages,
@@ -369,17 +388,12 @@ impl Speaker<'_> {
                     completion.prompt_tokens,
                     completion.completion_tokens,
                 );
-                span.record("gen_ai.request.model", completion.model.as_str());
-                if let Some(tokens) = completion.prompt_tokens {
-                    span.record("gen_ai.usage.input_tokens", tokens);
-                }
-                if let Some(tokens) = completion.completion_tokens {
-                    span.record("gen_ai.usage.output_tokens", tokens);
-                }
+                genai::record_completion(&span, &completion);
+                capture.record_output(&span, &completion);
                 Ok(completion)
             }
             Err(error) => {
-                heist_plumbing::telemetry::record_error(&span, "llm.error", &error.to_string());
+                genai::record_failure(&span, &genai::llm_error_type(&error), &error.to_string());
                 Err(error)
             }
         }
@@ -395,13 +409,24 @@ impl Speaker<'_> {
     ) -> (ToolRecord, StoreToolUsageRequest) {
         let started = Instant::now();
         let params = serde_json::to_string(&call.arguments).unwrap_or_default();
-        let span = tracing::info_span!(target: "heist_orchestrator", "tool.call", tool.name = %call.name, otel.status_code = tracing::field::Empty);
+        let capture = self.orchestrator.capture;
+        let description = self
+            .prepared
+            .tools
+            .iter()
+            .find(|tool| tool.name == call.name)
+            .map(|tool| tool.description.as_str());
+        let span = genai::tool_span(self.session_id, call, description);
+        capture.record_tool_arguments(&span, call);
         let outcome = self.invoke_tool(call).instrument(span.clone()).await;
         let (result, success) = match outcome {
-            Ok(text) => (text, true),
+            Ok(text) => {
+                capture.record_tool_result(&span, &text);
+                (text, true)
+            }
             Err(error) => {
                 let reason = error.to_string();
-                heist_plumbing::telemetry::record_error(&span, "tool.error", &reason);
+                genai::record_failure(&span, error.error_type(), &reason);
                 (reason, false)
             }
         };
