@@ -316,7 +316,7 @@ async fn a_100_turn_session_over_mutual_tls_survives_certificates_renewed_mid_ru
     // A session long enough to renew certificates in the middle of it.
     let slow = Paced {
         offline: OfflineBackend::new(5),
-        pace: Duration::from_millis(15),
+        pace: Duration::from_millis(25),
     };
     let (orchestrator, _) = app::prepare(config, clients, Arc::new(slow), spool()).await;
     let id = "heist_20261201_120000_tls1";
@@ -334,10 +334,18 @@ async fn a_100_turn_session_over_mutual_tls_survives_certificates_renewed_mid_ru
     );
     let renewed = certs.renew("audit");
     certs.renew("orchestrator");
+    // New connections get the new certificate (once Audit's server side has
+    // reloaded: within its 200 ms poll) while the session goes on.
+    let wanted = der_of(&renewed.cert_pem);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while served_certificate(mesh.addr("audit"), &certs.ca()).await != wanted {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Audit still serves the old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(log_shows(&mesh.log_of("audit", 0), "TLS files reloaded").await);
-    // New connections get the new certificate while the session goes on.
-    let served = served_certificate(mesh.addr("audit"), &certs.ca()).await;
-    assert_eq!(served, der_of(&renewed.cert_pem));
     assert!(
         !running.is_finished(),
         "the session ended before the renewal was in force"
