@@ -517,6 +517,9 @@ fn version_2_file(path: &Path) {
          ALTER TABLE messages DROP COLUMN written_via;
          ALTER TABLE tool_usage DROP COLUMN written_via;
          ALTER TABLE session_events DROP COLUMN written_via;
+         ALTER TABLE messages DROP COLUMN input_tokens;
+         ALTER TABLE messages DROP COLUMN output_tokens;
+         ALTER TABLE messages DROP COLUMN tokens_estimated;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -566,7 +569,7 @@ async fn a_version_2_database_is_migrated_and_its_rows_read_back_with_no_writer(
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let nulls: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM messages WHERE written_by IS NULL",
