@@ -25,6 +25,7 @@ mod key_rotation;
 mod llm_openai;
 mod memory_replicas;
 mod memory_service;
+mod metrics_exposition;
 mod oauth_replicas;
 mod oauth_service;
 mod orchestrator_cli;
