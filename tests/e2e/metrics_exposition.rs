@@ -250,22 +250,34 @@ async fn every_binary_serves_its_own_metrics_that_promtool_accepts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_binary_without_metrics_listen_listens_on_its_main_port_alone() {
     let dir = TempDir::new().unwrap();
-    let oauth =
-        ServiceProcess::start(&binary("heist-oauth"), &[], "127.0.0.1:0", dir.path()).unwrap();
-    wait_until_serving(oauth.addr, "").await.unwrap();
-    assert_eq!(oauth.listening_ports(), [oauth.addr.port()]);
+    let start = |name: &str, args: &[&str]| {
+        ServiceProcess::start(&binary(name), args, "127.0.0.1:0", dir.path()).unwrap()
+    };
+    let oauth = start("heist-oauth", &[]);
+    let oauth_url = format!("http://{}", oauth.addr);
+    let db = dir.path().join("audit.db").to_string_lossy().into_owned();
+    let others = [
+        start(
+            "heist-tools",
+            &["--tools", "calculator", "--oauth-url", &oauth_url],
+        ),
+        start("heist-memory", &["--oauth-url", &oauth_url]),
+        start("heist-audit", &["--db", &db, "--oauth-url", &oauth_url]),
+    ];
+    for process in std::iter::once(&oauth).chain(&others) {
+        wait_until_serving(process.addr, "").await.unwrap();
+        assert_eq!(
+            process.listening_ports(),
+            [process.addr.port()],
+            "{}",
+            process.log.display()
+        );
+    }
 
-    let metered = start_metered(
-        "heist-memory",
-        &["--oauth-url", &format!("http://{}", oauth.addr)],
-        dir.path(),
-    );
+    // The same look finds the metrics port of a binary that has one.
+    let metered = start_metered("heist-memory", &["--oauth-url", &oauth_url], dir.path());
     wait_until_serving(metered.process.addr, "").await.unwrap();
     let mut both = vec![metered.process.addr.port(), metered.metrics.port()];
     both.sort_unstable();
-    assert_eq!(
-        metered.process.listening_ports(),
-        both,
-        "the check sees a metrics port"
-    );
+    assert_eq!(metered.process.listening_ports(), both);
 }

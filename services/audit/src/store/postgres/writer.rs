@@ -243,8 +243,9 @@ async fn commit_batch(
     clock: &Clock,
     batch: &mut [Box<dyn Pending>],
 ) -> Result<bool, StoreError> {
-    let started = Instant::now();
     let mut client = pool.get().await.map_err(error::pool)?;
+    // Timed from BEGIN, as on SQLite (not the wait for a pooled connection).
+    let started = Instant::now();
     let mut tx = client.transaction().await.map_err(pg)?;
     if let [job] = batch {
         let now = clock.now_rfc3339();
