@@ -98,12 +98,12 @@ pub(crate) fn init() {
     LazyLock::force(&METRICS);
 }
 
-/// Counts one call of the tool named `name` that ended with `code`.
-pub(crate) fn called(name: &str, code: Code) {
+/// Counts one call that ended with `code`; `tool` is its [`tool_label`].
+pub(crate) fn called(tool: &'static str, code: Code) {
     METRICS
         .calls
         .get_or_create(&CallLabels {
-            tool: tool_label(name),
+            tool,
             outcome: Outcome::of(code),
         })
         .inc();
