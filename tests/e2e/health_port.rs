@@ -15,8 +15,8 @@ use std::{
 };
 
 use heist_e2e::{
-    STARTUP_TIMEOUT, ServiceProcess, binary, channel_to, health_status, health_within,
-    processes::free_addr, wait_until_serving,
+    ServiceProcess, binary, channel_to, health_status, health_within, processes::free_addr,
+    wait_until_serving,
 };
 use heist_engines::RedisServer;
 use heist_proto::v1::{
@@ -56,22 +56,7 @@ fn start_probed(name: &str, args: &[&str], dir: &Path) -> Probed {
         all.extend(["--grace-period", "1s"]);
     }
     let mut process = ServiceProcess::start(&binary(name), &all, "127.0.0.1:0", dir).unwrap();
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    let health = loop {
-        if let Ok(text) = std::fs::read_to_string(&health_file)
-            && let Ok(addr) = text.trim().parse()
-        {
-            break addr;
-        }
-        if let Some(status) = process.try_wait().unwrap() {
-            panic!(
-                "{name} exited with {status}; log:\n{}",
-                std::fs::read_to_string(&process.log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "{name} bound no health port");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let health = process.wait_for_addr_file(&health_file);
     Probed { process, health }
 }
 

@@ -26,6 +26,7 @@ mod key_rotation;
 mod llm_openai;
 mod memory_replicas;
 mod memory_service;
+mod metrics_exposition;
 mod metrics_prometheus;
 mod oauth_replicas;
 mod oauth_service;

@@ -505,6 +505,70 @@ impl ServiceProcess {
         }
     }
 
+    /// Waits until the process has written a bound address (`IP:PORT`) to
+    /// `file` (e.g. its `--health-addr-file`), at most [`STARTUP_TIMEOUT`];
+    /// panics with its log if it exits first or writes none in time.
+    pub fn wait_for_addr_file(&mut self, file: &Path) -> SocketAddr {
+        let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(file)
+                && let Ok(addr) = text.trim().parse()
+            {
+                return addr;
+            }
+            if let Ok(Some(status)) = self.try_wait() {
+                panic!(
+                    "{} exited with {status}; log:\n{}",
+                    self.log.display(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no address in {} (log {})",
+                file.display(),
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The TCP ports the process listens on (from `/proc`: its socket
+    /// inodes matched against `/proc/net/tcp` and `tcp6` in LISTEN state).
+    pub fn listening_ports(&self) -> Vec<u16> {
+        let pid = self.pid();
+        let inodes: std::collections::HashSet<String> =
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                        .filter_map(|link| {
+                            let link = link.to_string_lossy().into_owned();
+                            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        let mut ports = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address is field 1 (HEXIP:HEXPORT), st field 3
+                // (0A: LISTEN), inode field 9.
+                if let [_, local, _, "0A", _, _, _, _, _, inode, ..] = fields[..]
+                    && inodes.contains(inode)
+                    && let Some((_, port)) = local.rsplit_once(':')
+                    && let Ok(port) = u16::from_str_radix(port, 16)
+                {
+                    ports.push(port);
+                }
+            }
+        }
+        ports.sort_unstable();
+        ports
+    }
+
     /// The process ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)

@@ -75,6 +75,17 @@ pub fn encode() -> String {
     text
 }
 
+/// The value of one sample in an exposition `text` (either format):
+/// `series` is the sample's name and labels exactly as written, e.g.
+/// `heist_audit_rows_total{table="messages"}` or `heist_audit_watchers`;
+/// `None` when there is no such sample. For tests and probes.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split(' ').next()?.parse().ok()
+    })
+}
+
 /// `openmetrics` in the classic Prometheus text format: a counter's family
 /// is named with its `_total` (as its samples are), and no `# EOF`.
 pub fn classic_text(openmetrics: &str) -> String {
@@ -236,6 +247,19 @@ fn answer(request: &Request<Incoming>) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sample_is_found_by_its_name_and_labels() {
+        let text = "calls_total{code=\"OK\"} 3\ncalls_total{code=\"OKAY\"} 4\nopen 2.5\n";
+        assert_eq!(sample(text, "calls_total{code=\"OK\"}"), Some(3.0));
+        assert_eq!(sample(text, "open"), Some(2.5));
+        assert_eq!(
+            sample(text, "calls_total"),
+            None,
+            "labels are part of the series"
+        );
+        assert_eq!(sample(text, "missing"), None);
+    }
 
     #[test]
     fn the_classic_format_names_counter_families_with_their_total() {

@@ -10,9 +10,11 @@
 //!   schema and migrations, idempotent writes, paging.
 //! - [`service`]: the gRPC handlers, thin over the store.
 //! - `watch`: the `WatchSession` stream.
+//! - `metrics`: the service's Prometheus metrics (commits, rows, watchers).
 //! - [`run`]: serve the service on a listener until shutdown.
 
 mod convert;
+mod metrics;
 pub mod service;
 pub mod store;
 mod watch;
@@ -58,6 +60,7 @@ pub async fn run(
     options: ServeOptions,
 ) -> Result<(), AuditError> {
     let watch_limits = config.watchers;
+    metrics::init();
     let store = AuditStore::connect(config).await?;
     let probe = (store.backend_name() == "postgres").then(|| {
         let store = store.clone();

@@ -138,6 +138,7 @@ impl Watchers {
             });
         }
         counts.total += 1;
+        crate::metrics::watcher_opened();
         counts
             .per_session
             .insert(session_id.to_owned(), on_session + 1);
@@ -158,6 +159,7 @@ impl Drop for WatcherPermit {
     fn drop(&mut self) {
         let mut counts = self.watchers.lock();
         counts.total -= 1;
+        crate::metrics::watcher_closed();
         if let Some(on_session) = counts.per_session.get_mut(&self.session_id) {
             *on_session -= 1;
             if *on_session == 0 {

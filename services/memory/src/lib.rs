@@ -7,9 +7,11 @@
 //!   least-recently-written eviction, TTL) and its compression, in this
 //!   process or on Redis ([`Backend`], chosen by [`StoreConfig`]).
 //! - [`service`]: the gRPC handlers, thin over the store.
+//! - `metrics`: the service's Prometheus metrics (turns, bytes, evictions).
 //! - [`run`]: serve it behind the auth layer until shutdown, sweeping expired
 //!   sessions in the background.
 
+mod metrics;
 pub mod service;
 pub mod store;
 
@@ -50,6 +52,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), MemoryServiceError> {
+    metrics::init();
     let sweep_every =
         (store.limits().ttl / 10).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
     let sweeper = tokio::spawn(sweep(store.clone(), sweep_every));

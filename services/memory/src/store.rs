@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::metrics::{self, Cause};
+
 pub use self::backend::{Backend, StoreConfig};
 pub use self::error::{ErrorKind, MemoryError};
 pub use self::limits::Limits;
@@ -198,8 +200,10 @@ impl MemoryStore {
         let evicted = stream.evict_beyond(max_per_stream);
         self.memories += 1;
         self.bytes += message.len();
+        metrics::stored(message.len());
         self.forget(evicted);
         self.evicted_memories += count(evicted.memories);
+        metrics::evicted(Cause::per_stream_limit, evicted.memories);
         self.evict_over_limits();
         Ok(StoreOutcome {
             stored: true,
@@ -277,6 +281,7 @@ impl MemoryStore {
             }
         };
         self.evicted_memories += count(removed.memories);
+        metrics::evicted(Cause::cleared, removed.memories);
         Ok(count(removed.memories))
     }
 
@@ -293,7 +298,7 @@ impl MemoryStore {
                 .get(session_id)
                 .is_none_or(|session| self.is_expired(session, now))
         {
-            self.evict_least_recent();
+            self.evict_least_recent(Cause::ttl);
             evicted += 1;
         }
         evicted
@@ -347,20 +352,22 @@ impl MemoryStore {
             || self.bytes > self.limits.max_total_bytes
             || self.sessions.len() > self.limits.max_sessions
         {
-            if !self.evict_least_recent() {
+            if !self.evict_least_recent(Cause::total_limit) {
                 break;
             }
         }
     }
 
-    /// Evicts the least recently written session, counting it; false when there is none.
-    fn evict_least_recent(&mut self) -> bool {
+    /// Evicts the least recently written session, counting it as evicted for
+    /// `cause`; false when there is none.
+    fn evict_least_recent(&mut self, cause: Cause) -> bool {
         let Some((_, session_id)) = self.write_order.pop_first() else {
             return false;
         };
         let removed = self.remove_session(&session_id);
         self.evicted_sessions += 1;
         self.evicted_memories += count(removed.memories);
+        metrics::evicted(cause, removed.memories);
         true
     }
 
@@ -426,6 +433,14 @@ impl MemoryStore {
     fn forget(&mut self, removed: Removed) {
         self.memories = self.memories.saturating_sub(removed.memories);
         self.bytes = self.bytes.saturating_sub(removed.bytes);
+        metrics::removed(removed.memories, removed.bytes);
+    }
+}
+
+impl Drop for MemoryStore {
+    /// What a dropped store held leaves the process's gauges.
+    fn drop(&mut self) {
+        metrics::removed(self.memories, self.bytes);
     }
 }
 

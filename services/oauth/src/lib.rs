@@ -5,6 +5,7 @@
 //! - [`revocations`]: revoked token IDs until they expire, in a file (one
 //!   process) or in PostgreSQL or Redis (shared by replicas).
 //! - [`service`]: the gRPC handlers.
+//! - `metrics`: the service's Prometheus metrics (tokens issued and refused, revocations).
 //! - [`run`]: load everything and serve until shutdown.
 //!
 //! The signing keys (Ed25519) are a key ring loaded from its file, or
@@ -15,6 +16,7 @@
 
 pub mod clients;
 pub mod keys;
+mod metrics;
 pub mod revocations;
 pub mod service;
 
@@ -144,6 +146,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), OAuthServiceError> {
+    metrics::init();
     let backend = config.revocations.clone();
     let reload = config.key_reload;
     let (registry, keys) = tokio::task::spawn_blocking(move || load(&config))

@@ -36,6 +36,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::{
     clients::{ClientError, ClientRegistry},
     keys::SigningKeys,
+    metrics::{self, Refusal},
     revocations::{RevocationError, RevocationStore},
 };
 
@@ -103,6 +104,28 @@ impl ServiceError for OAuthError {
             | Self::NotOurToken(_) => Code::InvalidArgument,
             Self::Revocations(_) => Code::Unavailable,
             Self::Issue(_) | Self::Task(_) => Code::Internal,
+        }
+    }
+}
+
+impl OAuthError {
+    /// The refusal this is, for the metrics; `known_client` tells an unknown
+    /// client ID from a wrong secret.
+    fn refusal(&self, known_client: bool) -> Refusal {
+        match self {
+            Self::Client(ClientError::InvalidClient) if known_client => Refusal::bad_secret,
+            Self::Client(ClientError::InvalidClient) => Refusal::bad_client,
+            Self::Client(ClientError::InvalidScope(_)) | Self::EmptyScope => Refusal::bad_scope,
+            Self::Client(ClientError::ScopeNotAllowed(_)) => Refusal::scope_not_allowed,
+            Self::Client(
+                ClientError::EmptyResource(_)
+                | ClientError::UnknownResource { .. }
+                | ClientError::ResourceNotAllowed { .. }
+                | ClientError::TooManyResources(_),
+            ) => Refusal::invalid_target,
+            Self::UnsupportedGrant(_) => Refusal::unsupported_grant,
+            Self::InvalidField { .. } | Self::NotOurToken(_) => Refusal::bad_request,
+            Self::Revocations(_) | Self::Issue(_) | Self::Task(_) => Refusal::internal,
         }
     }
 }
@@ -195,58 +218,23 @@ impl OAuthService {
         Ok(claims)
     }
 
-    /// Verifies one of our tokens, for whichever audiences; `leeway` 0 for
-    /// introspection.
-    fn verify(&self, token: &str, leeway: u64) -> Result<Claims, TokenError> {
-        self.keys
-            .current()
-            .verifier()
-            .verify_any_audience(token, unix_now(), leeway)
-    }
-
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
-        let newly_revoked = self
-            .revocations
-            .revoke(jti, exp, unix_now())
-            .await
-            .inspect_err(|error| tracing::warn!(%error, jti, "revocation not recorded"))?;
-        self.authenticator.revoke_locally(jti);
-        tracing::info!(jti, newly_revoked, "token revoked");
-        Ok(pb::RevokeTokenResponse {
-            jti: jti.to_owned(),
-            newly_revoked,
-        })
-    }
-}
-
-fn is_valid_jti(jti: &str) -> bool {
-    !jti.is_empty()
-        && jti.len() <= 64
-        && jti
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-#[tonic::async_trait]
-impl OAuthRpc for OAuthService {
-    #[tracing::instrument(skip_all, fields(client.id = %heist_plumbing::quote(&request.get_ref().client_id)))]
-    async fn issue_token(
+    /// `IssueToken` itself: checks the request, authenticates the client and
+    /// signs its token.
+    async fn issue(
         &self,
-        request: Request<pb::IssueTokenRequest>,
-    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
-        let request = request.into_inner();
+        request: pb::IssueTokenRequest,
+    ) -> Result<pb::IssueTokenResponse, OAuthError> {
         if !request.grant_type.is_empty() && request.grant_type != CLIENT_CREDENTIALS {
-            return Err(OAuthError::UnsupportedGrant(request.grant_type).into());
+            return Err(OAuthError::UnsupportedGrant(request.grant_type));
         }
         if request.client_id.is_empty() {
             return Err(OAuthError::InvalidField {
                 field: "client_id",
                 reason: "must not be empty".into(),
-            }
-            .into());
+            });
         }
         if request.scope.trim().is_empty() {
-            return Err(OAuthError::EmptyScope.into());
+            return Err(OAuthError::EmptyScope);
         }
         let clients = self.clients.clone();
         let issuer = self.keys.current();
@@ -275,13 +263,70 @@ impl OAuthRpc for OAuthService {
             aud = %issued.claims.aud.join(" "),
             "token issued"
         );
-        Ok(Response::new(pb::IssueTokenResponse {
+        Ok(pb::IssueTokenResponse {
             access_token: issued.token,
             token_type: "Bearer".into(),
             expires_in: i64::try_from(issued.claims.exp.saturating_sub(issued.claims.iat))
                 .unwrap_or(i64::MAX),
             scope: issued.claims.scope,
-        }))
+        })
+    }
+
+    /// Verifies one of our tokens, for whichever audiences; `leeway` 0 for
+    /// introspection.
+    fn verify(&self, token: &str, leeway: u64) -> Result<Claims, TokenError> {
+        self.keys
+            .current()
+            .verifier()
+            .verify_any_audience(token, unix_now(), leeway)
+    }
+
+    async fn revoke(&self, jti: &str, exp: u64) -> Result<pb::RevokeTokenResponse, OAuthError> {
+        let newly_revoked = self
+            .revocations
+            .revoke(jti, exp, unix_now())
+            .await
+            .inspect_err(|error| tracing::warn!(%error, jti, "revocation not recorded"))?;
+        self.authenticator.revoke_locally(jti);
+        if newly_revoked {
+            metrics::revoked();
+        }
+        tracing::info!(jti, newly_revoked, "token revoked");
+        Ok(pb::RevokeTokenResponse {
+            jti: jti.to_owned(),
+            newly_revoked,
+        })
+    }
+}
+
+fn is_valid_jti(jti: &str) -> bool {
+    !jti.is_empty()
+        && jti.len() <= 64
+        && jti
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[tonic::async_trait]
+impl OAuthRpc for OAuthService {
+    #[tracing::instrument(skip_all, fields(client.id = %heist_plumbing::quote(&request.get_ref().client_id)))]
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        let request = request.into_inner();
+        let client_id = request.client_id.clone();
+        match self.issue(request).await {
+            Ok(response) => {
+                metrics::issued();
+                Ok(Response::new(response))
+            }
+            Err(error) => {
+                let known_client = self.clients.get(&client_id).is_some();
+                metrics::refused(error.refusal(known_client));
+                Err(error.into())
+            }
+        }
     }
 
     #[tracing::instrument(skip_all)]

@@ -14,6 +14,7 @@
 //!   from `intel/intel.sql`, with keyword questions mapped to canned queries.
 //! - [`caller`]: who calls a tool and until when ([`Caller`]).
 //! - [`clock`]: the clock behind the query time limit, replaceable in tests.
+//! - `metrics`: the service's Prometheus metrics (calls, database query time).
 //!
 //! Calls are synchronous and may block: run them on a blocking thread.
 
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod database_query;
 pub mod file_reader;
+mod metrics;
 pub mod registry;
 pub mod service;
 pub mod tool;
@@ -60,6 +62,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), ServeError> {
+    metrics::init();
     // Scopes differ per tool, so CallTool checks them itself; every method
     // needs a valid token.
     let service = ToolService::new(tools, call_timeout).into_server();

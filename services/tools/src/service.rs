@@ -106,6 +106,20 @@ impl ToolRpc for ToolService {
         &self,
         request: Request<pb::CallToolRequest>,
     ) -> Result<Response<pb::CallToolResponse>, Status> {
+        let tool = crate::metrics::tool_label(&request.get_ref().tool_name);
+        let outcome = self.call(request).await;
+        let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        crate::metrics::called(tool, code);
+        outcome
+    }
+}
+
+impl ToolService {
+    /// `CallTool` itself: finds the tool, checks the caller and runs it.
+    async fn call(
+        &self,
+        request: Request<pb::CallToolRequest>,
+    ) -> Result<Response<pb::CallToolResponse>, Status> {
         let name = &request.get_ref().tool_name;
         if name.len() > MAX_TOOL_NAME_BYTES {
             return Err(ToolError::invalid(format!(

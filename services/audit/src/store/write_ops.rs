@@ -18,6 +18,7 @@ use super::types::{
     NewTurn, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
 use super::writer::{Applied, Write};
+use crate::metrics::{Rows, Table};
 
 impl Write for NewSession {
     type Output = SessionRow;
@@ -46,7 +47,7 @@ impl Write for NewSession {
             self.written_by,
             self.written_via
         ])?;
-        Ok(Applied::quiet(row))
+        Ok(Applied::inserted(row, Table::sessions))
     }
 }
 
@@ -98,6 +99,7 @@ impl Write for EndSession {
             event: Some(Committed::SessionEnded {
                 session_id: self.session_id.clone(),
             }),
+            rows: Rows::default(),
         })
     }
 }
@@ -137,7 +139,7 @@ impl Write for NewMessage {
                 let row = self.row(id, now);
                 return Ok(Applied {
                     event: Some(Committed::Message(Box::new(row.clone()))),
-                    output: row,
+                    ..Applied::inserted(row, Table::messages)
                 });
             }
         }
@@ -214,7 +216,7 @@ impl Write for NewToolUsage {
                 ],
             )?;
             if let Some(id) = inserted {
-                return Ok(Applied::quiet(self.row(id, now)));
+                return Ok(Applied::inserted(self.row(id, now), Table::tool_usage));
             }
         }
         let stored = queries::tool_usage_by_key(conn, &self.session_id, &self.idempotency_key)?;
@@ -271,10 +273,16 @@ impl Write for NewTurn {
     /// from `StoreMessage` (tool calls publish nothing).
     fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<TurnRows>, StoreError> {
         let message = self.message.apply(conn, now)?;
+        let mut rows = message.rows;
         let tool_calls = self
             .tool_calls
             .iter()
-            .map(|call| call.apply(conn, now).map(|applied| applied.output))
+            .map(|call| {
+                call.apply(conn, now).map(|applied| {
+                    rows = rows.plus(applied.rows);
+                    applied.output
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Applied {
             output: TurnRows {
@@ -282,6 +290,7 @@ impl Write for NewTurn {
                 tool_calls,
             },
             event: message.event,
+            rows,
         })
     }
 }
@@ -308,7 +317,7 @@ impl Write for NewSessionEvent {
             ],
         )?;
         if let Some(id) = inserted {
-            return Ok(Applied::quiet(self.row(id, now)));
+            return Ok(Applied::inserted(self.row(id, now), Table::session_events));
         }
         let stored = queries::session_event_by_key(conn, &self.session_id, &self.idempotency_key)?;
         repeat_or_refuse(

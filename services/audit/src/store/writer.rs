@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -20,6 +21,7 @@ use tracing::Span;
 use super::clock::Clock;
 use super::error::StoreError;
 use super::types::Committed;
+use crate::metrics::{self, Rows, Store, Table};
 
 /// The most writes committed in one transaction.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -41,6 +43,8 @@ pub(crate) struct Applied<T> {
     pub(crate) output: T,
     /// What to publish once committed, if anything.
     pub(crate) event: Option<Committed>,
+    /// The rows it inserted, counted once committed.
+    pub(crate) rows: Rows,
 }
 
 impl<T> Applied<T> {
@@ -49,6 +53,15 @@ impl<T> Applied<T> {
         Applied {
             output,
             event: None,
+            rows: Rows::default(),
+        }
+    }
+
+    /// A result with nothing to publish that inserted one row into `table`.
+    pub(crate) fn inserted(output: T, table: Table) -> Self {
+        Applied {
+            rows: Rows::one(table),
+            ..Applied::quiet(output)
         }
     }
 }
@@ -61,6 +74,8 @@ trait Pending: Send {
     fn apply(&mut self, conn: &Connection, now: &str) -> Option<StoreError>;
     /// The event to publish after the commit.
     fn take_event(&mut self) -> Option<Committed>;
+    /// The rows the write inserted (none if it failed).
+    fn rows(&self) -> Rows;
     /// Answers the caller: the kept outcome, or `batch_error` if the batch failed.
     fn answer(self: Box<Self>, batch_error: Option<&StoreError>);
 }
@@ -89,6 +104,13 @@ impl<W: Write> Pending for Job<W> {
         match &mut self.outcome {
             Some(Ok(applied)) => applied.event.take(),
             _ => None,
+        }
+    }
+
+    fn rows(&self) -> Rows {
+        match &self.outcome {
+            Some(Ok(applied)) => applied.rows,
+            _ => Rows::default(),
         }
     }
 
@@ -139,9 +161,14 @@ impl Writer {
             span.follows_from(job.span());
         }
         let _entered = span.enter();
+        let started = Instant::now();
         match self.apply_all(&mut batch) {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                let rows = batch
+                    .iter()
+                    .fold(Rows::default(), |rows, job| rows.plus(job.rows()));
+                metrics::committed(Store::sqlite, batch.len(), started.elapsed(), rows);
                 for job in &mut batch {
                     if let Some(event) = job.take_event() {
                         // No subscriber is not an error: nobody is watching.
@@ -441,10 +468,10 @@ mod tests {
         fn apply(&self, conn: &Connection, _now: &str) -> Result<Applied<()>, StoreError> {
             conn.execute_batch(INSERT_A)?;
             Ok(Applied {
-                output: (),
                 event: Some(Committed::SessionEnded {
                     session_id: "a".into(),
                 }),
+                ..Applied::quiet(())
             })
         }
     }

@@ -154,15 +154,30 @@ impl IntelDb {
         self.pool.idle()
     }
 
-    /// Runs one read-only statement for the service itself.
+    /// Runs one read-only statement for the service itself (untimed: the
+    /// metrics time the tool's queries).
     pub(crate) fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, ToolError> {
-        self.query_for(sql, max_rows, &Caller::internal())
+        self.run_for(sql, max_rows, &Caller::internal())
     }
 
     /// Runs one read-only statement for `caller`, returning at most
     /// `max_rows` rows; it stops at the time limit, at the caller's
     /// deadline, or when the caller goes away, whichever comes first.
     pub(crate) fn query_for(
+        &self,
+        sql: &str,
+        max_rows: usize,
+        caller: &Caller,
+    ) -> Result<QueryResult, ToolError> {
+        // Timed for the metrics, waiting for a connection included.
+        let started = std::time::Instant::now();
+        let result = self.run_for(sql, max_rows, caller);
+        crate::metrics::database_query_took(started.elapsed());
+        result
+    }
+
+    /// [`Self::query_for`] without its timing.
+    fn run_for(
         &self,
         sql: &str,
         max_rows: usize,

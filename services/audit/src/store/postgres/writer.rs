@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use deadpool_postgres::{Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +27,7 @@ use tracing::{Instrument, Span};
 
 use super::error::{self, pg};
 use super::writes::PgWrite;
+use crate::metrics::{self, Rows, Store};
 use crate::store::clock::Clock;
 use crate::store::error::{ErrorKind, StoreError};
 
@@ -50,6 +52,8 @@ trait Pending: Send {
         't: 'a;
     /// Records `error` as the write's outcome.
     fn fail(&mut self, error: StoreError);
+    /// The rows its last run inserted (none if it failed).
+    fn rows(&self) -> Rows;
     /// Answers the caller: the batch's error, or the write's own outcome.
     fn answer(self: Box<Self>, batch_error: Option<&StoreError>);
 }
@@ -59,6 +63,7 @@ struct Job<W: PgWrite> {
     span: Span,
     reply: oneshot::Sender<Result<W::Output, StoreError>>,
     outcome: Option<Result<W::Output, StoreError>>,
+    rows: Rows,
 }
 
 impl<W: PgWrite> Pending for Job<W> {
@@ -81,13 +86,22 @@ impl<W: PgWrite> Pending for Job<W> {
         Box::pin(async move {
             let outcome = self.write.apply_pg(tx, now).await;
             let error = outcome.as_ref().err().cloned();
-            self.outcome = Some(outcome);
+            self.rows = outcome.as_ref().map_or(Rows::default(), |(_, rows)| *rows);
+            self.outcome = Some(outcome.map(|(output, _)| output));
             error
         })
     }
 
     fn fail(&mut self, error: StoreError) {
+        self.rows = Rows::default();
         self.outcome = Some(Err(error));
+    }
+
+    fn rows(&self) -> Rows {
+        match self.outcome {
+            Some(Ok(_)) => self.rows,
+            _ => Rows::default(),
+        }
     }
 
     fn answer(self: Box<Self>, batch_error: Option<&StoreError>) {
@@ -135,6 +149,7 @@ impl PgWriter {
             span: Span::current(),
             reply,
             outcome: None,
+            rows: Rows::default(),
         };
         sender.send(Box::new(job)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -229,6 +244,8 @@ async fn commit_batch(
     batch: &mut [Box<dyn Pending>],
 ) -> Result<bool, StoreError> {
     let mut client = pool.get().await.map_err(error::pool)?;
+    // Timed from BEGIN, as on SQLite (not the wait for a pooled connection).
+    let started = Instant::now();
     let mut tx = client.transaction().await.map_err(pg)?;
     if let [job] = batch {
         let now = clock.now_rfc3339();
@@ -257,5 +274,9 @@ async fn commit_batch(
         }
     }
     tx.commit().await.map_err(pg)?;
+    let rows = batch
+        .iter()
+        .fold(Rows::default(), |rows, job| rows.plus(job.rows()));
+    metrics::committed(Store::postgres, batch.len(), started.elapsed(), rows);
     Ok(true)
 }

@@ -22,6 +22,7 @@ use tokio_postgres::types::ToSql;
 use super::CHANNEL;
 use super::error::pg;
 use super::queries;
+use crate::metrics::{Rows, Table};
 use crate::store::error::StoreError;
 use crate::store::types::{
     EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn,
@@ -42,12 +43,13 @@ pub(crate) trait PgWrite: Write + Sync {
         false
     }
 
-    /// Runs the write inside `tx`; `now` is its timestamp.
+    /// Runs the write inside `tx`; `now` is its timestamp. Answers the
+    /// output and the rows it inserted.
     fn apply_pg(
         &self,
         tx: &Transaction<'_>,
         now: &str,
-    ) -> impl Future<Output = Result<Self::Output, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(Self::Output, Rows), StoreError>> + Send;
 }
 
 impl PgWrite for NewSession {
@@ -55,7 +57,11 @@ impl PgWrite for NewSession {
         &self.session_id
     }
 
-    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<(SessionRow, Rows), StoreError> {
         let row = self.row(now);
         let inserted = execute(
             tx,
@@ -74,7 +80,7 @@ impl PgWrite for NewSession {
         )
         .await?;
         if inserted == 1 {
-            return Ok(row);
+            return Ok((row, Rows::one(Table::sessions)));
         }
         let stored = queries::existing_session(tx, &self.session_id).await?;
         if stored.metadata != self.metadata {
@@ -82,7 +88,7 @@ impl PgWrite for NewSession {
                 session_id: self.session_id.clone(),
             });
         }
-        Ok(stored)
+        Ok((stored, Rows::default()))
     }
 }
 
@@ -91,12 +97,16 @@ impl PgWrite for EndSession {
         &self.session_id
     }
 
-    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<SessionRow, StoreError> {
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<(SessionRow, Rows), StoreError> {
         queries::session_status(tx, &self.session_id, true).await?;
         let stored = queries::existing_session(tx, &self.session_id).await?;
         if stored.status.is_ended() {
             if stored.status == self.status && stored.num_turns == self.num_turns {
-                return Ok(stored);
+                return Ok((stored, Rows::default()));
             }
             return Err(StoreError::EndedDifferently {
                 session_id: stored.session_id,
@@ -117,12 +127,13 @@ impl PgWrite for EndSession {
         )
         .await?;
         notify(tx, &format!("e{}", self.session_id)).await?;
-        Ok(SessionRow {
+        let row = SessionRow {
             end_time: now.to_owned(),
             num_turns: self.num_turns,
             status: self.status,
             ..stored
-        })
+        };
+        Ok((row, Rows::default()))
     }
 }
 
@@ -131,7 +142,11 @@ impl PgWrite for NewMessage {
         &self.session_id
     }
 
-    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<MessageRow, StoreError> {
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<(MessageRow, Rows), StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
@@ -156,6 +171,7 @@ impl PgWrite for NewMessage {
                 &self.tokens.estimated,
             ],
             announce: Announce::Message,
+            table: Table::messages,
         };
         insert_or_repeat(
             tx,
@@ -174,7 +190,11 @@ impl PgWrite for NewToolUsage {
         &self.session_id
     }
 
-    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<ToolUsageRow, StoreError> {
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<(ToolUsageRow, Rows), StoreError> {
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
@@ -198,6 +218,7 @@ impl PgWrite for NewToolUsage {
                 &self.written_via,
             ],
             announce: Announce::Nothing,
+            table: Table::tool_usage,
         };
         insert_or_repeat(
             tx,
@@ -222,16 +243,23 @@ impl PgWrite for NewTurn {
 
     /// The message, then each tool call, in the turn's one transaction: the
     /// first refusal fails the turn and the transaction rolls back.
-    async fn apply_pg(&self, tx: &Transaction<'_>, now: &str) -> Result<TurnRows, StoreError> {
-        let message = self.message.apply_pg(tx, now).await?;
+    async fn apply_pg(
+        &self,
+        tx: &Transaction<'_>,
+        now: &str,
+    ) -> Result<(TurnRows, Rows), StoreError> {
+        let (message, mut rows) = self.message.apply_pg(tx, now).await?;
         let mut tool_calls = Vec::with_capacity(self.tool_calls.len());
         for call in &self.tool_calls {
-            tool_calls.push(call.apply_pg(tx, now).await?);
+            let (call, call_rows) = call.apply_pg(tx, now).await?;
+            rows = rows.plus(call_rows);
+            tool_calls.push(call);
         }
-        Ok(TurnRows {
+        let turn = TurnRows {
             message,
             tool_calls,
-        })
+        };
+        Ok((turn, rows))
     }
 }
 
@@ -244,7 +272,7 @@ impl PgWrite for NewSessionEvent {
         &self,
         tx: &Transaction<'_>,
         now: &str,
-    ) -> Result<SessionEventRow, StoreError> {
+    ) -> Result<(SessionEventRow, Rows), StoreError> {
         // Events are taken whatever the session's status (it must exist).
         queries::session_status(tx, &self.session_id, true).await?;
         let insert = KeyedInsert {
@@ -260,6 +288,7 @@ impl PgWrite for NewSessionEvent {
                 &self.written_via,
             ],
             announce: Announce::Nothing,
+            table: Table::session_events,
         };
         insert_or_repeat(
             tx,
@@ -292,12 +321,13 @@ enum Announce {
     Message,
 }
 
-/// One keyed row's `INSERT` (without its conflict clause), its values, and
-/// what it announces.
+/// One keyed row's `INSERT` (without its conflict clause), its values,
+/// what it announces, and its table (for the metrics).
 struct KeyedInsert<'a> {
     sql: &'a str,
     values: &'a [&'a (dyn ToSql + Sync)],
     announce: Announce,
+    table: Table,
 }
 
 /// The one way a keyed row is written: inserted while its session is active
@@ -311,11 +341,11 @@ async fn insert_or_repeat<T: queries::Listed>(
     insert: KeyedInsert<'_>,
     row: impl FnOnce(i64) -> T,
     same_content: impl Fn(&T) -> bool,
-) -> Result<T, StoreError> {
+) -> Result<(T, Rows), StoreError> {
     if ended.is_none()
         && let Some(id) = insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
     {
-        return Ok(row(id));
+        return Ok((row(id), Rows::one(insert.table)));
     }
     let stored = queries::by_key(tx, session_id, idempotency_key).await?;
     repeat_or_refuse(
@@ -324,7 +354,7 @@ async fn insert_or_repeat<T: queries::Listed>(
         stored,
         same_content,
     )
-    .map(|applied| applied.output)
+    .map(|applied| (applied.output, Rows::default()))
 }
 
 /// Runs `insert` unless its non-empty idempotency key is taken in its
