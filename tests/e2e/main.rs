@@ -16,6 +16,7 @@ mod audit_service;
 mod audit_watch_limits;
 mod auth_matrix;
 mod database_query;
+mod deploy_manifests;
 mod fault_injection;
 mod grpcurl_demo;
 mod harness;

@@ -1,0 +1,417 @@
+//! The deployment artefacts run as written: deploy/compose.yaml's
+//! containers started as processes with exactly its commands, environments
+//! (the Dockerfile's `ENV` under the file's `environment`), mounted files and
+//! health checks, in its `depends_on` order, with the addresses and paths
+//! mapped onto this machine as `mapping` documents; then the orchestrator
+//! job runs its session through them over mutual TLS, on a private
+//! PostgreSQL and Redis. No Docker engine is involved: what is checked is
+//! that the binaries, flags, environment and config files the artefacts give
+//! them work together. The files the deployment shares with the rest of the
+//! repository are checked to stay equal.
+
+mod compose;
+mod mapping;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use heist_e2e::{ServiceProcess, binary, processes::free_addr, repo_root};
+use heist_engines::{PostgresServer, RedisServer};
+
+use compose::{Compose, Mount, Service, image_env, start_order};
+use mapping::{Mapping, Paths, listen_ports};
+
+/// The image every heist container runs.
+const IMAGE: &str = "heist:dev";
+
+/// How long a service may take to pass its health check.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
+
+/// How long the orchestrator job may run.
+const JOB_WITHIN: Duration = Duration::from_secs(120);
+
+fn deploy_dir() -> PathBuf {
+    repo_root().join("deploy")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn compose() -> Compose {
+    serde_norway::from_str(&read(&deploy_dir().join("compose.yaml"))).unwrap()
+}
+
+fn yaml(path: &Path) -> serde_norway::Value {
+    serde_norway::from_str(&read(path)).unwrap()
+}
+
+/// The heist services of the compose file (those running the heist image).
+fn heist_services(compose: &Compose) -> impl Iterator<Item = (&String, &Service)> {
+    compose
+        .services
+        .iter()
+        .filter(|(_, service)| service.image == IMAGE)
+}
+
+/// A container on this machine: its directories and what it runs.
+struct Container {
+    name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    health: Option<Vec<String>>,
+    dir: PathBuf,
+}
+
+/// Everything the deployment's containers share on this machine.
+struct Deployment {
+    compose: Compose,
+    mapping: Mapping,
+    root: tempfile::TempDir,
+    image_env: Vec<(String, String)>,
+}
+
+impl Deployment {
+    /// The compose file with its addresses mapped onto `postgres` and `redis`.
+    fn new(postgres_url: &str, redis: &RedisServer) -> Self {
+        let compose = compose();
+        let mut mapping = Mapping::default();
+        for (name, service) in heist_services(&compose) {
+            let mut text = service.command.join(" ");
+            for mount in service.volumes.iter().map(|entry| Mount::parse(entry)) {
+                if mount.is_bind() {
+                    text.push(' ');
+                    text.push_str(&read(&deploy_dir().join(&mount.source)));
+                }
+            }
+            for port in listen_ports(&text) {
+                mapping.insert(name, port, free_addr());
+            }
+        }
+        let postgres = &compose.services["postgres"].environment;
+        let written = format!(
+            "postgres://{}:{}@postgres:5432/{}",
+            postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
+        );
+        mapping.urls.insert(written, postgres_url.to_owned());
+        let redis_command = &compose.services["redis"].command;
+        let password = redis_command
+            .iter()
+            .position(|arg| arg == "--requirepass")
+            .map(|at| redis_command[at + 1].clone())
+            .expect("redis is started with --requirepass");
+        mapping
+            .urls
+            .insert(format!("redis://:{password}@redis:6379/0"), redis.url());
+        mapping.insert("jaeger", 4317, free_addr());
+        Self {
+            compose,
+            mapping,
+            root: tempfile::tempdir().unwrap(),
+            image_env: image_env(&read(&repo_root().join("Dockerfile"))),
+        }
+    }
+
+    /// Service `name` as a process would run it here: its directories made,
+    /// its bind-mounted files copied with their addresses mapped.
+    fn container(&self, name: &str) -> Container {
+        let service = &self.compose.services[name];
+        let dir = self.root.path().join("containers").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut paths = Paths::default();
+        paths.insert("/var/lib/heist", &dir); // the image's WORKDIR, its own
+        paths.insert(
+            "/usr/share/heist/documents",
+            &repo_root().join("services/tools/documents"),
+        );
+        for mount in service.volumes.iter().map(|entry| Mount::parse(entry)) {
+            let here = if mount.is_bind() {
+                let copy = self
+                    .root
+                    .path()
+                    .join("binds")
+                    .join(name)
+                    .join(mount.source.trim_start_matches("./"));
+                std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+                let text = read(&deploy_dir().join(&mount.source));
+                std::fs::write(&copy, self.mapping.addresses(&text, name)).unwrap();
+                copy
+            } else {
+                assert!(
+                    self.compose.volumes.contains_key(&mount.source),
+                    "{name} mounts {:?}, which is not a named volume",
+                    mount.source
+                );
+                let volume = self.root.path().join("volumes").join(&mount.source);
+                std::fs::create_dir_all(&volume).unwrap();
+                volume
+            };
+            paths.insert(&mount.target, &here);
+        }
+        let map = |text: &str| paths.rewrite(&self.mapping.addresses(text, name));
+        let mut env: Vec<(String, String)> = self.image_env.clone();
+        env.retain(|(key, _)| !service.environment.contains_key(key));
+        env.extend(
+            service
+                .environment
+                .iter()
+                .map(|(key, value)| (key.clone(), map(value))),
+        );
+        let health = service.healthcheck.as_ref().map(|check| {
+            assert_eq!(
+                check.test[0], "CMD",
+                "{name}'s health check is an exec form"
+            );
+            check.test[1..].iter().map(|arg| map(arg)).collect()
+        });
+        Container {
+            name: name.to_owned(),
+            args: service.command.iter().map(|arg| map(arg)).collect(),
+            env: env
+                .into_iter()
+                .map(|(key, value)| (key, paths.rewrite(&value)))
+                .collect(),
+            health,
+            dir,
+        }
+    }
+}
+
+impl Container {
+    fn command(&self, args: &[String]) -> Command {
+        let mut command = Command::new(binary(&args[0]));
+        command
+            .args(&args[1..])
+            .current_dir(&self.dir)
+            .env_clear()
+            .envs(self.env.iter().map(|(key, value)| (key, value)));
+        command
+    }
+
+    /// Runs a job to its end; its output.
+    fn run_job(&self) -> std::process::Output {
+        let mut child = self
+            .command(&self.args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + JOB_WITHIN;
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the {} job did not finish within {JOB_WITHIN:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Starts a service, then runs its health check until it passes.
+    async fn serve(&self) -> ServiceProcess {
+        let mut process = ServiceProcess::start_exact(
+            &binary(&self.args[0]),
+            &self.name,
+            &self.args[1..],
+            &self.env,
+            &self.dir,
+            free_addr(),
+        )
+        .unwrap();
+        let check = self
+            .health
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no health check", self.name));
+        let deadline = Instant::now() + HEALTHY_WITHIN;
+        loop {
+            let output = self.command(check).output().unwrap();
+            if output.status.success() {
+                return process;
+            }
+            let log_file = process.log.clone();
+            let log = || read(&log_file);
+            if let Some(status) = process.try_wait().unwrap() {
+                panic!("{} exited with {status}; log:\n{}", self.name, log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} failed its health check for {HEALTHY_WITHIN:?}: {}\nlog:\n{}",
+                self.name,
+                String::from_utf8_lossy(&output.stderr),
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The value of `--NAME=VALUE` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    args.iter()
+        .find_map(|arg| arg.strip_prefix(prefix.as_str()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_and_redis() {
+    let postgres = PostgresServer::shared().expect("the private PostgreSQL must start");
+    let postgres_url = postgres.fresh_database().unwrap();
+    let redis = RedisServer::start().expect("the private Redis must start");
+    let deployment = Deployment::new(&postgres_url, &redis);
+
+    let mut running = Vec::new();
+    let mut session_output = None;
+    for name in start_order(&deployment.compose) {
+        let service = &deployment.compose.services[&name];
+        if service.image != IMAGE {
+            continue; // an engine: the test's own, or (Jaeger, Prometheus) not run here
+        }
+        let container = deployment.container(&name);
+        if !service.is_job() {
+            running.push(container.serve().await);
+            continue;
+        }
+        let output = container.run_job();
+        assert!(
+            output.status.success(),
+            "the {name} job failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if name == "orchestrator" {
+            let turns: i64 = flag(&container.args, "turns").unwrap().parse().unwrap();
+            session_output = Some((String::from_utf8_lossy(&output.stdout).into_owned(), turns));
+        }
+    }
+    assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
+    let (stdout, turns) = session_output.expect("the orchestrator job ran");
+    assert!(
+        stdout.contains("completed"),
+        "the session completed:\n{stdout}"
+    );
+    let session_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Session ID: "))
+        .unwrap_or_else(|| panic!("no session ID in:\n{stdout}"))
+        .trim()
+        .to_owned();
+
+    // What Audit stored in PostgreSQL: every turn, each written by the
+    // orchestrator's client through its mutual-TLS certificate.
+    let (client, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT COUNT(*), MIN(written_via), MAX(written_via) FROM messages \
+             WHERE session_id = $1 AND NOT is_error AND turn_id > 0",
+            &[&session_id],
+        )
+        .await
+        .unwrap();
+    let (count, via_min, via_max): (i64, Option<String>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(count, turns, "every turn of {session_id} is in Audit");
+    assert_eq!(
+        via_min.as_deref(),
+        Some("spiffe://heist.local/orchestrator")
+    );
+    assert_eq!(via_min, via_max);
+    let status: String = client
+        .query_one(
+            "SELECT status FROM sessions WHERE session_id = $1",
+            &[&session_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "completed");
+}
+
+#[test]
+fn every_dependency_waits_for_something_its_target_can_report() {
+    let compose = compose();
+    for (name, service) in &compose.services {
+        for (target, dependency) in &service.depends_on {
+            let target_service = &compose.services[target];
+            match dependency.condition.as_str() {
+                "service_started" => {}
+                "service_healthy" => assert!(
+                    target_service.healthcheck.is_some(),
+                    "{name} waits for {target} to be healthy, which has no health check"
+                ),
+                "service_completed_successfully" => assert!(
+                    target_service.is_job(),
+                    "{name} waits for {target} to complete, which is no job"
+                ),
+                other => panic!("{name} depends on {target} with an unknown condition {other}"),
+            }
+        }
+    }
+    assert_eq!(start_order(&compose).len(), compose.services.len());
+}
+
+#[test]
+fn the_deployments_agents_are_the_built_in_configs() {
+    let built_in = yaml(&repo_root().join("orchestrator/heist.yaml"));
+    let deployed = yaml(&deploy_dir().join("k8s/base/heist.yaml"));
+    assert_eq!(deployed["agents"], built_in["agents"]);
+    assert_eq!(
+        deployed["session"]["turn_order"],
+        built_in["session"]["turn_order"]
+    );
+}
+
+#[test]
+fn the_deployments_clients_are_the_shipped_registry() {
+    let shipped = yaml(&repo_root().join("services/oauth/clients.yaml"));
+    let deployed = yaml(&deploy_dir().join("k8s/base/clients.yaml"));
+    assert_eq!(deployed["clients"], shipped["clients"]);
+}
+
+#[test]
+fn prometheus_scrapes_every_metrics_listen_of_the_compose_file_and_nothing_else() {
+    let compose = compose();
+    let mut listens: Vec<String> = Vec::new();
+    for (name, service) in heist_services(&compose) {
+        let mut text = service.command.join(" ");
+        for mount in service.volumes.iter().map(|entry| Mount::parse(entry)) {
+            if mount.is_bind() {
+                text.push(' ');
+                text.push_str(&read(&deploy_dir().join(&mount.source)));
+            }
+        }
+        let metrics = flag(&service.command, "metrics-listen")
+            .map(str::to_owned)
+            .or_else(|| {
+                let config = text.split_once("metrics:")?.1;
+                let port = listen_ports(config).first().copied()?;
+                Some(format!("0.0.0.0:{port}"))
+            });
+        if let Some(listen) = metrics {
+            listens.push(listen.replace("0.0.0.0", name));
+        }
+    }
+    let prometheus = yaml(&deploy_dir().join("prometheus.yml"));
+    let mut targets: Vec<String> = prometheus["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|job| job["static_configs"].as_sequence().unwrap().clone())
+        .flat_map(|config| config["targets"].as_sequence().unwrap().clone())
+        .map(|target| target.as_str().unwrap().to_owned())
+        .collect();
+    listens.sort();
+    targets.sort();
+    assert_eq!(
+        listens.len(),
+        5,
+        "four services and the orchestrator: {listens:?}"
+    );
+    assert_eq!(targets, listens);
+}
