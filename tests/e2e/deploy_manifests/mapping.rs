@@ -88,7 +88,8 @@ impl Paths {
     pub(super) fn insert(&mut self, target: &str, host: &Path) {
         self.0
             .push((target.trim_end_matches('/').to_owned(), host.to_owned()));
-        self.0.sort_by_key(|(target, _)| std::cmp::Reverse(target.len()));
+        self.0
+            .sort_by_key(|(target, _)| std::cmp::Reverse(target.len()));
     }
 
     /// `text` with every container path that starts a word replaced.
