@@ -10,28 +10,21 @@
 //! repository are checked to stay equal.
 
 mod compose;
+mod container;
+mod k8s;
 mod mapping;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::path::{Path, PathBuf};
 
-use heist_e2e::{ServiceProcess, binary, processes::free_addr, repo_root};
+use heist_e2e::{processes::free_addr, repo_root};
 use heist_engines::{PostgresServer, RedisServer};
 
 use compose::{Compose, Mount, Service, image_env, start_order};
+use container::{Container, flag};
 use mapping::{Mapping, Paths, listen_ports};
 
 /// The image every heist container runs.
 const IMAGE: &str = "heist:dev";
-
-/// How long a service may take to pass its health check.
-const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
-
-/// How long the orchestrator job may run.
-const JOB_WITHIN: Duration = Duration::from_secs(120);
 
 fn deploy_dir() -> PathBuf {
     repo_root().join("deploy")
@@ -55,15 +48,6 @@ fn heist_services(compose: &Compose) -> impl Iterator<Item = (&String, &Service)
         .services
         .iter()
         .filter(|(_, service)| service.image == IMAGE)
-}
-
-/// A container on this machine: its directories and what it runs.
-struct Container {
-    name: String,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    health: Option<Vec<String>>,
-    dir: PathBuf,
 }
 
 /// Everything the deployment's containers share on this machine.
@@ -180,79 +164,52 @@ impl Deployment {
     }
 }
 
-impl Container {
-    fn command(&self, args: &[String]) -> Command {
-        let mut command = Command::new(binary(&args[0]));
-        command
-            .args(&args[1..])
-            .current_dir(&self.dir)
-            .env_clear()
-            .envs(self.env.iter().map(|(key, value)| (key, value)));
-        command
-    }
+/// The orchestrator job's session, from its output, completed and is in
+/// Audit's PostgreSQL: every one of its `turns`, each written by the
+/// orchestrator's client through its mutual-TLS certificate.
+async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) {
+    assert!(
+        stdout.contains("completed"),
+        "the session completed:\n{stdout}"
+    );
+    let session_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Session ID: "))
+        .unwrap_or_else(|| panic!("no session ID in:\n{stdout}"))
+        .trim()
+        .to_owned();
 
-    /// Runs a job to its end; its output.
-    fn run_job(&self) -> std::process::Output {
-        let mut child = self
-            .command(&self.args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + JOB_WITHIN;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("the {} job did not finish within {JOB_WITHIN:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// Starts a service, then runs its health check until it passes.
-    async fn serve(&self) -> ServiceProcess {
-        let mut process = ServiceProcess::start_exact(
-            &binary(&self.args[0]),
-            &self.name,
-            &self.args[1..],
-            &self.env,
-            &self.dir,
-            free_addr(),
-        )
+    // What Audit stored in PostgreSQL: every turn, each written by the
+    // orchestrator's client through its mutual-TLS certificate.
+    let (client, connection) = tokio_postgres::connect(postgres_url, tokio_postgres::NoTls)
+        .await
         .unwrap();
-        let check = self
-            .health
-            .as_ref()
-            .unwrap_or_else(|| panic!("{} has no health check", self.name));
-        let deadline = Instant::now() + HEALTHY_WITHIN;
-        loop {
-            let output = self.command(check).output().unwrap();
-            if output.status.success() {
-                return process;
-            }
-            let log_file = process.log.clone();
-            let log = || read(&log_file);
-            if let Some(status) = process.try_wait().unwrap() {
-                panic!("{} exited with {status}; log:\n{}", self.name, log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} failed its health check for {HEALTHY_WITHIN:?}: {}\nlog:\n{}",
-                self.name,
-                String::from_utf8_lossy(&output.stderr),
-                log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// The value of `--NAME=VALUE` in `args`.
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    let prefix = format!("--{name}=");
-    args.iter()
-        .find_map(|arg| arg.strip_prefix(prefix.as_str()))
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT COUNT(*), MIN(written_via), MAX(written_via) FROM messages \
+             WHERE session_id = $1 AND NOT is_error AND turn_id > 0",
+            &[&session_id],
+        )
+        .await
+        .unwrap();
+    let (count, via_min, via_max): (i64, Option<String>, Option<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    assert_eq!(count, turns, "every turn of {session_id} is in Audit");
+    assert_eq!(
+        via_min.as_deref(),
+        Some("spiffe://heist.local/orchestrator")
+    );
+    assert_eq!(via_min, via_max);
+    let status: String = client
+        .query_one(
+            "SELECT status FROM sessions WHERE session_id = $1",
+            &[&session_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "completed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,48 +246,66 @@ async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_
     }
     assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
     let (stdout, turns) = session_output.expect("the orchestrator job ran");
-    assert!(
-        stdout.contains("completed"),
-        "the session completed:\n{stdout}"
-    );
-    let session_id = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap_or_else(|| panic!("no session ID in:\n{stdout}"))
-        .trim()
-        .to_owned();
+    assert_session_in_audit(&postgres_url, &stdout, turns).await;
+}
 
-    // What Audit stored in PostgreSQL: every turn, each written by the
-    // orchestrator's client through its mutual-TLS certificate.
-    let (client, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let row = client
-        .query_one(
-            "SELECT COUNT(*), MIN(written_via), MAX(written_via) FROM messages \
-             WHERE session_id = $1 AND NOT is_error AND turn_id > 0",
-            &[&session_id],
-        )
-        .await
-        .unwrap();
-    let (count, via_min, via_max): (i64, Option<String>, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
-    assert_eq!(count, turns, "every turn of {session_id} is in Audit");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutual_tls() {
+    let postgres = PostgresServer::shared().expect("the private PostgreSQL must start");
+    let postgres_url = postgres.fresh_database().unwrap();
+    let redis = RedisServer::start().expect("the private Redis must start");
+    let root = tempfile::tempdir().unwrap();
+    let rendered = k8s::Rendered::render(&repo_root(), root.path(), "overlays/tls");
+    let workloads = rendered.workloads();
+    let mut mapping = Mapping::default();
+    for workload in &workloads {
+        for port in rendered.listen_ports(workload) {
+            mapping.insert(workload.name, port, free_addr());
+        }
+    }
+    mapping.urls = rendered.engine_urls(&postgres_url, &redis.url());
     assert_eq!(
-        via_min.as_deref(),
-        Some("spiffe://heist.local/orchestrator")
+        mapping.urls.len(),
+        2,
+        "a PostgreSQL and a Redis URL: {:?}",
+        mapping.urls
     );
-    assert_eq!(via_min, via_max);
-    let status: String = client
-        .query_one(
-            "SELECT status FROM sessions WHERE session_id = $1",
-            &[&session_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(status, "completed");
+    mapping.insert("jaeger", 4317, free_addr());
+    let image_env = image_env(&read(&repo_root().join("Dockerfile")));
+
+    // Every Deployment at once (as a cluster starts them), then each must
+    // pass its readiness probe; then the Job.
+    let containers: Vec<(&str, Container)> = workloads
+        .iter()
+        .map(|workload| {
+            let container = rendered.container(workload, &mapping, &image_env, root.path());
+            (workload.kind, container)
+        })
+        .collect();
+    let mut running = Vec::new();
+    for (kind, container) in &containers {
+        if *kind == "Deployment" {
+            running.push((container, container.start()));
+        }
+    }
+    for (container, process) in &mut running {
+        container.wait_healthy(process).await;
+    }
+    assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
+    let (_, job) = containers
+        .iter()
+        .find(|(kind, _)| *kind == "Job")
+        .expect("the orchestrator Job");
+    let output = job.run_job();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the orchestrator Job failed ({}):\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let turns: i64 = flag(&job.args, "turns").unwrap().parse().unwrap();
+    assert_session_in_audit(&postgres_url, &stdout, turns).await;
 }
 
 #[test]
