@@ -1,13 +1,20 @@
-//! The deployment artefacts run as written: deploy/compose.yaml's
-//! containers started as processes with exactly its commands, environments
-//! (the Dockerfile's `ENV` under the file's `environment`), mounted files and
-//! health checks, in its `depends_on` order, with the addresses and paths
-//! mapped onto this machine as `mapping` documents; then the orchestrator
-//! job runs its session through them over mutual TLS, on a private
-//! PostgreSQL and Redis. No Docker engine is involved: what is checked is
-//! that the binaries, flags, environment and config files the artefacts give
-//! them work together. The files the deployment shares with the rest of the
-//! repository are checked to stay equal.
+//! The deployment artefacts run as written, with no Docker engine or
+//! cluster: what is checked is that the binaries, flags, environment and
+//! config files the artefacts give them work together.
+//!
+//! - deploy/compose.yaml: its containers started as processes with exactly
+//!   its commands, environments (the Dockerfile's `ENV` under the file's
+//!   `environment`), mounted files and health checks, in its `depends_on`
+//!   order; then the orchestrator job runs its session through them.
+//! - deploy/k8s/overlays/tls, rendered by `kubectl kustomize` with
+//!   development Secrets: each Deployment's and the Job's container with its
+//!   command, args, env (values and Secret keys), ConfigMap and Secret
+//!   files, and its readiness probe as the health check.
+//!
+//! Both over mutual TLS on a private PostgreSQL and Redis, with host names,
+//! ports and paths mapped onto this machine as `mapping` documents. The
+//! files the deployment shares with the rest of the repository are checked
+//! to stay equal.
 
 mod compose;
 mod container;
