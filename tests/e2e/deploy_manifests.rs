@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use heist_e2e::{processes::free_addr, repo_root};
 use heist_engines::{PostgresServer, RedisServer};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use compose::{Compose, Mount, Service, image_env, start_order};
 use container::{Container, flag};
@@ -313,6 +314,46 @@ async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutua
     );
     let turns: i64 = flag(&job.args, "turns").unwrap().parse().unwrap();
     assert_session_in_audit(&postgres_url, &stdout, turns).await;
+}
+
+#[tokio::test]
+async fn heist_probe_exits_1_naming_why_when_nothing_serves_or_the_service_is_not_serving() {
+    let probe = |addr: &str| {
+        std::process::Command::new(heist_e2e::binary("heist-probe"))
+            .arg(addr)
+            .output()
+            .unwrap()
+    };
+    let nothing = free_addr().to_string();
+    let output = probe(&nothing);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot connect to {nothing}")),
+        "{stderr}"
+    );
+
+    // Memory without OAuth's keys is NOT_SERVING on its health port.
+    let dir = tempfile::tempdir().unwrap();
+    let health = free_addr();
+    let _memory = heist_e2e::ServiceProcess::start(
+        &heist_e2e::binary("heist-memory"),
+        &[
+            "--health-listen",
+            &health.to_string(),
+            "--oauth-url",
+            &format!("http://{}", free_addr()),
+        ],
+        "127.0.0.1:0",
+        dir.path(),
+    )
+    .unwrap();
+    let not_serving = heist_e2e::health_within(health, ServingStatus::NotServing).await;
+    assert_eq!(not_serving, ServingStatus::NotServing);
+    let output = probe(&health.to_string());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("answers NOT_SERVING"), "{stderr}");
 }
 
 #[test]

@@ -70,6 +70,15 @@ impl Mapping {
                     }
                 }
             }
+            if at_boundary
+                && let Some((host, _)) = self.addrs.keys().find(|(host, _)| {
+                    rest.strip_prefix(host.as_str())
+                        .and_then(|after| after.strip_prefix(':'))
+                        .is_some_and(|after| after.starts_with(|c: char| c.is_ascii_digit()))
+                })
+            {
+                panic!("{own} names {host} on a port {host} does not listen on, in {text:?}");
+            }
             let mut chars = rest.chars();
             out.extend(chars.next());
             rest = chars.as_str();
@@ -162,8 +171,13 @@ mod tests {
         );
         // Not a host of the network, not a port of it, or part of a longer word.
         assert_eq!(mapping.addresses("oauth:admin", "tools"), "oauth:admin");
-        assert_eq!(mapping.addresses("oauth:80011", "tools"), "oauth:80011");
         assert_eq!(mapping.addresses("myoauth:8001", "tools"), "myoauth:8001");
+    }
+
+    #[test]
+    #[should_panic(expected = "tools names oauth on a port oauth does not listen on")]
+    fn an_address_of_a_known_host_on_a_port_it_does_not_listen_on_is_refused() {
+        mapping().addresses("https://oauth:8002", "tools");
     }
 
     #[test]
