@@ -11,7 +11,8 @@
 //!   command, args, env (values and Secret keys), ConfigMap and Secret
 //!   files, and its readiness probe as the health check.
 //!
-//! Both over mutual TLS on a private PostgreSQL and Redis, with host names,
+//! Both over mutual TLS on a private PostgreSQL and Redis, exporting spans to
+//! an OTLP receiver in the test where Jaeger would be, with host names,
 //! ports and paths mapped onto this machine as `mapping` documents. The
 //! files the deployment shares with the rest of the repository are checked
 //! to stay equal.
@@ -21,15 +22,20 @@ mod container;
 mod k8s;
 mod mapping;
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
-use heist_e2e::{processes::free_addr, repo_root};
+use heist_e2e::{ServiceProcess, processes::free_addr, repo_root};
 use heist_engines::{PostgresServer, RedisServer};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use compose::{Compose, Mount, Service, image_env, start_order};
 use container::{Container, flag};
 use mapping::{Mapping, Paths, listen_ports};
+
+use crate::otlp_collector::Collector;
 
 /// The image every heist container runs.
 const IMAGE: &str = "heist:dev";
@@ -68,7 +74,7 @@ struct Deployment {
 
 impl Deployment {
     /// The compose file with its addresses mapped onto `postgres` and `redis`.
-    fn new(postgres_url: &str, redis: &RedisServer) -> Self {
+    fn new(postgres_url: &str, redis: &RedisServer, jaeger: SocketAddr) -> Self {
         let compose = compose();
         let mut mapping = Mapping::default();
         for (name, service) in heist_services(&compose) {
@@ -98,7 +104,7 @@ impl Deployment {
         mapping
             .urls
             .insert(format!("redis://:{password}@redis:6379/0"), redis.url());
-        mapping.insert("jaeger", 4317, free_addr());
+        mapping.insert("jaeger", 4317, jaeger);
         Self {
             compose,
             mapping,
@@ -175,7 +181,7 @@ impl Deployment {
 /// The orchestrator job's session, from its output, completed and is in
 /// Audit's PostgreSQL: every one of its `turns`, each written by the
 /// orchestrator's client through its mutual-TLS certificate.
-async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) {
+async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) -> String {
     assert!(
         stdout.contains("completed"),
         "the session completed:\n{stdout}"
@@ -218,6 +224,45 @@ async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) {
         .unwrap()
         .get(0);
     assert_eq!(status, "completed");
+    session_id
+}
+
+/// Once the services have stopped (SIGTERM: each flushes its spans), the
+/// collector standing in for Jaeger holds spans of `session_id` from the
+/// orchestrator and from every service: the OTLP endpoint the deployment
+/// gives each process is where its spans go.
+async fn assert_traced<'a>(
+    collector: &Collector,
+    session_id: &str,
+    services: impl Iterator<Item = &'a mut ServiceProcess>,
+) {
+    for process in services {
+        process.terminate().unwrap();
+    }
+    let names = [
+        "heist-orchestrator",
+        "heist-oauth",
+        "heist-tools",
+        "heist-memory",
+        "heist-audit",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let traced: std::collections::BTreeSet<String> = collector
+            .spans()
+            .into_iter()
+            .filter(|span| span.attr("session.id").as_deref() == Some(session_id))
+            .map(|span| span.service)
+            .collect();
+        if names.iter().all(|name| traced.contains(*name)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "spans of {session_id} came from {traced:?} only, not from all of {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +270,8 @@ async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_
     let postgres = PostgresServer::shared().expect("the private PostgreSQL must start");
     let postgres_url = postgres.fresh_database().unwrap();
     let redis = RedisServer::start().expect("the private Redis must start");
-    let deployment = Deployment::new(&postgres_url, &redis);
+    let collector = Collector::start().await;
+    let deployment = Deployment::new(&postgres_url, &redis, collector.addr());
 
     let mut running = Vec::new();
     let mut session_output = None;
@@ -254,7 +300,8 @@ async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_
     }
     assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
     let (stdout, turns) = session_output.expect("the orchestrator job ran");
-    assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    let session_id = assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    assert_traced(&collector, &session_id, running.iter_mut()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +325,8 @@ async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutua
         "a PostgreSQL and a Redis URL: {:?}",
         mapping.urls
     );
-    mapping.insert("jaeger", 4317, free_addr());
+    let collector = Collector::start().await;
+    mapping.insert("jaeger", 4317, collector.addr());
     let image_env = image_env(&read(&repo_root().join("Dockerfile")));
 
     // Every Deployment at once (as a cluster starts them), then each must
@@ -313,7 +361,13 @@ async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutua
         String::from_utf8_lossy(&output.stderr)
     );
     let turns: i64 = flag(&job.args, "turns").unwrap().parse().unwrap();
-    assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    let session_id = assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    assert_traced(
+        &collector,
+        &session_id,
+        running.iter_mut().map(|(_, process)| process),
+    )
+    .await;
 }
 
 #[tokio::test]

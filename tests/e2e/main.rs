@@ -34,6 +34,7 @@ mod orchestrator_e2e;
 mod orchestrator_llm;
 mod orchestrator_pipe;
 mod orchestrator_resume;
+mod otlp_collector;
 mod quoting;
 mod reflection_per_server;
 mod replicas;

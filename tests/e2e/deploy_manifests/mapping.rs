@@ -8,8 +8,8 @@
 //!   scrape target) are one address: 127.0.0.1 and a free port.
 //! - The engines: `postgres:5432` and `redis:6379` are the test's private
 //!   PostgreSQL and Redis (the whole URL, since their passwords differ);
-//!   `jaeger:4317` is a free port nothing listens on (the exporters give up
-//!   quietly, as with a collector that is down).
+//!   `jaeger:4317` is an OTLP receiver inside the test, standing in for
+//!   Jaeger's collector port.
 //! - A named volume is a directory shared by every container that mounts it;
 //!   a bind mount is the file beside the compose file, its host names and
 //!   ports rewritten as above; the image's working directory is a directory
