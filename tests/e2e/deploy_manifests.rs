@@ -28,7 +28,7 @@ use std::{
 };
 
 use heist_e2e::{ServiceProcess, processes::free_addr, repo_root};
-use heist_engines::{PostgresServer, RedisServer};
+use heist_engines::{PostgresServer, PrometheusServer, RedisServer, ScrapeTarget};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use compose::{Compose, Mount, Service, image_env, start_order};
@@ -301,7 +301,59 @@ async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_
     assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
     let (stdout, turns) = session_output.expect("the orchestrator job ran");
     let session_id = assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    assert_scraped(&deployment, turns).await;
     assert_traced(&collector, &session_id, running.iter_mut()).await;
+}
+
+/// A private Prometheus given deploy/prometheus.yml's jobs and targets
+/// (mapped) scrapes every service, and reads Audit's count of the session's
+/// turns. (The orchestrator's target serves only while a run lasts.)
+async fn assert_scraped(deployment: &Deployment, turns: i64) {
+    let config = yaml(&deploy_dir().join("prometheus.yml"));
+    let targets: Vec<ScrapeTarget> = config["scrape_configs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|job| {
+            let name = job["job_name"].as_str().unwrap();
+            let addresses: Vec<String> = job["static_configs"][0]["targets"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|target| {
+                    deployment
+                        .mapping
+                        .addresses(target.as_str().unwrap(), "prometheus")
+                })
+                .collect();
+            ScrapeTarget::new(name, addresses)
+        })
+        .collect();
+    let prometheus = PrometheusServer::start(&targets).expect("the private Prometheus must start");
+    let services_up = r#"sum(up{job=~"oauth|tools|memory|audit"})"#;
+    prometheus
+        .wait_for(
+            services_up,
+            |samples| samples.first().is_some_and(|sample| sample.value == 4.0),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("not every service was scraped: {error}"));
+    let stored = r#"sum(rpc_server_requests_total{job="audit",method="StoreTurn",code="OK"})"#;
+    prometheus
+        .wait_for(
+            stored,
+            |samples| {
+                samples
+                    .first()
+                    .is_some_and(|sample| sample.value == turns as f64)
+            },
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|error| {
+            panic!("Audit's StoreTurn count is not the session's turns: {error}")
+        });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
