@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the deployment artefacts with the real tools' own static checks, and runs them:
 #
-#   1. docker-compose config        accepts deploy/compose.yaml (no engine needed)
+#   1. hadolint                     finds nothing to say about the Dockerfile;
+#      docker-compose config        accepts deploy/compose.yaml (no engine needed)
 #   2. promtool check config        accepts deploy/prometheus.yml
 #   3. kubectl kustomize            renders deploy/k8s/base and deploy/k8s/overlays/tls (in a
 #                                   temporary copy, with development Secrets from
@@ -29,6 +30,9 @@ case "${1:-}" in
 esac
 
 scripts/install_deploy_tools.sh
+
+echo "== hadolint Dockerfile"
+hadolint Dockerfile
 
 echo "== docker-compose config (deploy/compose.yaml)"
 docker-compose -f deploy/compose.yaml config --quiet

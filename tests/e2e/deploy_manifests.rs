@@ -486,6 +486,42 @@ fn every_dependency_waits_for_something_its_target_can_report() {
 }
 
 #[test]
+fn the_image_holds_every_binary_and_directory_the_artefacts_use() {
+    let dockerfile = read(&repo_root().join("Dockerfile"));
+    let copied: Vec<&str> = dockerfile
+        .split_whitespace()
+        .filter_map(|word| word.strip_prefix("target/release/"))
+        .collect();
+    let compose = compose();
+    let mut used: Vec<&str> = Vec::new();
+    for (_, service) in heist_services(&compose) {
+        used.push(&service.command[0]);
+        if let Some(check) = &service.healthcheck {
+            used.push(&check.test[1]);
+        }
+    }
+    // Each file's first object is its workload.
+    let k8s = ["oauth", "tools", "memory", "audit", "orchestrator-job"].map(|file| {
+        let text = read(&deploy_dir().join(format!("k8s/base/{file}.yaml")));
+        let first = text.split("\n---\n").next().unwrap().to_owned();
+        serde_norway::from_str::<serde_norway::Value>(&first).unwrap()
+    });
+    for manifest in &k8s {
+        let command = &manifest["spec"]["template"]["spec"]["containers"][0]["command"][0];
+        used.push(command.as_str().unwrap());
+    }
+    used.push("heist-probe"); // the readiness probes, as the tests run them
+    for binary in used {
+        assert!(
+            copied.contains(&binary),
+            "the Dockerfile copies {copied:?}, not {binary}"
+        );
+    }
+    assert!(dockerfile.contains("COPY services/tools/documents /usr/share/heist/documents"));
+    assert!(dockerfile.contains("USER 10001:10001"));
+}
+
+#[test]
 fn the_deployments_agents_are_the_built_in_configs() {
     let built_in = yaml(&repo_root().join("orchestrator/heist.yaml"));
     let deployed = yaml(&deploy_dir().join("k8s/base/heist.yaml"));
