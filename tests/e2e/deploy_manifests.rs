@@ -178,10 +178,18 @@ impl Deployment {
     }
 }
 
+/// The identity the orchestrator's development certificate proves.
+const ORCHESTRATOR_IDENTITY: &str = "spiffe://heist.local/orchestrator";
+
 /// The orchestrator job's session, from its output, completed and is in
-/// Audit's PostgreSQL: every one of its `turns`, each written by the
-/// orchestrator's client through its mutual-TLS certificate.
-async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) -> String {
+/// Audit's PostgreSQL: every one of its `turns`, each written through the
+/// TLS identity `written_via` (None: not over mutual TLS). Returns its ID.
+async fn assert_session_in_audit(
+    postgres_url: &str,
+    stdout: &str,
+    turns: i64,
+    written_via: Option<&str>,
+) -> String {
     assert!(
         stdout.contains("completed"),
         "the session completed:\n{stdout}"
@@ -193,8 +201,6 @@ async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) -
         .trim()
         .to_owned();
 
-    // What Audit stored in PostgreSQL: every turn, each written by the
-    // orchestrator's client through its mutual-TLS certificate.
     let (client, connection) = tokio_postgres::connect(postgres_url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -210,10 +216,7 @@ async fn assert_session_in_audit(postgres_url: &str, stdout: &str, turns: i64) -
     let (count, via_min, via_max): (i64, Option<String>, Option<String>) =
         (row.get(0), row.get(1), row.get(2));
     assert_eq!(count, turns, "every turn of {session_id} is in Audit");
-    assert_eq!(
-        via_min.as_deref(),
-        Some("spiffe://heist.local/orchestrator")
-    );
+    assert_eq!(via_min.as_deref(), written_via);
     assert_eq!(via_min, via_max);
     let status: String = client
         .query_one(
@@ -300,7 +303,8 @@ async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_
     }
     assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
     let (stdout, turns) = session_output.expect("the orchestrator job ran");
-    let session_id = assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    let session_id =
+        assert_session_in_audit(&postgres_url, &stdout, turns, Some(ORCHESTRATOR_IDENTITY)).await;
     assert_scraped(&deployment, turns).await;
     assert_traced(&collector, &session_id, running.iter_mut()).await;
 }
@@ -358,11 +362,23 @@ async fn assert_scraped(deployment: &Deployment, turns: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutual_tls() {
+    run_rendered("overlays/tls", Some(ORCHESTRATOR_IDENTITY)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendered_kubernetes_bases_workloads_run_a_session_in_plaintext() {
+    run_rendered("base", None).await;
+}
+
+/// Renders `variant` of deploy/k8s, runs its Deployments and then its Job,
+/// and checks the session in Audit (`written_via`: the TLS identity the
+/// orchestrator's writes must carry, if any) and in the traces.
+async fn run_rendered(variant: &str, written_via: Option<&str>) {
     let postgres = PostgresServer::shared().expect("the private PostgreSQL must start");
     let postgres_url = postgres.fresh_database().unwrap();
     let redis = RedisServer::start().expect("the private Redis must start");
     let root = tempfile::tempdir().unwrap();
-    let rendered = k8s::Rendered::render(&repo_root(), root.path(), "overlays/tls");
+    let rendered = k8s::Rendered::render(&repo_root(), root.path(), variant);
     let workloads = rendered.workloads();
     let mut mapping = Mapping::default();
     for workload in &workloads {
@@ -413,7 +429,7 @@ async fn the_rendered_kubernetes_tls_overlays_workloads_run_a_session_over_mutua
         String::from_utf8_lossy(&output.stderr)
     );
     let turns: i64 = flag(&job.args, "turns").unwrap().parse().unwrap();
-    let session_id = assert_session_in_audit(&postgres_url, &stdout, turns).await;
+    let session_id = assert_session_in_audit(&postgres_url, &stdout, turns, written_via).await;
     assert_traced(
         &collector,
         &session_id,
