@@ -8,8 +8,9 @@
 # Nothing secret is in it: the OAuth signing key, the TLS material and the client registry are
 # mounted at run time (see the README, "Deploying").
 
-# --- build: the workspace's toolchain (rust-version in Cargo.toml) --------------------------
-FROM rust:1.88-slim-bookworm AS build
+# --- build: the oldest toolchain every locked dependency admits (rusqlite 0.43 needs 1.89;
+# tests/e2e/deploy_manifests.rs checks this against Cargo.lock) ----------------------------
+FROM rust:1.89-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

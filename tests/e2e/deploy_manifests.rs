@@ -538,6 +538,42 @@ fn the_image_holds_every_binary_and_directory_the_artefacts_use() {
 }
 
 #[test]
+fn the_build_stages_toolchain_is_new_enough_for_every_locked_dependency() {
+    let dockerfile = read(&repo_root().join("Dockerfile"));
+    let image = dockerfile
+        .lines()
+        .find_map(|line| line.strip_prefix("FROM rust:"))
+        .expect("a rust build stage");
+    // MAJOR.MINOR[.PATCH], a missing part 0.
+    let version = |text: &str| -> [u32; 3] {
+        let mut parts = text.split('.').map(|part| part.parse().unwrap_or(0));
+        [(); 3].map(|()| parts.next().unwrap_or(0))
+    };
+    let toolchain = version(image.split('-').next().unwrap());
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        metadata.status.success(),
+        "{}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    for package in metadata["packages"].as_array().unwrap() {
+        if let Some(needed) = package["rust_version"].as_str() {
+            assert!(
+                version(needed) <= toolchain,
+                "{} {} needs Rust {needed}; the Dockerfile builds with rust:{image}",
+                package["name"],
+                package["version"]
+            );
+        }
+    }
+}
+
+#[test]
 fn the_deployments_agents_are_the_built_in_configs() {
     let built_in = yaml(&repo_root().join("orchestrator/heist.yaml"));
     let deployed = yaml(&deploy_dir().join("k8s/base/heist.yaml"));
