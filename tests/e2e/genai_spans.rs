@@ -19,9 +19,9 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::tracing_e2e::{
-    Collected, Collector, SERIAL, Services, SessionTrace, run_orchestrator_with, value_text,
-    with_scopeless_mole,
+use crate::{
+    otlp_collector::{Collected, Collector, value_text},
+    tracing_e2e::{SERIAL, Services, SessionTrace, run_orchestrator_with, with_scopeless_mole},
 };
 
 /// The variable that opts in to content capture.

@@ -569,6 +569,40 @@ impl ServiceProcess {
         ports
     }
 
+    /// Starts `binary` with exactly `args` and no other environment than
+    /// `env`, in `dir`, its output in `LABEL.log` there; does not wait for
+    /// it. `addr` is the address its arguments tell it to listen on. For a
+    /// deployment's command line taken as written (no `--listen` or
+    /// `--addr-file` added, nothing inherited from the test's environment).
+    pub fn start_exact(
+        binary: &Path,
+        label: &str,
+        args: &[String],
+        env: &[(String, String)],
+        dir: &Path,
+        addr: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let log = dir.join(format!("{label}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        let child = Command::new(binary)
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()?;
+        Ok(Self {
+            addr,
+            child: Some(child),
+            log,
+        })
+    }
+
     /// The process ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
