@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use heist_e2e::output_text as text;
 use std::{
     path::Path,
     process::{Command, Output},
@@ -24,14 +25,6 @@ fn orchestrator(args: &[&str], dir: &Path) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs the binary off the async runtime (it talks to in-process servers).

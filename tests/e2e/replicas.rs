@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+use heist_e2e::output_text as text;
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -618,14 +619,6 @@ fn orchestrator_cli(args: &[&str], dir: &Path) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Runs the orchestrator binary in `dir` off the async runtime (it talks to

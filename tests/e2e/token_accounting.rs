@@ -6,6 +6,7 @@
 //! (no usage reported) the totals read "unknown", not 0. grpcurl reads the
 //! totals through reflection, as the README shows.
 
+use heist_e2e::output_text as text;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -35,14 +36,6 @@ async fn orchestrator(args: Vec<String>, dir: &Path) -> Output {
     })
     .await
     .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// A directory holding the mesh's config with the two agents, and the

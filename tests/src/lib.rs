@@ -342,6 +342,15 @@ pub async fn health_within(addr: SocketAddr, wanted: ServingStatus) -> ServingSt
     }
 }
 
+/// A finished process's standard output, then its standard error.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Waits until `addr` reports SERVING for `service`.
 pub async fn wait_until_serving(addr: SocketAddr, service: &str) -> Result<(), String> {
     wait_until_serving_on(addr, || channel_to(addr), service).await

@@ -72,7 +72,7 @@ impl Side {
             .get_or_create(&Call {
                 service: service.to_owned(),
                 method: method.to_owned(),
-                code: code_name(code).to_owned(),
+                code: crate::status::code_name(code).to_owned(),
             })
             .inc();
         self.duration
@@ -105,29 +105,5 @@ pub fn record_server(service: &str, method: &str, code: tonic::Code, elapsed: Du
 pub fn record_client(service: &str, method: &str, code: tonic::Code, elapsed: Duration) {
     if super::enabled() {
         client().record(service, method, code, elapsed);
-    }
-}
-
-/// The code as gRPC names it (`OK`, `UNAVAILABLE`).
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
