@@ -229,11 +229,11 @@ async fn serve_metrics(
     let Some(address) = config.metrics_listen else {
         return Ok(None);
     };
-    let listen = heist_plumbing::metrics::MetricsListen {
+    let listen = heist_plumbing::side_port::SideListen {
         address,
         addr_file: None,
     };
-    let listener = listen.bind().await?;
+    let listener = heist_plumbing::metrics::bind(&listen, None, "heist-orchestrator").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(heist_plumbing::metrics::serve(listener, async move {
         let _ = stopped.await;

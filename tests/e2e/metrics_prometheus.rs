@@ -57,7 +57,12 @@ async fn prometheus_reads_request_error_and_turn_counts_that_match_audit() {
     ));
     let prometheus = PrometheusServer::start(&targets).expect("the private Prometheus must start");
 
-    // Sessions long enough for Prometheus to scrape the orchestrator while they run.
+    // Prometheus's first scrapes done (the orchestrator's address still down),
+    // then sessions long enough to be scraped several times while they run.
+    prometheus
+        .wait_for_scrapes(Duration::from_secs(30))
+        .await
+        .expect("Prometheus scrapes its targets");
     let config = mesh.write_config("metrics.yaml");
     let run = Command::new(binary("orchestrator"))
         .args([

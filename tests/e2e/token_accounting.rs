@@ -40,6 +40,28 @@ async fn orchestrator(args: Vec<String>, dir: &Path) -> Output {
 
 /// A directory holding the mesh's config with the two agents, and the
 /// arguments that use it followed by `rest`.
+/// `orchestrator run --turns TURNS` of the two-agent mesh (`args`, in
+/// `dir`) against the fake OpenAI server.
+async fn run_against(
+    fake: &FakeServer,
+    args: &impl Fn(&[&str]) -> Vec<String>,
+    dir: &TempDir,
+    turns: &str,
+) -> Output {
+    let run = [
+        "run",
+        "--turns",
+        turns,
+        "--seed",
+        "5",
+        "--llm-url",
+        &fake.base_url,
+        "--model",
+        MODEL,
+    ];
+    orchestrator(args(&run), dir.path()).await
+}
+
 fn two_agent_mesh(mesh: &TestMesh) -> (TempDir, impl Fn(&[&str]) -> Vec<String>) {
     let dir = TempDir::new().unwrap();
     let yaml = mesh.yaml().replace(
@@ -101,21 +123,7 @@ async fn audits_totals_per_agent_equal_the_usage_the_llm_server_reported() {
     ])
     .await;
     let (dir, args) = two_agent_mesh(&mesh);
-    let run = orchestrator(
-        args(&[
-            "run",
-            "--turns",
-            "4",
-            "--seed",
-            "5",
-            "--llm-url",
-            &fake.base_url,
-            "--model",
-            MODEL,
-        ]),
-        dir.path(),
-    )
-    .await;
+    let run = run_against(&fake, &args, &dir, "4").await;
     let shown = text(&run);
     assert_eq!(run.status.code(), Some(0), "{shown}");
     assert_eq!(
@@ -281,21 +289,7 @@ async fn a_turn_that_fails_after_a_tool_round_keeps_the_tokens_its_first_round_u
     ])
     .await;
     let (dir, args) = two_agent_mesh(&mesh);
-    let run = orchestrator(
-        args(&[
-            "run",
-            "--turns",
-            "2",
-            "--seed",
-            "5",
-            "--llm-url",
-            &fake.base_url,
-            "--model",
-            MODEL,
-        ]),
-        dir.path(),
-    )
-    .await;
+    let run = run_against(&fake, &args, &dir, "2").await;
     let shown = text(&run);
     assert_eq!(
         run.status.code(),

@@ -128,6 +128,8 @@ pub struct ProcessMesh {
     processes: BTreeMap<ReplicaKey, ServiceProcess>,
     /// The certificates, under TLS.
     certs: Option<crate::tls::TestCerts>,
+    /// The test's own client TLS (the orchestrator's certificate), loaded once.
+    client_tls: Option<heist_plumbing::tls::ClientTls>,
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
@@ -206,12 +208,16 @@ impl ProcessMesh {
             let names: Vec<&str> = SERVICES.iter().copied().chain(["orchestrator"]).collect();
             crate::tls::TestCerts::new(&dir.path().join("certs"), &names)
         });
+        let client_tls = certs
+            .as_ref()
+            .map(|certs| certs.client(Some("orchestrator")));
         let mut mesh = Self {
             dir,
             options,
             addrs,
             processes: BTreeMap::new(),
             certs,
+            client_tls,
         };
         for key in keys.iter().copied() {
             // The free port may be taken by another process between our
@@ -250,8 +256,8 @@ impl ProcessMesh {
     /// orchestrator's certificate) when the mesh runs so.
     pub fn channel_of(&self, name: &str, index: usize) -> tonic::transport::Channel {
         let addr = self.addr_of(name, index);
-        match &self.certs {
-            Some(certs) => crate::tls::tls_channel_to(addr, &certs.client(Some("orchestrator"))),
+        match &self.client_tls {
+            Some(tls) => crate::tls::tls_channel_to(addr, tls),
             None => crate::channel_to(addr),
         }
     }

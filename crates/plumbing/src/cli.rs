@@ -230,14 +230,14 @@ impl CommonArgs {
             limits: self.transport.limits(),
             health_port: self
                 .health_listen
-                .map(|address| crate::serve::HealthListen {
+                .map(|address| crate::side_port::SideListen {
                     address,
                     addr_file: self.health_addr_file.clone(),
                 }),
             tls: self.tls.server_tls()?,
             metrics: self
                 .metrics_listen
-                .map(|address| crate::metrics::MetricsListen {
+                .map(|address| crate::side_port::SideListen {
                     address,
                     addr_file: self.metrics_addr_file.clone(),
                 }),
@@ -387,7 +387,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             flags.common.serve_options().unwrap().health_port,
-            Some(crate::HealthListen {
+            Some(crate::side_port::SideListen {
                 address: "127.0.0.1:0".parse().unwrap(),
                 addr_file: Some(PathBuf::from("h.addr")),
             })

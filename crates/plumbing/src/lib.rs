@@ -18,6 +18,7 @@
 //! - [`quote`]: the one way a caller's value is quoted back (escaped, capped).
 //! - [`status`]: the one mapping from service errors to `tonic::Status`.
 //! - [`tls`]: TLS and mutual TLS for servers and clients, reloaded when the files change.
+//! - [`side_port`]: binding the health-only and the metrics ports beside the main one.
 //! - [`cli`] and [`shutdown`]: the flags and signals every binary shares.
 
 pub mod auth;
@@ -29,12 +30,13 @@ pub mod quote;
 pub mod serve;
 pub mod session_span;
 pub mod shutdown;
+pub mod side_port;
 pub mod status;
 pub mod telemetry;
 pub mod tls;
 
 pub use quote::{quote, quote_list};
 pub use serve::{
-    DependencyProbe, HealthListen, HostedService, ServeOptions, TransportLimits, serve,
-    serve_protected, serve_protected_probed,
+    DependencyProbe, HostedService, ServeOptions, TransportLimits, serve, serve_protected,
+    serve_protected_probed,
 };

@@ -16,8 +16,6 @@ pub mod rpc;
 use std::{
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
-    path::PathBuf,
     sync::{
         Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
@@ -30,6 +28,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::{Metric, Registry};
 use tokio::net::TcpListener;
+
+use crate::side_port::{SideListen, SidePort, SidePortError};
 
 /// The content type of the OpenMetrics exposition.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -124,61 +124,16 @@ pub fn classic_text(openmetrics: &str) -> String {
     text
 }
 
-/// Where to serve the metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsListen {
-    /// The address, e.g. `0.0.0.0:9090`.
-    pub address: SocketAddr,
-    /// Where to write the bound address (`IP:PORT`), if anywhere.
-    pub addr_file: Option<PathBuf>,
-}
-
-/// Why the metrics port cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    /// The address cannot be bound.
-    #[error("cannot serve metrics on {address}: {source}")]
-    Bind {
-        /// The address.
-        address: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The bound address cannot be written to its file.
-    #[error("cannot write the metrics address to {path}: {source}")]
-    AddrFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
-
-impl MetricsListen {
-    /// Binds the address (writing the bound one to `addr_file`) and turns
-    /// the per-call metrics on.
-    pub async fn bind(&self) -> Result<TcpListener, MetricsError> {
-        let listener =
-            TcpListener::bind(self.address)
-                .await
-                .map_err(|source| MetricsError::Bind {
-                    address: self.address,
-                    source,
-                })?;
-        if let Some(path) = &self.addr_file {
-            let bound = listener.local_addr().map_err(|source| MetricsError::Bind {
-                address: self.address,
-                source,
-            })?;
-            crate::cli::write_addr_file(path, bound).map_err(|source| MetricsError::AddrFile {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        ENABLED.store(true, Ordering::Relaxed);
-        tracing::info!(address = %listener.local_addr().map_or(self.address, |bound| bound), "metrics listening");
-        Ok(listener)
-    }
+/// Binds the metrics port `listen` (beside `main`, when given; `service`
+/// names the server in the log) and turns the per-call metrics on.
+pub async fn bind(
+    listen: &SideListen,
+    main: Option<&TcpListener>,
+    service: &str,
+) -> Result<TcpListener, SidePortError> {
+    let listener = listen.bind(SidePort::Metrics, main, service).await?;
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok(listener)
 }
 
 /// Answers `GET /metrics` on `listener` (HTTP/1.1) until `shutdown`

@@ -147,28 +147,15 @@ impl Metered {
         })
     }
 
-    fn code(status: Option<&tonic::Status>) -> tonic::Code {
-        status.map_or(tonic::Code::Ok, tonic::Status::code)
-    }
-
-    fn served(self, status: Option<&tonic::Status>) {
-        let code = Self::code(status);
-        crate::metrics::rpc::record_server(
-            &self.service,
-            &self.method,
-            code,
-            self.started.elapsed(),
-        );
-    }
-
-    fn made(self, status: Option<&tonic::Status>) {
-        let code = Self::code(status);
-        crate::metrics::rpc::record_client(
-            &self.service,
-            &self.method,
-            code,
-            self.started.elapsed(),
-        );
+    /// Records the call, ended with `status`, with `record` (the server's
+    /// or the client's side).
+    fn finish(
+        self,
+        status: Option<&tonic::Status>,
+        record: fn(&str, &str, tonic::Code, std::time::Duration),
+    ) {
+        let code = status.map_or(tonic::Code::Ok, tonic::Status::code);
+        record(&self.service, &self.method, code, self.started.elapsed());
     }
 }
 
@@ -272,7 +259,7 @@ where
                     let status = grpc_status(response);
                     record_outcome(&Span::current(), status.as_ref());
                     if let Some(metered) = metered {
-                        metered.served(status.as_ref());
+                        metered.finish(status.as_ref(), crate::metrics::rpc::record_server);
                     }
                     // An access log line, inside the server span (so it names
                     // the session): `--log info,heist_plumbing::server=debug`.
@@ -384,7 +371,7 @@ where
                 };
                 record_outcome(&span, status.as_ref());
                 if let Some(metered) = metered {
-                    metered.made(status.as_ref());
+                    metered.finish(status.as_ref(), crate::metrics::rpc::record_client);
                 }
                 outcome
             }

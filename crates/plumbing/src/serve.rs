@@ -15,15 +15,12 @@
 //! closes connections with no open call.
 //!
 //! With [`ServeOptions::health_port`], the server also answers health alone
-//! on a second, plaintext port ([`health_port`]), from the same reporter and
+//! on a second, plaintext port ([`crate::side_port`]), from the same reporter and
 //! under the same limits, until the main port has drained.
 
-mod health_port;
 mod idle;
 mod message_size;
 mod transport;
-
-pub use health_port::{HealthListen, HealthPortError};
 
 use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc, time::Duration};
 
@@ -44,12 +41,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    /// The health-only port cannot be opened.
+    /// The health-only or the metrics port cannot be opened.
     #[error(transparent)]
-    HealthPort(#[from] HealthPortError),
-    /// The metrics port cannot be opened.
-    #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
+    SidePort(#[from] crate::side_port::SidePortError),
 }
 
 /// How a server behaves around its service.
@@ -66,13 +60,13 @@ pub struct ServeOptions {
     pub large_message_methods: &'static [&'static str],
     /// Where to also serve health alone, in plaintext (for Kubernetes'
     /// gRPC probe); `None` (the default): only on the main port.
-    pub health_port: Option<HealthListen>,
+    pub health_port: Option<crate::side_port::SideListen>,
     /// TLS on the main port (the health port stays plaintext); `None` (the
     /// default): plaintext.
     pub tls: Option<crate::tls::ServerTls>,
     /// Where to serve Prometheus metrics over HTTP; `None` (the default):
     /// nowhere, and the per-call metrics are not counted.
-    pub metrics: Option<crate::metrics::MetricsListen>,
+    pub metrics: Option<crate::side_port::SideListen>,
 }
 
 impl Default for ServeOptions {
@@ -256,12 +250,16 @@ where
     S: HostedService,
 {
     let health_listener = match &options.health_port {
-        Some(health) => Some(health.bind(&listener, S::NAME).await?),
+        Some(health) => Some(
+            health
+                .bind(crate::side_port::SidePort::Health, Some(&listener), S::NAME)
+                .await?,
+        ),
         None => None,
     };
 
     let metrics_listener = match &options.metrics {
-        Some(metrics) => Some(metrics.bind().await?),
+        Some(metrics) => Some(crate::metrics::bind(metrics, Some(&listener), S::NAME).await?),
         None => None,
     };
 
