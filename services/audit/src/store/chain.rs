@@ -535,6 +535,44 @@ mod tests {
         assert_ne!(hash, GENESIS);
     }
 
+    fn hex(hash: &Hash) -> String {
+        hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    /// Known answers, computed outside Rust from the documented layout
+    /// (Python: `hashlib.sha256`, `struct.pack('>I' / '>q' / '>Q', ...)`).
+    #[test]
+    fn the_hashes_match_an_independent_implementation_of_the_layout() {
+        let start = start_hash(&GENESIS, 0, &session());
+        assert_eq!(
+            hex(&start),
+            "8a742b570a2e21d69dc24f790bf141e820f825cf2090041dc77d2ba0f0376c09"
+        );
+        let message = MessageRow {
+            id: 7,
+            session_id: "s1".into(),
+            turn_id: 1,
+            agent_name: "planner".into(),
+            agent_role: "Strategic Planner".into(),
+            message: "we go at dawn".into(),
+            timestamp: "2026-01-01T00:00:01.000000Z".into(),
+            is_error: false,
+            idempotency_key: "k1".into(),
+            trace_id: String::new(),
+            written_by: "orchestrator".into(),
+            written_via: String::new(),
+            tokens: crate::store::types::TokenCounts {
+                input: Some(10),
+                output: None,
+                estimated: true,
+            },
+        };
+        assert_eq!(
+            hex(&message_hash(&start, 1, &message)),
+            "968885ee01b2138f2ce31dff0e4f462dfe834ca1e7e0d450fb737d22ca5d4939"
+        );
+    }
+
     #[test]
     fn every_field_the_position_and_the_link_change_the_hash() {
         let base = session();

@@ -295,3 +295,55 @@ contract! {
         ));
     }
 }
+
+contract! {
+    #[multi_thread]
+    async fn concurrent_writes_and_retries_through_two_stores_keep_one_chain(backend) {
+        let fx = started(backend, "s1").await;
+        let other = AuditStore::connect(config(fx.location.clone())).await.unwrap();
+        let write = |store: AuditStore, name: &'static str| async move {
+            for n in 0..20 {
+                let key = format!("{name}-{n}");
+                let new = keyed("s1", &key, &key);
+                store.store_message(new.clone()).await.unwrap();
+                // The retry of a write whose answer was lost.
+                store.store_message(new).await.unwrap();
+            }
+        };
+        let (a, b) = (
+            tokio::spawn(write(fx.store.clone(), "a")),
+            tokio::spawn(write(other.clone(), "b")),
+        );
+        a.await.unwrap();
+        b.await.unwrap();
+        for n in 0..20 {
+            let key = format!("a-{n}");
+            other.store_message(keyed("s1", &key, &key)).await.unwrap();
+        }
+        assert!(matches!(
+            verify(&fx).await,
+            Verification::Intact { rows: 41, .. }
+        ), "{:?}", verify(&fx).await);
+        assert_eq!(
+            other.verify_session("s1").await.unwrap(),
+            verify(&fx).await,
+            "both stores see the same chain"
+        );
+    }
+}
+
+contract! {
+    async fn a_refused_turn_leaves_the_chain_as_it_was(backend) {
+        let fx = started(backend, "s1").await;
+        fx.store.store_turn(turn("s1", "t1", &["c1"])).await.unwrap();
+        let before = verify(&fx).await;
+        assert!(matches!(before, Verification::Intact { rows: 3, .. }), "{before:?}");
+        let mut refused = turn("s1", "t2", &["c2", "c1"]);
+        refused.tool_calls[1].tool_result = "5".into();
+        let error = fx.store.store_turn(refused).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::AlreadyExists, "{error}");
+        assert_eq!(verify(&fx).await, before);
+        fx.store.store_turn(turn("s1", "t2", &["c2"])).await.unwrap();
+        assert!(matches!(verify(&fx).await, Verification::Intact { rows: 5, .. }));
+    }
+}
