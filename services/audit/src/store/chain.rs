@@ -37,6 +37,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::error::StoreError;
 use super::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
 
 /// The version byte of the encoding this build writes and verifies.
@@ -487,6 +488,17 @@ fn walk(start: Link, rows: Vec<Link>, head: Head) -> Verification {
             },
         },
     }
+}
+
+/// A session's stored `chain_head` and `chain_next` as its [`Head`]
+/// (`None` when either is NULL or malformed: an unchained session).
+pub(crate) fn head(hash: Option<Vec<u8>>, next: Option<i64>) -> Head {
+    stored(hash).zip(next.and_then(|next| u64::try_from(next).ok()))
+}
+
+/// A position as its column value.
+pub(crate) fn position(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| StoreError::internal("the chain position overflowed"))
 }
 
 /// A stored hash column as a [`Hash`]: `None` when NULL or not 32 bytes long.

@@ -16,9 +16,7 @@ fn head(conn: &Connection, session_id: &str) -> Result<Head, StoreError> {
         .prepare_cached("SELECT chain_head, chain_next FROM sessions WHERE session_id = ?1")?
         .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
-    Ok(stored.and_then(|(hash, next)| {
-        chain::stored(hash).zip(next.and_then(|next| u64::try_from(next).ok()))
-    }))
+    Ok(stored.and_then(|(hash, next)| chain::head(hash, next)))
 }
 
 /// Moves the session's head to `hash` at `seq` (the next position is `seq + 1`).
@@ -26,12 +24,12 @@ fn advance(conn: &Connection, session_id: &str, hash: &Hash, seq: u64) -> Result
     conn.prepare_cached(
         "UPDATE sessions SET chain_head = ?2, chain_next = ?3 WHERE session_id = ?1",
     )?
-    .execute(params![session_id, hash.as_slice(), position(seq + 1)?])?;
+    .execute(params![
+        session_id,
+        hash.as_slice(),
+        chain::position(seq + 1)?
+    ])?;
     Ok(())
-}
-
-fn position(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::internal("the chain position overflowed"))
 }
 
 /// Chains a row just inserted into its table: its position, the previous
@@ -52,7 +50,7 @@ pub(crate) fn append<T: Chained>(
     );
     conn.prepare_cached(&sql)?.execute(params![
         row.id(),
-        position(seq)?,
+        chain::position(seq)?,
         prev.as_slice(),
         hash.as_slice()
     ])?;
@@ -72,15 +70,17 @@ pub(crate) fn end(
     };
     let hash = chain::end_hash(&prev, seq, session_id, end_time, status, num_turns);
     conn.prepare_cached(
-        "UPDATE sessions SET end_seq = ?2, end_prev_hash = ?3, end_hash = ?4 WHERE session_id = ?1",
+        "UPDATE sessions SET end_seq = ?2, end_prev_hash = ?3, end_hash = ?4, \
+         chain_head = ?4, chain_next = ?5 WHERE session_id = ?1",
     )?
     .execute(params![
         session_id,
-        position(seq)?,
+        chain::position(seq)?,
         prev.as_slice(),
-        hash.as_slice()
+        hash.as_slice(),
+        chain::position(seq + 1)?
     ])?;
-    advance(conn, session_id, &hash, seq)
+    Ok(())
 }
 
 /// Every row's chain columns in `table` for the session, by row ID.
@@ -158,6 +158,6 @@ pub(crate) fn verify(conn: &Connection, session_id: &str) -> Result<Verification
         session_id,
         queries::session_events(conn, session_id, 0, all)?,
     )?);
-    let head = chain::stored(head_hash).zip(head_next.and_then(|next| u64::try_from(next).ok()));
+    let head = chain::head(head_hash, head_next);
     Ok(chain::walk_session(&session, start, end, rows, head))
 }

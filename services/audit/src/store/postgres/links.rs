@@ -26,11 +26,7 @@ async fn head(tx: &Transaction<'_>, session_id: &str) -> Result<Head, StoreError
     };
     let hash: Option<Vec<u8>> = row.try_get(0).map_err(pg)?;
     let next: Option<i64> = row.try_get(1).map_err(pg)?;
-    Ok(chain::stored(hash).zip(next.and_then(|next| u64::try_from(next).ok())))
-}
-
-fn position(seq: u64) -> Result<i64, StoreError> {
-    i64::try_from(seq).map_err(|_| StoreError::internal("the chain position overflowed"))
+    Ok(chain::head(hash, next))
 }
 
 /// Chains a row just inserted into its table and moves the session's head
@@ -55,10 +51,10 @@ pub(super) async fn append<T: Chained>(
         &statement,
         &[
             &row.id(),
-            &position(seq)?,
+            &chain::position(seq)?,
             &prev.as_slice(),
             &hash.as_slice(),
-            &position(seq + 1)?,
+            &chain::position(seq + 1)?,
             &session_id,
         ],
     )
@@ -90,10 +86,10 @@ pub(super) async fn end(
         &statement,
         &[
             &session_id,
-            &position(seq)?,
+            &chain::position(seq)?,
             &prev.as_slice(),
             &hash.as_slice(),
-            &position(seq + 1)?,
+            &chain::position(seq + 1)?,
         ],
     )
     .await
@@ -160,8 +156,7 @@ pub(super) async fn verify(
     let end = stored_at(&row, 3)?;
     let head_hash: Option<Vec<u8>> = row.try_get(6).map_err(pg)?;
     let head_next: Option<i64> = row.try_get(7).map_err(pg)?;
-    let head: Head =
-        chain::stored(head_hash).zip(head_next.and_then(|next| u64::try_from(next).ok()));
+    let head: Head = chain::head(head_hash, head_next);
     let mut rows = links_of::<MessageRow>(&tx, session_id).await?;
     rows.extend(links_of::<ToolUsageRow>(&tx, session_id).await?);
     rows.extend(links_of::<SessionEventRow>(&tx, session_id).await?);
