@@ -14,6 +14,9 @@
 //!   connections and the SELECTs);
 //! - `postgres`: the PostgreSQL backend (pool, one transaction per write,
 //!   `LISTEN`/`NOTIFY` for watchers across replicas);
+//! - `chain`: the hash chain's encoding (v1), SHA-256 and the walk that
+//!   verifies a session; `links` (SQLite) and `postgres::links` write and
+//!   read the chain columns inside each backend's transactions;
 //! - `clock` and `error`: timestamps and the one error enum.
 //!
 //! The two backends are an enum ([`AuditStore`] matches on it), not a trait

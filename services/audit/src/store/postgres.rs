@@ -5,6 +5,7 @@
 //! - `schema`: tables (SQLite's names and columns) and migrations (`schema_version`);
 //! - `writes`: what each write does in its one transaction;
 //! - `queries`: the SELECTs and row mappings;
+//! - `links`: the hash chain's columns, extended under the session's row lock;
 //! - `listen`: the `LISTEN` connection that feeds [`AuditStore::subscribe`](super::AuditStore::subscribe);
 //! - `error`: PostgreSQL's failures as store errors.
 //!
