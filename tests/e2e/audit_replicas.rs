@@ -422,7 +422,7 @@ async fn a_database_of_a_newer_schema_stops_the_binary_naming_its_version() {
     tokio::task::spawn_blocking(move || {
         assert_one_line(
             &store,
-            "audit database schema version 42 is newer than this build supports (5)",
+            "audit database schema version 42 is newer than this build supports (6)",
         );
     })
     .await

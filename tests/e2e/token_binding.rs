@@ -520,6 +520,23 @@ fn version_2_file(path: &Path) {
          ALTER TABLE messages DROP COLUMN input_tokens;
          ALTER TABLE messages DROP COLUMN output_tokens;
          ALTER TABLE messages DROP COLUMN tokens_estimated;
+         ALTER TABLE sessions DROP COLUMN chain_seq;
+         ALTER TABLE sessions DROP COLUMN prev_hash;
+         ALTER TABLE sessions DROP COLUMN row_hash;
+         ALTER TABLE messages DROP COLUMN chain_seq;
+         ALTER TABLE messages DROP COLUMN prev_hash;
+         ALTER TABLE messages DROP COLUMN row_hash;
+         ALTER TABLE tool_usage DROP COLUMN chain_seq;
+         ALTER TABLE tool_usage DROP COLUMN prev_hash;
+         ALTER TABLE tool_usage DROP COLUMN row_hash;
+         ALTER TABLE session_events DROP COLUMN chain_seq;
+         ALTER TABLE session_events DROP COLUMN prev_hash;
+         ALTER TABLE session_events DROP COLUMN row_hash;
+         ALTER TABLE sessions DROP COLUMN end_seq;
+         ALTER TABLE sessions DROP COLUMN end_prev_hash;
+         ALTER TABLE sessions DROP COLUMN end_hash;
+         ALTER TABLE sessions DROP COLUMN chain_head;
+         ALTER TABLE sessions DROP COLUMN chain_next;
          PRAGMA user_version = 2;",
     )
     .unwrap();
@@ -569,7 +586,7 @@ async fn a_version_2_database_is_migrated_and_its_rows_read_back_with_no_writer(
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let nulls: i64 = conn
         .query_row(
             "SELECT COUNT(*) FROM messages WHERE written_by IS NULL",

@@ -14,6 +14,9 @@
 //!   connections and the SELECTs);
 //! - `postgres`: the PostgreSQL backend (pool, one transaction per write,
 //!   `LISTEN`/`NOTIFY` for watchers across replicas);
+//! - `chain`: the hash chain's encoding (v1), SHA-256 and the walk that
+//!   verifies a session; `links` (SQLite) and `postgres::links` write and
+//!   read the chain columns inside each backend's transactions;
 //! - `clock` and `error`: timestamps and the one error enum.
 //!
 //! The two backends are an enum ([`AuditStore`] matches on it), not a trait
@@ -26,9 +29,11 @@
 //! messages and session ends are published, in commit order, to every
 //! receiver of [`AuditStore::subscribe`] (with PostgreSQL: on every replica).
 
+mod chain;
 mod clock;
 mod cursor;
 mod error;
+mod links;
 mod location;
 mod postgres;
 mod queries;
@@ -48,6 +53,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 
+pub use chain::{Break, Hash, RowKind, RowRef, Verification};
 pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
@@ -285,6 +291,23 @@ impl AuditStore {
     pub async fn end_session(&self, end: EndSession) -> Result<SessionRow, StoreError> {
         validate::end_session(&end)?;
         self.write(end).await
+    }
+
+    /// Walks the session's hash chain (issue 18) in chain order, in one
+    /// snapshot: intact, unchained (started before schema v6), or the first
+    /// row that does not match; an unknown session fails with `SessionNotFound`.
+    pub async fn verify_session(&self, session_id: &str) -> Result<Verification, StoreError> {
+        validate::session_id(session_id)?;
+        match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                let session_id = session_id.to_owned();
+                // One read transaction: one snapshot of every table.
+                readers
+                    .read(move |conn| links::verify(conn, &session_id))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.verify_session(session_id).await,
+        }
     }
 
     /// One session with its message and tool usage counts.

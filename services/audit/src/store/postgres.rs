@@ -5,6 +5,7 @@
 //! - `schema`: tables (SQLite's names and columns) and migrations (`schema_version`);
 //! - `writes`: what each write does in its one transaction;
 //! - `queries`: the SELECTs and row mappings;
+//! - `links`: the hash chain's columns, extended under the session's row lock;
 //! - `listen`: the `LISTEN` connection that feeds [`AuditStore::subscribe`](super::AuditStore::subscribe);
 //! - `error`: PostgreSQL's failures as store errors.
 //!
@@ -15,6 +16,7 @@
 //! (and, with its default `synchronous_commit = on`, flushed it to its WAL).
 
 mod error;
+mod links;
 mod listen;
 mod queries;
 mod schema;
@@ -159,6 +161,15 @@ impl PgBackend {
         let client = self.client().await?;
         queries::session_status(&client, session_id, false).await?;
         queries::rows_after(&client, session_id, after_id, limit).await
+    }
+
+    /// Walks an existing session's hash chain in one snapshot, or `SessionNotFound`.
+    pub(crate) async fn verify_session(
+        &self,
+        session_id: &str,
+    ) -> Result<crate::store::chain::Verification, StoreError> {
+        let mut client = self.client().await?;
+        links::verify(&mut client, session_id).await
     }
 
     /// How many write transactions have committed.

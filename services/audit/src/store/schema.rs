@@ -18,7 +18,7 @@ use super::types::Synchronous;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The steps from version `i` to `i + 1`; the file's `user_version` is how many ran.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -111,6 +111,33 @@ const V5: &str = "
 ALTER TABLE messages ADD COLUMN input_tokens INTEGER;
 ALTER TABLE messages ADD COLUMN output_tokens INTEGER;
 ALTER TABLE messages ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
+";
+
+/// Version 6: the hash chain of each session (issue 18; the encoding is in
+/// the `chain` module): on every table, a row's position in its session's
+/// chain (`chain_seq`), the previous row's hash and its own. The session
+/// start is the `sessions` row (position 0); its end has the `end_*`
+/// columns; `chain_head` and `chain_next` are the hash of the session's last
+/// row and the next position, which the writers extend. Rows from before
+/// stay NULL: unchained, not tampered.
+const V6: &str = "
+ALTER TABLE sessions ADD COLUMN chain_seq INTEGER;
+ALTER TABLE sessions ADD COLUMN prev_hash BLOB;
+ALTER TABLE sessions ADD COLUMN row_hash BLOB;
+ALTER TABLE messages ADD COLUMN chain_seq INTEGER;
+ALTER TABLE messages ADD COLUMN prev_hash BLOB;
+ALTER TABLE messages ADD COLUMN row_hash BLOB;
+ALTER TABLE tool_usage ADD COLUMN chain_seq INTEGER;
+ALTER TABLE tool_usage ADD COLUMN prev_hash BLOB;
+ALTER TABLE tool_usage ADD COLUMN row_hash BLOB;
+ALTER TABLE session_events ADD COLUMN chain_seq INTEGER;
+ALTER TABLE session_events ADD COLUMN prev_hash BLOB;
+ALTER TABLE session_events ADD COLUMN row_hash BLOB;
+ALTER TABLE sessions ADD COLUMN end_seq INTEGER;
+ALTER TABLE sessions ADD COLUMN end_prev_hash BLOB;
+ALTER TABLE sessions ADD COLUMN end_hash BLOB;
+ALTER TABLE sessions ADD COLUMN chain_head BLOB;
+ALTER TABLE sessions ADD COLUMN chain_next INTEGER;
 ";
 
 /// The schema version this build creates and reads.
@@ -225,7 +252,7 @@ mod tests {
     fn an_empty_file_gets_the_schema_and_its_version() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join("audit.db"), None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 5);
+        assert_eq!(user_version(&conn), 6);
         assert_eq!(
             table_names(&conn),
             [
@@ -262,7 +289,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 5);
+        assert_eq!(user_version(&conn), 6);
         let count: i64 = conn
             .query_row("SELECT COUNT(*) FROM sessions", [], |row| row.get(0))
             .unwrap();
@@ -275,13 +302,13 @@ mod tests {
         let path = dir.path().join("audit.db");
         Connection::open(&path)
             .unwrap()
-            .pragma_update(None, "user_version", 6)
+            .pragma_update(None, "user_version", 7)
             .unwrap();
         assert_eq!(
             open_writer(&path, None, Synchronous::Full).err(),
             Some(StoreError::SchemaTooNew {
-                found: 6,
-                supported: 5
+                found: 7,
+                supported: 6
             })
         );
     }
@@ -301,7 +328,7 @@ mod tests {
         drop(v1);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 5);
+        assert_eq!(user_version(&conn), 6);
         assert!(table_names(&conn).contains(&"session_events".to_owned()));
         let session: String = conn
             .query_row("SELECT session_id FROM sessions", [], |row| row.get(0))
@@ -352,7 +379,7 @@ mod tests {
         drop(v2);
 
         let conn = open_writer(&path, None, Synchronous::Full).unwrap();
-        assert_eq!(user_version(&conn), 5);
+        assert_eq!(user_version(&conn), 6);
         for table in TABLES {
             assert!(
                 column_names(&conn, table).contains(&"written_by".to_owned()),

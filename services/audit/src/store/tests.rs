@@ -268,7 +268,7 @@ fn count(conn: &Connection, sql: &str) -> i64 {
 contract! {
     async fn opening_an_empty_file_creates_the_schema_and_sets_user_version(backend) {
         let fx = fixture(backend).await;
-        assert_eq!(fx.schema_version().await, 5);
+        assert_eq!(fx.schema_version().await, 6);
         assert_eq!(fx.table_count().await, 4);
     }
 }
@@ -302,7 +302,7 @@ contract! {
             error,
             StoreError::SchemaTooNew {
                 found: 7,
-                supported: 5
+                supported: 6
             }
         );
     }
@@ -1745,7 +1745,7 @@ async fn a_version_1_file_is_migrated_on_open_and_keeps_its_rows() {
 
     let store = AuditStore::open(sqlite_config(&path)).unwrap();
     let raw = Connection::open(&path).unwrap();
-    assert_eq!(count(&raw, "PRAGMA user_version"), 5);
+    assert_eq!(count(&raw, "PRAGMA user_version"), 6);
     assert_eq!(
         count(
             &raw,
@@ -2203,7 +2203,7 @@ contract! {
             location,
             store,
         };
-        assert_eq!(fx.schema_version().await, 5);
+        assert_eq!(fx.schema_version().await, 6);
         for table in WRITTEN_TABLES {
             assert_eq!(
                 fx.count(&format!(
@@ -2530,7 +2530,7 @@ contract! {
             location,
             store,
         };
-        assert_eq!(fx.schema_version().await, 5);
+        assert_eq!(fx.schema_version().await, 6);
         assert_eq!(
             fx.count(
                 "SELECT COUNT(*) FROM messages WHERE input_tokens IS NULL \
@@ -2567,3 +2567,5 @@ contract! {
         );
     }
 }
+
+mod chain;

@@ -12,12 +12,12 @@
 use rusqlite::{Connection, OptionalExtension, Params, params};
 
 use super::error::StoreError;
-use super::queries;
 use super::types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
     NewTurn, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
 use super::writer::{Applied, Write};
+use super::{chain, links, queries};
 use crate::metrics::{Rows, Table};
 
 impl Write for NewSession {
@@ -34,10 +34,11 @@ impl Write for NewSession {
             return Ok(Applied::quiet(stored));
         }
         let row = self.row(now);
+        let start = chain::first_hash(&row);
         conn.prepare_cached(
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata, \
-             written_by, written_via) \
-             VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''))",
+             written_by, written_via, chain_seq, prev_hash, row_hash, chain_head, chain_next) \
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''), 0, ?7, ?8, ?8, 1)",
         )?
         .execute(params![
             self.session_id,
@@ -45,7 +46,9 @@ impl Write for NewSession {
             row.status,
             self.metadata,
             self.written_by,
-            self.written_via
+            self.written_via,
+            chain::GENESIS.as_slice(),
+            start.as_slice()
         ])?;
         Ok(Applied::inserted(row, Table::sessions))
     }
@@ -89,6 +92,7 @@ impl Write for EndSession {
             "UPDATE sessions SET end_time = ?2, num_turns = ?3, status = ?4 WHERE session_id = ?1",
         )?
         .execute(params![self.session_id, now, self.num_turns, self.status])?;
+        links::end(conn, &self.session_id, now, self.status, self.num_turns)?;
         Ok(Applied {
             output: SessionRow {
                 end_time: now.to_owned(),
@@ -137,6 +141,7 @@ impl Write for NewMessage {
             )?;
             if let Some(id) = inserted {
                 let row = self.row(id, now);
+                links::append(conn, &self.session_id, &row)?;
                 return Ok(Applied {
                     event: Some(Committed::Message(Box::new(row.clone()))),
                     ..Applied::inserted(row, Table::messages)
@@ -216,7 +221,9 @@ impl Write for NewToolUsage {
                 ],
             )?;
             if let Some(id) = inserted {
-                return Ok(Applied::inserted(self.row(id, now), Table::tool_usage));
+                let row = self.row(id, now);
+                links::append(conn, &self.session_id, &row)?;
+                return Ok(Applied::inserted(row, Table::tool_usage));
             }
         }
         let stored = queries::tool_usage_by_key(conn, &self.session_id, &self.idempotency_key)?;
@@ -317,7 +324,9 @@ impl Write for NewSessionEvent {
             ],
         )?;
         if let Some(id) = inserted {
-            return Ok(Applied::inserted(self.row(id, now), Table::session_events));
+            let row = self.row(id, now);
+            links::append(conn, &self.session_id, &row)?;
+            return Ok(Applied::inserted(row, Table::session_events));
         }
         let stored = queries::session_event_by_key(conn, &self.session_id, &self.idempotency_key)?;
         repeat_or_refuse(

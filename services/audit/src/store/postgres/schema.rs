@@ -18,7 +18,7 @@ use crate::store::error::StoreError;
 const MIGRATION_LOCK: i64 = 0x6865_6973_742d_6175;
 
 /// The steps from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Version 1: the seed's three tables, extended, with their indexes.
 const V1: &str = "
@@ -107,6 +107,33 @@ const V5: &str = "
 ALTER TABLE messages ADD COLUMN input_tokens BIGINT;
 ALTER TABLE messages ADD COLUMN output_tokens BIGINT;
 ALTER TABLE messages ADD COLUMN tokens_estimated BOOLEAN NOT NULL DEFAULT FALSE;
+";
+
+/// Version 6: the hash chain of each session (issue 18; the encoding is in
+/// the `chain` module): on every table, a row's position in its session's
+/// chain (`chain_seq`), the previous row's hash and its own. The session
+/// start is the `sessions` row (position 0); its end has the `end_*`
+/// columns; `chain_head` and `chain_next` are the hash of the session's last
+/// row and the next position, which the writers extend. Rows from before
+/// stay NULL: unchained, not tampered.
+const V6: &str = "
+ALTER TABLE sessions ADD COLUMN chain_seq BIGINT;
+ALTER TABLE sessions ADD COLUMN prev_hash BYTEA;
+ALTER TABLE sessions ADD COLUMN row_hash BYTEA;
+ALTER TABLE messages ADD COLUMN chain_seq BIGINT;
+ALTER TABLE messages ADD COLUMN prev_hash BYTEA;
+ALTER TABLE messages ADD COLUMN row_hash BYTEA;
+ALTER TABLE tool_usage ADD COLUMN chain_seq BIGINT;
+ALTER TABLE tool_usage ADD COLUMN prev_hash BYTEA;
+ALTER TABLE tool_usage ADD COLUMN row_hash BYTEA;
+ALTER TABLE session_events ADD COLUMN chain_seq BIGINT;
+ALTER TABLE session_events ADD COLUMN prev_hash BYTEA;
+ALTER TABLE session_events ADD COLUMN row_hash BYTEA;
+ALTER TABLE sessions ADD COLUMN end_seq BIGINT;
+ALTER TABLE sessions ADD COLUMN end_prev_hash BYTEA;
+ALTER TABLE sessions ADD COLUMN end_hash BYTEA;
+ALTER TABLE sessions ADD COLUMN chain_head BYTEA;
+ALTER TABLE sessions ADD COLUMN chain_next BIGINT;
 ";
 
 /// Brings the database to the current version in one transaction; a newer

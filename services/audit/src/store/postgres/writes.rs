@@ -21,8 +21,9 @@ use tokio_postgres::types::ToSql;
 
 use super::CHANNEL;
 use super::error::pg;
-use super::queries;
+use super::{links, queries};
 use crate::metrics::{Rows, Table};
+use crate::store::chain::{self, Chained};
 use crate::store::error::StoreError;
 use crate::store::types::{
     EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn,
@@ -63,11 +64,13 @@ impl PgWrite for NewSession {
         now: &str,
     ) -> Result<(SessionRow, Rows), StoreError> {
         let row = self.row(now);
+        let start = chain::first_hash(&row);
         let inserted = execute(
             tx,
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, \
-             metadata, written_by, written_via) \
-             VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, ''), NULLIF($6, '')) \
+             metadata, written_by, written_via, chain_seq, prev_hash, row_hash, chain_head, \
+             chain_next) \
+             VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 0, $7, $8, $8, 1) \
              ON CONFLICT (session_id) DO NOTHING",
             &[
                 &self.session_id,
@@ -76,6 +79,8 @@ impl PgWrite for NewSession {
                 &self.metadata,
                 &self.written_by,
                 &self.written_via,
+                &chain::GENESIS.as_slice(),
+                &start.as_slice(),
             ],
         )
         .await?;
@@ -126,6 +131,7 @@ impl PgWrite for EndSession {
             ],
         )
         .await?;
+        links::end(tx, &self.session_id, now, self.status, self.num_turns).await?;
         notify(tx, &format!("e{}", self.session_id)).await?;
         let row = SessionRow {
             end_time: now.to_owned(),
@@ -334,7 +340,7 @@ struct KeyedInsert<'a> {
 /// (`ended` is `None`), or, when its key is taken or the session has ended,
 /// the stored row of that key answered if it has the same content (a
 /// repeat), else refused (`IdempotencyConflict`, `SessionEnded`).
-async fn insert_or_repeat<T: queries::Listed>(
+async fn insert_or_repeat<T: queries::Listed + Chained>(
     tx: &Transaction<'_>,
     (session_id, idempotency_key): (&str, &str),
     ended: Option<SessionStatus>,
@@ -345,7 +351,9 @@ async fn insert_or_repeat<T: queries::Listed>(
     if ended.is_none()
         && let Some(id) = insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
     {
-        return Ok((row(id), Rows::one(insert.table)));
+        let row = row(id);
+        links::append(tx, session_id, &row).await?;
+        return Ok((row, Rows::one(insert.table)));
     }
     let stored = queries::by_key(tx, session_id, idempotency_key).await?;
     repeat_or_refuse(

@@ -1,0 +1,163 @@
+//! The hash chain on SQLite: extending a session's chain inside the write
+//! that stores a row (the one writer thread orders a session's writes), and
+//! reading it back for verification. The encoding is in `chain`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::chain::{self, Chained, Hash, Head, Link, StoredLink, Verification};
+use super::error::StoreError;
+use super::queries;
+use super::types::SessionStatus;
+
+/// The session's chain head: `None` for a session started before the chain
+/// existed (it stays unchained) or an unknown one.
+fn head(conn: &Connection, session_id: &str) -> Result<Head, StoreError> {
+    let stored: Option<(Option<Vec<u8>>, Option<i64>)> = conn
+        .prepare_cached("SELECT chain_head, chain_next FROM sessions WHERE session_id = ?1")?
+        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(stored.and_then(|(hash, next)| chain::head(hash, next)))
+}
+
+/// Moves the session's head to `hash` at `seq` (the next position is `seq + 1`).
+fn advance(conn: &Connection, session_id: &str, hash: &Hash, seq: u64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE sessions SET chain_head = ?2, chain_next = ?3 WHERE session_id = ?1",
+    )?
+    .execute(params![
+        session_id,
+        hash.as_slice(),
+        chain::position(seq + 1)?
+    ])?;
+    Ok(())
+}
+
+/// Chains a row just inserted into its table: its position, the previous
+/// hash and its own, and the session's head moved to it. A session without
+/// a head (from before the chain) is left unchained.
+pub(crate) fn append<T: Chained>(
+    conn: &Connection,
+    session_id: &str,
+    row: &T,
+) -> Result<(), StoreError> {
+    let Some((prev, seq)) = head(conn, session_id)? else {
+        return Ok(());
+    };
+    let hash = row.chain_hash(&prev, seq);
+    let sql = format!(
+        "UPDATE {} SET chain_seq = ?2, prev_hash = ?3, row_hash = ?4 WHERE id = ?1",
+        T::KIND.table()
+    );
+    conn.prepare_cached(&sql)?.execute(params![
+        row.id(),
+        chain::position(seq)?,
+        prev.as_slice(),
+        hash.as_slice()
+    ])?;
+    advance(conn, session_id, &hash, seq)
+}
+
+/// Chains a session's end (its `end_*` columns), written at `end_time`.
+pub(crate) fn end(
+    conn: &Connection,
+    session_id: &str,
+    end_time: &str,
+    status: SessionStatus,
+    num_turns: i64,
+) -> Result<(), StoreError> {
+    let Some((prev, seq)) = head(conn, session_id)? else {
+        return Ok(());
+    };
+    let hash = chain::end_hash(&prev, seq, session_id, end_time, status, num_turns);
+    conn.prepare_cached(
+        "UPDATE sessions SET end_seq = ?2, end_prev_hash = ?3, end_hash = ?4, \
+         chain_head = ?4, chain_next = ?5 WHERE session_id = ?1",
+    )?
+    .execute(params![
+        session_id,
+        chain::position(seq)?,
+        prev.as_slice(),
+        hash.as_slice(),
+        chain::position(seq + 1)?
+    ])?;
+    Ok(())
+}
+
+/// Every row's chain columns in `table` for the session, by row ID.
+fn stored_links(
+    conn: &Connection,
+    table: &str,
+    session_id: &str,
+) -> Result<std::collections::HashMap<i64, StoredLink>, StoreError> {
+    let sql =
+        format!("SELECT id, chain_seq, prev_hash, row_hash FROM {table} WHERE session_id = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([session_id], |row| {
+        Ok((
+            row.get(0)?,
+            StoredLink {
+                seq: row.get(1)?,
+                prev: row.get(2)?,
+                hash: row.get(3)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The links of `rows` (one table's rows of the session).
+fn links_of<T: Chained>(
+    conn: &Connection,
+    session_id: &str,
+    rows: Vec<T>,
+) -> Result<Vec<Link>, StoreError> {
+    let mut stored = stored_links(conn, T::KIND.table(), session_id)?;
+    Ok(rows
+        .iter()
+        .map(|row| Link::of(row, stored.remove(&row.id()).unwrap_or_default()))
+        .collect())
+}
+
+/// Walks the session's chain; `SessionNotFound` for an unknown session.
+pub(crate) fn verify(conn: &Connection, session_id: &str) -> Result<Verification, StoreError> {
+    let session = queries::existing_session(conn, session_id)?;
+    let (start, end, head_hash, head_next): (StoredLink, StoredLink, Option<Vec<u8>>, Option<i64>) =
+        conn.prepare_cached(
+            "SELECT chain_seq, prev_hash, row_hash, end_seq, end_prev_hash, end_hash, \
+             chain_head, chain_next FROM sessions WHERE session_id = ?1",
+        )?
+        .query_row([session_id], |row| {
+            Ok((
+                StoredLink {
+                    seq: row.get(0)?,
+                    prev: row.get(1)?,
+                    hash: row.get(2)?,
+                },
+                StoredLink {
+                    seq: row.get(3)?,
+                    prev: row.get(4)?,
+                    hash: row.get(5)?,
+                },
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })?;
+    let all = usize::MAX;
+    let mut rows = links_of(
+        conn,
+        session_id,
+        queries::messages(conn, session_id, 0, all)?,
+    )?;
+    rows.extend(links_of(
+        conn,
+        session_id,
+        queries::tool_usage(conn, session_id, 0, all)?,
+    )?);
+    rows.extend(links_of(
+        conn,
+        session_id,
+        queries::session_events(conn, session_id, 0, all)?,
+    )?);
+    let head = chain::head(head_hash, head_next);
+    Ok(chain::walk_session(&session, start, end, rows, head))
+}
