@@ -64,7 +64,7 @@ impl SigningKey {
     }
 
     /// Signs `message`, returning the 64-byte Ed25519 signature.
-    pub(crate) fn sign(&self, message: &[u8]) -> [u8; 64] {
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.inner.sign(message).to_bytes()
     }
 }
@@ -122,7 +122,7 @@ impl PublicKey {
 
     /// True when `signature` is a valid (strict: canonical, no small-order key) Ed25519
     /// signature of `message` by this key.
-    pub(crate) fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+    pub fn verifies(&self, message: &[u8], signature: &[u8; 64]) -> bool {
         let signature = ed25519_dalek::Signature::from_bytes(signature);
         self.key.verify_strict(message, &signature).is_ok()
     }

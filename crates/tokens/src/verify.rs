@@ -46,6 +46,11 @@ impl KeySet {
             .all(|(kid, key)| other.get(kid).is_some_and(|other| other == key))
     }
 
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
+    }
+
     /// The number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -30,6 +30,7 @@
 //! receiver of [`AuditStore::subscribe`] (with PostgreSQL: on every replica).
 
 mod chain;
+mod checkpoint;
 mod clock;
 mod cursor;
 mod error;
@@ -54,6 +55,9 @@ use rusqlite::Connection;
 use tokio::sync::broadcast;
 
 pub use chain::{Break, Hash, RowKind, RowRef, Verification};
+pub use checkpoint::{
+    Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules,
+};
 pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use error::{ErrorKind, StoreError};
@@ -106,6 +110,9 @@ pub struct StoreConfig {
     /// How many `WatchSession` streams the service serves at once (the
     /// service enforces it; it travels here with the rest of the config).
     pub watchers: crate::WatchLimits,
+    /// Whether sessions are chained, the key that signs their checkpoints
+    /// and how often (by default a key made for this process).
+    pub integrity: Integrity,
 }
 
 impl StoreConfig {
@@ -130,6 +137,7 @@ impl StoreConfig {
             clock: Clock::system(),
             synchronous: Synchronous::Full,
             watchers: crate::WatchLimits::default(),
+            integrity: Integrity::ephemeral(),
         }
     }
 }
@@ -149,6 +157,8 @@ struct Inner {
     events: broadcast::Sender<Committed>,
     /// The configured limit on message, tool parameter, tool result and event detail bytes.
     max_message_bytes: usize,
+    /// The chain switch, the checkpoint signer and the trusted keys.
+    integrity: Integrity,
 }
 
 /// The storage behind the handle (see the module doc for why an enum).
@@ -186,11 +196,13 @@ impl AuditStore {
         let readers = ReadPool::new(readers)
             .ok_or_else(|| StoreError::internal("no read connection was opened"))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let writer = WriterHandle::spawn(conn, config.clock, events.clone())?;
+        let writer =
+            WriterHandle::spawn(conn, config.clock, config.integrity.clone(), events.clone())?;
         Ok(AuditStore::with(
             Backend::Sqlite { writer, readers },
             events,
             config.max_message_bytes,
+            config.integrity,
         ))
     }
 
@@ -212,6 +224,7 @@ impl AuditStore {
                     url,
                     config.postgres_connections,
                     config.clock.clone(),
+                    config.integrity.clone(),
                     events.clone(),
                 )
                 .await?;
@@ -219,6 +232,7 @@ impl AuditStore {
                     Backend::Postgres(backend),
                     events,
                     config.max_message_bytes,
+                    config.integrity,
                 ))
             }
         }
@@ -228,12 +242,14 @@ impl AuditStore {
         backend: Backend,
         events: broadcast::Sender<Committed>,
         max_message_bytes: usize,
+        integrity: Integrity,
     ) -> Self {
         AuditStore {
             inner: Arc::new(Inner {
                 backend,
                 events,
                 max_message_bytes,
+                integrity,
             }),
         }
     }
@@ -293,21 +309,28 @@ impl AuditStore {
         self.write(end).await
     }
 
-    /// Walks the session's hash chain (issue 18) in chain order, in one
-    /// snapshot: intact, unchained (started before schema v6), or the first
-    /// row that does not match; an unknown session fails with `SessionNotFound`.
+    /// Walks the session's hash chain (issue 18) in chain order and checks
+    /// its signed checkpoints against this store's keys, in one snapshot:
+    /// intact, unchained (started before schema v6), or the first row that
+    /// does not match; an unknown session fails with `SessionNotFound`.
     pub async fn verify_session(&self, session_id: &str) -> Result<Verification, StoreError> {
         validate::session_id(session_id)?;
+        let rules = self.inner.integrity.rules();
         match &self.inner.backend {
             Backend::Sqlite { readers, .. } => {
                 let session_id = session_id.to_owned();
                 // One read transaction: one snapshot of every table.
                 readers
-                    .read(move |conn| links::verify(conn, &session_id))
+                    .read(move |conn| links::verify(conn, &session_id, &rules))
                     .await
             }
-            Backend::Postgres(pg) => pg.verify_session(session_id).await,
+            Backend::Postgres(pg) => pg.verify_session(session_id, &rules).await,
         }
+    }
+
+    /// How this store protects its chains: its checkpoint keys and interval.
+    pub fn integrity(&self) -> &Integrity {
+        &self.inner.integrity
     }
 
     /// One session with its message and tool usage counts.

@@ -37,6 +37,7 @@
 
 use sha2::{Digest, Sha256};
 
+use super::checkpoint::{self, Checkpoint, CheckpointBreak, Rules};
 use super::error::StoreError;
 use super::types::{MessageRow, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow};
 
@@ -133,9 +134,39 @@ pub(crate) fn start_hash(prev: &Hash, seq: u64, row: &SessionRow) -> Hash {
     start(prev, seq, row).hash()
 }
 
-/// The hash of a new session's start: position 0 after [`GENESIS`].
-pub(crate) fn first_hash(row: &SessionRow) -> Hash {
-    start_hash(&GENESIS, 0, row)
+/// The chain columns of a new session's row: its start at position 0
+/// after [`GENESIS`], the head on it, nothing signed yet; all NULL when
+/// the chain is off (the session is stored unchained).
+#[derive(Debug)]
+pub(crate) struct StartColumns {
+    /// `chain_seq` and `signed_next`: 0.
+    pub(crate) seq: Option<i64>,
+    /// `prev_hash`: [`GENESIS`].
+    pub(crate) prev: Option<Vec<u8>>,
+    /// `row_hash` and `chain_head`: the start's hash.
+    pub(crate) hash: Option<Vec<u8>>,
+    /// `chain_next`: 1.
+    pub(crate) next: Option<i64>,
+}
+
+impl StartColumns {
+    /// The columns of `row` when `chained`, else NULLs.
+    pub(crate) fn of(row: &SessionRow, chained: bool) -> Self {
+        if !chained {
+            return StartColumns {
+                seq: None,
+                prev: None,
+                hash: None,
+                next: None,
+            };
+        }
+        StartColumns {
+            seq: Some(0),
+            prev: Some(GENESIS.to_vec()),
+            hash: Some(start_hash(&GENESIS, 0, row).to_vec()),
+            next: Some(1),
+        }
+    }
 }
 
 fn start(prev: &Hash, seq: u64, row: &SessionRow) -> Encoder {
@@ -338,6 +369,22 @@ pub struct RowRef {
     pub turn: Option<i64>,
 }
 
+impl RowRef {
+    /// A session's start.
+    pub(crate) fn start() -> Self {
+        RowRef::of_session(RowKind::Start)
+    }
+
+    /// A session's start or end (named by the session, not by an ID).
+    fn of_session(kind: RowKind) -> Self {
+        RowRef {
+            kind,
+            id: None,
+            turn: None,
+        }
+    }
+}
+
 /// How a row breaks its session's chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Break {
@@ -361,20 +408,64 @@ pub enum Break {
         /// How many rows were found.
         found: u64,
     },
+    /// The chain is consistent but its signed checkpoints do not vouch for
+    /// it (the row named is the last one the checkpoint covers, or the
+    /// first unsigned one).
+    Checkpoint(CheckpointBreak),
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Break::HashMismatch => write!(f, "its content does not give its stored hash"),
+            Break::LinkMismatch => write!(
+                f,
+                "its previous hash is not the hash of the row before it (rows reordered or replaced)"
+            ),
+            Break::Gap { expected, found } => write!(
+                f,
+                "it holds position {found} where {expected} was next (a row deleted or inserted)"
+            ),
+            Break::Unchained => write!(f, "it carries no chain in a chained session (inserted)"),
+            Break::HeadMismatch { expected, found } => write!(
+                f,
+                "the session's head says {expected} rows, the chain has {found} (rows at its end deleted)"
+            ),
+            Break::Checkpoint(CheckpointBreak::UnknownKey { rows }) => write!(
+                f,
+                "the checkpoint over {rows} rows is signed by a key that is not trusted"
+            ),
+            Break::Checkpoint(CheckpointBreak::BadSignature { rows }) => {
+                write!(f, "the signature of the checkpoint over {rows} rows is not valid")
+            }
+            Break::Checkpoint(CheckpointBreak::HeadMismatch { rows }) => write!(
+                f,
+                "the signed head over {rows} rows is not the chain's (rows up to it rewritten)"
+            ),
+            Break::Checkpoint(CheckpointBreak::Unsigned { signed, rows }) => write!(
+                f,
+                "only {signed} of its {rows} rows are signed (a checkpoint removed, or rows added after the end)"
+            ),
+        }
+    }
 }
 
 /// What walking a session's chain found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verification {
-    /// Every row is chained and matches; `rows` rows end in `head`.
+    /// Every row is chained and matches, and the checkpoints vouch for it;
+    /// `rows` rows end in `head`.
     Intact {
         /// How many rows the chain has (start and end included).
         rows: u64,
         /// The hash of the last row.
         head: Hash,
+        /// The latest signed checkpoint (`None` while a session is too short to need one).
+        checkpoint: Option<Checkpoint>,
     },
-    /// The session was started before the chain existed (schema v6): its
-    /// `rows` rows carry no chain, which is not evidence of tampering.
+    /// The session was started before the chain existed (schema v6) or
+    /// with the chain off: its `rows` rows carry no chain, which is not
+    /// evidence of tampering.
     Unchained {
         /// How many rows the session has (start and end included).
         rows: u64,
@@ -391,25 +482,40 @@ pub enum Verification {
 /// The head a session's row records: the last hash and the next position.
 pub(crate) type Head = Option<(Hash, u64)>;
 
-/// Walks a session's chain: its start and end (from `session` and their
-/// stored columns), its other `rows` (in any order), against its `head`.
-pub(crate) fn walk_session(
-    session: &SessionRow,
-    start: StoredLink,
-    end: StoredLink,
-    mut rows: Vec<Link>,
-    head: Head,
-) -> Verification {
-    let at = |kind| RowRef {
-        kind,
-        id: None,
-        turn: None,
-    };
-    let start = Link::new(at(RowKind::Start), start, |prev, seq| {
-        start_hash(prev, seq, session)
+/// Everything stored about one session's chain, as read for verification.
+pub(crate) struct StoredChain {
+    /// The session row.
+    pub(crate) session: SessionRow,
+    /// Its start's chain columns.
+    pub(crate) start: StoredLink,
+    /// Its end's chain columns.
+    pub(crate) end: StoredLink,
+    /// Its messages, tool calls and events (any order).
+    pub(crate) rows: Vec<Link>,
+    /// Its recorded head.
+    pub(crate) head: Head,
+    /// Its checkpoints (any order).
+    pub(crate) checkpoints: Vec<Checkpoint>,
+}
+
+/// Walks a session's chain (its start and end from the session row and
+/// their stored columns, its other rows in any order) against its head,
+/// then checks its checkpoints under `rules`.
+pub(crate) fn verify(stored: StoredChain, rules: &Rules) -> Verification {
+    let StoredChain {
+        session,
+        start,
+        end,
+        mut rows,
+        head,
+        checkpoints,
+    } = stored;
+    let start = Link::new(RowRef::start(), start, |prev, seq| {
+        start_hash(prev, seq, &session)
     });
-    if session.status.is_ended() || end.seq.is_some() || end.hash.is_some() {
-        rows.push(Link::new(at(RowKind::End), end, |prev, seq| {
+    let ended = session.status.is_ended();
+    if ended || end.seq.is_some() || end.hash.is_some() {
+        rows.push(Link::new(RowRef::of_session(RowKind::End), end, |prev, seq| {
             end_hash(
                 prev,
                 seq,
@@ -420,15 +526,29 @@ pub(crate) fn walk_session(
             )
         }));
     }
-    walk(start, rows, head)
+    let chain = match walk(start, rows, head) {
+        Ok(chain) => chain,
+        Err(found) => return found,
+    };
+    match checkpoint::check(&session.session_id, &chain, ended, checkpoints, rules) {
+        Ok(checkpoint) => Verification::Intact {
+            rows: u64::try_from(chain.len()).unwrap_or(u64::MAX),
+            head: chain.last().map_or(GENESIS, |(_, hash)| *hash),
+            checkpoint,
+        },
+        Err((row, what)) => Verification::Broken {
+            row,
+            what: Break::Checkpoint(what),
+        },
+    }
 }
 
-/// Walks `start` then `rows` (in any order) in chain order against the
-/// session's recorded `head`.
-fn walk(start: Link, rows: Vec<Link>, head: Head) -> Verification {
-    let total = u64::try_from(rows.len() + 1).unwrap_or(u64::MAX);
+/// Walks the links in position order from `start`: the chain's rows and
+/// hashes when every link matches and `head` is its end, else what was found.
+fn walk(start: Link, rows: Vec<Link>, head: Head) -> Result<Vec<(RowRef, Hash)>, Verification> {
     if !start.is_chained() {
-        return Verification::Unchained { rows: total };
+        let total = u64::try_from(rows.len() + 1).unwrap_or(u64::MAX);
+        return Err(Verification::Unchained { rows: total });
     }
     let (mut chained, unchained): (Vec<Link>, Vec<Link>) =
         rows.into_iter().partition(Link::is_chained);
@@ -439,12 +559,13 @@ fn walk(start: Link, rows: Vec<Link>, head: Head) -> Verification {
             link.row.id,
         )
     });
-    let mut expected_prev = GENESIS;
-    let mut expected_seq = 0u64;
-    let walk = std::iter::once(start)
+    let mut walked: Vec<(RowRef, Hash)> = Vec::with_capacity(chained.len() + 1);
+    let links = std::iter::once(start)
         .chain(chained)
         .filter_map(|link| link.chain.map(|chain| (link.row, chain, link.computed)));
-    for (row, (seq, prev, hash), computed) in walk {
+    for (row, (seq, prev, hash), computed) in links {
+        let expected_seq = u64::try_from(walked.len()).unwrap_or(u64::MAX);
+        let expected_prev = walked.last().map_or(GENESIS, |(_, hash)| *hash);
         let what = if seq != expected_seq {
             Some(Break::Gap {
                 expected: expected_seq,
@@ -458,35 +579,27 @@ fn walk(start: Link, rows: Vec<Link>, head: Head) -> Verification {
             None
         };
         if let Some(what) = what {
-            return Verification::Broken { row, what };
+            return Err(Verification::Broken { row, what });
         }
-        expected_prev = hash;
-        expected_seq += 1;
+        walked.push((row, hash));
     }
     if let Some(link) = unchained.first() {
-        return Verification::Broken {
+        return Err(Verification::Broken {
             row: link.row,
             what: Break::Unchained,
-        };
+        });
     }
+    let found = u64::try_from(walked.len()).unwrap_or(u64::MAX);
+    let last = walked.last().map(|(_, hash)| *hash);
     match head {
-        Some((head, next)) if head == expected_prev && next == expected_seq => {
-            Verification::Intact {
-                rows: expected_seq,
-                head,
-            }
-        }
-        _ => Verification::Broken {
-            row: RowRef {
-                kind: RowKind::Start,
-                id: None,
-                turn: None,
-            },
+        Some((head, next)) if Some(head) == last && next == found => Ok(walked),
+        _ => Err(Verification::Broken {
+            row: RowRef::start(),
             what: Break::HeadMismatch {
                 expected: head.map_or(0, |(_, next)| next),
-                found: expected_seq,
+                found,
             },
-        },
+        }),
     }
 }
 

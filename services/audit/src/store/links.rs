@@ -4,83 +4,110 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::chain::{self, Chained, Hash, Head, Link, StoredLink, Verification};
+use super::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
+use super::checkpoint::{Checkpoint, Rules, Tip};
 use super::error::StoreError;
 use super::queries;
 use super::types::SessionStatus;
+use super::writer::Stamp;
 
-/// The session's chain head: `None` for a session started before the chain
-/// existed (it stays unchained) or an unknown one.
-fn head(conn: &Connection, session_id: &str) -> Result<Head, StoreError> {
-    let stored: Option<(Option<Vec<u8>>, Option<i64>)> = conn
-        .prepare_cached("SELECT chain_head, chain_next FROM sessions WHERE session_id = ?1")?
-        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
+/// The session's chain head and signed length: `None` for a session
+/// started before the chain existed (it stays unchained) or an unknown one.
+fn head(conn: &Connection, session_id: &str) -> Result<Option<Tip>, StoreError> {
+    let stored: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT chain_head, chain_next, signed_next FROM sessions WHERE session_id = ?1",
+        )?
+        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    Ok(stored.and_then(|(hash, next)| chain::head(hash, next)))
+    Ok(stored.and_then(|(hash, next, signed)| Tip::read(chain::head(hash, next), signed)))
 }
 
-/// Moves the session's head to `hash` at `seq` (the next position is `seq + 1`).
-fn advance(conn: &Connection, session_id: &str, hash: &Hash, seq: u64) -> Result<(), StoreError> {
+/// Stores `checkpoint` for the session and records what it covers.
+fn sign(conn: &Connection, session_id: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE sessions SET chain_head = ?2, chain_next = ?3 WHERE session_id = ?1",
+        "INSERT INTO checkpoints (session_id, rows, head, key_id, signature, signed_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         session_id,
-        hash.as_slice(),
-        chain::position(seq + 1)?
+        chain::position(checkpoint.rows)?,
+        checkpoint.head.as_slice(),
+        checkpoint.key_id,
+        checkpoint.signature.as_slice(),
+        checkpoint.signed_at
     ])?;
+    conn.prepare_cached("UPDATE sessions SET signed_next = ?2 WHERE session_id = ?1")?
+        .execute(params![session_id, chain::position(checkpoint.rows)?])?;
     Ok(())
 }
 
 /// Chains a row just inserted into its table: its position, the previous
-/// hash and its own, and the session's head moved to it. A session without
-/// a head (from before the chain) is left unchained.
+/// hash and its own, the session's head moved to it, and a checkpoint when
+/// one is due. A session without a head (from before the chain) is left
+/// unchained.
 pub(crate) fn append<T: Chained>(
     conn: &Connection,
+    at: &Stamp<'_>,
     session_id: &str,
     row: &T,
 ) -> Result<(), StoreError> {
-    let Some((prev, seq)) = head(conn, session_id)? else {
+    let Some(tip) = head(conn, session_id)? else {
         return Ok(());
     };
-    let hash = row.chain_hash(&prev, seq);
+    let hash = row.chain_hash(&tip.hash, tip.next);
     let sql = format!(
         "UPDATE {} SET chain_seq = ?2, prev_hash = ?3, row_hash = ?4 WHERE id = ?1",
         T::KIND.table()
     );
     conn.prepare_cached(&sql)?.execute(params![
         row.id(),
-        chain::position(seq)?,
-        prev.as_slice(),
+        chain::position(tip.next)?,
+        tip.hash.as_slice(),
         hash.as_slice()
     ])?;
-    advance(conn, session_id, &hash, seq)
+    conn.prepare_cached(
+        "UPDATE sessions SET chain_head = ?2, chain_next = ?3 WHERE session_id = ?1",
+    )?
+    .execute(params![
+        session_id,
+        hash.as_slice(),
+        chain::position(tip.next + 1)?
+    ])?;
+    match at.integrity.due(tip.after(session_id, &hash, false, at.now)) {
+        Some(checkpoint) => sign(conn, session_id, &checkpoint),
+        None => Ok(()),
+    }
 }
 
-/// Chains a session's end (its `end_*` columns), written at `end_time`.
+/// Chains a session's end (its `end_*` columns), written at `at.now`, and
+/// signs the chain's final head.
 pub(crate) fn end(
     conn: &Connection,
+    at: &Stamp<'_>,
     session_id: &str,
-    end_time: &str,
     status: SessionStatus,
     num_turns: i64,
 ) -> Result<(), StoreError> {
-    let Some((prev, seq)) = head(conn, session_id)? else {
+    let Some(tip) = head(conn, session_id)? else {
         return Ok(());
     };
-    let hash = chain::end_hash(&prev, seq, session_id, end_time, status, num_turns);
+    let hash = chain::end_hash(&tip.hash, tip.next, session_id, at.now, status, num_turns);
     conn.prepare_cached(
         "UPDATE sessions SET end_seq = ?2, end_prev_hash = ?3, end_hash = ?4, \
          chain_head = ?4, chain_next = ?5 WHERE session_id = ?1",
     )?
     .execute(params![
         session_id,
-        chain::position(seq)?,
-        prev.as_slice(),
+        chain::position(tip.next)?,
+        tip.hash.as_slice(),
         hash.as_slice(),
-        chain::position(seq + 1)?
+        chain::position(tip.next + 1)?
     ])?;
-    Ok(())
+    match at.integrity.due(tip.after(session_id, &hash, true, at.now)) {
+        Some(checkpoint) => sign(conn, session_id, &checkpoint),
+        None => Ok(()),
+    }
 }
 
 /// Every row's chain columns in `table` for the session, by row ID.
@@ -118,8 +145,30 @@ fn links_of<T: Chained>(
         .collect())
 }
 
-/// Walks the session's chain; `SessionNotFound` for an unknown session.
-pub(crate) fn verify(conn: &Connection, session_id: &str) -> Result<Verification, StoreError> {
+/// The session's checkpoints, as stored (malformed ones never verify).
+fn checkpoints(conn: &Connection, session_id: &str) -> Result<Vec<Checkpoint>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT rows, head, key_id, signature, signed_at FROM checkpoints WHERE session_id = ?1",
+    )?;
+    let rows = stmt.query_map([session_id], |row| {
+        Ok(Checkpoint::read(
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Walks the session's chain and checks its checkpoints under `rules`;
+/// `SessionNotFound` for an unknown session.
+pub(crate) fn verify(
+    conn: &Connection,
+    session_id: &str,
+    rules: &Rules,
+) -> Result<Verification, StoreError> {
     let session = queries::existing_session(conn, session_id)?;
     let (start, end, head_hash, head_next): (StoredLink, StoredLink, Option<Vec<u8>>, Option<i64>) =
         conn.prepare_cached(
@@ -158,6 +207,13 @@ pub(crate) fn verify(conn: &Connection, session_id: &str) -> Result<Verification
         session_id,
         queries::session_events(conn, session_id, 0, all)?,
     )?);
-    let head = chain::head(head_hash, head_next);
-    Ok(chain::walk_session(&session, start, end, rows, head))
+    let stored = StoredChain {
+        session,
+        start,
+        end,
+        rows,
+        head: chain::head(head_hash, head_next),
+        checkpoints: checkpoints(conn, session_id)?,
+    };
+    Ok(chain::verify(stored, rules))
 }

@@ -35,6 +35,7 @@ pub(crate) use error::describe_url;
 pub(crate) use queries::Listed;
 pub(crate) use writes::PgWrite;
 
+use super::checkpoint::{Integrity, Rules};
 use super::clock::Clock;
 use super::cursor::SessionCursor;
 use super::error::StoreError;
@@ -77,6 +78,7 @@ impl PgBackend {
         url: &str,
         connections: usize,
         clock: Clock,
+        integrity: Integrity,
         events: broadcast::Sender<Committed>,
     ) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
@@ -113,7 +115,7 @@ impl PgBackend {
         let first = listener.listen().await?;
         let task = tokio::spawn(listener.run(first));
         Ok(PgBackend {
-            writer: writer::PgWriter::spawn(pool.clone(), clock),
+            writer: writer::PgWriter::spawn(pool.clone(), clock, integrity),
             pool,
             listener: Mutex::new(Some(task)),
         })
@@ -163,13 +165,15 @@ impl PgBackend {
         queries::rows_after(&client, session_id, after_id, limit).await
     }
 
-    /// Walks an existing session's hash chain in one snapshot, or `SessionNotFound`.
+    /// Walks an existing session's hash chain and checkpoints in one
+    /// snapshot under `rules`, or `SessionNotFound`.
     pub(crate) async fn verify_session(
         &self,
         session_id: &str,
+        rules: &Rules,
     ) -> Result<crate::store::chain::Verification, StoreError> {
         let mut client = self.client().await?;
-        links::verify(&mut client, session_id).await
+        links::verify(&mut client, session_id, rules).await
     }
 
     /// How many write transactions have committed.

@@ -119,7 +119,9 @@ ALTER TABLE messages ADD COLUMN tokens_estimated INTEGER NOT NULL DEFAULT 0;
 /// start is the `sessions` row (position 0); its end has the `end_*`
 /// columns; `chain_head` and `chain_next` are the hash of the session's last
 /// row and the next position, which the writers extend. Rows from before
-/// stay NULL: unchained, not tampered.
+/// stay NULL: unchained, not tampered. `checkpoints` holds the signed heads
+/// (the `checkpoint` module); `signed_next` is the number of rows the
+/// session's latest checkpoint covers.
 const V6: &str = "
 ALTER TABLE sessions ADD COLUMN chain_seq INTEGER;
 ALTER TABLE sessions ADD COLUMN prev_hash BLOB;
@@ -138,6 +140,16 @@ ALTER TABLE sessions ADD COLUMN end_prev_hash BLOB;
 ALTER TABLE sessions ADD COLUMN end_hash BLOB;
 ALTER TABLE sessions ADD COLUMN chain_head BLOB;
 ALTER TABLE sessions ADD COLUMN chain_next INTEGER;
+ALTER TABLE sessions ADD COLUMN signed_next INTEGER;
+CREATE TABLE checkpoints (
+    session_id  TEXT NOT NULL REFERENCES sessions (session_id),
+    rows        INTEGER NOT NULL,
+    head        BLOB NOT NULL,
+    key_id      TEXT NOT NULL,
+    signature   BLOB NOT NULL,
+    signed_at   TEXT NOT NULL,
+    PRIMARY KEY (session_id, rows)
+);
 ";
 
 /// The schema version this build creates and reads.
@@ -256,6 +268,7 @@ mod tests {
         assert_eq!(
             table_names(&conn),
             [
+                "checkpoints",
                 "messages",
                 "session_events",
                 "sessions",

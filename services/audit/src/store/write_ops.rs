@@ -16,15 +16,17 @@ use super::types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
     NewTurn, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
-use super::writer::{Applied, Write};
-use super::{chain, links, queries};
+use super::writer::{Applied, Stamp, Write};
+use super::chain::StartColumns;
+use super::{links, queries};
 use crate::metrics::{Rows, Table};
 
 impl Write for NewSession {
     type Output = SessionRow;
 
     /// Creates the session, or returns it unchanged when it exists with the same metadata.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionRow>, StoreError> {
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<SessionRow>, StoreError> {
+        let now = at.now;
         if let Some(stored) = queries::session(conn, &self.session_id)? {
             if stored.metadata != self.metadata {
                 return Err(StoreError::SessionExists {
@@ -34,11 +36,12 @@ impl Write for NewSession {
             return Ok(Applied::quiet(stored));
         }
         let row = self.row(now);
-        let start = chain::first_hash(&row);
+        let start = StartColumns::of(&row, at.integrity.chain);
         conn.prepare_cached(
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, metadata, \
-             written_by, written_via, chain_seq, prev_hash, row_hash, chain_head, chain_next) \
-             VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''), 0, ?7, ?8, ?8, 1)",
+             written_by, written_via, chain_seq, prev_hash, row_hash, chain_head, chain_next, \
+             signed_next) \
+             VALUES (?1, ?2, NULL, 0, ?3, ?4, NULLIF(?5, ''), NULLIF(?6, ''), ?7, ?8, ?9, ?9, ?10, ?7)",
         )?
         .execute(params![
             self.session_id,
@@ -47,8 +50,10 @@ impl Write for NewSession {
             self.metadata,
             self.written_by,
             self.written_via,
-            chain::GENESIS.as_slice(),
-            start.as_slice()
+            start.seq,
+            start.prev,
+            start.hash,
+            start.next
         ])?;
         Ok(Applied::inserted(row, Table::sessions))
     }
@@ -76,7 +81,8 @@ impl Write for EndSession {
     type Output = SessionRow;
 
     /// Ends an active session; an ended one is returned unchanged if it ended the same way.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionRow>, StoreError> {
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<SessionRow>, StoreError> {
+        let now = at.now;
         let stored = queries::existing_session(conn, &self.session_id)?;
         if stored.status.is_ended() {
             if stored.status == self.status && stored.num_turns == self.num_turns {
@@ -92,7 +98,7 @@ impl Write for EndSession {
             "UPDATE sessions SET end_time = ?2, num_turns = ?3, status = ?4 WHERE session_id = ?1",
         )?
         .execute(params![self.session_id, now, self.num_turns, self.status])?;
-        links::end(conn, &self.session_id, now, self.status, self.num_turns)?;
+        links::end(conn, at, &self.session_id, self.status, self.num_turns)?;
         Ok(Applied {
             output: SessionRow {
                 end_time: now.to_owned(),
@@ -112,7 +118,8 @@ impl Write for NewMessage {
     type Output = MessageRow;
 
     /// Stores the message, or returns the stored one for a repeated idempotency key.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<MessageRow>, StoreError> {
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<MessageRow>, StoreError> {
+        let now = at.now;
         let ended = ended_status(conn, &self.session_id)?;
         if ended.is_none() {
             let inserted = insert_keyed(
@@ -141,7 +148,7 @@ impl Write for NewMessage {
             )?;
             if let Some(id) = inserted {
                 let row = self.row(id, now);
-                links::append(conn, &self.session_id, &row)?;
+                links::append(conn, at, &self.session_id, &row)?;
                 return Ok(Applied {
                     event: Some(Committed::Message(Box::new(row.clone()))),
                     ..Applied::inserted(row, Table::messages)
@@ -194,7 +201,8 @@ impl Write for NewToolUsage {
     type Output = ToolUsageRow;
 
     /// Stores the tool call, or returns the stored one for a repeated idempotency key.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<ToolUsageRow>, StoreError> {
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<ToolUsageRow>, StoreError> {
+        let now = at.now;
         let ended = ended_status(conn, &self.session_id)?;
         if ended.is_none() {
             let inserted = insert_keyed(
@@ -222,7 +230,7 @@ impl Write for NewToolUsage {
             )?;
             if let Some(id) = inserted {
                 let row = self.row(id, now);
-                links::append(conn, &self.session_id, &row)?;
+                links::append(conn, at, &self.session_id, &row)?;
                 return Ok(Applied::inserted(row, Table::tool_usage));
             }
         }
@@ -278,14 +286,14 @@ impl Write for NewTurn {
     /// the turn, and the writer rolls back the turn's whole savepoint with it.
     /// Publishes what the message publishes: watchers see it as if it came
     /// from `StoreMessage` (tool calls publish nothing).
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<TurnRows>, StoreError> {
-        let message = self.message.apply(conn, now)?;
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<TurnRows>, StoreError> {
+        let message = self.message.apply(conn, at)?;
         let mut rows = message.rows;
         let tool_calls = self
             .tool_calls
             .iter()
             .map(|call| {
-                call.apply(conn, now).map(|applied| {
+                call.apply(conn, at).map(|applied| {
                     rows = rows.plus(applied.rows);
                     applied.output
                 })
@@ -307,7 +315,8 @@ impl Write for NewSessionEvent {
 
     /// Stores the event whatever the session's status (a breaker may change
     /// state while the session ends), or returns the stored one for a repeated key.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<SessionEventRow>, StoreError> {
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<SessionEventRow>, StoreError> {
+        let now = at.now;
         queries::session_status(conn, &self.session_id)?;
         let inserted = insert_keyed(
             conn,
@@ -325,7 +334,7 @@ impl Write for NewSessionEvent {
         )?;
         if let Some(id) = inserted {
             let row = self.row(id, now);
-            links::append(conn, &self.session_id, &row)?;
+            links::append(conn, at, &self.session_id, &row)?;
             return Ok(Applied::inserted(row, Table::session_events));
         }
         let stored = queries::session_event_by_key(conn, &self.session_id, &self.idempotency_key)?;

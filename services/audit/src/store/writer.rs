@@ -18,6 +18,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Span;
 
+use super::checkpoint::Integrity;
 use super::clock::Clock;
 use super::error::StoreError;
 use super::types::Committed;
@@ -28,12 +29,21 @@ pub(crate) const MAX_BATCH: usize = 512;
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE_CAPACITY: usize = 4096;
 
+/// When and how a write runs: its timestamp and how chains are protected.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp<'a> {
+    /// The write's timestamp (RFC 3339, UTC).
+    pub(crate) now: &'a str,
+    /// Whether sessions are chained, and the checkpoint signer.
+    pub(crate) integrity: &'a Integrity,
+}
+
 /// One kind of write: what it does in its savepoint and what it answers.
 pub(crate) trait Write: Send + 'static {
     /// What a successful write answers.
     type Output: Send + 'static;
-    /// Runs the write on the writer's connection; `now` is its timestamp.
-    fn apply(&self, conn: &Connection, now: &str) -> Result<Applied<Self::Output>, StoreError>;
+    /// Runs the write on the writer's connection; `at.now` is its timestamp.
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<Self::Output>, StoreError>;
 }
 
 /// A write that succeeded inside its savepoint, waiting for the COMMIT.
@@ -71,7 +81,7 @@ trait Pending: Send {
     /// The caller's span at submit time.
     fn span(&self) -> &Span;
     /// Runs the write and keeps its outcome; returns its error, if any.
-    fn apply(&mut self, conn: &Connection, now: &str) -> Option<StoreError>;
+    fn apply(&mut self, conn: &Connection, at: &Stamp<'_>) -> Option<StoreError>;
     /// The event to publish after the commit.
     fn take_event(&mut self) -> Option<Committed>;
     /// The rows the write inserted (none if it failed).
@@ -93,8 +103,8 @@ impl<W: Write> Pending for Job<W> {
         &self.span
     }
 
-    fn apply(&mut self, conn: &Connection, now: &str) -> Option<StoreError> {
-        let outcome = self.write.apply(conn, now);
+    fn apply(&mut self, conn: &Connection, at: &Stamp<'_>) -> Option<StoreError> {
+        let outcome = self.write.apply(conn, at);
         let error = outcome.as_ref().err().cloned();
         self.outcome = Some(outcome);
         error
@@ -139,6 +149,7 @@ fn take_queued(queue: &mut mpsc::Receiver<Box<dyn Pending>>, batch: &mut Vec<Box
 struct Writer {
     conn: Connection,
     clock: Clock,
+    integrity: Integrity,
     events: broadcast::Sender<Committed>,
     commits: Arc<AtomicU64>,
 }
@@ -199,7 +210,11 @@ impl Writer {
             let now = self.clock.now_rfc3339();
             // Savepoints by cached statements: no SQL is parsed per write.
             tx.prepare_cached("SAVEPOINT audit_write")?.execute([])?;
-            match job.apply(&tx, &now) {
+            let at = Stamp {
+                now: &now,
+                integrity: &self.integrity,
+            };
+            match job.apply(&tx, &at) {
                 None => {
                     tx.prepare_cached("RELEASE audit_write")?.execute([])?;
                 }
@@ -234,6 +249,7 @@ impl WriterHandle {
     pub(crate) fn spawn(
         conn: Connection,
         clock: Clock,
+        integrity: Integrity,
         events: broadcast::Sender<Committed>,
     ) -> Result<Self, StoreError> {
         let (sender, queue) = mpsc::channel(QUEUE_CAPACITY);
@@ -241,6 +257,7 @@ impl WriterHandle {
         let writer = Writer {
             conn,
             clock,
+            integrity,
             events,
             commits: Arc::clone(&commits),
         };
@@ -318,7 +335,7 @@ mod tests {
 
     impl Write for Sql {
         type Output = ();
-        fn apply(&self, conn: &Connection, _now: &str) -> Result<Applied<()>, StoreError> {
+        fn apply(&self, conn: &Connection, _at: &Stamp<'_>) -> Result<Applied<()>, StoreError> {
             conn.execute_batch(&self.0)?;
             Ok(Applied::quiet(()))
         }
@@ -340,6 +357,7 @@ mod tests {
             writer: Writer {
                 conn,
                 clock: Clock::system(),
+                integrity: Integrity::ephemeral(),
                 events,
                 commits: Arc::new(AtomicU64::new(0)),
             },
@@ -441,7 +459,7 @@ mod tests {
         let (events, _) = broadcast::channel(4);
         let conn =
             schema::open_writer(std::path::Path::new(&path), None, Synchronous::Full).unwrap();
-        let handle = WriterHandle::spawn(conn, Clock::system(), events).unwrap();
+        let handle = WriterHandle::spawn(conn, Clock::system(), Integrity::ephemeral(), events).unwrap();
         let mut answers = Vec::new();
         for n in 0..50 {
             let (queued, answer) = job(format!(
@@ -465,7 +483,7 @@ mod tests {
 
     impl Write for Announce {
         type Output = ();
-        fn apply(&self, conn: &Connection, _now: &str) -> Result<Applied<()>, StoreError> {
+        fn apply(&self, conn: &Connection, _at: &Stamp<'_>) -> Result<Applied<()>, StoreError> {
             conn.execute_batch(INSERT_A)?;
             Ok(Applied {
                 event: Some(Committed::SessionEnded {

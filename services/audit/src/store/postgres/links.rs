@@ -10,15 +10,19 @@ use tokio_postgres::Row;
 
 use super::error::pg;
 use super::queries::{self, Listed};
-use crate::store::chain::{self, Chained, Head, Link, StoredLink, Verification};
+use crate::store::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
+use crate::store::checkpoint::{Checkpoint, Rules, Tip};
+use crate::store::writer::Stamp;
 use crate::store::error::StoreError;
 use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageRow};
 
-/// The session's chain head (its row is locked by the write); `None` for a
+/// The session's chain tip (its row is locked by the write); `None` for a
 /// session started before the chain existed (it stays unchained).
-async fn head(tx: &Transaction<'_>, session_id: &str) -> Result<Head, StoreError> {
+async fn head(tx: &Transaction<'_>, session_id: &str) -> Result<Option<Tip>, StoreError> {
     let statement = tx
-        .prepare_cached("SELECT chain_head, chain_next FROM sessions WHERE session_id = $1")
+        .prepare_cached(
+            "SELECT chain_head, chain_next, signed_next FROM sessions WHERE session_id = $1",
+        )
         .await
         .map_err(pg)?;
     let Some(row) = tx.query_opt(&statement, &[&session_id]).await.map_err(pg)? else {
@@ -26,20 +30,66 @@ async fn head(tx: &Transaction<'_>, session_id: &str) -> Result<Head, StoreError
     };
     let hash: Option<Vec<u8>> = row.try_get(0).map_err(pg)?;
     let next: Option<i64> = row.try_get(1).map_err(pg)?;
-    Ok(chain::head(hash, next))
+    let signed: Option<i64> = row.try_get(2).map_err(pg)?;
+    Ok(Tip::read(chain::head(hash, next), signed))
+}
+
+/// Stores `checkpoint` for the session and records what it covers (one statement).
+async fn sign(
+    tx: &Transaction<'_>,
+    session_id: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "WITH signed AS (INSERT INTO checkpoints \
+             (session_id, rows, head, key_id, signature, signed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)) \
+             UPDATE sessions SET signed_next = $2 WHERE session_id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        &statement,
+        &[
+            &session_id,
+            &chain::position(checkpoint.rows)?,
+            &checkpoint.head.as_slice(),
+            &checkpoint.key_id,
+            &checkpoint.signature.as_slice(),
+            &checkpoint.signed_at,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Signs the chain when a checkpoint is due after `due`.
+async fn sign_if_due(
+    tx: &Transaction<'_>,
+    at: &Stamp<'_>,
+    due: crate::store::checkpoint::Due<'_>,
+) -> Result<(), StoreError> {
+    match at.integrity.due(due) {
+        Some(checkpoint) => sign(tx, due.session_id, &checkpoint).await,
+        None => Ok(()),
+    }
 }
 
 /// Chains a row just inserted into its table and moves the session's head
-/// to it (one statement); a session without a head is left unchained.
+/// to it (one statement), then signs when a checkpoint is due; a session
+/// without a head is left unchained.
 pub(super) async fn append<T: Chained>(
     tx: &Transaction<'_>,
+    at: &Stamp<'_>,
     session_id: &str,
     row: &T,
 ) -> Result<(), StoreError> {
-    let Some((prev, seq)) = head(tx, session_id).await? else {
+    let Some(tip) = head(tx, session_id).await? else {
         return Ok(());
     };
-    let hash = row.chain_hash(&prev, seq);
+    let hash = row.chain_hash(&tip.hash, tip.next);
     let sql = format!(
         "WITH linked AS (UPDATE {} SET chain_seq = $2, prev_hash = $3, row_hash = $4 \
          WHERE id = $1) \
@@ -51,30 +101,31 @@ pub(super) async fn append<T: Chained>(
         &statement,
         &[
             &row.id(),
-            &chain::position(seq)?,
-            &prev.as_slice(),
+            &chain::position(tip.next)?,
+            &tip.hash.as_slice(),
             &hash.as_slice(),
-            &chain::position(seq + 1)?,
+            &chain::position(tip.next + 1)?,
             &session_id,
         ],
     )
     .await
     .map_err(pg)?;
-    Ok(())
+    sign_if_due(tx, at, tip.after(session_id, &hash, false, at.now)).await
 }
 
-/// Chains a session's end (its `end_*` columns), written at `end_time`.
+/// Chains a session's end (its `end_*` columns), written at `at.now`, and
+/// signs the chain's final head.
 pub(super) async fn end(
     tx: &Transaction<'_>,
+    at: &Stamp<'_>,
     session_id: &str,
-    end_time: &str,
     status: SessionStatus,
     num_turns: i64,
 ) -> Result<(), StoreError> {
-    let Some((prev, seq)) = head(tx, session_id).await? else {
+    let Some(tip) = head(tx, session_id).await? else {
         return Ok(());
     };
-    let hash = chain::end_hash(&prev, seq, session_id, end_time, status, num_turns);
+    let hash = chain::end_hash(&tip.hash, tip.next, session_id, at.now, status, num_turns);
     let statement = tx
         .prepare_cached(
             "UPDATE sessions SET end_seq = $2, end_prev_hash = $3, end_hash = $4, \
@@ -86,15 +137,15 @@ pub(super) async fn end(
         &statement,
         &[
             &session_id,
-            &chain::position(seq)?,
-            &prev.as_slice(),
+            &chain::position(tip.next)?,
+            &tip.hash.as_slice(),
             &hash.as_slice(),
-            &chain::position(seq + 1)?,
+            &chain::position(tip.next + 1)?,
         ],
     )
     .await
     .map_err(pg)?;
-    Ok(())
+    sign_if_due(tx, at, tip.after(session_id, &hash, true, at.now)).await
 }
 
 /// The chain columns at `at` (the seq, the previous hash, the hash).
@@ -135,6 +186,7 @@ async fn links_of<T: Chained + Listed>(
 pub(super) async fn verify(
     client: &mut deadpool_postgres::Client,
     session_id: &str,
+    rules: &Rules,
 ) -> Result<Verification, StoreError> {
     let tx = client
         .build_transaction()
@@ -156,10 +208,47 @@ pub(super) async fn verify(
     let end = stored_at(&row, 3)?;
     let head_hash: Option<Vec<u8>> = row.try_get(6).map_err(pg)?;
     let head_next: Option<i64> = row.try_get(7).map_err(pg)?;
-    let head: Head = chain::head(head_hash, head_next);
     let mut rows = links_of::<MessageRow>(&tx, session_id).await?;
     rows.extend(links_of::<ToolUsageRow>(&tx, session_id).await?);
     rows.extend(links_of::<SessionEventRow>(&tx, session_id).await?);
+    let checkpoints = checkpoints(&tx, session_id).await?;
     tx.commit().await.map_err(pg)?;
-    Ok(chain::walk_session(&session, start, end, rows, head))
+    let stored = StoredChain {
+        session,
+        start,
+        end,
+        rows,
+        head: chain::head(head_hash, head_next),
+        checkpoints,
+    };
+    Ok(chain::verify(stored, rules))
+}
+
+/// The session's checkpoints, as stored (malformed ones never verify).
+async fn checkpoints(
+    client: &impl GenericClient,
+    session_id: &str,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT rows, head, key_id, signature, signed_at FROM checkpoints \
+             WHERE session_id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    client
+        .query(&statement, &[&session_id])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|row| {
+            Ok(Checkpoint::read(
+                row.try_get(0).map_err(pg)?,
+                row.try_get(1).map_err(pg)?,
+                row.try_get(2).map_err(pg)?,
+                row.try_get(3).map_err(pg)?,
+                row.try_get(4).map_err(pg)?,
+            ))
+        })
+        .collect()
 }

@@ -115,7 +115,9 @@ ALTER TABLE messages ADD COLUMN tokens_estimated BOOLEAN NOT NULL DEFAULT FALSE;
 /// start is the `sessions` row (position 0); its end has the `end_*`
 /// columns; `chain_head` and `chain_next` are the hash of the session's last
 /// row and the next position, which the writers extend. Rows from before
-/// stay NULL: unchained, not tampered.
+/// stay NULL: unchained, not tampered. `checkpoints` holds the signed heads
+/// (the `checkpoint` module); `signed_next` is the number of rows the
+/// session's latest checkpoint covers.
 const V6: &str = "
 ALTER TABLE sessions ADD COLUMN chain_seq BIGINT;
 ALTER TABLE sessions ADD COLUMN prev_hash BYTEA;
@@ -134,6 +136,16 @@ ALTER TABLE sessions ADD COLUMN end_prev_hash BYTEA;
 ALTER TABLE sessions ADD COLUMN end_hash BYTEA;
 ALTER TABLE sessions ADD COLUMN chain_head BYTEA;
 ALTER TABLE sessions ADD COLUMN chain_next BIGINT;
+ALTER TABLE sessions ADD COLUMN signed_next BIGINT;
+CREATE TABLE checkpoints (
+    session_id  TEXT NOT NULL REFERENCES sessions (session_id),
+    rows        BIGINT NOT NULL,
+    head        BYTEA NOT NULL,
+    key_id      TEXT NOT NULL,
+    signature   BYTEA NOT NULL,
+    signed_at   TEXT NOT NULL,
+    PRIMARY KEY (session_id, rows)
+);
 ";
 
 /// Brings the database to the current version in one transaction; a newer

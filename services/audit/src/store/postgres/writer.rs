@@ -28,7 +28,9 @@ use tracing::{Instrument, Span};
 use super::error::{self, pg};
 use super::writes::PgWrite;
 use crate::metrics::{self, Rows, Store};
+use crate::store::checkpoint::Integrity;
 use crate::store::clock::Clock;
+use crate::store::writer::Stamp;
 use crate::store::error::{ErrorKind, StoreError};
 
 /// The most writes committed in one transaction.
@@ -47,7 +49,7 @@ trait Pending: Send {
     /// The caller's span at submit time.
     fn span(&self) -> &Span;
     /// Runs the write in `tx` and keeps its outcome; returns its error, if any.
-    fn apply<'a, 't>(&'a mut self, tx: &'a Transaction<'t>, now: &'a str) -> Applying<'a>
+    fn apply<'a, 't>(&'a mut self, tx: &'a Transaction<'t>, at: &'a Stamp<'a>) -> Applying<'a>
     where
         't: 'a;
     /// Records `error` as the write's outcome.
@@ -79,12 +81,12 @@ impl<W: PgWrite> Pending for Job<W> {
         &self.span
     }
 
-    fn apply<'a, 't>(&'a mut self, tx: &'a Transaction<'t>, now: &'a str) -> Applying<'a>
+    fn apply<'a, 't>(&'a mut self, tx: &'a Transaction<'t>, at: &'a Stamp<'a>) -> Applying<'a>
     where
         't: 'a,
     {
         Box::pin(async move {
-            let outcome = self.write.apply_pg(tx, now).await;
+            let outcome = self.write.apply_pg(tx, at).await;
             let error = outcome.as_ref().err().cloned();
             self.rows = outcome.as_ref().map_or(Rows::default(), |(_, rows)| *rows);
             self.outcome = Some(outcome.map(|(output, _)| output));
@@ -125,10 +127,10 @@ pub(super) struct PgWriter {
 
 impl PgWriter {
     /// Starts the writer task on `pool`.
-    pub(super) fn spawn(pool: Pool, clock: Clock) -> Self {
+    pub(super) fn spawn(pool: Pool, clock: Clock, integrity: Integrity) -> Self {
         let (sender, queue) = mpsc::channel(QUEUE_CAPACITY);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(pool, clock, queue, Arc::clone(&commits)));
+        tokio::spawn(run(pool, clock, integrity, queue, Arc::clone(&commits)));
         PgWriter {
             queue: Mutex::new(Some(sender)),
             commits,
@@ -179,6 +181,7 @@ fn stopped() -> StoreError {
 async fn run(
     pool: Pool,
     clock: Clock,
+    integrity: Integrity,
     mut queue: mpsc::Receiver<Box<dyn Pending>>,
     commits: Arc<AtomicU64>,
 ) {
@@ -195,7 +198,7 @@ async fn run(
         for job in &batch {
             span.follows_from(job.span());
         }
-        let mut outcome = commit_batch(&pool, &clock, &mut batch)
+        let mut outcome = commit_batch(&pool, (&clock, &integrity), &mut batch)
             .instrument(span.clone())
             .await;
         if batch.len() > 1
@@ -207,7 +210,7 @@ async fn run(
             // each alone, so that it fails alone.
             outcome = Ok(false);
             for job in batch.iter_mut() {
-                let alone = commit_batch(&pool, &clock, std::slice::from_mut(job))
+                let alone = commit_batch(&pool, (&clock, &integrity), std::slice::from_mut(job))
                     .instrument(span.clone())
                     .await;
                 match alone {
@@ -240,7 +243,7 @@ async fn run(
 /// for a lone write that was refused (its transaction rolled back).
 async fn commit_batch(
     pool: &Pool,
-    clock: &Clock,
+    (clock, integrity): (&Clock, &Integrity),
     batch: &mut [Box<dyn Pending>],
 ) -> Result<bool, StoreError> {
     let mut client = pool.get().await.map_err(error::pool)?;
@@ -249,7 +252,11 @@ async fn commit_batch(
     let mut tx = client.transaction().await.map_err(pg)?;
     if let [job] = batch {
         let now = clock.now_rfc3339();
-        if job.apply(&tx, &now).await.is_some() {
+        let at = Stamp {
+            now: &now,
+            integrity,
+        };
+        if job.apply(&tx, &at).await.is_some() {
             // A failed rollback means a lost connection, which ends the
             // transaction anyway; the refusal is the answer.
             let _ = tx.rollback().await;
@@ -258,13 +265,17 @@ async fn commit_batch(
     } else {
         for job in batch.iter_mut() {
             let now = clock.now_rfc3339();
+            let at = Stamp {
+                now: &now,
+                integrity,
+            };
             if job.needs_savepoint() {
                 let savepoint = tx.savepoint("audit_write").await.map_err(pg)?;
-                match job.apply(&savepoint, &now).await {
+                match job.apply(&savepoint, &at).await {
                     None => savepoint.commit().await.map_err(pg)?,
                     Some(_) => savepoint.rollback().await.map_err(pg)?,
                 }
-            } else if let Some(error) = job.apply(&tx, &now).await
+            } else if let Some(error) = job.apply(&tx, &at).await
                 && !error.is_refusal()
             {
                 // A failed statement aborts the transaction: the caller

@@ -23,7 +23,8 @@ use super::CHANNEL;
 use super::error::pg;
 use super::{links, queries};
 use crate::metrics::{Rows, Table};
-use crate::store::chain::{self, Chained};
+use crate::store::chain::{Chained, StartColumns};
+use crate::store::writer::Stamp;
 use crate::store::error::StoreError;
 use crate::store::types::{
     EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn,
@@ -44,12 +45,12 @@ pub(crate) trait PgWrite: Write + Sync {
         false
     }
 
-    /// Runs the write inside `tx`; `now` is its timestamp. Answers the
+    /// Runs the write inside `tx`; `at.now` is its timestamp. Answers the
     /// output and the rows it inserted.
     fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> impl Future<Output = Result<(Self::Output, Rows), StoreError>> + Send;
 }
 
@@ -61,16 +62,17 @@ impl PgWrite for NewSession {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(SessionRow, Rows), StoreError> {
+        let now = at.now;
         let row = self.row(now);
-        let start = chain::first_hash(&row);
+        let start = StartColumns::of(&row, at.integrity.chain);
         let inserted = execute(
             tx,
             "INSERT INTO sessions (session_id, start_time, end_time, num_turns, status, \
              metadata, written_by, written_via, chain_seq, prev_hash, row_hash, chain_head, \
-             chain_next) \
-             VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 0, $7, $8, $8, 1) \
+             chain_next, signed_next) \
+             VALUES ($1, $2, NULL, 0, $3, $4, NULLIF($5, ''), NULLIF($6, ''), $7, $8, $9, $9, $10, $7) \
              ON CONFLICT (session_id) DO NOTHING",
             &[
                 &self.session_id,
@@ -79,8 +81,10 @@ impl PgWrite for NewSession {
                 &self.metadata,
                 &self.written_by,
                 &self.written_via,
-                &chain::GENESIS.as_slice(),
-                &start.as_slice(),
+                &start.seq,
+                &start.prev,
+                &start.hash,
+                &start.next,
             ],
         )
         .await?;
@@ -105,8 +109,9 @@ impl PgWrite for EndSession {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(SessionRow, Rows), StoreError> {
+        let now = at.now;
         queries::session_status(tx, &self.session_id, true).await?;
         let stored = queries::existing_session(tx, &self.session_id).await?;
         if stored.status.is_ended() {
@@ -131,7 +136,7 @@ impl PgWrite for EndSession {
             ],
         )
         .await?;
-        links::end(tx, &self.session_id, now, self.status, self.num_turns).await?;
+        links::end(tx, at, &self.session_id, self.status, self.num_turns).await?;
         notify(tx, &format!("e{}", self.session_id)).await?;
         let row = SessionRow {
             end_time: now.to_owned(),
@@ -151,8 +156,9 @@ impl PgWrite for NewMessage {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(MessageRow, Rows), StoreError> {
+        let now = at.now;
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
@@ -181,6 +187,7 @@ impl PgWrite for NewMessage {
         };
         insert_or_repeat(
             tx,
+            at,
             (&self.session_id, &self.idempotency_key),
             ended,
             insert,
@@ -199,8 +206,9 @@ impl PgWrite for NewToolUsage {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(ToolUsageRow, Rows), StoreError> {
+        let now = at.now;
         let ended = ended_status(tx, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
@@ -228,6 +236,7 @@ impl PgWrite for NewToolUsage {
         };
         insert_or_repeat(
             tx,
+            at,
             (&self.session_id, &self.idempotency_key),
             ended,
             insert,
@@ -252,12 +261,12 @@ impl PgWrite for NewTurn {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(TurnRows, Rows), StoreError> {
-        let (message, mut rows) = self.message.apply_pg(tx, now).await?;
+        let (message, mut rows) = self.message.apply_pg(tx, at).await?;
         let mut tool_calls = Vec::with_capacity(self.tool_calls.len());
         for call in &self.tool_calls {
-            let (call, call_rows) = call.apply_pg(tx, now).await?;
+            let (call, call_rows) = call.apply_pg(tx, at).await?;
             rows = rows.plus(call_rows);
             tool_calls.push(call);
         }
@@ -277,8 +286,9 @@ impl PgWrite for NewSessionEvent {
     async fn apply_pg(
         &self,
         tx: &Transaction<'_>,
-        now: &str,
+        at: &Stamp<'_>,
     ) -> Result<(SessionEventRow, Rows), StoreError> {
+        let now = at.now;
         // Events are taken whatever the session's status (it must exist).
         queries::session_status(tx, &self.session_id, true).await?;
         let insert = KeyedInsert {
@@ -298,6 +308,7 @@ impl PgWrite for NewSessionEvent {
         };
         insert_or_repeat(
             tx,
+            at,
             (&self.session_id, &self.idempotency_key),
             None,
             insert,
@@ -342,6 +353,7 @@ struct KeyedInsert<'a> {
 /// repeat), else refused (`IdempotencyConflict`, `SessionEnded`).
 async fn insert_or_repeat<T: queries::Listed + Chained>(
     tx: &Transaction<'_>,
+    at: &Stamp<'_>,
     (session_id, idempotency_key): (&str, &str),
     ended: Option<SessionStatus>,
     insert: KeyedInsert<'_>,
@@ -352,7 +364,7 @@ async fn insert_or_repeat<T: queries::Listed + Chained>(
         && let Some(id) = insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
     {
         let row = row(id);
-        links::append(tx, session_id, &row).await?;
+        links::append(tx, at, session_id, &row).await?;
         return Ok((row, Rows::one(insert.table)));
     }
     let stored = queries::by_key(tx, session_id, idempotency_key).await?;
