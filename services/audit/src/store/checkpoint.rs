@@ -314,7 +314,7 @@ fn row_at(chain: &[(RowRef, Hash)], position: u64) -> RowRef {
 }
 
 /// The bytes a checkpoint signs (see the module doc).
-fn statement(session_id: &str, rows: u64, head: &Hash) -> Vec<u8> {
+pub(crate) fn statement(session_id: &str, rows: u64, head: &Hash) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(DOMAIN.len() + 1 + 4 + session_id.len() + 8 + 32);
     bytes.extend_from_slice(DOMAIN);
     bytes.push(STATEMENT_VERSION);

@@ -2569,3 +2569,4 @@ contract! {
 }
 
 mod chain;
+mod checkpoints;
