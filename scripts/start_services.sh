@@ -77,7 +77,7 @@ services=(
   "file_reader|heist-tools|8003|tools|--tools file_reader --documents-dir $root/services/tools/documents"
   "database_query|heist-tools|8004|tools|--tools database_query --intel-db $run_dir/intel.db"
   "memory|heist-memory|8005|memory|"
-  "audit|heist-audit|8006|audit|"
+  "audit|heist-audit|8006|audit|--key-file $run_dir/audit_signing.key"
 )
 
 # Mutual TLS: the development CA and a certificate per service.

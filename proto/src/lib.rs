@@ -7,6 +7,8 @@
 //! `grpcurl -plaintext HOST:PORT list` needs no files and lists only what
 //! that port hosts.
 
+mod verdict;
+
 /// Package `heist.v1`: Audit, Memory, OAuth and Tool services and their messages.
 #[allow(missing_docs, unreachable_pub, clippy::all)]
 pub mod v1 {

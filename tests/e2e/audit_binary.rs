@@ -178,6 +178,7 @@ fn an_unwritable_database_path_stops_the_binary_with_a_clear_error() {
                 "--oauth-url",
                 "http://127.0.0.1:9",
             ])
+            .current_dir(dir.path())
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -312,6 +312,7 @@ fn start_binary(store: &str) -> (bool, String) {
 
 /// Runs the real binary with `args` (and a listen address and an OAuth URL).
 fn start_binary_with(args: &[&str]) -> (bool, String) {
+    let dir = tempfile::TempDir::new().unwrap();
     let output = Command::new(binary("heist-audit"))
         .args([
             "--listen",
@@ -322,6 +323,8 @@ fn start_binary_with(args: &[&str]) -> (bool, String) {
         .args(args)
         .env_remove("HEIST_AUDIT_STORE")
         .env_remove("HEIST_AUDIT_DB")
+        // Its default key file is created in its working directory.
+        .current_dir(dir.path())
         .output()
         .unwrap();
     (

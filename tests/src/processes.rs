@@ -311,7 +311,8 @@ impl ProcessMesh {
                     Some(store) => vec!["--store".into(), store.clone()],
                     None => vec!["--db".into(), path(&db)],
                 };
-                let mut args = [store, vec!["--oauth-url".into(), oauth]].concat();
+                let signing = vec!["--key-file".into(), path(&dir.join("audit.key"))];
+                let mut args = [store, signing, vec!["--oauth-url".into(), oauth]].concat();
                 if let Some(synchronous) = &self.options.audit_synchronous {
                     args.extend(["--synchronous".into(), synchronous.clone()]);
                 }

@@ -3,8 +3,9 @@
 use heist_proto::v1 as pb;
 
 use crate::store::{
-    AgentUsage, MessageRow, NewMessage, NewToolUsage, SessionEventRow, SessionRow, SessionStatus,
-    SessionUsage, TokenCounts, ToolUsageRow, TurnRows, UsageTotals,
+    AgentUsage, Checkpoint, Integrity, MessageRow, NewMessage, NewToolUsage, RowRef,
+    SessionEventRow, SessionRow, SessionStatus, SessionUsage, TokenCounts, ToolUsageRow, TurnRows,
+    UsageTotals, Verification,
 };
 
 /// Who writes a row and under which trace: the same for every row of one call.
@@ -180,5 +181,87 @@ impl From<SessionUsage> for pb::SessionUsage {
             agents: usage.agents.into_iter().map(Into::into).collect(),
             total: Some(usage.total.into()),
         }
+    }
+}
+
+/// The verdict on `session_id` as the `VerifySession` reply.
+pub(crate) fn verification(session_id: &str, found: Verification) -> pb::SessionVerification {
+    let reply = pb::SessionVerification {
+        session_id: session_id.to_owned(),
+        ..pb::SessionVerification::default()
+    };
+    match found {
+        Verification::Intact {
+            rows,
+            head,
+            checkpoint,
+        } => pb::SessionVerification {
+            integrity: pb::Integrity::Intact.into(),
+            rows: count(rows),
+            chain_head: crate::store::hex(&head),
+            checkpoint: checkpoint.map(Into::into),
+            ..reply
+        },
+        Verification::Unchained { rows } => pb::SessionVerification {
+            integrity: pb::Integrity::Unchained.into(),
+            rows: count(rows),
+            ..reply
+        },
+        Verification::Broken { row, what } => pb::SessionVerification {
+            integrity: pb::Integrity::Tampered.into(),
+            first_bad_row: Some(row.into()),
+            problem: what.to_string(),
+            ..reply
+        },
+    }
+}
+
+fn count(rows: u64) -> i64 {
+    i64::try_from(rows).unwrap_or(i64::MAX)
+}
+
+impl From<Checkpoint> for pb::ChainCheckpoint {
+    fn from(checkpoint: Checkpoint) -> Self {
+        pb::ChainCheckpoint {
+            rows: count(checkpoint.rows),
+            head: crate::store::hex(&checkpoint.head),
+            key_id: checkpoint.key_id,
+            signature: crate::store::hex(&checkpoint.signature),
+            signed_at: checkpoint.signed_at,
+        }
+    }
+}
+
+impl From<RowRef> for pb::ChainRow {
+    fn from(row: RowRef) -> Self {
+        pb::ChainRow {
+            table: row.kind.table().to_owned(),
+            kind: row.kind.name().to_owned(),
+            id: row.id.unwrap_or(0),
+            turn: row.turn.unwrap_or(0),
+        }
+    }
+}
+
+/// Audit's checkpoint keys and interval as the `GetCheckpointKeys` reply.
+pub(crate) fn checkpoint_keys(integrity: &Integrity) -> pb::CheckpointKeys {
+    let keys = integrity
+        .public_keys()
+        .iter()
+        .map(|key| {
+            let jwk = heist_tokens::Jwk::from(key);
+            pb::CheckpointKey {
+                kty: jwk.kty,
+                crv: jwk.crv,
+                x: jwk.x,
+                kid: jwk.kid,
+                alg: jwk.alg,
+                r#use: jwk.use_,
+            }
+        })
+        .collect();
+    pb::CheckpointKeys {
+        keys,
+        checkpoint_every: count(integrity.checkpoint_every),
     }
 }

@@ -15,6 +15,7 @@
 
 mod convert;
 mod metrics;
+pub mod offline;
 pub mod service;
 pub mod store;
 mod watch;

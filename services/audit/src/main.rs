@@ -1,16 +1,23 @@
-//! `heist-audit`: serves the Audit service until SIGINT/SIGTERM.
+//! `heist-audit`: serves the Audit service until SIGINT/SIGTERM; `verify`
+//! checks a SQLite file's hash chains offline; `public-keys` prints the
+//! checkpoint keys of a key file.
 
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
 };
 
+use std::process::ExitCode;
+
 use clap::Parser;
+use heist_audit::offline;
+use heist_audit::store::{DEFAULT_CHECKPOINT_EVERY, Integrity, Rules};
 use heist_audit::{StoreConfig, StoreLocation};
 use heist_plumbing::{
     cli::{AuthArgs, CommonArgs},
     shutdown,
 };
+use heist_tokens::{KeyRing, unix_now};
 
 /// The Audit service: the heist mesh's single source of truth (SQLite or PostgreSQL).
 ///
@@ -18,9 +25,17 @@ use heist_plumbing::{
 /// (`heist.v1.AuditService`) with health and reflection, so
 /// `grpcurl -plaintext 127.0.0.1:8006 list` works. Every call needs a bearer
 /// token from the OAuth service: `audit:write` to write, `audit:read` to read.
+///
+/// Every session is a SHA-256 hash chain, signed with Audit's Ed25519 key
+/// (`--key-file`) at its end and every `--checkpoint-every` rows:
+/// `heist-audit verify --db FILE --public-keys KEYS.json` proves a file
+/// untouched, or names the first row that is not.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "HEIST_AUDIT_LISTEN", default_value = "127.0.0.1:8006")]
     listen: SocketAddr,
@@ -56,17 +71,157 @@ struct Args {
     max_watchers: usize,
 
     #[command(flatten)]
+    signing: SigningArgs,
+
+    /// Store new sessions without the hash chain and its checkpoints (to
+    /// measure the chain's cost; such sessions verify as unchained).
+    #[arg(long)]
+    no_chain: bool,
+
+    #[command(flatten)]
     auth: AuthArgs,
 
     #[command(flatten)]
     common: CommonArgs,
 }
 
+/// The checkpoint signing key and interval.
+#[derive(Debug, Clone, clap::Args)]
+struct SigningArgs {
+    /// The Ed25519 key ring that signs checkpoints (OAuth's format: one key
+    /// a line, the last one signs); generated (mode 0600) if missing. Give
+    /// every replica the same file; publish its public keys
+    /// (`GetCheckpointKeys`, or `heist-audit public-keys`) to verifiers.
+    #[arg(
+        long,
+        env = "HEIST_AUDIT_KEY",
+        default_value = "heist_audit_signing.key"
+    )]
+    key_file: PathBuf,
+
+    /// A session is signed at its end and whenever this many rows were
+    /// chained since its last checkpoint (at least 1).
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_EVERY, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Verify the hash chains and signed checkpoints of an Audit SQLite file
+    /// offline (no service needed). Prints one line per session; exits 0
+    /// when every session is intact (or unchained: stored before the chain
+    /// existed), 1 when one was tampered with, 2 when the check cannot run.
+    Verify(VerifyArgs),
+    /// Print the public keys of a checkpoint key ring as JSON (a JWKS, as
+    /// `GetCheckpointKeys` answers), for `verify --public-keys`.
+    PublicKeys {
+        /// The key ring (Audit's `--key-file`).
+        #[arg(
+            long,
+            env = "HEIST_AUDIT_KEY",
+            default_value = "heist_audit_signing.key"
+        )]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("trust").required(true).args(["public_keys", "key_file"])))]
+struct VerifyArgs {
+    /// The Audit SQLite file (opened read-only).
+    #[arg(long)]
+    db: PathBuf,
+
+    /// Only this session (default: every session, oldest first).
+    #[arg(long)]
+    session: Option<String>,
+
+    /// Audit's public keys: a JSON `{"keys": [JWK, ...]}`, e.g. what
+    /// `grpcurl ... heist.v1.AuditService/GetCheckpointKeys` or
+    /// `heist-audit public-keys` prints.
+    #[arg(long, value_name = "FILE")]
+    public_keys: Option<PathBuf>,
+
+    /// Trust the keys of this key ring instead (Audit's `--key-file`).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    /// The interval Audit signed with (default: what `--public-keys` states,
+    /// else 100); more unsigned rows at the end of an active session than
+    /// this is tampering.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: Option<u64>,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    let common = args.common.clone();
-    common.run_binary("heist-audit", serve(args)).await
+    let mut args = Args::parse();
+    match args.command.take() {
+        Some(Command::Verify(verify)) => verify_offline(&verify),
+        Some(Command::PublicKeys { key_file }) => print_public_keys(&key_file),
+        None => {
+            let common = args.common.clone();
+            common.run_binary("heist-audit", serve(args)).await
+        }
+    }
+}
+
+/// `heist-audit verify`: the verdict on each session; exit 0, 1 or 2.
+fn verify_offline(args: &VerifyArgs) -> ExitCode {
+    let trusted = match (&args.public_keys, &args.key_file) {
+        (Some(path), _) => offline::read_public_keys(path),
+        (None, Some(path)) => offline::read_key_ring(path).map(|keys| (keys, None)),
+        (None, None) => unreachable!("clap requires one of --public-keys and --key-file"),
+    };
+    let (keys, stated_every) = match trusted {
+        Ok(trusted) => trusted,
+        Err(error) => return cannot_verify(&error),
+    };
+    let every = args
+        .checkpoint_every
+        .or(stated_every)
+        .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+    let rules = Rules::new(keys, every);
+    let verdicts = match offline::verify_file(&args.db, args.session.as_deref(), &rules) {
+        Ok(verdicts) => verdicts,
+        Err(error) => return cannot_verify(&format!("{}: {error}", args.db.display())),
+    };
+    let tampered = verdicts
+        .iter()
+        .filter(|verdict| verdict.is_tampered())
+        .count();
+    for verdict in &verdicts {
+        println!("{verdict}");
+    }
+    if args.session.is_none() {
+        println!(
+            "{} sessions: {} intact or unchained, {tampered} tampered",
+            verdicts.len(),
+            verdicts.len() - tampered
+        );
+    }
+    if tampered > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn cannot_verify(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(2)
+}
+
+/// `heist-audit public-keys`: the ring's public keys as a JWKS.
+fn print_public_keys(key_file: &Path) -> ExitCode {
+    match offline::read_key_ring(key_file) {
+        Ok(keys) => {
+            let keys: Vec<heist_tokens::Jwk> = keys.iter().map(heist_tokens::Jwk::from).collect();
+            println!("{}", serde_json::json!({ "keys": keys }));
+            ExitCode::SUCCESS
+        }
+        Err(error) => cannot_verify(&error),
+    }
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
@@ -76,6 +231,21 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let mut config = StoreConfig::at(location);
     config.max_message_bytes = args.max_message_bytes;
     config.synchronous = args.synchronous;
+    let key_file = args.signing.key_file.clone();
+    let ring =
+        tokio::task::spawn_blocking(move || KeyRing::load_or_generate(&key_file, unix_now()))
+            .await??;
+    let mut integrity = Integrity::from_ring(&ring);
+    integrity.checkpoint_every = args.signing.checkpoint_every;
+    integrity.chain = !args.no_chain;
+    tracing::info!(
+        key_file = %args.signing.key_file.display(),
+        kid = ring.active().kid(),
+        checkpoint_every = integrity.checkpoint_every,
+        chain = integrity.chain,
+        "checkpoint key loaded"
+    );
+    config.integrity = integrity;
     config.watchers = heist_audit::WatchLimits {
         per_session: args.max_watchers_per_session,
         total: args.max_watchers,

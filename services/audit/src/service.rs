@@ -26,7 +26,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
-    convert::{Write, new_message, new_tool_usage},
+    convert::{self, Write, new_message, new_tool_usage},
     store::{
         AuditStore, EndSession, ErrorKind, NewSession, NewSessionEvent, NewTurn, PageRequest,
         SessionStatus, StoreError,
@@ -49,6 +49,8 @@ pub const METHOD_SCOPES: &[(&str, &str)] = &[
     ("StoreSessionEvent", "audit:write"),
     ("ListSessionEvents", "audit:read"),
     ("GetSessionUsage", "audit:read"),
+    ("GetCheckpointKeys", "audit:read"),
+    ("VerifySession", "audit:read"),
 ];
 
 impl ServiceError for StoreError {
@@ -373,6 +375,25 @@ impl AuditRpc for AuditService {
             .session_usage(&request.get_ref().session_id)
             .await?;
         Ok(Response::new(usage.into()))
+    }
+
+    async fn get_checkpoint_keys(
+        &self,
+        _request: Request<pb::GetCheckpointKeysRequest>,
+    ) -> Result<Response<pb::CheckpointKeys>, Status> {
+        Ok(Response::new(convert::checkpoint_keys(
+            self.store.integrity(),
+        )))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %heist_plumbing::quote(&request.get_ref().session_id)))]
+    async fn verify_session(
+        &self,
+        request: Request<pb::VerifySessionRequest>,
+    ) -> Result<Response<pb::SessionVerification>, Status> {
+        let session_id = &request.get_ref().session_id;
+        let found = self.store.verify_session(session_id).await?;
+        Ok(Response::new(convert::verification(session_id, found)))
     }
 
     type WatchSessionStream = Pin<Box<dyn Stream<Item = Result<pb::Message, Status>> + Send>>;

@@ -54,9 +54,9 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::broadcast;
 
-pub use chain::{Break, Hash, RowKind, RowRef, Verification};
+pub use chain::{Break, Hash, RowKind, RowRef, Verification, hex};
 pub use checkpoint::{
-    Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules,
+    Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules, ring_keys,
 };
 pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -140,6 +140,45 @@ impl StoreConfig {
             integrity: Integrity::ephemeral(),
         }
     }
+}
+
+/// Verifies `session` (or every session, oldest first) of the Audit SQLite
+/// file at `path` under `rules`, read-only and without the service: the
+/// offline verifier. A file that is not an Audit store, or one from before
+/// the chain (schema v5 or older, never opened by a chaining Audit), is
+/// refused with what to do.
+pub fn verify_sqlite_file(
+    path: &std::path::Path,
+    session: Option<&str>,
+    rules: &Rules,
+) -> Result<Vec<(String, Verification)>, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::invalid("db", "no such file"));
+    }
+    let conn = schema::open_reader(path)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == 0 {
+        return Err(StoreError::invalid("db", "not an Audit database"));
+    }
+    if version < schema::CHAIN_VERSION {
+        return Err(StoreError::invalid(
+            "db",
+            format!(
+                "schema version {version} is from before the hash chain: start heist-audit \
+                 on it once to migrate (its rows are then reported unchained)"
+            ),
+        ));
+    }
+    let ids = match session {
+        Some(id) => {
+            validate::session_id(id)?;
+            vec![id.to_owned()]
+        }
+        None => queries::session_ids_oldest_first(&conn)?,
+    };
+    ids.into_iter()
+        .map(|id| links::verify(&conn, &id, rules).map(|found| (id, found)))
+        .collect()
 }
 
 /// A cheap-to-clone handle to the store; the backend stops when the last

@@ -66,6 +66,17 @@ pub enum RowKind {
 }
 
 impl RowKind {
+    /// What the row is, in words: `start`, `message`, `tool call`, `event` or `end`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RowKind::Start => "start",
+            RowKind::Message => "message",
+            RowKind::ToolCall => "tool call",
+            RowKind::Event => "event",
+            RowKind::End => "end",
+        }
+    }
+
     /// The table that stores rows of this kind.
     pub fn table(self) -> &'static str {
         match self {
@@ -75,6 +86,11 @@ impl RowKind {
             RowKind::Event => "session_events",
         }
     }
+}
+
+/// `bytes` in lowercase hex, as hashes and signatures are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// A row's encoding under construction (see the module doc for the layout).
@@ -436,7 +452,10 @@ impl std::fmt::Display for Break {
                 "the checkpoint over {rows} rows is signed by a key that is not trusted"
             ),
             Break::Checkpoint(CheckpointBreak::BadSignature { rows }) => {
-                write!(f, "the signature of the checkpoint over {rows} rows is not valid")
+                write!(
+                    f,
+                    "the signature of the checkpoint over {rows} rows is not valid"
+                )
             }
             Break::Checkpoint(CheckpointBreak::HeadMismatch { rows }) => write!(
                 f,
@@ -515,20 +534,25 @@ pub(crate) fn verify(stored: StoredChain, rules: &Rules) -> Verification {
     });
     let ended = session.status.is_ended();
     if ended || end.seq.is_some() || end.hash.is_some() {
-        rows.push(Link::new(RowRef::of_session(RowKind::End), end, |prev, seq| {
-            end_hash(
-                prev,
-                seq,
-                &session.session_id,
-                &session.end_time,
-                session.status,
-                session.num_turns,
-            )
-        }));
+        rows.push(Link::new(
+            RowRef::of_session(RowKind::End),
+            end,
+            |prev, seq| {
+                end_hash(
+                    prev,
+                    seq,
+                    &session.session_id,
+                    &session.end_time,
+                    session.status,
+                    session.num_turns,
+                )
+            },
+        ));
     }
     let chain = match walk(start, rows, head) {
         Ok(chain) => chain,
-        Err(found) => return found,
+        Err(Stopped::Unchained { rows }) => return Verification::Unchained { rows },
+        Err(Stopped::Broken { row, what }) => return Verification::Broken { row, what },
     };
     match checkpoint::check(&session.session_id, &chain, ended, checkpoints, rules) {
         Ok(checkpoint) => Verification::Intact {
@@ -543,12 +567,20 @@ pub(crate) fn verify(stored: StoredChain, rules: &Rules) -> Verification {
     }
 }
 
+/// Why a walk stopped before the checkpoints.
+enum Stopped {
+    /// The session carries no chain.
+    Unchained { rows: u64 },
+    /// A row breaks it.
+    Broken { row: RowRef, what: Break },
+}
+
 /// Walks the links in position order from `start`: the chain's rows and
 /// hashes when every link matches and `head` is its end, else what was found.
-fn walk(start: Link, rows: Vec<Link>, head: Head) -> Result<Vec<(RowRef, Hash)>, Verification> {
+fn walk(start: Link, rows: Vec<Link>, head: Head) -> Result<Vec<(RowRef, Hash)>, Stopped> {
     if !start.is_chained() {
         let total = u64::try_from(rows.len() + 1).unwrap_or(u64::MAX);
-        return Err(Verification::Unchained { rows: total });
+        return Err(Stopped::Unchained { rows: total });
     }
     let (mut chained, unchained): (Vec<Link>, Vec<Link>) =
         rows.into_iter().partition(Link::is_chained);
@@ -579,12 +611,12 @@ fn walk(start: Link, rows: Vec<Link>, head: Head) -> Result<Vec<(RowRef, Hash)>,
             None
         };
         if let Some(what) = what {
-            return Err(Verification::Broken { row, what });
+            return Err(Stopped::Broken { row, what });
         }
         walked.push((row, hash));
     }
     if let Some(link) = unchained.first() {
-        return Err(Verification::Broken {
+        return Err(Stopped::Broken {
             row: link.row,
             what: Break::Unchained,
         });
@@ -593,7 +625,7 @@ fn walk(start: Link, rows: Vec<Link>, head: Head) -> Result<Vec<(RowRef, Hash)>,
     let last = walked.last().map(|(_, hash)| *hash);
     match head {
         Some((head, next)) if Some(head) == last && next == found => Ok(walked),
-        _ => Err(Verification::Broken {
+        _ => Err(Stopped::Broken {
             row: RowRef::start(),
             what: Break::HeadMismatch {
                 expected: head.map_or(0, |(_, next)| next),
@@ -658,10 +690,6 @@ mod tests {
         let direct: Hash = Sha256::digest(start(&GENESIS, 0, &session()).bytes()).into();
         assert_eq!(hash, direct);
         assert_ne!(hash, GENESIS);
-    }
-
-    fn hex(hash: &Hash) -> String {
-        hash.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// Known answers, computed outside Rust from the documented layout

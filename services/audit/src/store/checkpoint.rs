@@ -51,15 +51,11 @@ impl Integrity {
     /// Chains every session and signs with the active key of `ring`,
     /// trusting every key of the ring (older keys signed older checkpoints).
     pub fn from_ring(ring: &KeyRing) -> Self {
-        let trusted = ring
-            .published(heist_tokens::unix_now(), std::time::Duration::MAX)
-            .into_iter()
-            .collect();
         Integrity {
             chain: true,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             signer: Arc::new(ring.active().clone()),
-            trusted: Arc::new(trusted),
+            trusted: Arc::new(ring_keys(ring)),
         }
     }
 
@@ -156,6 +152,13 @@ impl Tip {
             now,
         }
     }
+}
+
+/// Every public key of `ring`: checkpoints stay verifiable after a rotation.
+pub fn ring_keys(ring: &KeyRing) -> KeySet {
+    ring.published(heist_tokens::unix_now(), std::time::Duration::MAX)
+        .into_iter()
+        .collect()
 }
 
 /// A session's chain just after a row was chained.
@@ -295,7 +298,10 @@ pub(crate) fn check(
     let signed = latest.as_ref().map_or(0, |checkpoint| checkpoint.rows);
     let unsigned = rows.saturating_sub(signed);
     if (ended && unsigned > 0) || unsigned >= rules.checkpoint_every {
-        return Err((row_at(chain, signed), CheckpointBreak::Unsigned { signed, rows }));
+        return Err((
+            row_at(chain, signed),
+            CheckpointBreak::Unsigned { signed, rows },
+        ));
     }
     Ok(latest)
 }

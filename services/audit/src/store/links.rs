@@ -14,13 +14,18 @@ use super::writer::Stamp;
 /// The session's chain head and signed length: `None` for a session
 /// started before the chain existed (it stays unchained) or an unknown one.
 fn head(conn: &Connection, session_id: &str) -> Result<Option<Tip>, StoreError> {
-    let stored: Option<(Option<Vec<u8>>, Option<i64>, Option<i64>)> = conn
+    let tip = conn
         .prepare_cached(
             "SELECT chain_head, chain_next, signed_next FROM sessions WHERE session_id = ?1",
         )?
-        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .query_row([session_id], |row| {
+            Ok(Tip::read(
+                chain::head(row.get(0)?, row.get(1)?),
+                row.get(2)?,
+            ))
+        })
         .optional()?;
-    Ok(stored.and_then(|(hash, next, signed)| Tip::read(chain::head(hash, next), signed)))
+    Ok(tip.flatten())
 }
 
 /// Stores `checkpoint` for the session and records what it covers.
@@ -74,7 +79,10 @@ pub(crate) fn append<T: Chained>(
         hash.as_slice(),
         chain::position(tip.next + 1)?
     ])?;
-    match at.integrity.due(tip.after(session_id, &hash, false, at.now)) {
+    match at
+        .integrity
+        .due(tip.after(session_id, &hash, false, at.now))
+    {
         Some(checkpoint) => sign(conn, session_id, &checkpoint),
         None => Ok(()),
     }

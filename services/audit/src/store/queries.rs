@@ -328,3 +328,11 @@ fn session_event_row(row: &Row<'_>) -> rusqlite::Result<SessionEventRow> {
         written_via: row.get(7)?,
     })
 }
+
+/// Every session ID, oldest first (the offline verifier's walk).
+pub(crate) fn session_ids_oldest_first(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT session_id FROM sessions ORDER BY start_time, session_id")?;
+    let ids = stmt.query_map([], |row| row.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}

@@ -152,6 +152,9 @@ CREATE TABLE checkpoints (
 );
 ";
 
+/// The first schema version with the hash chain.
+pub(crate) const CHAIN_VERSION: i64 = 6;
+
 /// The schema version this build creates and reads.
 pub(crate) fn current_version() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)

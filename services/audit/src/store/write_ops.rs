@@ -11,13 +11,13 @@
 
 use rusqlite::{Connection, OptionalExtension, Params, params};
 
+use super::chain::StartColumns;
 use super::error::StoreError;
 use super::types::{
     Committed, EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage,
     NewTurn, SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
 use super::writer::{Applied, Stamp, Write};
-use super::chain::StartColumns;
 use super::{links, queries};
 use crate::metrics::{Rows, Table};
 
@@ -201,7 +201,11 @@ impl Write for NewToolUsage {
     type Output = ToolUsageRow;
 
     /// Stores the tool call, or returns the stored one for a repeated idempotency key.
-    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<ToolUsageRow>, StoreError> {
+    fn apply(
+        &self,
+        conn: &Connection,
+        at: &Stamp<'_>,
+    ) -> Result<Applied<ToolUsageRow>, StoreError> {
         let now = at.now;
         let ended = ended_status(conn, &self.session_id)?;
         if ended.is_none() {
@@ -315,7 +319,11 @@ impl Write for NewSessionEvent {
 
     /// Stores the event whatever the session's status (a breaker may change
     /// state while the session ends), or returns the stored one for a repeated key.
-    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<SessionEventRow>, StoreError> {
+    fn apply(
+        &self,
+        conn: &Connection,
+        at: &Stamp<'_>,
+    ) -> Result<Applied<SessionEventRow>, StoreError> {
         let now = at.now;
         queries::session_status(conn, &self.session_id)?;
         let inserted = insert_keyed(

@@ -43,7 +43,8 @@ pub(crate) trait Write: Send + 'static {
     /// What a successful write answers.
     type Output: Send + 'static;
     /// Runs the write on the writer's connection; `at.now` is its timestamp.
-    fn apply(&self, conn: &Connection, at: &Stamp<'_>) -> Result<Applied<Self::Output>, StoreError>;
+    fn apply(&self, conn: &Connection, at: &Stamp<'_>)
+    -> Result<Applied<Self::Output>, StoreError>;
 }
 
 /// A write that succeeded inside its savepoint, waiting for the COMMIT.
@@ -459,7 +460,8 @@ mod tests {
         let (events, _) = broadcast::channel(4);
         let conn =
             schema::open_writer(std::path::Path::new(&path), None, Synchronous::Full).unwrap();
-        let handle = WriterHandle::spawn(conn, Clock::system(), Integrity::ephemeral(), events).unwrap();
+        let handle =
+            WriterHandle::spawn(conn, Clock::system(), Integrity::ephemeral(), events).unwrap();
         let mut answers = Vec::new();
         for n in 0..50 {
             let (queued, answer) = job(format!(

@@ -12,9 +12,9 @@ use super::error::pg;
 use super::queries::{self, Listed};
 use crate::store::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
 use crate::store::checkpoint::{Checkpoint, Rules, Tip};
-use crate::store::writer::Stamp;
 use crate::store::error::StoreError;
 use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageRow};
+use crate::store::writer::Stamp;
 
 /// The session's chain tip (its row is locked by the write); `None` for a
 /// session started before the chain existed (it stays unchained).

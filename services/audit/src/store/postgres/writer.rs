@@ -30,8 +30,8 @@ use super::writes::PgWrite;
 use crate::metrics::{self, Rows, Store};
 use crate::store::checkpoint::Integrity;
 use crate::store::clock::Clock;
-use crate::store::writer::Stamp;
 use crate::store::error::{ErrorKind, StoreError};
+use crate::store::writer::Stamp;
 
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 256;

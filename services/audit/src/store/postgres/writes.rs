@@ -24,13 +24,13 @@ use super::error::pg;
 use super::{links, queries};
 use crate::metrics::{Rows, Table};
 use crate::store::chain::{Chained, StartColumns};
-use crate::store::writer::Stamp;
 use crate::store::error::StoreError;
 use crate::store::types::{
     EndSession, MessageRow, NewMessage, NewSession, NewSessionEvent, NewToolUsage, NewTurn,
     SessionEventRow, SessionRow, SessionStatus, ToolUsageRow, TurnRows,
 };
 use crate::store::write_ops::{Key, repeat_or_refuse};
+use crate::store::writer::Stamp;
 use crate::store::writer::Write;
 
 /// One kind of write on PostgreSQL, answering what its SQLite [`Write`] answers.
