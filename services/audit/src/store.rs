@@ -153,18 +153,18 @@ pub fn verify_sqlite_file(
     rules: &Rules,
 ) -> Result<Vec<(String, Verification)>, StoreError> {
     if !path.is_file() {
-        return Err(StoreError::invalid("db", "no such file"));
+        return Err(StoreError::invalid("file", "does not exist"));
     }
     let conn = schema::open_reader(path)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version == 0 {
-        return Err(StoreError::invalid("db", "not an Audit database"));
+        return Err(StoreError::invalid("file", "is not an Audit database"));
     }
     if version < schema::CHAIN_VERSION {
         return Err(StoreError::invalid(
-            "db",
+            "file",
             format!(
-                "schema version {version} is from before the hash chain: start heist-audit \
+                "has schema version {version}, from before the hash chain: start heist-audit \
                  on it once to migrate (its rows are then reported unchained)"
             ),
         ));
