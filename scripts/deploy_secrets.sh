@@ -3,6 +3,7 @@
 # .gitignore), so `kubectl apply -k deploy/k8s/overlays/tls` has what it mounts:
 #
 #   deploy/k8s/base/secrets/oauth-signing.key   a new OAuth signing key ring (heist-oauth rotate-key)
+#   deploy/k8s/base/secrets/audit-signing.key   a new Audit checkpoint key ring (heist-audit rotate-key)
 #   deploy/k8s/base/secrets/engines.env         the engines' URLs (development password)
 #   deploy/k8s/overlays/tls/certs/              the development CA and a certificate per service
 #
@@ -27,15 +28,18 @@ while [ $# -gt 0 ]; do
 done
 profile=${HEIST_PROFILE:-debug}
 bin=target/$profile
-if [ ! -x "$bin/heist-oauth" ] || [ ! -x "$bin/heist-dev-certs" ]; then
-  if [ "$profile" = release ]; then cargo build --release --quiet -p heist-oauth -p heist-certs
-  else cargo build --quiet -p heist-oauth -p heist-certs; fi
+if [ ! -x "$bin/heist-oauth" ] || [ ! -x "$bin/heist-audit" ] || [ ! -x "$bin/heist-dev-certs" ]; then
+  if [ "$profile" = release ]; then cargo build --release --quiet -p heist-oauth -p heist-audit -p heist-certs
+  else cargo build --quiet -p heist-oauth -p heist-audit -p heist-certs; fi
 fi
 
 secrets=$k8s_dir/base/secrets
 mkdir -p "$secrets"
 if [ ! -e "$secrets/oauth-signing.key" ]; then
   "$bin/heist-oauth" rotate-key --key-file "$secrets/oauth-signing.key" >/dev/null
+fi
+if [ ! -e "$secrets/audit-signing.key" ]; then
+  "$bin/heist-audit" rotate-key --key-file "$secrets/audit-signing.key" >/dev/null
 fi
 if [ ! -e "$secrets/engines.env" ]; then
   cat >"$secrets/engines.env" <<'ENV'

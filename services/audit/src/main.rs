@@ -114,15 +114,24 @@ enum Command {
     Verify(VerifyArgs),
     /// Print the public keys of a checkpoint key ring as JSON (a JWKS, as
     /// `GetCheckpointKeys` answers), for `verify --public-keys`.
-    PublicKeys {
-        /// The key ring (Audit's `--key-file`).
-        #[arg(
-            long,
-            env = "HEIST_AUDIT_KEY",
-            default_value = "heist_audit_signing.key"
-        )]
-        key_file: PathBuf,
-    },
+    PublicKeys(RingArg),
+    /// Add a new signing key to the ring (creating the ring if missing) and
+    /// print its key ID. Older keys stay in the ring for ever: they verify
+    /// the checkpoints they signed. Running replicas sign with the new key
+    /// once restarted; republish the public keys to verifiers.
+    RotateKey(RingArg),
+}
+
+/// The key ring a key subcommand reads or writes.
+#[derive(Debug, clap::Args)]
+struct RingArg {
+    /// The checkpoint key ring (Audit's `--key-file`).
+    #[arg(
+        long,
+        env = "HEIST_AUDIT_KEY",
+        default_value = "heist_audit_signing.key"
+    )]
+    key_file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -158,7 +167,8 @@ async fn main() -> std::process::ExitCode {
     let mut args = Args::parse();
     match args.command.take() {
         Some(Command::Verify(verify)) => verify_offline(&verify),
-        Some(Command::PublicKeys { key_file }) => print_public_keys(&key_file),
+        Some(Command::PublicKeys(ring)) => print_public_keys(&ring.key_file),
+        Some(Command::RotateKey(ring)) => rotate_key(&ring.key_file),
         None => {
             let common = args.common.clone();
             common.run_binary("heist-audit", serve(args)).await
@@ -210,6 +220,21 @@ fn verify_offline(args: &VerifyArgs) -> ExitCode {
 fn cannot_verify(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("error: {error}");
     ExitCode::from(2)
+}
+
+/// `heist-audit rotate-key`: a new active key, every older one kept.
+fn rotate_key(key_file: &Path) -> ExitCode {
+    match KeyRing::rotate(key_file, unix_now(), std::time::Duration::MAX) {
+        Ok(ring) => {
+            println!(
+                "new active key {} ({} in the ring)",
+                ring.active().kid(),
+                ring.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => cannot_verify(&error),
+    }
 }
 
 /// `heist-audit public-keys`: the ring's public keys as a JWKS.

@@ -35,6 +35,9 @@ pub(crate) enum Backing {
     /// As shipped, with every process counting its metrics (services
     /// serving `/metrics`, the orchestrator counting).
     Metrics,
+    /// Audit without the hash chain (`heist-audit --no-chain`), on SQLite
+    /// or on the engines with one replica: what the chain costs.
+    ChainOff { on_engines: bool },
 }
 
 impl Backing {
@@ -48,6 +51,8 @@ impl Backing {
             }
             Backing::MutualTls => "sqlite, mutual TLS on every hop".to_owned(),
             Backing::Metrics => "sqlite, metrics on".to_owned(),
+            Backing::ChainOff { on_engines: false } => "sqlite, chain off".to_owned(),
+            Backing::ChainOff { on_engines: true } => "postgres + redis, chain off".to_owned(),
         }
     }
 
@@ -58,6 +63,8 @@ impl Backing {
             Backing::OnEngines { audit_replicas } => format!("postgres_x{audit_replicas}"),
             Backing::MutualTls => "mutual_tls".to_owned(),
             Backing::Metrics => "metrics_on".to_owned(),
+            Backing::ChainOff { on_engines: false } => "sqlite_chain_off".to_owned(),
+            Backing::ChainOff { on_engines: true } => "postgres_chain_off".to_owned(),
         }
     }
 
@@ -77,6 +84,13 @@ impl Backing {
                 return Ok(heist_e2e::processes::SERVICES
                     .iter()
                     .fold(options, |options, service| options.args(service, &on)));
+            }
+            Backing::ChainOff { on_engines } => {
+                let off = options.args("audit", &["--no-chain"]);
+                return match on_engines {
+                    false => Ok(off),
+                    true => Backing::OnEngines { audit_replicas: 1 }.options(off, engines),
+                };
             }
             Backing::OnEngines { audit_replicas } => audit_replicas,
         };

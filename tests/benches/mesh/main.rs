@@ -18,7 +18,9 @@
 //! engines with two Audit replicas; then the three side by side. `--tls`:
 //! the matrix as shipped and again with mutual TLS on every hop, side by
 //! side, with the orchestrator's TLS handshakes. `--metrics`: the matrix with
-//! metrics off (as shipped) and on, side by side.
+//! metrics off (as shipped) and on, side by side. `--chain`: the matrix with
+//! Audit's hash chain on (as shipped) and off, side by side (with
+//! `--store postgres`, on SQLite and on PostgreSQL).
 //! Prints tables, the targets met or not, and one `JSON {...}` line.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed benchmark
@@ -88,6 +90,13 @@ struct Args {
     #[arg(long, conflicts_with_all = ["store", "tls"])]
     metrics: bool,
 
+    /// Also run every point with Audit's hash chain and checkpoints off
+    /// (`heist-audit --no-chain`), beside the shipped default (on), in the
+    /// same run, and print what the chain costs per turn. With `--store
+    /// postgres`, on SQLite and on PostgreSQL (one replica) alike.
+    #[arg(long, conflicts_with_all = ["tls", "metrics"])]
+    chain: bool,
+
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -113,7 +122,19 @@ async fn main() {
         "mesh cost per turn: sessions {:?} x {} turns, offline LLM, {runs} run(s) per point (medians), audit synchronous={synchronous}, store {}",
         args.sessions, args.turns, args.store
     );
-    let (backings, mut engines) = if args.store == "postgres" {
+    let (backings, mut engines) = if args.chain {
+        let sqlite = [Backing::Embedded, Backing::ChainOff { on_engines: false }];
+        if args.store == "postgres" {
+            let engines = backing::Engines::start().expect("the private engines start");
+            let postgres = [
+                Backing::OnEngines { audit_replicas: 1 },
+                Backing::ChainOff { on_engines: true },
+            ];
+            ([sqlite, postgres].concat(), Some(engines))
+        } else {
+            (sqlite.to_vec(), None)
+        }
+    } else if args.store == "postgres" {
         let engines = backing::Engines::start().expect("the private engines start");
         let backings = vec![
             Backing::Embedded,

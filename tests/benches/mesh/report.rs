@@ -425,6 +425,10 @@ pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point
         print_tls_cost(&rows, measured);
         return;
     }
+    if backings.get(1) == Some(&Backing::ChainOff { on_engines: false }) {
+        print_chain_cost(backings, &rows);
+        return;
+    }
     if backings.get(1) == Some(&Backing::Metrics) {
         for (sessions, figures) in &rows {
             if let Some((_, cost)) = figures.get(1) {
@@ -451,6 +455,25 @@ pub(crate) fn print_store_comparison(backings: &[Backing], measured: &[Vec<Point
             sqlite.0,
             verdict(twins.0 >= sqlite.0)
         );
+    }
+}
+
+/// What the hash chain costs per turn: each backing with the chain on
+/// against the same backing with it off (the next column).
+fn print_chain_cost(backings: &[Backing], rows: &[(usize, Vec<(f64, f64)>)]) {
+    for pair in (0..backings.len()).step_by(2) {
+        let store = if pair == 0 { "sqlite" } else { "postgres" };
+        for (sessions, figures) in rows {
+            let (Some((on, _)), Some((off, _))) = (figures.get(pair), figures.get(pair + 1)) else {
+                continue;
+            };
+            let extra_us = (1.0 / on.max(1e-9) - 1.0 / off.max(1e-9)) * 1e6;
+            println!(
+                "chain on {store} at {sessions} session(s): {on:.0} turns/s on, {off:.0} off: \
+                 {:.2}x the time per turn, {extra_us:+.1} us per turn",
+                off / on.max(1e-9)
+            );
+        }
     }
 }
 
