@@ -17,6 +17,7 @@ use heist_plumbing::{
     cli::{AuthArgs, CommonArgs},
     shutdown,
 };
+use heist_proto::v1::Integrity as Verdict;
 use heist_tokens::{KeyRing, unix_now};
 
 /// The Audit service: the heist mesh's single source of truth (SQLite or PostgreSQL).
@@ -110,7 +111,8 @@ enum Command {
     /// Verify the hash chains and signed checkpoints of an Audit SQLite file
     /// offline (no service needed). Prints one line per session; exits 0
     /// when every session is intact (or unchained: stored before the chain
-    /// existed), 1 when one was tampered with, 2 when the check cannot run.
+    /// existed; see --strict), 1 when one was tampered with, 2 when the
+    /// check cannot run.
     Verify(VerifyArgs),
     /// Print the public keys of a checkpoint key ring as JSON (a JWKS, as
     /// `GetCheckpointKeys` answers), for `verify --public-keys`.
@@ -160,6 +162,12 @@ struct VerifyArgs {
     /// this is tampering.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_every: Option<u64>,
+
+    /// Count unchained sessions as tampered (exit 1): for a database whose
+    /// sessions were all written by a chaining Audit, where an unchained
+    /// session can only be one stripped of its chain.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[tokio::main]
@@ -196,21 +204,27 @@ fn verify_offline(args: &VerifyArgs) -> ExitCode {
         Ok(verdicts) => verdicts,
         Err(error) => return cannot_verify(&format!("{}: {error}", args.db.display())),
     };
-    let tampered = verdicts
-        .iter()
-        .filter(|verdict| verdict.is_tampered())
-        .count();
+    let count = |verdict: Verdict| {
+        verdicts
+            .iter()
+            .filter(|found| found.integrity() == verdict)
+            .count()
+    };
+    let (intact, unchained, tampered) = (
+        count(Verdict::Intact),
+        count(Verdict::Unchained),
+        count(Verdict::Tampered),
+    );
     for verdict in &verdicts {
         println!("{verdict}");
     }
     if args.session.is_none() {
         println!(
-            "{} sessions: {} intact or unchained, {tampered} tampered",
-            verdicts.len(),
-            verdicts.len() - tampered
+            "{} sessions: {intact} intact, {unchained} unchained, {tampered} tampered",
+            verdicts.len()
         );
     }
-    if tampered > 0 {
+    if tampered > 0 || (args.strict && unchained > 0) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -442,7 +442,10 @@ impl std::fmt::Display for Break {
                 f,
                 "it holds position {found} where {expected} was next (a row deleted or inserted)"
             ),
-            Break::Unchained => write!(f, "it carries no chain in a chained session (inserted)"),
+            Break::Unchained => write!(
+                f,
+                "it carries no chain in a chained session (inserted, or its chain removed)"
+            ),
             Break::HeadMismatch { expected, found } => write!(
                 f,
                 "the session's head says {expected} rows, the chain has {found} (rows at its end deleted)"
@@ -549,8 +552,17 @@ pub(crate) fn verify(stored: StoredChain, rules: &Rules) -> Verification {
             },
         ));
     }
+    // Traces of a chain in a session whose start carries none: the start
+    // was stripped (to pass the session off as one from before the chain).
+    let traces = !checkpoints.is_empty() || head.is_some() || rows.iter().any(Link::is_chained);
     let chain = match walk(start, rows, head) {
         Ok(chain) => chain,
+        Err(Stopped::Unchained { .. }) if traces => {
+            return Verification::Broken {
+                row: RowRef::start(),
+                what: Break::Unchained,
+            };
+        }
         Err(Stopped::Unchained { rows }) => return Verification::Unchained { rows },
         Err(Stopped::Broken { row, what }) => return Verification::Broken { row, what },
     };

@@ -237,3 +237,31 @@ contract! {
         ), "{:?}", verify(&fx).await);
     }
 }
+
+contract! {
+    async fn a_start_stripped_of_its_chain_is_tampered_and_a_session_stripped_whole_reads_unchained(backend) {
+        let fx = signing_every(backend, 100).await;
+        messages(&fx, 2).await;
+        fx.store.end_session(end("s1", 2, SessionStatus::Completed)).await.unwrap();
+        fx.execute(
+            "UPDATE sessions SET chain_seq = NULL, prev_hash = NULL, row_hash = NULL \
+             WHERE session_id = 's1'",
+        )
+        .await;
+        assert_eq!(
+            verify(&fx).await,
+            Verification::Broken { row: RowRef::start(), what: Break::Unchained },
+            "its rows, head and checkpoint still show the chain"
+        );
+        // Every trace removed: indistinguishable from a session stored
+        // before the chain (the README says so; `verify --strict` refuses it).
+        fx.execute(
+            "UPDATE sessions SET end_seq = NULL, end_prev_hash = NULL, end_hash = NULL, \
+             chain_head = NULL, chain_next = NULL, signed_next = NULL WHERE session_id = 's1';
+             UPDATE messages SET chain_seq = NULL, prev_hash = NULL, row_hash = NULL;
+             DELETE FROM checkpoints;",
+        )
+        .await;
+        assert_eq!(verify(&fx).await, Verification::Unchained { rows: 4 });
+    }
+}
