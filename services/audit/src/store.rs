@@ -57,6 +57,7 @@ use tokio::sync::broadcast;
 pub use chain::{Break, Hash, RowKind, RowRef, Verification, hex};
 pub use checkpoint::{
     Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules, ring_keys,
+    statement as checkpoint_statement,
 };
 pub use clock::Clock;
 pub use cursor::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -356,3 +356,113 @@ async fn a_negative_or_absurd_token_count_is_invalid_argument_naming_the_field()
         assert!(status.message().starts_with(field), "{status:?}");
     }
 }
+
+#[tokio::test]
+async fn verify_session_answers_the_chain_head_and_the_checkpoint_the_keys_verify() {
+    let (service, _dir) = service();
+    write_everything(&service, None).await;
+    let verify = |session_id: &str| {
+        from_orchestrator(
+            pb::VerifySessionRequest {
+                session_id: session_id.into(),
+            },
+            None,
+        )
+    };
+    let active = service
+        .verify_session(verify(SESSION))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active.integrity(), pb::Integrity::Intact, "{active:?}");
+    assert_eq!(active.rows, 6, "the start, 5 rows: {active:?}");
+    assert_eq!(active.checkpoint, None, "not signed before the end");
+    service
+        .end_session(from_orchestrator(
+            pb::EndSessionRequest {
+                session_id: SESSION.into(),
+                num_turns: 2,
+                status: pb::SessionStatus::Completed.into(),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap();
+    let ended = service
+        .verify_session(verify(SESSION))
+        .await
+        .unwrap()
+        .into_inner();
+    let signed = ended.checkpoint.clone().expect("the end is signed");
+    assert_eq!((ended.rows, signed.rows), (7, 7), "{ended:?}");
+    assert_eq!(signed.head, ended.chain_head);
+    assert_eq!(ended.chain_head.len(), 64, "hex SHA-256");
+    assert_eq!(signed.signature.len(), 128, "hex Ed25519");
+    let keys = service
+        .get_checkpoint_keys(from_orchestrator(pb::GetCheckpointKeysRequest {}, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(keys.checkpoint_every, 100);
+    let [key] = keys.keys.as_slice() else {
+        panic!("one key: {keys:?}");
+    };
+    assert_eq!(
+        (key.kid.as_str(), key.crv.as_str()),
+        (signed.key_id.as_str(), "Ed25519")
+    );
+    let public = heist_tokens::Jwk {
+        kty: key.kty.clone(),
+        crv: key.crv.clone(),
+        x: key.x.clone(),
+        kid: key.kid.clone(),
+        alg: key.alg.clone(),
+        use_: key.r#use.clone(),
+    }
+    .to_public_key()
+    .unwrap();
+    let bytes = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let head: [u8; 32] = bytes(&signed.head).try_into().unwrap();
+    let signature: [u8; 64] = bytes(&signed.signature).try_into().unwrap();
+    assert!(public.verifies(
+        &crate::store::checkpoint_statement(SESSION, 7, &head),
+        &signature
+    ));
+}
+
+#[tokio::test]
+async fn verify_session_refuses_a_bad_id_and_an_unknown_session_precisely() {
+    let (service, _dir) = service();
+    let cases = [
+        ("", Code::InvalidArgument, "session_id"),
+        ("a b", Code::InvalidArgument, "session_id"),
+        ("heist_nope", Code::NotFound, "heist_nope"),
+    ];
+    for (session_id, code, named) in cases {
+        let request = from_orchestrator(
+            pb::VerifySessionRequest {
+                session_id: session_id.into(),
+            },
+            None,
+        );
+        let status = service.verify_session(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{session_id:?}: {status:?}");
+        assert!(status.message().contains(named), "{status:?}");
+    }
+}
+
+#[test]
+fn the_integrity_rpcs_need_the_read_scope() {
+    for method in ["GetCheckpointKeys", "VerifySession"] {
+        assert!(
+            METHOD_SCOPES.contains(&(method, "audit:read")),
+            "{method} is not mapped to audit:read"
+        );
+    }
+}

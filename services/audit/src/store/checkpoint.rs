@@ -319,8 +319,9 @@ fn row_at(chain: &[(RowRef, Hash)], position: u64) -> RowRef {
         .map_or(RowRef::start(), |(row, _)| *row)
 }
 
-/// The bytes a checkpoint signs (see the module doc).
-pub(crate) fn statement(session_id: &str, rows: u64, head: &Hash) -> Vec<u8> {
+/// The bytes a checkpoint of `session_id` over `rows` rows ending in `head`
+/// signs (see the module doc): what a verifier checks a signature against.
+pub fn statement(session_id: &str, rows: u64, head: &Hash) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(DOMAIN.len() + 1 + 4 + session_id.len() + 8 + 32);
     bytes.extend_from_slice(DOMAIN);
     bytes.push(STATEMENT_VERSION);
@@ -331,4 +332,102 @@ pub(crate) fn statement(session_id: &str, rows: u64, head: &Hash) -> Vec<u8> {
     bytes.extend_from_slice(&rows.to_be_bytes());
     bytes.extend_from_slice(head);
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::chain::RowKind;
+
+    #[test]
+    fn the_statement_is_the_documented_byte_layout() {
+        let head = [7u8; 32];
+        let mut expected = b"heist-audit checkpoint".to_vec();
+        expected.push(1);
+        expected.extend_from_slice(&[0, 0, 0, 2, b's', b'1']);
+        expected.extend_from_slice(&5u64.to_be_bytes());
+        expected.extend_from_slice(&head);
+        assert_eq!(statement("s1", 5, &head), expected);
+    }
+
+    fn chain(rows: u64) -> Vec<(RowRef, Hash)> {
+        (0..rows)
+            .map(|n| {
+                let row = RowRef {
+                    kind: RowKind::Message,
+                    id: Some(i64::try_from(n).unwrap()),
+                    turn: None,
+                };
+                (row, [u8::try_from(n).unwrap(); 32])
+            })
+            .collect()
+    }
+
+    fn signed_by(integrity: &Integrity, rows: u64, chain: &[(RowRef, Hash)]) -> Checkpoint {
+        let head = chain[usize::try_from(rows - 1).unwrap()].1;
+        let due = Due {
+            session_id: "s1",
+            next: rows,
+            head: &head,
+            signed_next: 0,
+            ends: true,
+            now: "t",
+        };
+        integrity.due(due).unwrap()
+    }
+
+    #[test]
+    fn checkpoints_of_an_older_key_of_the_ring_still_verify_after_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let before = Integrity::from_ring(&KeyRing::load_or_generate(&path, 1).unwrap());
+        let chain = chain(3);
+        let old = signed_by(&before, 3, &chain);
+        let rotated =
+            Integrity::from_ring(&KeyRing::rotate(&path, 2, std::time::Duration::MAX).unwrap());
+        assert_ne!(
+            rotated.public_keys()[0].kid(),
+            old.key_id,
+            "a new key signs"
+        );
+        assert_eq!(rotated.public_keys().len(), 2);
+        let checked = check("s1", &chain, true, vec![old.clone()], &rotated.rules());
+        assert_eq!(checked, Ok(Some(old)));
+    }
+
+    #[test]
+    fn an_unsigned_tail_of_the_interval_is_refused_and_a_shorter_one_is_not() {
+        let integrity = Integrity {
+            checkpoint_every: 4,
+            ..Integrity::ephemeral()
+        };
+        let chain = chain(7);
+        let at_four = signed_by(&integrity, 4, &chain);
+        let rules = integrity.rules();
+        assert_eq!(
+            check("s1", &chain, false, vec![at_four.clone()], &rules),
+            Ok(Some(at_four.clone())),
+            "3 unsigned rows < 4"
+        );
+        assert_eq!(
+            check("s1", &chain, true, vec![at_four], &rules),
+            Err((chain[4].0, CheckpointBreak::Unsigned { signed: 4, rows: 7 })),
+            "an ended session must be signed to its end"
+        );
+        assert_eq!(
+            check("s1", &chain, false, Vec::new(), &rules),
+            Err((chain[0].0, CheckpointBreak::Unsigned { signed: 0, rows: 7 }))
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_past_the_end_of_the_chain_is_a_head_mismatch() {
+        let integrity = Integrity::ephemeral();
+        let long = chain(5);
+        let signed = signed_by(&integrity, 5, &long);
+        assert_eq!(
+            check("s1", &long[..3], true, vec![signed], &integrity.rules()),
+            Err((long[2].0, CheckpointBreak::HeadMismatch { rows: 5 }))
+        );
+    }
 }
