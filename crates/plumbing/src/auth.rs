@@ -298,14 +298,7 @@ impl Authenticator {
         let jwks: Vec<TokenJwk> = response
             .keys
             .into_iter()
-            .map(|key| TokenJwk {
-                kty: key.kty,
-                crv: key.crv,
-                x: key.x,
-                kid: key.kid,
-                alg: key.alg,
-                use_: key.r#use,
-            })
+            .map(crate::jwk::from_proto)
             .collect();
         let keys = KeySet::from_jwks(&jwks).map_err(|error| error.to_string())?;
         self.set_verifier(Verifier::new(response.issuer, keys));

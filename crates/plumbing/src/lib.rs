@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod jwk;
 pub mod metrics;
 pub mod peer;
 pub mod propagation;

@@ -248,17 +248,7 @@ pub(crate) fn checkpoint_keys(integrity: &Integrity) -> pb::CheckpointKeys {
     let keys = integrity
         .public_keys()
         .iter()
-        .map(|key| {
-            let jwk = heist_tokens::Jwk::from(key);
-            pb::CheckpointKey {
-                kty: jwk.kty,
-                crv: jwk.crv,
-                x: jwk.x,
-                kid: jwk.kid,
-                alg: jwk.alg,
-                r#use: jwk.use_,
-            }
-        })
+        .map(|key| heist_plumbing::jwk::to_proto(heist_tokens::Jwk::from(key)))
         .collect();
     pb::CheckpointKeys {
         keys,

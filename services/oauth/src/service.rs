@@ -339,14 +339,7 @@ impl OAuthRpc for OAuthService {
         let keys = issuer
             .jwks()
             .into_iter()
-            .map(|jwk| pb::Jwk {
-                kty: jwk.kty,
-                crv: jwk.crv,
-                x: jwk.x,
-                kid: jwk.kid,
-                alg: jwk.alg,
-                r#use: jwk.use_,
-            })
+            .map(heist_plumbing::jwk::to_proto)
             .collect();
         Ok(Response::new(pb::GetPublicKeysResponse {
             keys,

@@ -290,22 +290,28 @@ async fn get_session_usage_sums_the_token_counts_the_writes_carried() {
     );
 }
 
-#[tokio::test]
-async fn get_session_usage_refuses_a_bad_id_and_an_unknown_session_precisely() {
-    let (service, _dir) = service();
+/// Asserts that `call` refuses an empty and a malformed session ID
+/// (INVALID_ARGUMENT) and an unknown one (NOT_FOUND), naming each.
+async fn assert_refuses_bad_session_ids<T: std::fmt::Debug, F>(call: impl Fn(&'static str) -> F)
+where
+    F: std::future::Future<Output = Result<T, Status>>,
+{
     let cases = [
         ("", Code::InvalidArgument, "session_id"),
         ("a b", Code::InvalidArgument, "session_id"),
         ("heist_nope", Code::NotFound, "heist_nope"),
     ];
     for (session_id, code, named) in cases {
-        let status = service
-            .get_session_usage(usage_of(session_id))
-            .await
-            .unwrap_err();
+        let status = call(session_id).await.unwrap_err();
         assert_eq!(status.code(), code, "{session_id:?}: {status:?}");
         assert!(status.message().contains(named), "{status:?}");
     }
+}
+
+#[tokio::test]
+async fn get_session_usage_refuses_a_bad_id_and_an_unknown_session_precisely() {
+    let (service, _dir) = service();
+    assert_refuses_bad_session_ids(|id| service.get_session_usage(usage_of(id))).await;
 }
 
 #[tokio::test]
@@ -412,16 +418,9 @@ async fn verify_session_answers_the_chain_head_and_the_checkpoint_the_keys_verif
         (key.kid.as_str(), key.crv.as_str()),
         (signed.key_id.as_str(), "Ed25519")
     );
-    let public = heist_tokens::Jwk {
-        kty: key.kty.clone(),
-        crv: key.crv.clone(),
-        x: key.x.clone(),
-        kid: key.kid.clone(),
-        alg: key.alg.clone(),
-        use_: key.r#use.clone(),
-    }
-    .to_public_key()
-    .unwrap();
+    let public = heist_plumbing::jwk::from_proto(key.clone())
+        .to_public_key()
+        .unwrap();
     let bytes = |hex: &str| -> Vec<u8> {
         (0..hex.len())
             .step_by(2)
@@ -439,22 +438,16 @@ async fn verify_session_answers_the_chain_head_and_the_checkpoint_the_keys_verif
 #[tokio::test]
 async fn verify_session_refuses_a_bad_id_and_an_unknown_session_precisely() {
     let (service, _dir) = service();
-    let cases = [
-        ("", Code::InvalidArgument, "session_id"),
-        ("a b", Code::InvalidArgument, "session_id"),
-        ("heist_nope", Code::NotFound, "heist_nope"),
-    ];
-    for (session_id, code, named) in cases {
+    assert_refuses_bad_session_ids(|id| {
         let request = from_orchestrator(
             pb::VerifySessionRequest {
-                session_id: session_id.into(),
+                session_id: id.into(),
             },
             None,
         );
-        let status = service.verify_session(request).await.unwrap_err();
-        assert_eq!(status.code(), code, "{session_id:?}: {status:?}");
-        assert!(status.message().contains(named), "{status:?}");
-    }
+        service.verify_session(request)
+    })
+    .await;
 }
 
 #[test]
