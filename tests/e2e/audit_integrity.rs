@@ -538,3 +538,58 @@ async fn a_message_changed_in_postgres_is_named_by_sessions_verify() {
     );
     assert!(shown.contains(&named), "names {named:?}: {shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_with_writes_still_spooled_carries_no_seal() {
+    use std::io::{BufRead, BufReader};
+    let mut mesh = ProcessMesh::start().await;
+    let config = mesh.write_config("mesh.yaml");
+    let transcript = mesh.dir.path().join("spooled");
+    let mut child = Command::new(binary("orchestrator"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--turns", "100000", "--transcript"])
+        .arg(&transcript)
+        .current_dir(mesh.dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut shown = String::new();
+    let mut read_until = |done: &dyn Fn(&str) -> bool, shown: &mut String| {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            shown.push_str(&line);
+            shown.push('\n');
+            if done(&line) {
+                return;
+            }
+        }
+    };
+    read_until(&|line| line.starts_with("[Turn 3]"), &mut shown);
+    // Audit goes away for good: the next turns' writes wait in the spool.
+    mesh.kill("audit");
+    read_until(&|line| line.starts_with("[Turn 5]"), &mut shown);
+    let interrupted = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    read_until(&|_| false, &mut shown);
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{shown}");
+    assert!(shown.contains("the next run replays them"), "{shown}");
+    assert!(!shown.contains("Audit integrity"), "{shown}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(transcript.with_extension("json")).unwrap())
+            .unwrap();
+    assert!(json["chain_seal"].is_null(), "{}", json["chain_seal"]);
+    let markdown = std::fs::read_to_string(transcript.with_extension("md")).unwrap();
+    assert!(
+        markdown.ends_with("Audit integrity: not verified (Audit could not answer at the end)\n"),
+        "{markdown}"
+    );
+}
