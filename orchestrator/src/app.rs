@@ -33,12 +33,12 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A session failed.
     pub const FAILED: u8 = 1;
+    /// `sessions verify`: Audit says the session's chain was tampered with.
+    pub const TAMPERED: u8 = 1;
     /// The configuration is unusable (nothing was started).
     pub const CONFIG: u8 = 2;
     /// A required service is down.
     pub const UNAVAILABLE: u8 = 3;
-    /// `sessions verify`: Audit says the session's chain was tampered with.
-    pub const TAMPERED: u8 = 1;
     /// `sessions verify`: Audit has no such session.
     pub const NOT_FOUND: u8 = 4;
     /// Interrupted by Ctrl-C / SIGTERM.

@@ -121,9 +121,10 @@ impl Orchestrator {
         session.flush(last).await;
         session.settle_memory().await;
         session.end(token).await;
-        session.seal().await;
         session.outcome.elapsed_ms =
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // After the session's time: the seal is read once it is over.
+        session.seal().await;
         Ok(session.outcome)
     }
 
