@@ -2,7 +2,9 @@
 # Installs the engines that the tests and benchmarks start privately (each on a
 # free port in a temporary directory): PostgreSQL, Redis and Prometheus (with
 # its `promtool`), from Debian's packages `postgresql`, `redis-server` and
-# `prometheus`. Does nothing when all are there. Needs root (or sudo) to install.
+# `prometheus`; and the `sqlite3` CLI (package `sqlite3`), with which the audit
+# integrity tests tamper with Audit's file. Does nothing when all are there.
+# Needs root (or sudo) to install.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,9 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)
+fi
+if ! command -v sqlite3 >/dev/null 2>&1; then
+  missing+=(sqlite3)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

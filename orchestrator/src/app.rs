@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use heist_plumbing::auth::Audience;
 use heist_proto::v1::{
     GetSessionRequest, GetSessionUsageRequest, ListSessionsRequest, SessionStatus,
+    SessionVerification, VerifySessionRequest,
 };
 use tokio::sync::watch;
 
@@ -32,10 +33,14 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A session failed.
     pub const FAILED: u8 = 1;
+    /// `sessions verify`: Audit says the session's chain was tampered with.
+    pub const TAMPERED: u8 = 1;
     /// The configuration is unusable (nothing was started).
     pub const CONFIG: u8 = 2;
     /// A required service is down.
     pub const UNAVAILABLE: u8 = 3;
+    /// `sessions verify`: Audit has no such session.
+    pub const NOT_FOUND: u8 = 4;
     /// Interrupted by Ctrl-C / SIGTERM.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -538,6 +543,10 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         },
         writer_name(&session.written_by)
     );
+    match verify_in_audit(&mesh, &token, config, session_id).await {
+        Ok(verdict) => crate::outln!("Integrity: {verdict}"),
+        Err(status) => crate::outln!("Integrity: Audit cannot say ({})", status.message()),
+    }
     print_session_usage(&mesh, &token, config, session_id).await;
     let trail = session_trail(
         &mesh.audit,
@@ -564,6 +573,69 @@ pub async fn sessions_show(config: &Config, session_id: &str) -> anyhow::Result<
         crate::outln!("  {marker}{}", turn.message);
     }
     Ok(exit::OK)
+}
+
+/// `orchestrator sessions verify ID`: Audit's verdict on the session's
+/// hash chain and signed checkpoints, one line; exit 0 intact or unchained,
+/// [`exit::TAMPERED`] tampered, [`exit::NOT_FOUND`] for a session Audit
+/// does not have, [`exit::UNAVAILABLE`] when OAuth or Audit cannot answer.
+pub async fn sessions_verify(config: &Config, session_id: &str) -> anyhow::Result<u8> {
+    let (mesh, token) = match audit_reader(config).await {
+        Ok(reader) => reader,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Ok(exit::UNAVAILABLE);
+        }
+    };
+    match verify_in_audit(&mesh, &token, config, session_id).await {
+        Ok(verdict) => {
+            crate::outln!("{verdict}");
+            Ok(if verdict.is_tampered() {
+                exit::TAMPERED
+            } else {
+                exit::OK
+            })
+        }
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            eprintln!(
+                "error: no session {session_id:?} in Audit (see `orchestrator sessions list`)"
+            );
+            Ok(exit::NOT_FOUND)
+        }
+        Err(status) => {
+            eprintln!(
+                "error: cannot verify the session in Audit ({}): {}",
+                heist_plumbing::status::code_name(status.code()),
+                status.message()
+            );
+            Ok(exit::UNAVAILABLE)
+        }
+    }
+}
+
+/// Audit's `VerifySession` verdict on `session_id`, from the first of its
+/// replicas that is not gone.
+async fn verify_in_audit(
+    mesh: &Mesh,
+    token: &str,
+    config: &Config,
+    session_id: &str,
+) -> Result<SessionVerification, tonic::Status> {
+    let verify = VerifySessionRequest {
+        session_id: session_id.to_owned(),
+    };
+    let replicas = mesh.replica_count(AUDIT);
+    read_across(
+        replicas,
+        &verify,
+        Some(token),
+        config.timeouts.audit,
+        |verify| {
+            let mut audit = mesh.audit.clone();
+            async move { Ok(audit.verify_session(verify).await?.into_inner()) }
+        },
+    )
+    .await
 }
 
 /// Prints the session's token usage as Audit sums it (`GetSessionUsage`),

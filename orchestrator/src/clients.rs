@@ -25,9 +25,10 @@ use heist_plumbing::auth::Audience;
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
     GetCompressedMemoryResponse, IssueTokenRequest, IssueTokenResponse, ListMemoryTurnsRequest,
-    ListMemoryTurnsResponse, StoreMemoryRequest, StoreMemoryResponse,
-    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
-    o_auth_service_client::OAuthServiceClient, tool_service_client::ToolServiceClient,
+    ListMemoryTurnsResponse, SessionVerification, StoreMemoryRequest, StoreMemoryResponse,
+    VerifySessionRequest, audit_service_client::AuditServiceClient,
+    memory_service_client::MemoryServiceClient, o_auth_service_client::OAuthServiceClient,
+    tool_service_client::ToolServiceClient,
 };
 use tonic::{Request, Status};
 
@@ -240,7 +241,7 @@ impl OAuthClient {
     }
 }
 
-/// Audit's writes.
+/// Audit's writes, and the verification of a session's chain at its end.
 #[derive(Clone)]
 pub struct AuditClient {
     client: AuditServiceClient<MeshChannel>,
@@ -291,6 +292,25 @@ impl AuditClient {
                             .map(drop),
                     }
                 }
+            })
+            .await
+    }
+
+    /// Asks Audit to verify session `session_id`'s chain (`VerifySession`):
+    /// one attempt, past the breakers, going on from a gone replica to the
+    /// next, within the deadline.
+    pub async fn verify_session(
+        &self,
+        session_id: &str,
+        token: &str,
+    ) -> Result<SessionVerification, Status> {
+        let body = VerifySessionRequest {
+            session_id: session_id.to_owned(),
+        };
+        self.guard
+            .call_unguarded(body, token, |request| {
+                let mut client = self.client.clone();
+                async move { Ok(client.verify_session(request).await?.into_inner()) }
             })
             .await
     }

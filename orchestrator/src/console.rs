@@ -94,6 +94,9 @@ impl Console {
                 lines.push(format!("     {event}"));
             }
         }
+        if let Some(seal) = &outcome.chain_seal {
+            lines.push(format!("   Audit integrity: {}", seal.verdict));
+        }
         if outcome.memory_pending > 0 {
             lines.push(format!(
                 "   Memory never came back: {} writes could not be replayed (Audit has them all)",

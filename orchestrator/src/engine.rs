@@ -136,6 +136,10 @@ pub struct SessionOutcome {
     pub breaker_events: Vec<String>,
     /// Wall time of the session.
     pub elapsed_ms: u64,
+    /// What Audit's `VerifySession` said of the session's hash chain once
+    /// it ended; `None` when Audit could not answer (writes still spooled,
+    /// Audit unreachable).
+    pub chain_seal: Option<crate::seal::ChainSeal>,
 }
 
 impl SessionOutcome {

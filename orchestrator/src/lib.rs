@@ -20,6 +20,7 @@
 //! - [`genai`]: the OpenTelemetry GenAI conventions of the session, turn, LLM and tool spans,
 //!   and the opt-in message content.
 //! - [`liveness`]: telling a crashed session from a running one.
+//! - [`seal`]: a session's chain seal (Audit's `VerifySession` verdict) for outcomes and transcripts.
 //! - [`app`]: the commands behind the `orchestrator` binary.
 
 // Standard output goes through `stdout` only (quiet when its reader goes away).
@@ -41,6 +42,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod replicas;
 pub mod rpc_timing;
+pub mod seal;
 pub mod session_id;
 pub mod stdout;
 pub mod tokens;

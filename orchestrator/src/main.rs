@@ -174,8 +174,22 @@ enum SessionsCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Show one session: every message and tool call.
+    /// Show one session: its integrity, every message and tool call.
     Show {
+        /// The session ID, e.g. heist_20250116_143052_a1b2.
+        session_id: String,
+    },
+    /// Ask Audit to verify a session's hash chain and signed checkpoints.
+    ///
+    /// Prints one line: `ID: intact, N rows, head H; signed by key K at T,
+    /// signature S`, `ID: unchained, ...` (stored before the chain existed),
+    /// or `ID: TAMPERED at the message (messages id 7, turn 3): why`, naming
+    /// the first row that does not match. For an offline check of the
+    /// database file itself, see `heist-audit verify`.
+    ///
+    /// Exit codes: 0 intact or unchained, 1 tampered, 3 OAuth or Audit
+    /// cannot answer, 4 Audit has no such session.
+    Verify {
         /// The session ID, e.g. heist_20250116_143052_a1b2.
         session_id: String,
     },
@@ -251,6 +265,9 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Sessions(SessionsCommand::Show { session_id }) => {
             app::sessions_show(&config, &session_id).await
+        }
+        Command::Sessions(SessionsCommand::Verify { session_id }) => {
+            app::sessions_verify(&config, &session_id).await
         }
         Command::Tools => app::tools(&config).await,
         Command::Resume { session_id, quiet } => {

@@ -82,6 +82,12 @@ pub fn to_markdown(outcome: &SessionOutcome) -> String {
             text.push('\n');
         }
     }
+    match &outcome.chain_seal {
+        Some(seal) => text.push_str(&format!("Audit integrity: {}\n", seal.verdict)),
+        None => {
+            text.push_str("Audit integrity: not verified (Audit could not answer at the end)\n")
+        }
+    }
     text
 }
 
@@ -118,6 +124,7 @@ mod tests {
             audit_spooled: 0,
             breaker_events: Vec::new(),
             elapsed_ms: 10,
+            chain_seal: None,
         }
     }
 
@@ -128,6 +135,31 @@ mod tests {
         assert!(text.contains("## Turn 1: Safe Specialist (safecracker)"));
         assert!(text.contains("> Drilling takes 155 minutes.  \n> We need two shifts."));
         assert!(text.contains("tool `calculator`"));
+    }
+
+    #[test]
+    fn markdown_ends_with_the_audit_integrity_line() {
+        let mut sealed = outcome();
+        assert!(
+            to_markdown(&sealed)
+                .ends_with("Audit integrity: not verified (Audit could not answer at the end)\n")
+        );
+        let verification = heist_proto::v1::SessionVerification {
+            session_id: sealed.session_id.clone(),
+            integrity: heist_proto::v1::Integrity::Intact.into(),
+            rows: 4,
+            chain_head: "ab".into(),
+            ..Default::default()
+        };
+        sealed.chain_seal = Some(crate::seal::ChainSeal::from(&verification));
+        let text = to_markdown(&sealed);
+        assert!(
+            text.ends_with(&format!("Audit integrity: {verification}\n")),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&to_json(&sealed).unwrap()).unwrap();
+        assert_eq!(json["chain_seal"]["chain_head"], "ab");
+        assert_eq!(json["chain_seal"]["rows"], 4);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use heist_e2e::{TestAuth, TestServer, binary, services, stores::fresh_postgres_u
 use heist_engines::{Durability, PostgresServer};
 use heist_plumbing::{ServeOptions, auth::BearerInterceptor};
 use heist_proto::v1::{
-    CreateSessionRequest, EndSessionRequest, ListMessagesRequest, Message, SessionStatus,
-    StoreMessageRequest, StoreTurnRequest, WatchSessionRequest,
-    audit_service_client::AuditServiceClient,
+    CreateSessionRequest, EndSessionRequest, Integrity, ListMessagesRequest, Message,
+    SessionStatus, StoreMessageRequest, StoreTurnRequest, VerifySessionRequest,
+    WatchSessionRequest, audit_service_client::AuditServiceClient,
 };
 use tokio_stream::StreamExt;
 use tonic::{Code, service::interceptor::InterceptedService, transport::Channel};
@@ -29,9 +29,12 @@ struct Replicas {
 impl Replicas {
     async fn start(url: &str, count: usize) -> Self {
         let auth = TestAuth::new();
+        // One signing key for every replica, as replicas share `--key-file`.
+        let integrity = heist_audit::store::Integrity::ephemeral();
         let mut servers = Vec::new();
         for _ in 0..count {
-            let config = StoreConfig::postgres(url);
+            let mut config = StoreConfig::postgres(url);
+            config.integrity = integrity.clone();
             servers.push(
                 services::audit(config, auth.authenticator.clone(), ServeOptions::default()).await,
             );
@@ -229,6 +232,21 @@ async fn a_watcher_on_one_replica_sees_every_message_written_through_the_other_i
     assert_eq!(stored.len(), usize::try_from(2 * WRITES + 1).unwrap());
     assert_eq!(ids(&seen), ids(&stored), "every row once, in order");
     assert_eq!(seen, stored);
+    // Both replicas chained the one session, taking turns: it verifies
+    // intact through either, start and end included, signed to its end.
+    for replica in [&mut a, &mut b] {
+        let verdict = replica
+            .verify_session(VerifySessionRequest {
+                session_id: "watched".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(verdict.integrity(), Integrity::Intact, "{verdict}");
+        assert_eq!(verdict.rows, i64::try_from(stored.len() + 2).unwrap());
+        let signed = verdict.checkpoint.as_ref().unwrap();
+        assert_eq!(signed.rows, verdict.rows, "{verdict}");
+    }
 }
 
 /// Stores `request` through `client`, retrying while Audit answers

@@ -494,6 +494,20 @@ async fn audit_killed_three_times_loses_and_duplicates_nothing_on(backend: Store
         shown.contains("spool") || shown.contains("Audit"),
         "the summary tells about the outage: {shown}"
     );
+    // Retried, spooled and replayed writes make one intact chain, and the
+    // transcript carries the head Audit vouches for.
+    let verdict = heist_e2e::integrity::assert_chain_intact(
+        mesh.addr("oauth"),
+        mesh.addr("audit"),
+        &session_id,
+    )
+    .await;
+    assert_eq!(
+        transcript["chain_seal"]["chain_head"],
+        verdict.chain_head.as_str(),
+        "{}",
+        transcript["chain_seal"]
+    );
     mesh.stop();
 }
 

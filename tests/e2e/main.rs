@@ -11,6 +11,7 @@
 
 mod audiences;
 mod audit_binary;
+mod audit_integrity;
 mod audit_replicas;
 mod audit_service;
 mod audit_watch_limits;

@@ -1,6 +1,6 @@
 //! The `orchestrator` binary as a user runs it: --help, config errors (exit
 //! 2, nothing started), a run against the mesh with transcripts, `health`,
-//! `sessions list/show`, `tools`, and a refusal when Audit is down (exit 3).
+//! `sessions list/show/verify`, `tools`, and a refusal when Audit is down (exit 3).
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -61,6 +61,25 @@ fn help_explains_every_command() {
             text(&output).contains("--worker-threads"),
             "the error names the flag: {}",
             text(&output)
+        );
+    }
+    let sessions_help = text(&orchestrator(&["sessions", "--help"], dir.path()));
+    for command in ["list", "show", "verify"] {
+        assert!(
+            sessions_help.contains(command),
+            "{command} missing from sessions --help:\n{sessions_help}"
+        );
+    }
+    let verify_help = text(&orchestrator(&["sessions", "verify", "--help"], dir.path()));
+    for words in [
+        "TAMPERED at the message (messages id 7, turn 3)",
+        "0 intact or unchained, 1 tampered, 3 OAuth or Audit",
+        "4 Audit has no such session",
+        "heist-audit verify",
+    ] {
+        assert!(
+            verify_help.contains(words),
+            "{words:?} missing from sessions verify --help:\n{verify_help}"
         );
     }
     let run_help = text(&orchestrator(&["run", "--help"], dir.path()));

@@ -162,6 +162,8 @@ async fn an_orchestrator_killed_three_times_resumes_to_exactly_max_turns() {
         assert_eq!(message.agent_name, expected, "turn {}", message.turn_id);
         last = Some(expected);
     }
+    // Four runs, three of them killed mid-turn, wrote one intact chain.
+    heist_e2e::integrity::assert_chain_intact(mesh.oauth.addr, mesh.audit.addr, &session_id).await;
 
     // A completed session cannot be resumed again.
     let workdir = dir.path().to_owned();
@@ -571,5 +573,9 @@ async fn resume_replays_the_spool_of_the_crashed_run_and_speaks_no_turn_twice() 
     keys.sort_unstable();
     keys.dedup();
     assert_eq!(keys.len(), calls, "no tool call recorded twice");
+    // Written by a run, its spool replayed by the resume, then the resume:
+    // one intact chain, signed to its end.
+    heist_e2e::integrity::assert_chain_intact(mesh.addr("oauth"), mesh.addr("audit"), &session_id)
+        .await;
     mesh.stop();
 }

@@ -266,7 +266,33 @@ async fn a_200_turn_session_loses_nothing_while_one_replica_of_each_is_killed_th
         );
         assert_memory_complete(&processes, index, session_id, &trail.messages).await;
     }
+    // Written through both replicas, retried past the killed ones: one
+    // intact chain (checkpointed on the way, 200 turns), which both replicas
+    // vouch for, and which the outcome carries.
+    assert_sealed(&processes, session_id, &outcome, 2).await;
     processes.stop();
+}
+
+/// Asserts that each of the `replicas` Audit replicas finds `session_id`
+/// intact with the same head, and that `outcome` carries that seal.
+async fn assert_sealed(
+    processes: &ProcessMesh,
+    session_id: &str,
+    outcome: &SessionOutcome,
+    replicas: usize,
+) {
+    for index in 0..replicas {
+        let verdict = heist_e2e::integrity::assert_chain_intact(
+            processes.addr("oauth"),
+            processes.addr_of("audit", index),
+            session_id,
+        )
+        .await;
+        let seal = outcome.chain_seal.as_ref().expect("the outcome is sealed");
+        assert_eq!(seal.integrity, "intact", "{seal:?}");
+        assert_eq!(seal.chain_head, verdict.chain_head, "audit replica {index}");
+        assert_eq!(seal.rows, verdict.rows, "audit replica {index}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,4 +357,6 @@ async fn postgres_restarted_mid_session_makes_audit_unavailable_the_orchestrator
     assert!(trail.messages.len() > stored);
     assert_every_turn_once(&trail.messages, TURNS, "after the restart");
     assert_eq!(trail.tool_usage.len(), outcome.tool_calls());
+    // The writes spooled while PostgreSQL was down, replayed: one intact chain.
+    assert_sealed(&processes, session_id, &outcome, 1).await;
 }

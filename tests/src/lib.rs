@@ -17,6 +17,8 @@
 //!   [`mesh::TestMesh::builder`]), an orchestrator config pointing at them and
 //!   clients that call them with a token.
 //! - [`services`]: one start helper per service, for tests of one service.
+//! - [`integrity`]: Audit's verdict on a session's hash chain, and the
+//!   check that a session written through faults is intact.
 //! - [`stores`]: the Audit store backends (SQLite, PostgreSQL) and
 //!   [`each_store!`], which runs an Audit test on each.
 //!
@@ -24,6 +26,7 @@
 //! built on these.
 
 pub mod fake_llm;
+pub mod integrity;
 pub mod mesh;
 pub mod processes;
 pub mod proxy;

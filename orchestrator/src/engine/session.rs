@@ -123,6 +123,8 @@ impl Orchestrator {
         session.end(token).await;
         session.outcome.elapsed_ms =
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // After the session's time: the seal is read once it is over.
+        session.seal().await;
         Ok(session.outcome)
     }
 
@@ -222,6 +224,7 @@ impl SessionOutcome {
             audit_spooled: 0,
             breaker_events: Vec::new(),
             elapsed_ms: 0,
+            chain_seal: None,
         }
     }
 }
@@ -382,6 +385,35 @@ impl Session<'_> {
         let stopped = *self.stop.borrow();
         self.drain_spool(0, stopped).await;
         self.outcome.audit_spooled = orchestrator.audit.pending_for(self.id).await.0;
+    }
+
+    /// Asks Audit, once, what it says of the ended session's hash chain
+    /// (its seal); none while writes of the session are still spooled, or
+    /// when Audit cannot answer.
+    async fn seal(&mut self) {
+        if self.outcome.audit_spooled > 0 {
+            return;
+        }
+        let orchestrator = self.orchestrator;
+        let deadline = orchestrator.config.timeouts.audit;
+        let Ok(token) = orchestrator.own_token(Audience::Audit, deadline).await else {
+            return;
+        };
+        match orchestrator
+            .audit_client
+            .verify_session(self.id, &token)
+            .await
+        {
+            Ok(verification) => {
+                if verification.is_tampered() {
+                    tracing::error!(verdict = %verification, "audit says the session's chain was tampered with");
+                }
+                self.outcome.chain_seal = Some(crate::seal::ChainSeal::from(&verification));
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "audit could not verify the session's chain");
+            }
+        }
     }
 
     /// Counts what became of a turn's writes.
