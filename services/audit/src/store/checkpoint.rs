@@ -23,6 +23,7 @@ use std::sync::Arc;
 use heist_tokens::{KeyRing, KeySet, PublicKey, SigningKey};
 
 use super::chain::{Hash, Head, RowRef};
+use super::writer::Stamp;
 
 /// The rows chained between two checkpoints of a session unless configured.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 100;
@@ -135,6 +136,16 @@ impl Tip {
         })
     }
 
+    /// The tip once the row hashing to `hash` is chained here, signed or not.
+    pub(crate) fn moved(&self, hash: Hash, signed: bool) -> Tip {
+        let next = self.next + 1;
+        Tip {
+            hash,
+            next,
+            signed_next: if signed { next } else { self.signed_next },
+        }
+    }
+
     /// The chain once the row hashing to `hash` is chained at this tip.
     pub(crate) fn after<'a>(
         &self,
@@ -159,6 +170,52 @@ pub fn ring_keys(ring: &KeyRing) -> KeySet {
     ring.published(heist_tokens::unix_now(), std::time::Duration::MAX)
         .into_iter()
         .collect()
+}
+
+/// The chain tip of the session one write extends, once read or moved
+/// within that write: a turn chains its message and each tool call one
+/// after another, and PostgreSQL reads the tip with the session's lock, so
+/// no row reads it back. One per write: a refused write's is dropped with
+/// its savepoint.
+#[derive(Debug, Default)]
+pub(crate) struct TipCache(std::sync::Mutex<Option<(String, Option<Tip>)>>);
+
+impl TipCache {
+    /// The session's tip if this write knows it (`Some(None)`: unchained).
+    pub(crate) fn get(&self, session_id: &str) -> Option<Option<Tip>> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known
+            .as_ref()
+            .filter(|(id, _)| id == session_id)
+            .map(|(_, tip)| *tip)
+    }
+
+    /// Records the session's tip.
+    pub(crate) fn set(&self, session_id: &str, tip: Option<Tip>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((session_id.to_owned(), tip));
+    }
+}
+
+/// Records that the row hashing to `hash` was chained at `tip` of
+/// `session_id` (`ends`: it is the session's end) and answers the
+/// checkpoint now due, if any, for the backend to store.
+pub(crate) fn chained(
+    at: &Stamp<'_>,
+    (session_id, tip): (&str, Tip),
+    hash: &Hash,
+    ends: bool,
+) -> Option<Checkpoint> {
+    let checkpoint = at.integrity.due(tip.after(session_id, hash, ends, at.now));
+    at.tips
+        .set(session_id, Some(tip.moved(*hash, checkpoint.is_some())));
+    checkpoint
 }
 
 /// A session's chain just after a row was chained.

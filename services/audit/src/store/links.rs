@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
-use super::checkpoint::{Checkpoint, Rules, Tip};
+use super::checkpoint::{self, Checkpoint, Rules, Tip};
 use super::error::StoreError;
 use super::queries;
 use super::types::SessionStatus;
@@ -13,7 +13,10 @@ use super::writer::Stamp;
 
 /// The session's chain head and signed length: `None` for a session
 /// started before the chain existed (it stays unchained) or an unknown one.
-fn head(conn: &Connection, session_id: &str) -> Result<Option<Tip>, StoreError> {
+fn head(conn: &Connection, at: &Stamp<'_>, session_id: &str) -> Result<Option<Tip>, StoreError> {
+    if let Some(tip) = at.tips.get(session_id) {
+        return Ok(tip);
+    }
     let tip = conn
         .prepare_cached(
             "SELECT chain_head, chain_next, signed_next FROM sessions WHERE session_id = ?1",
@@ -57,7 +60,7 @@ pub(crate) fn append<T: Chained>(
     session_id: &str,
     row: &T,
 ) -> Result<(), StoreError> {
-    let Some(tip) = head(conn, session_id)? else {
+    let Some(tip) = head(conn, at, session_id)? else {
         return Ok(());
     };
     let hash = row.chain_hash(&tip.hash, tip.next);
@@ -97,7 +100,7 @@ pub(crate) fn end(
     status: SessionStatus,
     num_turns: i64,
 ) -> Result<(), StoreError> {
-    let Some(tip) = head(conn, session_id)? else {
+    let Some(tip) = head(conn, at, session_id)? else {
         return Ok(());
     };
     let hash = chain::end_hash(&tip.hash, tip.next, session_id, at.now, status, num_turns);
@@ -112,7 +115,7 @@ pub(crate) fn end(
         hash.as_slice(),
         chain::position(tip.next + 1)?
     ])?;
-    match at.integrity.due(tip.after(session_id, &hash, true, at.now)) {
+    match checkpoint::chained(at, (session_id, tip), &hash, true) {
         Some(checkpoint) => sign(conn, session_id, &checkpoint),
         None => Ok(()),
     }

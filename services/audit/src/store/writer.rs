@@ -18,7 +18,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::Span;
 
-use super::checkpoint::Integrity;
+use super::checkpoint::{Integrity, TipCache};
 use super::clock::Clock;
 use super::error::StoreError;
 use super::types::Committed;
@@ -36,6 +36,8 @@ pub(crate) struct Stamp<'a> {
     pub(crate) now: &'a str,
     /// Whether sessions are chained, and the checkpoint signer.
     pub(crate) integrity: &'a Integrity,
+    /// The chain tip this write has read or moved.
+    pub(crate) tips: &'a TipCache,
 }
 
 /// One kind of write: what it does in its savepoint and what it answers.
@@ -211,9 +213,11 @@ impl Writer {
             let now = self.clock.now_rfc3339();
             // Savepoints by cached statements: no SQL is parsed per write.
             tx.prepare_cached("SAVEPOINT audit_write")?.execute([])?;
+            let tips = TipCache::default();
             let at = Stamp {
                 now: &now,
                 integrity: &self.integrity,
+                tips: &tips,
             };
             match job.apply(&tx, &at) {
                 None => {

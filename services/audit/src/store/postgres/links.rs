@@ -11,27 +11,64 @@ use tokio_postgres::Row;
 use super::error::pg;
 use super::queries::{self, Listed};
 use crate::store::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
-use crate::store::checkpoint::{Checkpoint, Rules, Tip};
+use crate::store::checkpoint::{self, Checkpoint, Rules, Tip};
 use crate::store::error::StoreError;
 use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageRow};
 use crate::store::writer::Stamp;
 
-/// The session's chain tip (its row is locked by the write); `None` for a
-/// session started before the chain existed (it stays unchained).
-async fn head(tx: &Transaction<'_>, session_id: &str) -> Result<Option<Tip>, StoreError> {
+/// Locks the session's row for the write (so a session's writes are ordered
+/// across replicas) and answers its status, keeping its chain tip for the
+/// write's rows; `SessionNotFound` for an unknown session.
+pub(super) async fn lock(
+    tx: &Transaction<'_>,
+    at: &Stamp<'_>,
+    session_id: &str,
+) -> Result<SessionStatus, StoreError> {
+    let statement = tx
+        .prepare_cached(
+            "SELECT status, chain_head, chain_next, signed_next FROM sessions \
+             WHERE session_id = $1 FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| queries::not_found(session_id))?;
+    at.tips.set(session_id, tip_at(&row, 1)?);
+    queries::status(row.try_get(0).map_err(pg)?)
+}
+
+/// The tip in the columns `chain_head, chain_next, signed_next` from `at`.
+fn tip_at(row: &Row, at: usize) -> Result<Option<Tip>, StoreError> {
+    let hash: Option<Vec<u8>> = row.try_get(at).map_err(pg)?;
+    let next: Option<i64> = row.try_get(at + 1).map_err(pg)?;
+    let signed: Option<i64> = row.try_get(at + 2).map_err(pg)?;
+    Ok(Tip::read(chain::head(hash, next), signed))
+}
+
+/// The session's chain tip: as the write's lock read it or its rows moved
+/// it, else read (the row is locked); `None` for a session started before
+/// the chain existed (it stays unchained).
+async fn head(
+    tx: &Transaction<'_>,
+    at: &Stamp<'_>,
+    session_id: &str,
+) -> Result<Option<Tip>, StoreError> {
+    if let Some(tip) = at.tips.get(session_id) {
+        return Ok(tip);
+    }
     let statement = tx
         .prepare_cached(
             "SELECT chain_head, chain_next, signed_next FROM sessions WHERE session_id = $1",
         )
         .await
         .map_err(pg)?;
-    let Some(row) = tx.query_opt(&statement, &[&session_id]).await.map_err(pg)? else {
-        return Ok(None);
-    };
-    let hash: Option<Vec<u8>> = row.try_get(0).map_err(pg)?;
-    let next: Option<i64> = row.try_get(1).map_err(pg)?;
-    let signed: Option<i64> = row.try_get(2).map_err(pg)?;
-    Ok(Tip::read(chain::head(hash, next), signed))
+    match tx.query_opt(&statement, &[&session_id]).await.map_err(pg)? {
+        Some(row) => tip_at(&row, 0),
+        None => Ok(None),
+    }
 }
 
 /// Stores `checkpoint` for the session and records what it covers (one statement).
@@ -65,18 +102,6 @@ async fn sign(
     Ok(())
 }
 
-/// Signs the chain when a checkpoint is due after `due`.
-async fn sign_if_due(
-    tx: &Transaction<'_>,
-    at: &Stamp<'_>,
-    due: crate::store::checkpoint::Due<'_>,
-) -> Result<(), StoreError> {
-    match at.integrity.due(due) {
-        Some(checkpoint) => sign(tx, due.session_id, &checkpoint).await,
-        None => Ok(()),
-    }
-}
-
 /// Chains a row just inserted into its table and moves the session's head
 /// to it (one statement), then signs when a checkpoint is due; a session
 /// without a head is left unchained.
@@ -86,7 +111,7 @@ pub(super) async fn append<T: Chained>(
     session_id: &str,
     row: &T,
 ) -> Result<(), StoreError> {
-    let Some(tip) = head(tx, session_id).await? else {
+    let Some(tip) = head(tx, at, session_id).await? else {
         return Ok(());
     };
     let hash = row.chain_hash(&tip.hash, tip.next);
@@ -110,7 +135,10 @@ pub(super) async fn append<T: Chained>(
     )
     .await
     .map_err(pg)?;
-    sign_if_due(tx, at, tip.after(session_id, &hash, false, at.now)).await
+    match checkpoint::chained(at, (session_id, tip), &hash, false) {
+        Some(checkpoint) => sign(tx, session_id, &checkpoint).await,
+        None => Ok(()),
+    }
 }
 
 /// Chains a session's end (its `end_*` columns), written at `at.now`, and
@@ -122,7 +150,7 @@ pub(super) async fn end(
     status: SessionStatus,
     num_turns: i64,
 ) -> Result<(), StoreError> {
-    let Some(tip) = head(tx, session_id).await? else {
+    let Some(tip) = head(tx, at, session_id).await? else {
         return Ok(());
     };
     let hash = chain::end_hash(&tip.hash, tip.next, session_id, at.now, status, num_turns);
@@ -145,7 +173,10 @@ pub(super) async fn end(
     )
     .await
     .map_err(pg)?;
-    sign_if_due(tx, at, tip.after(session_id, &hash, true, at.now)).await
+    match checkpoint::chained(at, (session_id, tip), &hash, true) {
+        Some(checkpoint) => sign(tx, session_id, &checkpoint).await,
+        None => Ok(()),
+    }
 }
 
 /// The chain columns at `at` (the seq, the previous hash, the hash).

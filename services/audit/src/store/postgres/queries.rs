@@ -268,13 +268,13 @@ pub(crate) async fn by_key<T: Listed>(
         .transpose()
 }
 
-fn not_found(session_id: &str) -> StoreError {
+pub(super) fn not_found(session_id: &str) -> StoreError {
     StoreError::SessionNotFound {
         session_id: session_id.to_owned(),
     }
 }
 
-fn status(text: String) -> Result<SessionStatus, StoreError> {
+pub(super) fn status(text: String) -> Result<SessionStatus, StoreError> {
     SessionStatus::parse(&text)
         .ok_or_else(|| StoreError::internal(format!("unknown session status {text:?}")))
 }

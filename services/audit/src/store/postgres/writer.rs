@@ -28,7 +28,7 @@ use tracing::{Instrument, Span};
 use super::error::{self, pg};
 use super::writes::PgWrite;
 use crate::metrics::{self, Rows, Store};
-use crate::store::checkpoint::Integrity;
+use crate::store::checkpoint::{Integrity, TipCache};
 use crate::store::clock::Clock;
 use crate::store::error::{ErrorKind, StoreError};
 use crate::store::writer::Stamp;
@@ -252,9 +252,11 @@ async fn commit_batch(
     let mut tx = client.transaction().await.map_err(pg)?;
     if let [job] = batch {
         let now = clock.now_rfc3339();
+        let tips = TipCache::default();
         let at = Stamp {
             now: &now,
             integrity,
+            tips: &tips,
         };
         if job.apply(&tx, &at).await.is_some() {
             // A failed rollback means a lost connection, which ends the
@@ -265,9 +267,11 @@ async fn commit_batch(
     } else {
         for job in batch.iter_mut() {
             let now = clock.now_rfc3339();
+            let tips = TipCache::default();
             let at = Stamp {
                 now: &now,
                 integrity,
+                tips: &tips,
             };
             if job.needs_savepoint() {
                 let savepoint = tx.savepoint("audit_write").await.map_err(pg)?;

@@ -112,7 +112,7 @@ impl PgWrite for EndSession {
         at: &Stamp<'_>,
     ) -> Result<(SessionRow, Rows), StoreError> {
         let now = at.now;
-        queries::session_status(tx, &self.session_id, true).await?;
+        links::lock(tx, at, &self.session_id).await?;
         let stored = queries::existing_session(tx, &self.session_id).await?;
         if stored.status.is_ended() {
             if stored.status == self.status && stored.num_turns == self.num_turns {
@@ -159,7 +159,7 @@ impl PgWrite for NewMessage {
         at: &Stamp<'_>,
     ) -> Result<(MessageRow, Rows), StoreError> {
         let now = at.now;
-        let ended = ended_status(tx, &self.session_id).await?;
+        let ended = ended_status(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
                  timestamp, is_error, idempotency_key, trace_id, written_by, written_via, \
@@ -209,7 +209,7 @@ impl PgWrite for NewToolUsage {
         at: &Stamp<'_>,
     ) -> Result<(ToolUsageRow, Rows), StoreError> {
         let now = at.now;
-        let ended = ended_status(tx, &self.session_id).await?;
+        let ended = ended_status(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
                  tool_params, tool_result, timestamp, success, duration_ms, \
@@ -290,7 +290,7 @@ impl PgWrite for NewSessionEvent {
     ) -> Result<(SessionEventRow, Rows), StoreError> {
         let now = at.now;
         // Events are taken whatever the session's status (it must exist).
-        queries::session_status(tx, &self.session_id, true).await?;
+        links::lock(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
             sql: "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
              written_by, written_via) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''))",
@@ -323,9 +323,10 @@ impl PgWrite for NewSessionEvent {
 /// it is active, or `SessionNotFound`.
 async fn ended_status(
     tx: &Transaction<'_>,
+    at: &Stamp<'_>,
     session_id: &str,
 ) -> Result<Option<SessionStatus>, StoreError> {
-    let status = queries::session_status(tx, session_id, true).await?;
+    let status = links::lock(tx, at, session_id).await?;
     Ok(status.is_ended().then_some(status))
 }
 
