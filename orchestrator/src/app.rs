@@ -602,6 +602,13 @@ pub async fn sessions_verify(config: &Config, session_id: &str) -> anyhow::Resul
             );
             Ok(exit::NOT_FOUND)
         }
+        Err(status) if status.code() == tonic::Code::InvalidArgument => {
+            eprintln!(
+                "error: {session_id:?} cannot be a session ID: {}",
+                status.message()
+            );
+            Ok(exit::NOT_FOUND)
+        }
         Err(status) => {
             eprintln!(
                 "error: cannot verify the session in Audit ({}): {}",

@@ -188,7 +188,7 @@ enum SessionsCommand {
     /// database file itself, see `heist-audit verify`.
     ///
     /// Exit codes: 0 intact or unchained, 1 tampered, 3 OAuth or Audit
-    /// cannot answer, 4 Audit has no such session.
+    /// cannot answer, 4 Audit has no such session (or the ID is malformed).
     Verify {
         /// The session ID, e.g. heist_20250116_143052_a1b2.
         session_id: String,

@@ -259,9 +259,12 @@ async fn a_run_verifies_intact_over_grpc_and_offline_and_its_transcript_carries_
         "{markdown}"
     );
 
-    let (code, shown) = verify_unknown(&ran).await;
+    let (code, shown) = verify_other(&ran, "heist_nope").await;
     assert_eq!(code, Some(4), "an unknown session: {shown}");
     assert!(shown.contains("no session \"heist_nope\""), "{shown}");
+    let (code, shown) = verify_other(&ran, "a b").await;
+    assert_eq!(code, Some(4), "a malformed ID: {shown}");
+    assert!(shown.contains("\"a b\" cannot be a session ID"), "{shown}");
 
     ran.mesh.kill("audit");
     let (code, shown) = ran.verify_over_grpc().await;
@@ -273,14 +276,14 @@ async fn a_run_verifies_intact_over_grpc_and_offline_and_its_transcript_carries_
 }
 
 /// `orchestrator sessions verify` of a session Audit does not have.
-async fn verify_unknown(ran: &Ran) -> (Option<i32>, String) {
+async fn verify_other(ran: &Ran, session_id: &str) -> (Option<i32>, String) {
     let verify = orchestrator(
         &ran.mesh,
         &ran.config,
         &[
             OsStr::new("sessions"),
             OsStr::new("verify"),
-            OsStr::new("heist_nope"),
+            OsStr::new(session_id),
         ],
     )
     .await;
