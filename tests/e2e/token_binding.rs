@@ -537,6 +537,8 @@ fn version_2_file(path: &Path) {
          ALTER TABLE sessions DROP COLUMN end_hash;
          ALTER TABLE sessions DROP COLUMN chain_head;
          ALTER TABLE sessions DROP COLUMN chain_next;
+         ALTER TABLE sessions DROP COLUMN signed_next;
+         DROP TABLE checkpoints;
          PRAGMA user_version = 2;",
     )
     .unwrap();
