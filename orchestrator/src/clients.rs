@@ -24,9 +24,9 @@ use std::{
 use heist_plumbing::auth::Audience;
 use heist_proto::v1::{
     CallToolRequest, CallToolResponse, ClearMemoryRequest, GetCompressedMemoryRequest,
-    GetCompressedMemoryResponse, IssueTokenRequest, IssueTokenResponse, ListMemoryTurnsRequest,
-    ListMemoryTurnsResponse, SessionVerification, StoreMemoryRequest, StoreMemoryResponse,
-    VerifySessionRequest, audit_service_client::AuditServiceClient,
+    GetCompressedMemoryResponse, GetSessionRequest, IssueTokenRequest, IssueTokenResponse,
+    ListMemoryTurnsRequest, ListMemoryTurnsResponse, Session, StoreMemoryRequest,
+    StoreMemoryResponse, audit_service_client::AuditServiceClient,
     memory_service_client::MemoryServiceClient, o_auth_service_client::OAuthServiceClient,
     tool_service_client::ToolServiceClient,
 };
@@ -296,21 +296,17 @@ impl AuditClient {
             .await
     }
 
-    /// Asks Audit to verify session `session_id`'s chain (`VerifySession`):
-    /// one attempt, past the breakers, going on from a gone replica to the
-    /// next, within the deadline.
-    pub async fn verify_session(
-        &self,
-        session_id: &str,
-        token: &str,
-    ) -> Result<SessionVerification, Status> {
-        let body = VerifySessionRequest {
+    /// Session `session_id` as Audit stores it, with its seal
+    /// (`GetSession`): one attempt, past the breakers, going on from a gone
+    /// replica to the next, within the deadline.
+    pub async fn session(&self, session_id: &str, token: &str) -> Result<Session, Status> {
+        let body = GetSessionRequest {
             session_id: session_id.to_owned(),
         };
         self.guard
             .call_unguarded(body, token, |request| {
                 let mut client = self.client.clone();
-                async move { Ok(client.verify_session(request).await?.into_inner()) }
+                async move { Ok(client.get_session(request).await?.into_inner()) }
             })
             .await
     }

@@ -95,7 +95,7 @@ impl Console {
             }
         }
         if let Some(seal) = &outcome.chain_seal {
-            lines.push(format!("   Audit integrity: {}", seal.verdict));
+            lines.push(format!("   Audit seal: {seal}"));
         }
         if outcome.memory_pending > 0 {
             lines.push(format!(

@@ -83,10 +83,10 @@ pub fn to_markdown(outcome: &SessionOutcome) -> String {
         }
     }
     match &outcome.chain_seal {
-        Some(seal) => text.push_str(&format!("Audit integrity: {}\n", seal.verdict)),
-        None => {
-            text.push_str("Audit integrity: not verified (Audit could not answer at the end)\n")
-        }
+        Some(seal) => text.push_str(&format!("Audit seal: {seal}\n")),
+        None => text.push_str(
+            "Audit seal: none (Audit could not answer at the end, or the session is unchained)\n",
+        ),
     }
     text
 }
@@ -138,23 +138,21 @@ mod tests {
     }
 
     #[test]
-    fn markdown_ends_with_the_audit_integrity_line() {
+    fn markdown_ends_with_the_audit_seal_line() {
         let mut sealed = outcome();
-        assert!(
-            to_markdown(&sealed)
-                .ends_with("Audit integrity: not verified (Audit could not answer at the end)\n")
-        );
-        let verification = heist_proto::v1::SessionVerification {
+        assert!(to_markdown(&sealed).ends_with(
+            "Audit seal: none (Audit could not answer at the end, or the session is unchained)\n"
+        ));
+        let session = heist_proto::v1::Session {
             session_id: sealed.session_id.clone(),
-            integrity: heist_proto::v1::Integrity::Intact.into(),
-            rows: 4,
+            chain_rows: 4,
             chain_head: "ab".into(),
             ..Default::default()
         };
-        sealed.chain_seal = Some(crate::seal::ChainSeal::from(&verification));
+        sealed.chain_seal = crate::seal::ChainSeal::of(&session);
         let text = to_markdown(&sealed);
         assert!(
-            text.ends_with(&format!("Audit integrity: {verification}\n")),
+            text.ends_with("Audit seal: 4 rows, head ab; not signed\n"),
             "{text}"
         );
         let json: serde_json::Value = serde_json::from_str(&to_json(&sealed).unwrap()).unwrap();

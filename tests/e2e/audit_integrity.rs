@@ -64,7 +64,7 @@ impl Ran {
             .trim()
             .to_owned();
         assert!(
-            shown.contains(&format!("Audit integrity: {session_id}: intact")),
+            shown.contains("Audit seal: ") && shown.contains("; signed by key "),
             "the summary says the seal: {shown}"
         );
         Ran {
@@ -246,16 +246,20 @@ async fn a_run_verifies_intact_over_grpc_and_offline_and_its_transcript_carries_
     .unwrap();
     let seal = &transcript["chain_seal"];
     let signed = verdict.checkpoint.as_ref().unwrap();
-    assert_eq!(seal["integrity"], "intact", "{seal}");
     assert_eq!(seal["rows"], verdict.rows, "{seal}");
+    assert_eq!(seal["signed_rows"], signed.rows, "{seal}");
     assert_eq!(seal["chain_head"], verdict.chain_head.as_str(), "{seal}");
     assert_eq!(seal["key_id"], signed.key_id.as_str(), "{seal}");
     assert_eq!(seal["signature"], signed.signature.as_str(), "{seal}");
     assert_eq!(seal["signed_at"], signed.signed_at.as_str(), "{seal}");
     assert_eq!(signed.head, verdict.chain_head, "signed to the end");
     let markdown = std::fs::read_to_string(ran.mesh.dir.path().join("transcript.md")).unwrap();
+    let head = &verdict.chain_head;
     assert!(
-        markdown.ends_with(&format!("Audit integrity: {verdict}\n")),
+        markdown.ends_with(&format!(
+            "Audit seal: {} rows, head {head}; signed by key {} at {}, signature {}\n",
+            verdict.rows, signed.key_id, signed.signed_at, signed.signature
+        )),
         "{markdown}"
     );
 
@@ -585,14 +589,16 @@ async fn a_session_ended_with_writes_still_spooled_carries_no_seal() {
     read_until(&|_| false, &mut shown);
     assert_eq!(child.wait().unwrap().code(), Some(130), "{shown}");
     assert!(shown.contains("the next run replays them"), "{shown}");
-    assert!(!shown.contains("Audit integrity"), "{shown}");
+    assert!(!shown.contains("Audit seal"), "{shown}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(transcript.with_extension("json")).unwrap())
             .unwrap();
     assert!(json["chain_seal"].is_null(), "{}", json["chain_seal"]);
     let markdown = std::fs::read_to_string(transcript.with_extension("md")).unwrap();
     assert!(
-        markdown.ends_with("Audit integrity: not verified (Audit could not answer at the end)\n"),
+        markdown.ends_with(
+            "Audit seal: none (Audit could not answer at the end, or the session is unchained)\n"
+        ),
         "{markdown}"
     );
 }

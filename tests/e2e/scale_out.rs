@@ -289,7 +289,11 @@ async fn assert_sealed(
         )
         .await;
         let seal = outcome.chain_seal.as_ref().expect("the outcome is sealed");
-        assert_eq!(seal.integrity, "intact", "{seal:?}");
+        assert_eq!(
+            seal.signed_rows,
+            Some(seal.rows),
+            "signed to its end: {seal:?}"
+        );
         assert_eq!(seal.chain_head, verdict.chain_head, "audit replica {index}");
         assert_eq!(seal.rows, verdict.rows, "audit replica {index}");
     }

@@ -387,9 +387,10 @@ impl Session<'_> {
         self.outcome.audit_spooled = orchestrator.audit.pending_for(self.id).await.0;
     }
 
-    /// Asks Audit, once, what it says of the ended session's hash chain
-    /// (its seal); none while writes of the session are still spooled, or
-    /// when Audit cannot answer.
+    /// Asks Audit, once, for the ended session's seal (its chain head and
+    /// signed checkpoint, `GetSession`: two rows read, no walk of the
+    /// chain); none while writes of the session are still spooled, or when
+    /// Audit cannot answer.
     async fn seal(&mut self) {
         if self.outcome.audit_spooled > 0 {
             return;
@@ -399,19 +400,10 @@ impl Session<'_> {
         let Ok(token) = orchestrator.own_token(Audience::Audit, deadline).await else {
             return;
         };
-        match orchestrator
-            .audit_client
-            .verify_session(self.id, &token)
-            .await
-        {
-            Ok(verification) => {
-                if verification.is_tampered() {
-                    tracing::error!(verdict = %verification, "audit says the session's chain was tampered with");
-                }
-                self.outcome.chain_seal = Some(crate::seal::ChainSeal::from(&verification));
-            }
+        match orchestrator.audit_client.session(self.id, &token).await {
+            Ok(session) => self.outcome.chain_seal = crate::seal::ChainSeal::of(&session),
             Err(status) => {
-                tracing::warn!(error = %status.message(), "audit could not verify the session's chain");
+                tracing::warn!(error = %status.message(), "audit could not answer the session's seal");
             }
         }
     }

@@ -3,7 +3,7 @@
 use heist_proto::v1 as pb;
 
 use crate::store::{
-    AgentUsage, Checkpoint, Integrity, MessageRow, NewMessage, NewToolUsage, RowRef,
+    AgentUsage, Checkpoint, Integrity, MessageRow, NewMessage, NewToolUsage, RowRef, Seal,
     SessionEventRow, SessionRow, SessionStatus, SessionUsage, TokenCounts, ToolUsageRow, TurnRows,
     UsageTotals, Verification,
 };
@@ -82,7 +82,22 @@ impl From<SessionRow> for pb::Session {
             tool_usage_count: row.tool_usage_count,
             written_by: row.written_by,
             written_via: row.written_via,
+            ..pb::Session::default()
         }
+    }
+}
+
+/// `session` with its seal (`GetSession`'s answer).
+pub(crate) fn sealed(session: SessionRow, seal: Option<Seal>) -> pb::Session {
+    let session = pb::Session::from(session);
+    match seal {
+        None => session,
+        Some(seal) => pb::Session {
+            chain_head: crate::store::hex(&seal.head),
+            chain_rows: count(seal.rows),
+            checkpoint: seal.checkpoint.map(Into::into),
+            ..session
+        },
     }
 }
 

@@ -259,11 +259,10 @@ impl AuditRpc for AuditService {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        let session = self
-            .store
-            .get_session(&request.get_ref().session_id)
-            .await?;
-        Ok(Response::new(session.into()))
+        let session_id = &request.get_ref().session_id;
+        let session = self.store.get_session(session_id).await?;
+        let seal = self.store.session_seal(session_id).await?;
+        Ok(Response::new(convert::sealed(session, seal)))
     }
 
     #[tracing::instrument(skip_all)]

@@ -56,7 +56,7 @@ use tokio::sync::broadcast;
 
 pub use chain::{Break, Hash, RowKind, RowRef, Verification, hex};
 pub use checkpoint::{
-    Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules, ring_keys,
+    Checkpoint, CheckpointBreak, DEFAULT_CHECKPOINT_EVERY, Integrity, Rules, Seal, ring_keys,
     statement as checkpoint_statement,
 };
 pub use clock::Clock;
@@ -365,6 +365,22 @@ impl AuditStore {
                     .await
             }
             Backend::Postgres(pg) => pg.verify_session(session_id, &rules).await,
+        }
+    }
+
+    /// The session's seal as stored: its chain's length and head and its
+    /// latest checkpoint, read without walking the chain (`None` for an
+    /// unchained session); an unknown session fails with `SessionNotFound`.
+    pub async fn session_seal(&self, session_id: &str) -> Result<Option<Seal>, StoreError> {
+        validate::session_id(session_id)?;
+        match &self.inner.backend {
+            Backend::Sqlite { readers, .. } => {
+                let session_id = session_id.to_owned();
+                readers
+                    .read(move |conn| links::seal(conn, &session_id))
+                    .await
+            }
+            Backend::Postgres(pg) => pg.session_seal(session_id).await,
         }
     }
 

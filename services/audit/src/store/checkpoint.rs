@@ -270,6 +270,32 @@ impl Checkpoint {
     }
 }
 
+/// A session's seal as stored: its chain's length and head and its latest
+/// checkpoint, read without walking the chain (what `GetSession` answers;
+/// `VerifySession` checks it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seal {
+    /// How many rows the chain has.
+    pub rows: u64,
+    /// The hash of its last row.
+    pub head: Hash,
+    /// Its latest checkpoint, if one was signed.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Seal {
+    /// The seal of a session whose row holds `head` and whose latest
+    /// checkpoint is `checkpoint`; `None` for an unchained session.
+    pub(crate) fn of(head: Head, checkpoint: Option<Checkpoint>) -> Option<Seal> {
+        let (head, rows) = head?;
+        Some(Seal {
+            rows,
+            head,
+            checkpoint,
+        })
+    }
+}
+
 /// What a verifier trusts: the public keys and the checkpoint interval
 /// the Audit that wrote the chains used.
 #[derive(Clone, Debug)]

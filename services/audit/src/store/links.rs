@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
-use super::checkpoint::{self, Checkpoint, Rules, Tip};
+use super::checkpoint::{self, Checkpoint, Rules, Seal, Tip};
 use super::error::StoreError;
 use super::queries;
 use super::types::SessionStatus;
@@ -227,4 +227,35 @@ pub(crate) fn verify(
         checkpoints: checkpoints(conn, session_id)?,
     };
     Ok(chain::verify(stored, rules))
+}
+
+/// The session's seal as stored (its head and latest checkpoint), without
+/// walking the chain; `None` for an unchained session, `SessionNotFound`
+/// for an unknown one.
+pub(crate) fn seal(conn: &Connection, session_id: &str) -> Result<Option<Seal>, StoreError> {
+    let head = conn
+        .prepare_cached("SELECT chain_head, chain_next FROM sessions WHERE session_id = ?1")?
+        .query_row([session_id], |row| {
+            Ok(chain::head(row.get(0)?, row.get(1)?))
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::SessionNotFound {
+            session_id: session_id.to_owned(),
+        })?;
+    let latest = conn
+        .prepare_cached(
+            "SELECT rows, head, key_id, signature, signed_at FROM checkpoints \
+             WHERE session_id = ?1 ORDER BY rows DESC LIMIT 1",
+        )?
+        .query_row([session_id], |row| {
+            Ok(Checkpoint::read(
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()?;
+    Ok(Seal::of(head, latest))
 }

@@ -176,6 +176,15 @@ impl PgBackend {
         links::verify(&mut client, session_id, rules).await
     }
 
+    /// An existing session's seal as stored, or `SessionNotFound`.
+    pub(crate) async fn session_seal(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<crate::store::checkpoint::Seal>, StoreError> {
+        let client = self.client().await?;
+        links::seal(&client, session_id).await
+    }
+
     /// How many write transactions have committed.
     pub(crate) fn commit_count(&self) -> u64 {
         self.writer.commit_count()

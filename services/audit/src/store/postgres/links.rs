@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use super::error::pg;
 use super::queries::{self, Listed};
 use crate::store::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
-use crate::store::checkpoint::{self, Checkpoint, Rules, Tip};
+use crate::store::checkpoint::{self, Checkpoint, Rules, Seal, Tip};
 use crate::store::error::StoreError;
 use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageRow};
 use crate::store::writer::Stamp;
@@ -282,4 +282,40 @@ async fn checkpoints(
             ))
         })
         .collect()
+}
+
+/// The session's seal as stored (its head and latest checkpoint), in one
+/// statement, without walking the chain; `None` for an unchained session,
+/// `SessionNotFound` for an unknown one.
+pub(super) async fn seal(
+    client: &impl GenericClient,
+    session_id: &str,
+) -> Result<Option<Seal>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT s.chain_head, s.chain_next, c.rows, c.head, c.key_id, c.signature, \
+             c.signed_at FROM sessions s LEFT JOIN LATERAL (SELECT * FROM checkpoints \
+             WHERE session_id = s.session_id ORDER BY rows DESC LIMIT 1) c ON TRUE \
+             WHERE s.session_id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| queries::not_found(session_id))?;
+    let head = chain::head(row.try_get(0).map_err(pg)?, row.try_get(1).map_err(pg)?);
+    let rows: Option<i64> = row.try_get(2).map_err(pg)?;
+    let latest = match rows {
+        Some(rows) => Some(Checkpoint::read(
+            rows,
+            row.try_get(3).map_err(pg)?,
+            row.try_get(4).map_err(pg)?,
+            row.try_get(5).map_err(pg)?,
+            row.try_get(6).map_err(pg)?,
+        )),
+        None => None,
+    };
+    Ok(Seal::of(head, latest))
 }

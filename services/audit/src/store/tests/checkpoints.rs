@@ -265,3 +265,21 @@ contract! {
         assert_eq!(verify(&fx).await, Verification::Unchained { rows: 4 });
     }
 }
+
+contract! {
+    async fn the_seal_is_the_head_and_latest_checkpoint_as_stored(backend) {
+        let fx = signing_every(backend, 4).await;
+        messages(&fx, 5).await;
+        let seal = fx.store.session_seal("s1").await.unwrap().expect("chained");
+        let Verification::Intact { rows, head, checkpoint } = verify(&fx).await else {
+            panic!("not intact: {:?}", verify(&fx).await);
+        };
+        assert_eq!((seal.rows, seal.head, seal.checkpoint), (rows, head, checkpoint));
+        assert_eq!(rows, 6);
+        let error = fx.store.session_seal("ghost").await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NotFound, "{error}");
+        let off = fixture_with(backend, |config| config.integrity.chain = false).await;
+        off.store.create_session(new_session("s1")).await.unwrap();
+        assert_eq!(off.store.session_seal("s1").await.unwrap(), None, "unchained");
+    }
+}
