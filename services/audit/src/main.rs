@@ -76,7 +76,7 @@ struct Args {
 
     /// Store new sessions without the hash chain and its checkpoints (to
     /// measure the chain's cost; such sessions verify as unchained).
-    #[arg(long)]
+    #[arg(long, env = "HEIST_AUDIT_NO_CHAIN")]
     no_chain: bool,
 
     #[command(flatten)]
