@@ -17,6 +17,9 @@
 //! - `chain`: the hash chain's encoding (v1), SHA-256 and the walk that
 //!   verifies a session; `links` (SQLite) and `postgres::links` write and
 //!   read the chain columns inside each backend's transactions;
+//! - `checkpoint`: the signed checkpoints (the statement, when one is due,
+//!   the keys a verifier trusts, the seal `GetSession` answers);
+//!   [`verify_sqlite_file`] is the offline verifier's entry;
 //! - `clock` and `error`: timestamps and the one error enum.
 //!
 //! The two backends are an enum ([`AuditStore`] matches on it), not a trait
