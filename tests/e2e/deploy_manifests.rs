@@ -160,7 +160,7 @@ async fn run_rendered(variant: &str, written_via: Option<&str>) {
         }
     }
     for (container, process) in &mut running {
-        container.wait_healthy(process).await;
+        container.wait_serving(process).await;
     }
     assert_eq!(running.len(), 4, "oauth, tools, memory and audit serve");
     let (_, job) = containers

@@ -16,6 +16,10 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
 /// How long a job may run.
 const JOB_WITHIN: Duration = Duration::from_secs(120);
 
+/// How many times a service is started again when a port the mapping chose
+/// was taken by another test before it bound it.
+const PORT_TAKEN_RETRIES: usize = 3;
+
 /// A container on this machine: its directories and what it runs.
 pub(super) struct Container {
     /// Its name (the compose service, the Deployment or Job).
@@ -60,11 +64,27 @@ impl Container {
         child.wait_with_output().unwrap()
     }
 
-    /// Starts a service, then runs its health check until it passes.
+    /// Starts a service, then waits until it serves ([`Self::wait_serving`]).
     pub(super) async fn serve(&self) -> ServiceProcess {
         let mut process = self.start();
-        self.wait_healthy(&mut process).await;
+        self.wait_serving(&mut process).await;
         process
+    }
+
+    /// Runs its health check until it passes. The mapping chose its loopback
+    /// ports free, but a test running beside this one may take one before
+    /// it binds: then it is started again on the same ports (at most
+    /// [`PORT_TAKEN_RETRIES`] times). Panics with its log if it exits
+    /// otherwise or does not pass in time.
+    pub(super) async fn wait_serving(&self, process: &mut ServiceProcess) {
+        for _ in 0..PORT_TAKEN_RETRIES {
+            if self.wait_healthy(process, true).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            *process = self.start();
+        }
+        self.wait_healthy(process, false).await;
     }
 
     /// Starts a service; does not wait.
@@ -80,9 +100,14 @@ impl Container {
         .unwrap()
     }
 
-    /// Runs its health check until it passes; panics with its log if it
-    /// exits or does not pass in time.
-    pub(super) async fn wait_healthy(&self, process: &mut ServiceProcess) {
+    /// Runs its health check until it passes (true); panics with its log if
+    /// it exits or does not pass in time, except that it answers false when
+    /// it exited because a port was taken and `port_taken_is_retried`.
+    async fn wait_healthy(
+        &self,
+        process: &mut ServiceProcess,
+        port_taken_is_retried: bool,
+    ) -> bool {
         let check = self
             .health
             .as_ref()
@@ -91,11 +116,14 @@ impl Container {
         loop {
             let output = self.command(check).output().unwrap();
             if output.status.success() {
-                return;
+                return true;
             }
             let log_file = process.log.clone();
             let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
             if let Some(status) = process.try_wait().unwrap() {
+                if port_taken_is_retried && log().contains("Address already in use") {
+                    return false;
+                }
                 panic!("{} exited with {status}; log:\n{}", self.name, log());
             }
             assert!(
