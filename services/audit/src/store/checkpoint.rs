@@ -23,6 +23,7 @@ use std::sync::Arc;
 use heist_tokens::{KeyRing, KeySet, PublicKey, SigningKey};
 
 use super::chain::{Hash, Head, RowRef};
+use super::types::SessionStatus;
 use super::writer::Stamp;
 
 /// The rows chained between two checkpoints of a session unless configured.
@@ -175,31 +176,64 @@ pub fn ring_keys(ring: &KeyRing) -> KeySet {
 /// The chain tip of the session one write extends, once read or moved
 /// within that write: a turn chains its message and each tool call one
 /// after another, and PostgreSQL reads the tip with the session's lock, so
-/// no row reads it back. One per write: a refused write's is dropped with
-/// its savepoint.
+/// no row reads it back (nor locks the session again: the lock is held to
+/// the commit, and the status a write checks does not change within it).
+/// One per write: a refused write's is dropped with its savepoint.
 #[derive(Debug, Default)]
-pub(crate) struct TipCache(std::sync::Mutex<Option<(String, Option<Tip>)>>);
+pub(crate) struct TipCache(std::sync::Mutex<Option<Known>>);
+
+/// What one write knows of its session.
+#[derive(Debug)]
+struct Known {
+    session_id: String,
+    /// Its status, once the write locked it (PostgreSQL).
+    status: Option<SessionStatus>,
+    /// Its chain tip (`None`: unchained).
+    tip: Option<Tip>,
+}
 
 impl TipCache {
-    /// The session's tip if this write knows it (`Some(None)`: unchained).
-    pub(crate) fn get(&self, session_id: &str) -> Option<Option<Tip>> {
+    fn known<T>(&self, session_id: &str, read: impl FnOnce(&Known) -> Option<T>) -> Option<T> {
         let known = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         known
             .as_ref()
-            .filter(|(id, _)| id == session_id)
-            .map(|(_, tip)| *tip)
+            .filter(|known| known.session_id == session_id)
+            .and_then(read)
     }
 
-    /// Records the session's tip.
+    /// The session's tip if this write knows it (`Some(None)`: unchained).
+    pub(crate) fn get(&self, session_id: &str) -> Option<Option<Tip>> {
+        self.known(session_id, |known| Some(known.tip))
+    }
+
+    /// The session's status if this write locked it already.
+    pub(crate) fn locked(&self, session_id: &str) -> Option<SessionStatus> {
+        self.known(session_id, |known| known.status)
+    }
+
+    /// Records the session's tip (keeping its status when known).
     pub(crate) fn set(&self, session_id: &str, tip: Option<Tip>) {
+        let status = self.locked(session_id);
+        self.remember(session_id, status, tip);
+    }
+
+    /// Records the session's status and tip as the write's lock read them.
+    pub(crate) fn lock(&self, session_id: &str, status: SessionStatus, tip: Option<Tip>) {
+        self.remember(session_id, Some(status), tip);
+    }
+
+    fn remember(&self, session_id: &str, status: Option<SessionStatus>, tip: Option<Tip>) {
         *self
             .0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((session_id.to_owned(), tip));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Known {
+            session_id: session_id.to_owned(),
+            status,
+            tip,
+        });
     }
 }
 

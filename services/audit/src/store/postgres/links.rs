@@ -17,13 +17,17 @@ use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageR
 use crate::store::writer::Stamp;
 
 /// Locks the session's row for the write (so a session's writes are ordered
-/// across replicas) and answers its status, keeping its chain tip for the
-/// write's rows; `SessionNotFound` for an unknown session.
+/// across replicas) and answers its status, keeping it and its chain tip
+/// for the write's other rows (a turn's tool calls lock nothing again);
+/// `SessionNotFound` for an unknown session.
 pub(super) async fn lock(
     tx: &Transaction<'_>,
     at: &Stamp<'_>,
     session_id: &str,
 ) -> Result<SessionStatus, StoreError> {
+    if let Some(status) = at.tips.locked(session_id) {
+        return Ok(status);
+    }
     let statement = tx
         .prepare_cached(
             "SELECT status, chain_head, chain_next, signed_next FROM sessions \
@@ -36,8 +40,9 @@ pub(super) async fn lock(
         .await
         .map_err(pg)?
         .ok_or_else(|| queries::not_found(session_id))?;
-    at.tips.set(session_id, tip_at(&row, 1)?);
-    queries::status(row.try_get(0).map_err(pg)?)
+    let status = queries::status(row.try_get(0).map_err(pg)?)?;
+    at.tips.lock(session_id, status, tip_at(&row, 1)?);
+    Ok(status)
 }
 
 /// The tip in the columns `chain_head, chain_next, signed_next` from `at`.
