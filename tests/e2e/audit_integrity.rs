@@ -84,6 +84,21 @@ impl Ran {
         self.mesh.dir.path().join("audit.key")
     }
 
+    /// The public keys of Audit's key ring as `heist-audit public-keys`
+    /// prints them, written to `name` in the mesh's directory.
+    async fn published_keys(&self, name: &str) -> PathBuf {
+        let keys = heist_audit(&[
+            OsStr::new("public-keys"),
+            OsStr::new("--key-file"),
+            self.key_file().as_os_str(),
+        ])
+        .await;
+        assert_eq!(keys.status.code(), Some(0), "{}", output_text(&keys));
+        let path = self.mesh.dir.path().join(name);
+        std::fs::write(&path, &keys.stdout).unwrap();
+        path
+    }
+
     /// `orchestrator sessions verify` of the session: its exit code and output.
     async fn verify_over_grpc(&self) -> (Option<i32>, String) {
         let verify = orchestrator(
@@ -227,15 +242,7 @@ async fn a_run_verifies_intact_over_grpc_and_offline_and_its_transcript_carries_
         "both verifiers say the same"
     );
 
-    let keys = heist_audit(&[
-        OsStr::new("public-keys"),
-        OsStr::new("--key-file"),
-        ran.key_file().as_os_str(),
-    ])
-    .await;
-    assert_eq!(keys.status.code(), Some(0), "{}", output_text(&keys));
-    let jwks = ran.mesh.dir.path().join("audit.jwks.json");
-    std::fs::write(&jwks, &keys.stdout).unwrap();
+    let jwks = ran.published_keys("audit.jwks.json").await;
     let (code, shown) = ran.verify_offline(&flag("--public-keys", &jwks)).await;
     assert_eq!(code, Some(0), "{shown}");
     assert!(shown.contains(": intact, "), "{shown}");
@@ -491,15 +498,7 @@ async fn a_checkpoint_signed_by_a_key_not_trusted_is_refused_by_both_verifiers()
         "{shown}"
     );
 
-    let keys = heist_audit(&[
-        OsStr::new("public-keys"),
-        OsStr::new("--key-file"),
-        ran.key_file().as_os_str(),
-    ])
-    .await;
-    assert_eq!(keys.status.code(), Some(0), "{}", output_text(&keys));
-    let other = ran.mesh.dir.path().join("other.jwks.json");
-    std::fs::write(&other, &keys.stdout).unwrap();
+    let other = ran.published_keys("other.jwks.json").await;
     let (code, shown) = ran.verify_offline(&flag("--public-keys", &other)).await;
     assert_eq!(code, Some(1), "{shown}");
     assert!(

@@ -156,20 +156,23 @@ fn links_of<T: Chained>(
         .collect())
 }
 
+/// A checkpoint from the columns `rows, head, key_id, signature, signed_at`.
+fn checkpoint_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint::read(
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+    ))
+}
+
 /// The session's checkpoints, as stored (malformed ones never verify).
 fn checkpoints(conn: &Connection, session_id: &str) -> Result<Vec<Checkpoint>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT rows, head, key_id, signature, signed_at FROM checkpoints WHERE session_id = ?1",
     )?;
-    let rows = stmt.query_map([session_id], |row| {
-        Ok(Checkpoint::read(
-            row.get(0)?,
-            row.get(1)?,
-            row.get(2)?,
-            row.get(3)?,
-            row.get(4)?,
-        ))
-    })?;
+    let rows = stmt.query_map([session_id], checkpoint_of)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -247,15 +250,7 @@ pub(crate) fn seal(conn: &Connection, session_id: &str) -> Result<Option<Seal>, 
             "SELECT rows, head, key_id, signature, signed_at FROM checkpoints \
              WHERE session_id = ?1 ORDER BY rows DESC LIMIT 1",
         )?
-        .query_row([session_id], |row| {
-            Ok(Checkpoint::read(
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-            ))
-        })
+        .query_row([session_id], checkpoint_of)
         .optional()?;
     Ok(Seal::of(head, latest))
 }
