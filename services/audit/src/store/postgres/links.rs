@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 
 use super::error::pg;
 use super::queries::{self, Listed};
-use crate::store::chain::{self, Chained, Link, StoredChain, StoredLink, Verification};
+use crate::store::chain::{self, Chained, Hash, Link, StoredChain, StoredLink, Verification};
 use crate::store::checkpoint::{self, Checkpoint, Rules, Seal, Tip};
 use crate::store::error::StoreError;
 use crate::store::types::{MessageRow, SessionEventRow, SessionStatus, ToolUsageRow};
@@ -56,7 +56,7 @@ fn tip_at(row: &Row, at: usize) -> Result<Option<Tip>, StoreError> {
 /// The session's chain tip: as the write's lock read it or its rows moved
 /// it, else read (the row is locked); `None` for a session started before
 /// the chain existed (it stays unchained).
-async fn head(
+pub(super) async fn head(
     tx: &Transaction<'_>,
     at: &Stamp<'_>,
     session_id: &str,
@@ -107,40 +107,107 @@ async fn sign(
     Ok(())
 }
 
-/// Chains a row just inserted into its table and moves the session's head
-/// to it (one statement), then signs when a checkpoint is due; a session
-/// without a head is left unchained.
-pub(super) async fn append<T: Chained>(
+/// The chain of a row about to be inserted into a chained session: its ID,
+/// taken from its table's sequence first so that the row goes in with its
+/// chain columns (no UPDATE after the INSERT), and its link.
+pub(super) struct RowChain {
+    /// The row's ID.
+    pub(super) id: i64,
+    /// The session's tip it extends.
+    pub(super) tip: Tip,
+    /// The row's hash at that tip.
+    pub(super) hash: Hash,
+}
+
+impl RowChain {
+    /// Takes the next ID of `T`'s table and hashes `row(id)` at `tip`:
+    /// the row and its chain.
+    pub(super) async fn take<T: Chained>(
+        tx: &Transaction<'_>,
+        tip: Tip,
+        row: impl FnOnce(i64) -> T,
+    ) -> Result<(T, RowChain), StoreError> {
+        let table = T::KIND.table();
+        let sql = format!("SELECT nextval(pg_get_serial_sequence('{table}', 'id'))");
+        let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
+        let id: i64 = tx
+            .query_one(&statement, &[])
+            .await
+            .map_err(pg)?
+            .try_get(0)
+            .map_err(pg)?;
+        let row = row(id);
+        let hash = row.chain_hash(&tip.hash, tip.next);
+        Ok((row, RowChain { id, tip, hash }))
+    }
+
+    /// The values an INSERT built by [`Self::insert_sql`] takes after its own
+    /// `n`: the ID, the position, the previous hash, the hash, the next
+    /// position and the session.
+    pub(super) fn values(&self, session_id: &str) -> Result<ChainValues, StoreError> {
+        Ok(ChainValues {
+            id: self.id,
+            seq: chain::position(self.tip.next)?,
+            prev: self.tip.hash.to_vec(),
+            hash: self.hash.to_vec(),
+            next: chain::position(self.tip.next + 1)?,
+            session_id: session_id.to_owned(),
+        })
+    }
+
+    /// `insert` (`INSERT INTO t (cols) VALUES ($1..$n)`, its conflict clause
+    /// and `RETURNING id` included) with the ID and the chain columns, and
+    /// the session's head moved when the row went in, in one statement.
+    pub(super) fn insert_sql(insert: &str, n: usize) -> String {
+        let p = |k: usize| format!("${}", n + k);
+        let columns = insert.replacen('(', "(id, chain_seq, prev_hash, row_hash, ", 1);
+        let values = columns.replacen(
+            "VALUES (",
+            &format!("VALUES ({}, {}, {}, {}, ", p(1), p(2), p(3), p(4)),
+            1,
+        );
+        format!(
+            "WITH inserted AS ({values}), moved AS (UPDATE sessions SET chain_head = {}, \
+             chain_next = {} WHERE session_id = {} AND EXISTS (SELECT 1 FROM inserted)) ",
+            p(4),
+            p(5),
+            p(6)
+        )
+    }
+}
+
+/// The chain values of one INSERT, owned for the statement's parameters.
+pub(super) struct ChainValues {
+    id: i64,
+    seq: i64,
+    prev: Vec<u8>,
+    hash: Vec<u8>,
+    next: i64,
+    session_id: String,
+}
+
+impl ChainValues {
+    /// The parameters, in the order [`RowChain::insert_sql`] numbers them.
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
+        [
+            &self.id,
+            &self.seq,
+            &self.prev,
+            &self.hash,
+            &self.next,
+            &self.session_id,
+        ]
+    }
+}
+
+/// Records a row inserted with `chain` and signs when a checkpoint is due.
+pub(super) async fn inserted(
     tx: &Transaction<'_>,
     at: &Stamp<'_>,
     session_id: &str,
-    row: &T,
+    chain: &RowChain,
 ) -> Result<(), StoreError> {
-    let Some(tip) = head(tx, at, session_id).await? else {
-        return Ok(());
-    };
-    let hash = row.chain_hash(&tip.hash, tip.next);
-    let sql = format!(
-        "WITH linked AS (UPDATE {} SET chain_seq = $2, prev_hash = $3, row_hash = $4 \
-         WHERE id = $1) \
-         UPDATE sessions SET chain_head = $4, chain_next = $5 WHERE session_id = $6",
-        T::KIND.table()
-    );
-    let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
-    tx.execute(
-        &statement,
-        &[
-            &row.id(),
-            &chain::position(tip.next)?,
-            &tip.hash.as_slice(),
-            &hash.as_slice(),
-            &chain::position(tip.next + 1)?,
-            &session_id,
-        ],
-    )
-    .await
-    .map_err(pg)?;
-    match checkpoint::chained(at, (session_id, tip), &hash, false) {
+    match checkpoint::chained(at, (session_id, chain.tip), &chain.hash, false) {
         Some(checkpoint) => sign(tx, session_id, &checkpoint).await,
         None => Ok(()),
     }

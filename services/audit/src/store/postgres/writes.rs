@@ -361,12 +361,23 @@ async fn insert_or_repeat<T: queries::Listed + Chained>(
     row: impl FnOnce(i64) -> T,
     same_content: impl Fn(&T) -> bool,
 ) -> Result<(T, Rows), StoreError> {
-    if ended.is_none()
-        && let Some(id) = insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
-    {
-        let row = row(id);
-        links::append(tx, at, session_id, &row).await?;
-        return Ok((row, Rows::one(insert.table)));
+    if ended.is_none() {
+        match links::head(tx, at, session_id).await? {
+            Some(tip) => {
+                let (new, chain) = links::RowChain::take(tx, tip, row).await?;
+                if insert_chained(tx, &insert, session_id, &chain).await? {
+                    links::inserted(tx, at, session_id, &chain).await?;
+                    return Ok((new, Rows::one(insert.table)));
+                }
+            }
+            None => {
+                if let Some(id) =
+                    insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
+                {
+                    return Ok((row(id), Rows::one(insert.table)));
+                }
+            }
+        }
     }
     let stored = queries::by_key(tx, session_id, idempotency_key).await?;
     repeat_or_refuse(
@@ -387,20 +398,56 @@ async fn insert_keyed(
     values: &[&(dyn ToSql + Sync)],
     announce: Announce,
 ) -> Result<Option<i64>, StoreError> {
-    let keyed = format!(
-        "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
-         DO NOTHING RETURNING id"
-    );
-    let sql = match announce {
-        Announce::Nothing => keyed,
-        Announce::Message => format!(
-            "WITH inserted AS ({keyed}) \
-             SELECT id, pg_notify('{CHANNEL}', 'm' || id) FROM inserted"
-        ),
-    };
+    let sql = format!("WITH inserted AS ({}) {}", keyed(insert), announce.select());
     let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
     let row = tx.query_opt(&statement, values).await.map_err(pg)?;
     row.map(|row| row.try_get(0).map_err(pg)).transpose()
+}
+
+/// Runs `insert` with the row's ID and chain columns unless its non-empty
+/// idempotency key is taken, and moves the session's head if it went in:
+/// whether it did. One statement (the message announced in it too).
+async fn insert_chained(
+    tx: &Transaction<'_>,
+    insert: &KeyedInsert<'_>,
+    session_id: &str,
+    chain: &links::RowChain,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "{}{}",
+        links::RowChain::insert_sql(&keyed(insert.sql), insert.values.len()),
+        insert.announce.select()
+    );
+    let chain_values = chain.values(session_id)?;
+    let mut values: Vec<&(dyn ToSql + Sync)> = insert.values.to_vec();
+    values.extend(chain_values.params());
+    let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
+    Ok(tx
+        .query_opt(&statement, &values)
+        .await
+        .map_err(pg)?
+        .is_some())
+}
+
+/// `insert` with the conflict clause of the keyed tables and `RETURNING id`.
+fn keyed(insert: &str) -> String {
+    format!(
+        "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+         DO NOTHING RETURNING id"
+    )
+}
+
+impl Announce {
+    /// The statement's last part, over the CTE `inserted`: the new ID, and
+    /// for a message its announcement.
+    fn select(self) -> String {
+        match self {
+            Announce::Nothing => "SELECT id FROM inserted".to_owned(),
+            Announce::Message => {
+                format!("SELECT id, pg_notify('{CHANNEL}', 'm' || id) FROM inserted")
+            }
+        }
+    }
 }
 
 async fn execute(
