@@ -199,6 +199,32 @@ async fn fixture_with(backend: Backend, configure: impl FnOnce(&mut StoreConfig)
     }
 }
 
+/// A fresh database of `backend` as a build of schema `version` left it,
+/// holding `rows` (SQL), opened (and so migrated) by this build.
+async fn migrated_from(backend: Backend, version: usize, rows: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let location = fresh_location(backend, &dir);
+    match &location {
+        StoreLocation::Sqlite(path) => {
+            schema::create_at_version(path, version).unwrap();
+            Connection::open(path).unwrap().execute_batch(rows).unwrap();
+        }
+        StoreLocation::Postgres(url) => {
+            let client = postgres::raw::connect(url).await;
+            postgres::raw::create_at_version(&client, version)
+                .await
+                .unwrap();
+            client.batch_execute(rows).await.unwrap();
+        }
+    }
+    let store = AuditStore::connect(config(location.clone())).await.unwrap();
+    Fixture {
+        dir,
+        location,
+        store,
+    }
+}
+
 /// A SQLite-only fixture, for the tests that reach SQLite's own settings.
 fn sqlite_config(path: &Path) -> StoreConfig {
     config(StoreLocation::Sqlite(path.to_owned()))
@@ -2164,11 +2190,9 @@ contract! {
     }
 }
 
-/// Prepares a fresh database of `backend` as a version 3 build left it: the
-/// schema without `written_via`, and one row in each table with its writer.
-async fn version_3_database(backend: Backend, dir: &TempDir) -> StoreLocation {
-    let location = fresh_location(backend, dir);
-    let rows = "INSERT INTO sessions (session_id, start_time, written_by)
+/// A version 3 build's rows: the schema without `written_via`, and one row
+/// in each table with its writer.
+const V3_ROWS: &str = "INSERT INTO sessions (session_id, start_time, written_by)
             VALUES ('old', '2025-01-01T00:00:00.000000Z', 'orchestrator');
         INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp,
             written_by)
@@ -2179,30 +2203,10 @@ async fn version_3_database(backend: Backend, dir: &TempDir) -> StoreLocation {
                 TRUE, 'hacker');
         INSERT INTO session_events (session_id, kind, detail, timestamp, written_by)
             VALUES ('old', 'breaker.open', '', '2025-01-01T00:00:03.000000Z', 'mole');";
-    match &location {
-        StoreLocation::Sqlite(path) => {
-            schema::create_at_version(path, 3).unwrap();
-            Connection::open(path).unwrap().execute_batch(rows).unwrap();
-        }
-        StoreLocation::Postgres(url) => {
-            let client = postgres::raw::connect(url).await;
-            postgres::raw::create_at_version(&client, 3).await.unwrap();
-            client.batch_execute(rows).await.unwrap();
-        }
-    }
-    location
-}
 
 contract! {
     async fn a_version_3_database_gains_written_via_and_its_rows_read_back_with_none(backend) {
-        let dir = tempfile::tempdir().unwrap();
-        let location = version_3_database(backend, &dir).await;
-        let store = AuditStore::connect(config(location.clone())).await.unwrap();
-        let fx = Fixture {
-            dir,
-            location,
-            store,
-        };
+        let fx = migrated_from(backend, 3, V3_ROWS).await;
         assert_eq!(fx.schema_version().await, 6);
         for table in WRITTEN_TABLES {
             assert_eq!(
@@ -2497,39 +2501,17 @@ contract! {
     }
 }
 
-/// Prepares a fresh database of `backend` as a version 4 build left it: no
-/// token columns, one session with two messages of two agents.
-async fn version_4_database(backend: Backend, dir: &TempDir) -> StoreLocation {
-    let location = fresh_location(backend, dir);
-    let rows = "INSERT INTO sessions (session_id, start_time, written_by)
+/// A version 4 build's rows (no token columns): one session with two
+/// messages of two agents.
+const V4_ROWS: &str = "INSERT INTO sessions (session_id, start_time, written_by)
             VALUES ('old', '2025-01-01T00:00:00.000000Z', 'orchestrator');
         INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp)
             VALUES ('old', 1, 'planner', 'r', 'from v4', '2025-01-01T00:00:01.000000Z'),
                    ('old', 2, 'hacker', 'r', 'also v4', '2025-01-01T00:00:02.000000Z');";
-    match &location {
-        StoreLocation::Sqlite(path) => {
-            schema::create_at_version(path, 4).unwrap();
-            Connection::open(path).unwrap().execute_batch(rows).unwrap();
-        }
-        StoreLocation::Postgres(url) => {
-            let client = postgres::raw::connect(url).await;
-            postgres::raw::create_at_version(&client, 4).await.unwrap();
-            client.batch_execute(rows).await.unwrap();
-        }
-    }
-    location
-}
 
 contract! {
     async fn a_version_4_database_gains_token_columns_and_its_messages_read_back_unknown(backend) {
-        let dir = tempfile::tempdir().unwrap();
-        let location = version_4_database(backend, &dir).await;
-        let store = AuditStore::connect(config(location.clone())).await.unwrap();
-        let fx = Fixture {
-            dir,
-            location,
-            store,
-        };
+        let fx = migrated_from(backend, 4, V4_ROWS).await;
         assert_eq!(fx.schema_version().await, 6);
         assert_eq!(
             fx.count(

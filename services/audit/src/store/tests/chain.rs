@@ -245,37 +245,19 @@ contract! {
     }
 }
 
-/// Prepares a fresh database of `backend` as a version 5 build left it:
-/// session "old" with two messages and an event, no chain columns.
-async fn version_5_database(backend: Backend, dir: &TempDir) -> StoreLocation {
-    let location = fresh_location(backend, dir);
-    let rows = "INSERT INTO sessions (session_id, start_time)
+/// A version 5 build's rows (no chain columns): session "old" with two
+/// messages and an event.
+const V5_ROWS: &str = "INSERT INTO sessions (session_id, start_time)
             VALUES ('old', '2025-01-01T00:00:00.000000Z');
         INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, timestamp)
             VALUES ('old', 1, 'planner', 'r', 'from v5', '2025-01-01T00:00:01.000000Z'),
                    ('old', 2, 'hacker', 'r', 'also v5', '2025-01-01T00:00:02.000000Z');
         INSERT INTO session_events (session_id, kind, detail, timestamp)
             VALUES ('old', 'breaker.open', '', '2025-01-01T00:00:03.000000Z');";
-    match &location {
-        StoreLocation::Sqlite(path) => {
-            schema::create_at_version(path, 5).unwrap();
-            Connection::open(path).unwrap().execute_batch(rows).unwrap();
-        }
-        StoreLocation::Postgres(url) => {
-            let client = postgres::raw::connect(url).await;
-            postgres::raw::create_at_version(&client, 5).await.unwrap();
-            client.batch_execute(rows).await.unwrap();
-        }
-    }
-    location
-}
 
 contract! {
     async fn a_version_5_database_reports_its_old_rows_unchained_and_chains_new_sessions(backend) {
-        let dir = tempfile::tempdir().unwrap();
-        let location = version_5_database(backend, &dir).await;
-        let store = AuditStore::connect(config(location.clone())).await.unwrap();
-        let fx = Fixture { dir, location, store };
+        let fx = migrated_from(backend, 5, V5_ROWS).await;
         assert_eq!(fx.schema_version().await, 6);
         assert_eq!(
             fx.store.verify_session("old").await.unwrap(),
