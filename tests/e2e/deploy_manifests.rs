@@ -66,6 +66,23 @@ fn heist_services(compose: &Compose) -> impl Iterator<Item = (&String, &Service)
         .filter(|(_, service)| service.image == IMAGE)
 }
 
+/// A compose service's command and the files it bind-mounts, as one text:
+/// everywhere it names an address.
+fn command_with_mounted_files(service: &Service) -> String {
+    let mut text = service.command.join(" ");
+    for mount in service
+        .volumes
+        .iter()
+        .map(|entry| compose::Mount::parse(entry))
+    {
+        if mount.is_bind() {
+            text.push(' ');
+            text.push_str(&read(&deploy_dir().join(&mount.source)));
+        }
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compose_files_containers_run_a_session_over_mutual_tls_on_postgres_and_redis() {
     let postgres = PostgresServer::shared().expect("the private PostgreSQL must start");

@@ -102,24 +102,24 @@ fn tokens(input: i64, output: i64, turns: i64) -> pb::TokenUsage {
     }
 }
 
+/// An OpenAI-compatible server that lists [`MODEL`] and answers the chat
+/// calls with `answers`, in order.
+async fn llm_answering(answers: Vec<Reply>) -> FakeServer {
+    let models = ok(json!({"object": "list", "data": [{"id": MODEL}]}));
+    FakeServer::start(vec![(MODELS, vec![models]), (CHAT, answers)]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audits_totals_per_agent_equal_the_usage_the_llm_server_reported() {
     let mesh = TestMesh::start().await;
-    let models = ok(json!({"object": "list", "data": [{"id": MODEL}]}));
     // Turn 1 (planner): one call. Turn 2 (safecracker): a tool call, then
     // the answer, two calls summed into one turn. Turns 3 (planner) and 4
     // (safecracker): the last answer, repeated.
-    let fake = FakeServer::start(vec![
-        (MODELS, vec![models]),
-        (
-            CHAT,
-            vec![
-                said_using("We go in at 02:10.", 1200, 80),
-                said_using("Let me time it. [TOOL:calculator:45 * 3 + 20]", 900, 40),
-                said_using("155 minutes: the whole night.", 1100, 25),
-                said_using("Then we need two shifts.", 1500, 60),
-            ],
-        ),
+    let fake = llm_answering(vec![
+        said_using("We go in at 02:10.", 1200, 80),
+        said_using("Let me time it. [TOOL:calculator:45 * 3 + 20]", 900, 40),
+        said_using("155 minutes: the whole night.", 1100, 25),
+        said_using("Then we need two shifts.", 1500, 60),
     ])
     .await;
     let (dir, args) = two_agent_mesh(&mesh);
@@ -273,19 +273,12 @@ async fn an_offline_run_records_no_usage_and_reads_unknown_not_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_that_fails_after_a_tool_round_keeps_the_tokens_its_first_round_used() {
     let mesh = TestMesh::start().await;
-    let models = ok(json!({"object": "list", "data": [{"id": MODEL}]}));
     // Turn 1 (planner): a tool call, then a refusal (400, not retried): the
     // turn fails, having used the first call's tokens. Turn 2 (safecracker).
-    let fake = FakeServer::start(vec![
-        (MODELS, vec![models]),
-        (
-            CHAT,
-            vec![
-                said_using("Let me time it. [TOOL:calculator:45 * 3 + 20]", 700, 30),
-                status(400, json!({"error": {"message": "context too long"}})),
-                said_using("Two shifts, then.", 400, 20),
-            ],
-        ),
+    let fake = llm_answering(vec![
+        said_using("Let me time it. [TOOL:calculator:45 * 3 + 20]", 700, 30),
+        status(400, json!({"error": {"message": "context too long"}})),
+        said_using("Two shifts, then.", 400, 20),
     ])
     .await;
     let (dir, args) = two_agent_mesh(&mesh);

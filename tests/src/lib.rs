@@ -470,11 +470,7 @@ impl ServiceProcess {
         let name = label.to_owned();
         let addr_file = dir.join(format!("{name}.addr"));
         let _ = std::fs::remove_file(&addr_file);
-        let log = dir.join(format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
+        let (log, log_file) = append_log(dir, &name)?;
         let child = Command::new(binary)
             .args(args)
             .arg("--listen")
@@ -594,11 +590,7 @@ impl ServiceProcess {
         dir: &Path,
         addr: SocketAddr,
     ) -> std::io::Result<Self> {
-        let log = dir.join(format!("{label}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
+        let (log, log_file) = append_log(dir, label)?;
         let child = Command::new(binary)
             .args(args)
             .current_dir(dir)
@@ -679,4 +671,14 @@ impl Drop for ServiceProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// `dir/LABEL.log`, opened to append (a restarted process adds to its log).
+fn append_log(dir: &Path, label: &str) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let log = dir.join(format!("{label}.log"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    Ok((log, file))
 }

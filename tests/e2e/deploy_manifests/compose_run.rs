@@ -7,7 +7,7 @@ use heist_e2e::{processes::free_addr, repo_root};
 use heist_engines::RedisServer;
 
 use super::{
-    Container,
+    Container, command_with_mounted_files,
     compose::{Compose, Mount, image_env},
     deploy_dir, heist_services,
     mapping::{Mapping, Paths, listen_ports},
@@ -30,13 +30,7 @@ impl Deployment {
         let compose = super::compose();
         let mut mapping = Mapping::default();
         for (name, service) in heist_services(&compose) {
-            let mut text = service.command.join(" ");
-            for mount in service.volumes.iter().map(|entry| Mount::parse(entry)) {
-                if mount.is_bind() {
-                    text.push(' ');
-                    text.push_str(&read(&deploy_dir().join(&mount.source)));
-                }
-            }
+            let text = command_with_mounted_files(service);
             for port in listen_ports(&text) {
                 mapping.insert(name, port, free_addr());
             }

@@ -4,12 +4,8 @@
 use heist_e2e::repo_root;
 
 use super::{
-    compose,
-    compose::{Mount, start_order},
-    container::flag,
-    deploy_dir, heist_services,
-    mapping::listen_ports,
-    read, yaml,
+    command_with_mounted_files, compose, compose::start_order, container::flag, deploy_dir,
+    heist_services, mapping::listen_ports, read, yaml,
 };
 
 #[test]
@@ -130,13 +126,7 @@ fn prometheus_scrapes_every_metrics_listen_of_the_compose_file_and_nothing_else(
     let compose = compose();
     let mut listens: Vec<String> = Vec::new();
     for (name, service) in heist_services(&compose) {
-        let mut text = service.command.join(" ");
-        for mount in service.volumes.iter().map(|entry| Mount::parse(entry)) {
-            if mount.is_bind() {
-                text.push(' ');
-                text.push_str(&read(&deploy_dir().join(&mount.source)));
-            }
-        }
+        let text = command_with_mounted_files(service);
         let metrics = flag(&service.command, "metrics-listen")
             .map(str::to_owned)
             .or_else(|| {
