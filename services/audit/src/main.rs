@@ -189,7 +189,7 @@ fn verify_offline(args: &VerifyArgs) -> ExitCode {
     let trusted = match (&args.public_keys, &args.key_file) {
         (Some(path), _) => offline::read_public_keys(path),
         (None, Some(path)) => offline::read_key_ring(path).map(|keys| (keys, None)),
-        (None, None) => unreachable!("clap requires one of --public-keys and --key-file"),
+        (None, None) => return cannot_verify(&"give --public-keys FILE or --key-file FILE"),
     };
     let (keys, stated_every) = match trusted {
         Ok(trusted) => trusted,

@@ -141,7 +141,7 @@ impl RowChain {
         Ok((row, RowChain { id, tip, hash }))
     }
 
-    /// The values an INSERT built by [`Self::insert_sql`] takes after its own
+    /// The values a chained INSERT takes after its own
     /// `n`: the ID, the position, the previous hash, the hash, the next
     /// position and the session.
     pub(super) fn values(&self, session_id: &str) -> Result<ChainValues, StoreError> {
@@ -153,26 +153,6 @@ impl RowChain {
             next: chain::position(self.tip.next + 1)?,
             session_id: session_id.to_owned(),
         })
-    }
-
-    /// `insert` (`INSERT INTO t (cols) VALUES ($1..$n)`, its conflict clause
-    /// and `RETURNING id` included) with the ID and the chain columns, and
-    /// the session's head moved when the row went in, in one statement.
-    pub(super) fn insert_sql(insert: &str, n: usize) -> String {
-        let p = |k: usize| format!("${}", n + k);
-        let columns = insert.replacen('(', "(id, chain_seq, prev_hash, row_hash, ", 1);
-        let values = columns.replacen(
-            "VALUES (",
-            &format!("VALUES ({}, {}, {}, {}, ", p(1), p(2), p(3), p(4)),
-            1,
-        );
-        format!(
-            "WITH inserted AS ({values}), moved AS (UPDATE sessions SET chain_head = {}, \
-             chain_next = {} WHERE session_id = {} AND EXISTS (SELECT 1 FROM inserted)) ",
-            p(4),
-            p(5),
-            p(6)
-        )
     }
 }
 
@@ -187,7 +167,7 @@ pub(super) struct ChainValues {
 }
 
 impl ChainValues {
-    /// The parameters, in the order [`RowChain::insert_sql`] numbers them.
+    /// The parameters, in the order a chained INSERT numbers them after its own.
     pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 6] {
         [
             &self.id,

@@ -161,11 +161,11 @@ impl PgWrite for NewMessage {
         let now = at.now;
         let ended = ended_status(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
-            sql: "INSERT INTO messages (session_id, turn_id, agent_name, agent_role, message, \
-                 timestamp, is_error, idempotency_key, trace_id, written_by, written_via, \
-                 input_tokens, output_tokens, tokens_estimated) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), NULLIF($11, ''), \
-                 $12, $13, $14)",
+            columns: "session_id, turn_id, agent_name, agent_role, message, timestamp, \
+                 is_error, idempotency_key, trace_id, written_by, written_via, input_tokens, \
+                 output_tokens, tokens_estimated",
+            placeholders: "$1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, ''), \
+                 NULLIF($11, ''), $12, $13, $14",
             values: &[
                 &self.session_id,
                 &self.turn_id,
@@ -211,11 +211,11 @@ impl PgWrite for NewToolUsage {
         let now = at.now;
         let ended = ended_status(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
-            sql: "INSERT INTO tool_usage (session_id, turn_id, agent_name, tool_name, \
-                 tool_params, tool_result, timestamp, success, duration_ms, \
-                 idempotency_key, trace_id, written_by, written_via) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 NULLIF($12, ''), NULLIF($13, ''))",
+            columns: "session_id, turn_id, agent_name, tool_name, tool_params, tool_result, \
+                 timestamp, success, duration_ms, idempotency_key, trace_id, written_by, \
+                 written_via",
+            placeholders: "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULLIF($12, ''), \
+                 NULLIF($13, '')",
             values: &[
                 &self.session_id,
                 &self.turn_id,
@@ -292,8 +292,9 @@ impl PgWrite for NewSessionEvent {
         // Events are taken whatever the session's status (it must exist).
         links::lock(tx, at, &self.session_id).await?;
         let insert = KeyedInsert {
-            sql: "INSERT INTO session_events (session_id, kind, detail, timestamp, idempotency_key, \
-             written_by, written_via) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''))",
+            columns: "session_id, kind, detail, timestamp, idempotency_key, written_by, \
+                 written_via",
+            placeholders: "$1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, '')",
             values: &[
                 &self.session_id,
                 &self.kind,
@@ -339,13 +340,62 @@ enum Announce {
     Message,
 }
 
-/// One keyed row's `INSERT` (without its conflict clause), its values,
-/// what it announces, and its table (for the metrics).
+/// One keyed row's `INSERT`: its columns and their placeholders (into the
+/// table of the row's kind), its values, what it announces, and its table
+/// (for the metrics).
 struct KeyedInsert<'a> {
-    sql: &'a str,
+    columns: &'a str,
+    placeholders: &'a str,
     values: &'a [&'a (dyn ToSql + Sync)],
     announce: Announce,
     table: Table,
+}
+
+impl KeyedInsert<'_> {
+    /// The statement into `table` unless the row's non-empty idempotency
+    /// key is taken, answering the new ID (and announcing a message); when
+    /// `chained`, with the row's ID and chain columns (the parameters after
+    /// its own, [`links::ChainValues::params`]) and the session's head
+    /// moved if the row went in.
+    fn sql(&self, table: &str, chained: bool) -> String {
+        let n = self.values.len();
+        let p = |k: usize| format!("${}", n + k);
+        let (columns, placeholders, moved) = if chained {
+            (
+                format!("id, chain_seq, prev_hash, row_hash, {}", self.columns),
+                format!(
+                    "{}, {}, {}, {}, {}",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    self.placeholders
+                ),
+                format!(
+                    ", moved AS (UPDATE sessions SET chain_head = {}, chain_next = {} \
+                     WHERE session_id = {} AND EXISTS (SELECT 1 FROM inserted))",
+                    p(4),
+                    p(5),
+                    p(6)
+                ),
+            )
+        } else {
+            (
+                self.columns.to_owned(),
+                self.placeholders.to_owned(),
+                String::new(),
+            )
+        };
+        let announce = match self.announce {
+            Announce::Nothing => String::new(),
+            Announce::Message => format!(", pg_notify('{CHANNEL}', 'm' || id)"),
+        };
+        format!(
+            "WITH inserted AS (INSERT INTO {table} ({columns}) VALUES ({placeholders}) \
+             ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
+             DO NOTHING RETURNING id){moved} SELECT id{announce} FROM inserted"
+        )
+    }
 }
 
 /// The one way a keyed row is written: inserted while its session is active
@@ -365,15 +415,18 @@ async fn insert_or_repeat<T: queries::Listed + Chained>(
         match links::head(tx, at, session_id).await? {
             Some(tip) => {
                 let (new, chain) = links::RowChain::take(tx, tip, row).await?;
-                if insert_chained(tx, &insert, session_id, &chain).await? {
+                let values = chain.values(session_id)?;
+                let mut params = insert.values.to_vec();
+                params.extend(values.params());
+                let sql = insert.sql(T::KIND.table(), true);
+                if insert_keyed(tx, &sql, &params).await?.is_some() {
                     links::inserted(tx, at, session_id, &chain).await?;
                     return Ok((new, Rows::one(insert.table)));
                 }
             }
             None => {
-                if let Some(id) =
-                    insert_keyed(tx, insert.sql, insert.values, insert.announce).await?
-                {
+                let sql = insert.sql(T::KIND.table(), false);
+                if let Some(id) = insert_keyed(tx, &sql, insert.values).await? {
                     return Ok((row(id), Rows::one(insert.table)));
                 }
             }
@@ -389,65 +442,16 @@ async fn insert_or_repeat<T: queries::Listed + Chained>(
     .map(|applied| (applied.output, Rows::default()))
 }
 
-/// Runs `insert` unless its non-empty idempotency key is taken in its
-/// session: the new row's ID, or `None`. A message is announced by the same
-/// statement (one round trip).
+/// Runs a [`KeyedInsert::sql`] statement: the new row's ID, or `None` when
+/// the row's key was taken (one round trip).
 async fn insert_keyed(
     tx: &Transaction<'_>,
-    insert: &str,
+    sql: &str,
     values: &[&(dyn ToSql + Sync)],
-    announce: Announce,
 ) -> Result<Option<i64>, StoreError> {
-    let sql = format!("WITH inserted AS ({}) {}", keyed(insert), announce.select());
-    let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
+    let statement = tx.prepare_cached(sql).await.map_err(pg)?;
     let row = tx.query_opt(&statement, values).await.map_err(pg)?;
     row.map(|row| row.try_get(0).map_err(pg)).transpose()
-}
-
-/// Runs `insert` with the row's ID and chain columns unless its non-empty
-/// idempotency key is taken, and moves the session's head if it went in:
-/// whether it did. One statement (the message announced in it too).
-async fn insert_chained(
-    tx: &Transaction<'_>,
-    insert: &KeyedInsert<'_>,
-    session_id: &str,
-    chain: &links::RowChain,
-) -> Result<bool, StoreError> {
-    let sql = format!(
-        "{}{}",
-        links::RowChain::insert_sql(&keyed(insert.sql), insert.values.len()),
-        insert.announce.select()
-    );
-    let chain_values = chain.values(session_id)?;
-    let mut values: Vec<&(dyn ToSql + Sync)> = insert.values.to_vec();
-    values.extend(chain_values.params());
-    let statement = tx.prepare_cached(&sql).await.map_err(pg)?;
-    Ok(tx
-        .query_opt(&statement, &values)
-        .await
-        .map_err(pg)?
-        .is_some())
-}
-
-/// `insert` with the conflict clause of the keyed tables and `RETURNING id`.
-fn keyed(insert: &str) -> String {
-    format!(
-        "{insert} ON CONFLICT (session_id, idempotency_key) WHERE idempotency_key <> '' \
-         DO NOTHING RETURNING id"
-    )
-}
-
-impl Announce {
-    /// The statement's last part, over the CTE `inserted`: the new ID, and
-    /// for a message its announcement.
-    fn select(self) -> String {
-        match self {
-            Announce::Nothing => "SELECT id FROM inserted".to_owned(),
-            Announce::Message => {
-                format!("SELECT id, pg_notify('{CHANNEL}', 'm' || id) FROM inserted")
-            }
-        }
-    }
 }
 
 async fn execute(
