@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use heist_e2e::{audit_trail, dev_token, fake_llm::*, mesh::TestMesh};
+use heist_e2e::{audit_trail, fake_llm::*, mesh::TestMesh};
 use heist_orchestrator::{
     app,
     config::Config,
@@ -14,7 +14,6 @@ use heist_orchestrator::{
     llm::{LlmBackend, OpenAiBackend, ToolCallMode},
     mesh::Mesh,
 };
-use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     ListMessagesRequest, ListToolUsageRequest, audit_service_client::AuditServiceClient,
 };
@@ -66,15 +65,8 @@ async fn run(
         .unwrap()
 }
 
-async fn audit_client(
-    mesh: &TestMesh,
-) -> AuditServiceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerInterceptor>,
-> {
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "audit:read")
-        .await
-        .unwrap();
-    AuditServiceClient::with_interceptor(mesh.audit.channel(), BearerInterceptor::new(&token))
+async fn audit_client(mesh: &TestMesh) -> AuditServiceClient<heist_e2e::mesh::Bearer> {
+    mesh.audit_client("audit:read").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,7 @@ use heist_orchestrator::turn_order::TurnOrder;
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     GetCompressedMemoryRequest, GetSessionRequest, ListMessagesRequest, SessionStatus,
-    StoreMemoryRequest, audit_service_client::AuditServiceClient,
-    memory_service_client::MemoryServiceClient,
+    StoreMemoryRequest, memory_service_client::MemoryServiceClient,
 };
 use tempfile::TempDir;
 
@@ -118,11 +117,7 @@ async fn an_orchestrator_killed_three_times_resumes_to_exactly_max_turns() {
         "{shown}"
     );
 
-    let token = dev_token(mesh.oauth.addr, "orchestrator", "audit:read")
-        .await
-        .unwrap();
-    let mut audit =
-        AuditServiceClient::with_interceptor(mesh.audit.channel(), BearerInterceptor::new(&token));
+    let mut audit = mesh.audit_client("audit:read").await;
     let session = audit
         .get_session(GetSessionRequest {
             session_id: session_id.clone(),

@@ -29,7 +29,7 @@ use heist_orchestrator::{
 use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     GetSessionRequest, ListMemoryTurnsRequest, Message, SessionStatus,
-    audit_service_client::AuditServiceClient, memory_service_client::MemoryServiceClient,
+    memory_service_client::MemoryServiceClient,
 };
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -116,13 +116,9 @@ async fn progress(
     };
     // One token for the whole wait (8-second tokens outlive it).
     let oauth = processes.addr_of("oauth", live("oauth"));
-    let token = dev_token(oauth, "orchestrator", "audit:read")
+    let mut audit = heist_e2e::audit_reader(oauth, processes.addr_of("audit", live("audit")))
         .await
         .unwrap();
-    let mut audit = AuditServiceClient::with_interceptor(
-        channel_to(processes.addr_of("audit", live("audit"))),
-        BearerInterceptor::new(&token),
-    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let stored = audit
@@ -317,13 +313,9 @@ async fn postgres_restarted_mid_session_makes_audit_unavailable_the_orchestrator
 
     postgres.kill();
     // While it is down Audit answers UNAVAILABLE, and says so in its health.
-    let token = dev_token(processes.addr("oauth"), "orchestrator", "audit:read")
+    let mut audit = heist_e2e::audit_reader(processes.addr("oauth"), processes.addr("audit"))
         .await
         .unwrap();
-    let mut audit = AuditServiceClient::with_interceptor(
-        channel_to(processes.addr("audit")),
-        BearerInterceptor::new(&token),
-    );
     let refused = audit
         .get_session(GetSessionRequest {
             session_id: session_id.to_owned(),

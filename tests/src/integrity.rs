@@ -4,13 +4,11 @@
 
 use std::net::SocketAddr;
 
-use heist_plumbing::auth::BearerInterceptor;
 use heist_proto::v1::{
     Integrity, ListSessionEventsRequest, SessionVerification, VerifySessionRequest,
-    audit_service_client::AuditServiceClient,
 };
 
-use crate::{audit_trail, channel_to, dev_token};
+use crate::{audit_reader, audit_trail};
 
 /// Audit's verdict on `session_id` (at `audit`), asked with an
 /// orchestrator `audit:read` token from the OAuth service at `oauth`.
@@ -19,10 +17,8 @@ pub async fn verify_session(
     audit: SocketAddr,
     session_id: &str,
 ) -> Result<SessionVerification, tonic::Status> {
-    let token = dev_token(oauth, "orchestrator", "audit:read").await?;
-    let mut client =
-        AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
-    let verdict = client
+    let verdict = audit_reader(oauth, audit)
+        .await?
         .verify_session(VerifySessionRequest {
             session_id: session_id.to_owned(),
         })
@@ -43,12 +39,9 @@ pub async fn assert_chain_intact(
         .unwrap_or_else(|status| panic!("VerifySession {session_id}: {status}"));
     assert_eq!(verdict.integrity(), Integrity::Intact, "{verdict}");
     let trail = audit_trail(oauth, audit, session_id).await;
-    let token = dev_token(oauth, "orchestrator", "audit:read")
+    let events = audit_reader(oauth, audit)
         .await
-        .expect("an audit:read token");
-    let mut client =
-        AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
-    let events = client
+        .expect("an audit:read token")
         .list_session_events(ListSessionEventsRequest {
             session_id: session_id.to_owned(),
             page_size: 1000,

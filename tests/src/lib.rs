@@ -248,12 +248,10 @@ pub struct AuditTrail {
 /// service at `oauth`, every page, through the orchestrator's paged reader
 /// ([`heist_orchestrator::trail`]).
 pub async fn audit_trail(oauth: SocketAddr, audit: SocketAddr, session_id: &str) -> AuditTrail {
-    use heist_proto::v1::{GetSessionRequest, audit_service_client::AuditServiceClient};
-    let token = dev_token(oauth, "orchestrator", "audit:read")
+    use heist_proto::v1::GetSessionRequest;
+    let mut client = audit_reader(oauth, audit)
         .await
         .expect("an audit:read token");
-    let mut client =
-        AuditServiceClient::with_interceptor(channel_to(audit), BearerInterceptor::new(&token));
     let session = client
         .get_session(GetSessionRequest {
             session_id: session_id.to_owned(),
@@ -268,6 +266,24 @@ pub async fn audit_trail(oauth: SocketAddr, audit: SocketAddr, session_id: &str)
         tool_usage,
     }
 }
+
+/// A client of Audit at `audit` reading as the orchestrator, with an
+/// `audit:read` token from the OAuth service at `oauth`.
+pub async fn audit_reader(
+    oauth: SocketAddr,
+    audit: SocketAddr,
+) -> Result<AuditReader, tonic::Status> {
+    let token = dev_token(oauth, "orchestrator", "audit:read").await?;
+    Ok(
+        heist_proto::v1::audit_service_client::AuditServiceClient::with_interceptor(
+            channel_to(audit),
+            BearerInterceptor::new(&token),
+        ),
+    )
+}
+
+/// What [`audit_reader`] answers.
+pub type AuditReader = heist_proto::v1::audit_service_client::AuditServiceClient<mesh::Bearer>;
 
 /// Every message and every tool call Audit stored for `session_id`, read
 /// page by page over `client` with the orchestrator's paged reader.
