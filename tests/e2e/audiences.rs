@@ -211,12 +211,7 @@ async fn a_heist_with_a_token_per_service_lands_every_turn_in_audit() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stdout}\n{stderr}");
-    let session_id = stdout
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap_or_else(|| panic!("no session ID in {stdout}"))
-        .trim()
-        .to_owned();
+    let session_id = heist_e2e::session_id_in(&stdout);
     // Every token the run bought was for one service, and each service had its own.
     let log = std::fs::read_to_string(mesh.log_of("oauth", 0)).unwrap();
     let audiences: Vec<&str> = log

@@ -57,12 +57,7 @@ impl Ran {
         .await;
         let shown = output_text(&run);
         assert_eq!(run.status.code(), Some(0), "{shown}");
-        let session_id = shown
-            .lines()
-            .find_map(|line| line.strip_prefix("Session ID: "))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let session_id = heist_e2e::session_id_in(&shown);
         assert!(
             shown.contains("Audit seal: ") && shown.contains("; signed by key "),
             "the summary says the seal: {shown}"

@@ -150,12 +150,7 @@ async fn fault_run_with(
 }
 
 fn session_id(shown: &str) -> String {
-    shown
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap()
-        .trim()
-        .to_owned()
+    heist_e2e::session_id_in(&shown)
 }
 
 /// The session's messages and tool calls, read from Audit.

@@ -189,12 +189,7 @@ async fn a_run_then_sessions_tools_and_health_read_the_mesh() {
     );
     assert!(shown.contains("[Turn 6]"), "{shown}");
     assert!(shown.contains("✅ Audit Service is healthy"), "{shown}");
-    let session_id = shown
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let session_id = heist_e2e::session_id_in(&shown);
     assert!(
         session_id.starts_with("heist_") && session_id.len() == "heist_20250116_143052_a1b2".len()
     );
@@ -400,12 +395,7 @@ async fn ctrl_c_ends_the_session_as_interrupted() {
     .unwrap();
     assert_eq!(code, Some(130), "{shown}");
     assert!(shown.contains(": interrupted"), "{shown}");
-    let session_id = shown
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let session_id = heist_e2e::session_id_in(&shown);
     let list = orchestrator_async(
         [
             "--config",

@@ -199,12 +199,7 @@ async fn run_heist_starts_the_mesh_runs_twenty_turns_and_stops_it() {
             String::from_utf8_lossy(&log)
         );
     }
-    let session_id = shown
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let session_id = heist_e2e::session_id_in(&shown);
 
     let store = AuditStore::open(StoreConfig::new(run_dir.path().join("heist_audit.db"))).unwrap();
     let session = store.get_session(&session_id).await.unwrap();

@@ -83,15 +83,6 @@ fn two_agent_mesh(mesh: &TestMesh) -> (TempDir, impl Fn(&[&str]) -> Vec<String>)
     (dir, args)
 }
 
-fn session_id_of(shown: &str) -> String {
-    shown
-        .lines()
-        .find_map(|line| line.strip_prefix("Session ID: "))
-        .unwrap_or_else(|| panic!("no session ID in {shown}"))
-        .trim()
-        .to_owned()
-}
-
 fn tokens(input: i64, output: i64, turns: i64) -> pb::TokenUsage {
     pb::TokenUsage {
         input_tokens: input,
@@ -131,7 +122,7 @@ async fn audits_totals_per_agent_equal_the_usage_the_llm_server_reported() {
         5,
         "4 turns, one with a tool round: {shown}"
     );
-    let session_id = session_id_of(&shown);
+    let session_id = heist_e2e::session_id_in(&shown);
 
     let planner = tokens(1200 + 1500, 80 + 60, 2);
     let safecracker = tokens(900 + 1100 + 1500, 40 + 25 + 60, 2);
@@ -246,7 +237,7 @@ async fn an_offline_run_records_no_usage_and_reads_unknown_not_zero() {
         shown.contains("   Tokens: unknown (2 turns without usage reported)"),
         "{shown}"
     );
-    let session_id = session_id_of(&shown);
+    let session_id = heist_e2e::session_id_in(&shown);
     let mut audit = mesh.audit_client("audit:read").await;
     let usage = audit
         .get_session_usage(pb::GetSessionUsageRequest {
@@ -289,7 +280,7 @@ async fn a_turn_that_fails_after_a_tool_round_keeps_the_tokens_its_first_round_u
         Some(0),
         "one turn of two failed: {shown}"
     );
-    let session_id = session_id_of(&shown);
+    let session_id = heist_e2e::session_id_in(&shown);
     let mut audit = mesh.audit_client("audit:read").await;
     let messages = audit
         .list_messages(pb::ListMessagesRequest {

@@ -267,6 +267,16 @@ pub async fn audit_trail(oauth: SocketAddr, audit: SocketAddr, session_id: &str)
     }
 }
 
+/// The session ID an `orchestrator run` printed (`Session ID: heist_...`).
+pub fn session_id_in(shown: &str) -> String {
+    shown
+        .lines()
+        .find_map(|line| line.strip_prefix("Session ID: "))
+        .unwrap_or_else(|| panic!("no session ID in {shown}"))
+        .trim()
+        .to_owned()
+}
+
 /// A client of Audit at `audit` reading as the orchestrator, with an
 /// `audit:read` token from the OAuth service at `oauth`.
 pub async fn audit_reader(
