@@ -150,7 +150,7 @@ async fn fault_run_with(
 }
 
 fn session_id(shown: &str) -> String {
-    heist_e2e::session_id_in(&shown)
+    heist_e2e::session_id_in(shown)
 }
 
 /// The session's messages and tool calls, read from Audit.
